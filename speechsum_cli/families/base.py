@@ -1,0 +1,199 @@
+"""The one interface every audio-LLM family implements.
+
+A family knows its checkpoint layout (model class, processor), how to render a conversation with
+its chat template, how to turn waveforms into the model's audio inputs and how many placeholder
+tokens each audio needs, its audio window, and which modules LoRA/training should touch. The rest
+of the toolkit talks to :class:`SpeechLM` (a loaded family model) and never checks model names.
+
+Subclasses implement the abstract methods; :meth:`AudioFamily.encode` is shared so padding,
+placeholder expansion and label masking behave the same for every family.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+DEFAULT_SYSTEM_PROMPT = None
+"""Families use their chat template's own default system prompt unless a prompt sets one."""
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """One conversation turn to encode: optional audio + a query (+ the answer, for training)."""
+
+    query: str
+    audio: np.ndarray | None = None
+    """Mono float32 at the family's sampling rate, at most one window long; None = text only."""
+    answer: str | None = None
+    system: str | None = None
+
+
+@dataclass
+class AudioFeatures:
+    """A family's model inputs for a list of waveforms, and the placeholder count per waveform."""
+
+    tensors: dict[str, Any]
+    """Keyword tensors for ``model(**...)`` (features, feature masks, sizes...)."""
+    num_tokens: list[int]
+    """Placeholder tokens each waveform expands to in the prompt; equals its embedding count."""
+
+
+@dataclass
+class Batch:
+    """A padded batch ready for ``model(**batch.inputs)`` or ``model.generate(**batch.inputs)``."""
+
+    inputs: dict[str, Any]
+    """input_ids, attention_mask, the family's audio tensors, and ``labels`` if answers were given."""
+    audio_tokens: list[int] = field(default_factory=list)
+    """Placeholder tokens per row (0 for text-only rows)."""
+    audio_seconds: list[float] = field(default_factory=list)
+    """Seconds of real (unpadded) audio behind each row."""
+    prompt_lengths: list[int] = field(default_factory=list)
+    """Unpadded prompt length per row (tokens before the answer)."""
+
+
+class AudioFamily(ABC):
+    """Base class of one family; instances are stateless and registered by ``model_type``."""
+
+    model_type: ClassVar[str]
+    """``config.model_type`` of the checkpoints this family handles."""
+    audio_placeholder: ClassVar[str]
+    """The token the chat template emits once per audio and :meth:`encode` repeats."""
+    lora_targets: ClassVar[tuple[str, ...]]
+    """Default LoRA target module names (language model only)."""
+    language_model_prefix: ClassVar[str]
+    """Module path prefix of the language model (LoRA is restricted to it)."""
+    audio_encoder_prefixes: ClassVar[tuple[str, ...]]
+    """Module path prefixes of the audio encoder (frozen by default)."""
+    projector_prefixes: ClassVar[tuple[str, ...]]
+    """Module path prefixes of the audio projector (trainable by default)."""
+
+    # --- loading ---------------------------------------------------------------------------
+    @abstractmethod
+    def load_model(self, source: str, *, dtype: Any, device: str) -> Any:
+        """Load the model (eval mode) from a local dir or hub id."""
+
+    @abstractmethod
+    def load_processor(self, source: str) -> Any:
+        """Load the processor/tokenizer bundle saved with the checkpoint."""
+
+    def tokenizer(self, processor: Any) -> Any:
+        """The text tokenizer inside ``processor``."""
+        return getattr(processor, "tokenizer", processor)
+
+    # --- audio -----------------------------------------------------------------------------
+    @abstractmethod
+    def sampling_rate(self, processor: Any) -> int:
+        """Sample rate the audio encoder expects."""
+
+    @abstractmethod
+    def window_seconds(self, model_config: Any, processor: Any) -> float:
+        """Longest audio one prompt may carry; longer recordings are chunked by the caller."""
+
+    @abstractmethod
+    def audio_features(
+        self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
+    ) -> AudioFeatures:
+        """Model audio inputs for ``waveforms`` (each at most one window) and token counts."""
+
+    # --- text ------------------------------------------------------------------------------
+    @abstractmethod
+    def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
+        """The chat-templated text of ``prompt`` with one ``audio_placeholder`` if it has audio.
+
+        ``with_answer=False`` renders up to the generation prompt; ``True`` appends the answer
+        and the end-of-turn token, so the first rendering is a prefix of the second.
+        """
+
+    def placeholder_token_ids(self, processor: Any) -> list[int]:
+        """Token ids generation must never emit (audio placeholders and their brackets)."""
+        tok = self.tokenizer(processor)
+        return [tok.convert_tokens_to_ids(self.audio_placeholder)]
+
+    # --- tests -----------------------------------------------------------------------------
+    @abstractmethod
+    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+        """Save a tiny random model + processor of this family to ``out_dir``, fully offline."""
+
+    # --- shared encoding -------------------------------------------------------------------
+    def encode(
+        self,
+        processor: Any,
+        model_config: Any,
+        prompts: list[Prompt],
+        *,
+        padding_side: str = "left",
+    ) -> Batch:
+        """Tokenize ``prompts`` into one padded batch.
+
+        Audio placeholders are expanded to exactly the number of embeddings the encoder
+        produces. If every prompt has an answer, ``labels`` mask everything but the answer
+        tokens (and padding) with -100.
+        """
+        import torch
+
+        tok = self.tokenizer(processor)
+        sr = self.sampling_rate(processor)
+        with_audio = [i for i, p in enumerate(prompts) if p.audio is not None]
+        features = (
+            self.audio_features(processor, model_config, [prompts[i].audio for i in with_audio])
+            if with_audio
+            else AudioFeatures({}, [])
+        )
+        tokens_per_row = [0] * len(prompts)
+        for row, n in zip(with_audio, features.num_tokens):
+            tokens_per_row[row] = n
+
+        training = all(p.answer is not None for p in prompts)
+        rows: list[list[int]] = []
+        prompt_lengths: list[int] = []
+        for prompt, n_audio in zip(prompts, tokens_per_row):
+            prompt_ids = self._tokenize(tok, self.render(processor, prompt, with_answer=False), n_audio)
+            prompt_lengths.append(len(prompt_ids))
+            if training:
+                full_ids = self._tokenize(tok, self.render(processor, prompt, with_answer=True), n_audio)
+                if full_ids[: len(prompt_ids)] != prompt_ids:
+                    raise ValueError(
+                        f"{type(self).__name__}: the rendered prompt is not a prefix of the "
+                        "rendered conversation; the chat template cannot mask the answer."
+                    )
+                rows.append(full_ids)
+            else:
+                rows.append(prompt_ids)
+
+        pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for i, (ids, plen) in enumerate(zip(rows, prompt_lengths)):
+            start = width - len(ids) if padding_side == "left" else 0
+            input_ids[i, start : start + len(ids)] = torch.tensor(ids)
+            attention_mask[i, start : start + len(ids)] = 1
+            labels[i, start + plen : start + len(ids)] = torch.tensor(ids[plen:], dtype=torch.long)
+
+        inputs: dict[str, Any] = {"input_ids": input_ids, "attention_mask": attention_mask}
+        inputs.update(features.tensors)
+        if training:
+            inputs["labels"] = labels
+        seconds = [0.0 if p.audio is None else len(p.audio) / sr for p in prompts]
+        return Batch(inputs, tokens_per_row, seconds, prompt_lengths)
+
+    def _tokenize(self, tok: Any, text: str, n_audio: int) -> list[int]:
+        """Token ids of ``text`` with its single audio placeholder repeated ``n_audio`` times."""
+        placeholder_id = tok.convert_tokens_to_ids(self.audio_placeholder)
+        if n_audio == 0:
+            return list(tok(text, add_special_tokens=False)["input_ids"])
+        before, sep, after = text.partition(self.audio_placeholder)
+        if not sep:
+            raise ValueError(
+                f"{type(self).__name__}: rendered prompt has no {self.audio_placeholder!r}: {text!r}"
+            )
+        head = list(tok(before, add_special_tokens=False)["input_ids"]) if before else []
+        tail = list(tok(after, add_special_tokens=False)["input_ids"]) if after else []
+        return head + [placeholder_id] * n_audio + tail

@@ -1,0 +1,159 @@
+"""A loaded audio LLM (:class:`SpeechLM`): family + model + processor, and generation."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from speechsum_cli.errors import ModelError
+from speechsum_cli.families.base import AudioFamily, Batch, Prompt
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    """Decoding parameters shared by every stage that generates."""
+
+    max_new_tokens: int = 256
+    """Upper bound on generated tokens per prompt."""
+    temperature: float = 0.0
+    """0 = greedy decoding; > 0 samples."""
+    top_p: float = 1.0
+    """Nucleus sampling mass when sampling."""
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when a GPU is visible, else ``cpu``."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ModelError(f"--device {device} was asked for but no CUDA GPU is visible. Use --device cpu.")
+    return device
+
+
+def resolve_dtype(dtype: str, device: str) -> Any:
+    """``auto`` -> bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU."""
+    import torch
+
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float32
+    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+    if dtype not in names:
+        raise ModelError(f"unknown --dtype {dtype!r}; choose one of auto, {', '.join(sorted(names))}.")
+    return names[dtype]
+
+
+def read_model_type(source: str) -> str:
+    """``model_type`` from a checkpoint's config.json (local dir, or hub id via the HF cache)."""
+    path = Path(source)
+    if path.exists():
+        config_file = path / "config.json"
+        if not config_file.is_file():
+            raise ModelError(
+                f"'{source}' is not a model checkpoint: no config.json in it. Pass a directory "
+                "written by save_pretrained (or a speechsum stage), or a hub id."
+            )
+    else:
+        try:
+            from huggingface_hub import hf_hub_download
+
+            config_file = Path(hf_hub_download(source, "config.json"))
+        except Exception as exc:  # offline, unknown repo, auth: all mean "cannot get it"
+            raise ModelError(
+                f"cannot load model '{source}': it is not a local directory and could not be "
+                f"fetched from the Hugging Face hub ({type(exc).__name__}). Pass --model with a "
+                "local checkpoint directory (or set SPEECHSUM_MODEL), or go online / log in."
+            ) from None
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read '{config_file}': {exc}") from None
+    model_type = config.get("model_type")
+    if not model_type:
+        raise ModelError(f"'{config_file}' has no 'model_type'; is it a transformers checkpoint?")
+    return model_type
+
+
+@dataclass
+class SpeechLM:
+    """A loaded audio LLM. Stages encode prompts and generate through this object."""
+
+    family: AudioFamily
+    model: Any
+    processor: Any
+    source: str
+
+    @property
+    def config(self) -> Any:
+        return self.model.config
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.family.tokenizer(self.processor)
+
+    @property
+    def sampling_rate(self) -> int:
+        return self.family.sampling_rate(self.processor)
+
+    @property
+    def window_seconds(self) -> float:
+        return self.family.window_seconds(self.config, self.processor)
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    def encode(self, prompts: list[Prompt], *, padding_side: str = "left") -> Batch:
+        return self.family.encode(self.processor, self.config, prompts, padding_side=padding_side)
+
+    def to_model(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Move tensors to the model's device; floating tensors take the model's dtype."""
+        import torch
+
+        moved = {}
+        for key, value in inputs.items():
+            if isinstance(value, torch.Tensor):
+                value = value.to(self.device)
+                if value.is_floating_point():
+                    value = value.to(self.model.dtype)
+            moved[key] = value
+        return moved
+
+    def stop_token_ids(self) -> list[int]:
+        """End-of-sequence ids: the generation config's plus the tokenizer's."""
+        ids: list[int] = []
+        for candidate in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+            if candidate is None:
+                continue
+            ids.extend(candidate if isinstance(candidate, list) else [candidate])
+        return list(dict.fromkeys(ids))
+
+    def generate(self, prompts: list[Prompt], settings: GenerationSettings) -> list[str]:
+        """Generate one completion per prompt (a padded batch; left padding)."""
+        import torch
+
+        batch = self.encode(prompts, padding_side="left")
+        inputs = self.to_model(batch.inputs)
+        tok = self.tokenizer
+        sampling = settings.temperature > 0
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": settings.max_new_tokens,
+            "do_sample": sampling,
+            "suppress_tokens": self.family.placeholder_token_ids(self.processor),
+            "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            "eos_token_id": self.stop_token_ids(),
+        }
+        if sampling:
+            kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **kwargs)
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        return [text.strip() for text in tok.batch_decode(new_tokens, skip_special_tokens=True)]

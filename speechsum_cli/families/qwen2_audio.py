@@ -1,0 +1,164 @@
+"""Qwen2-Audio (``model_type: qwen2_audio``): Whisper encoder + linear projector + Qwen2 LM.
+
+The stock processor silently truncates audio beyond 30 s; we never hand it more than one window
+(callers chunk) and expand ``<|AUDIO|>`` ourselves from the feature mask, so the token count
+always equals the encoder's output length.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt
+
+CHAT_TEMPLATE = (
+    "{% set audio_count = namespace(value=0) %}{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
+    "You are a helpful assistant.<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if 'audio' in content or 'audio_url' in content %}"
+    "{% set audio_count.value = audio_count.value + 1 %}"
+    "Audio {{ audio_count.value }}: <|audio_bos|><|AUDIO|><|audio_eos|>\n"
+    "{% elif 'text' in content %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""Qwen2-Audio-7B-Instruct's template (used for tiny models; real checkpoints ship their own)."""
+
+MIN_FEATURE_FRAMES = 4
+"""Shortest feature length that still yields one audio token after the two strided stages."""
+
+
+def output_tokens(feature_frames: int) -> int:
+    """Audio tokens the encoder + pooling produce from ``feature_frames`` mel frames."""
+    after_conv = (feature_frames - 1) // 2 + 1
+    return (after_conv - 2) // 2 + 1
+
+
+def messages_for(prompt: Prompt, *, with_answer: bool) -> list[dict[str, Any]]:
+    """HF chat messages for ``prompt`` in the multimodal content-list form."""
+    messages: list[dict[str, Any]] = []
+    if prompt.system:
+        messages.append({"role": "system", "content": prompt.system})
+    content: list[dict[str, Any]] = []
+    if prompt.audio is not None:
+        content.append({"type": "audio", "audio": "<audio>"})
+    content.append({"type": "text", "text": prompt.query})
+    messages.append({"role": "user", "content": content})
+    if with_answer:
+        messages.append({"role": "assistant", "content": prompt.answer or ""})
+    return messages
+
+
+class Qwen2AudioFamily(AudioFamily):
+    model_type = "qwen2_audio"
+    audio_placeholder = "<|AUDIO|>"
+    lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    language_model_prefix = "model.language_model"
+    audio_encoder_prefixes = ("model.audio_tower",)
+    projector_prefixes = ("model.multi_modal_projector",)
+
+    def load_model(self, source: str, *, dtype: Any, device: str) -> Any:
+        from transformers import Qwen2AudioForConditionalGeneration
+
+        model = Qwen2AudioForConditionalGeneration.from_pretrained(source, dtype=dtype)
+        return model.to(device).eval()
+
+    def load_processor(self, source: str) -> Any:
+        from transformers import AutoProcessor
+
+        return AutoProcessor.from_pretrained(source)
+
+    def sampling_rate(self, processor: Any) -> int:
+        return int(processor.feature_extractor.sampling_rate)
+
+    def window_seconds(self, model_config: Any, processor: Any) -> float:
+        fe = processor.feature_extractor
+        return fe.n_samples / fe.sampling_rate
+
+    def audio_features(
+        self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
+    ) -> AudioFeatures:
+        fe = processor.feature_extractor
+        too_long = [len(w) for w in waveforms if len(w) > fe.n_samples]
+        if too_long:
+            raise ValueError(
+                f"audio of {max(too_long) / fe.sampling_rate:.1f} s exceeds the "
+                f"{fe.n_samples / fe.sampling_rate:.0f} s window; chunk it first"
+            )
+        out = fe(
+            waveforms,
+            sampling_rate=fe.sampling_rate,
+            padding="max_length",
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        mask = out["attention_mask"]
+        # A clip shorter than a few frames would get zero tokens: count the padding frames in.
+        lengths = mask.sum(-1).clamp(min=MIN_FEATURE_FRAMES)
+        for row, length in enumerate(lengths.tolist()):
+            mask[row, :length] = 1
+        return AudioFeatures(
+            {"input_features": out["input_features"], "feature_attention_mask": mask},
+            [output_tokens(int(n)) for n in lengths],
+        )
+
+    def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
+        tok = self.tokenizer(processor)
+        template = getattr(processor, "chat_template", None) or tok.chat_template
+        return tok.apply_chat_template(
+            messages_for(prompt, with_answer=with_answer),
+            chat_template=template,
+            tokenize=False,
+            add_generation_prompt=not with_answer,
+        )
+
+    def placeholder_token_ids(self, processor: Any) -> list[int]:
+        tok = self.tokenizer(processor)
+        return tok.convert_tokens_to_ids(["<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"])
+
+    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+        from transformers import (
+            GenerationConfig,
+            Qwen2AudioConfig,
+            Qwen2AudioForConditionalGeneration,
+            Qwen2AudioProcessor,
+            WhisperFeatureExtractor,
+        )
+
+        from speechsum_cli.families.tiny import seed_everything, tiny_tokenizer
+
+        specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>"]
+        tok = tiny_tokenizer(
+            specials, chat_template=CHAT_TEMPLATE, eos_token="<|im_end|>", pad_token="<|endoftext|>"
+        )
+        mel_bins = 80
+        fe = WhisperFeatureExtractor(feature_size=mel_bins, chunk_length=int(window_seconds))
+        processor = Qwen2AudioProcessor(feature_extractor=fe, tokenizer=tok, chat_template=CHAT_TEMPLATE)
+        config = Qwen2AudioConfig(
+            audio_config={
+                "d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2,
+                "encoder_ffn_dim": 64, "num_mel_bins": mel_bins,
+                "max_source_positions": fe.nb_max_frames // 2,
+            },
+            text_config={
+                "model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64,
+                "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+                "vocab_size": len(tok), "max_position_embeddings": 4096,
+                "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+            },
+            audio_token_id=tok.convert_tokens_to_ids("<|AUDIO|>"),
+        )
+        seed_everything(seed)
+        model = Qwen2AudioForConditionalGeneration(config)
+        model.generation_config = GenerationConfig(
+            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+        )
+        out_dir = Path(out_dir)
+        model.save_pretrained(out_dir)
+        processor.save_pretrained(out_dir)
+        return out_dir
