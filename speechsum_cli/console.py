@@ -5,16 +5,57 @@ Results (summaries, JSON) go to stdout through ``typer.echo`` in the CLI layer o
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 err_console = Console(stderr=True, highlight=False)
 
 
 def warn(message: str) -> None:
     """Print a yellow warning line on stderr."""
-    err_console.print(f"[yellow]Warning:[/yellow] {message}", soft_wrap=True)
+    err_console.print(f"[yellow]Warning:[/yellow] {escape(message)}", soft_wrap=True)
 
 
 def info(message: str) -> None:
     """Print a dim progress/log line on stderr."""
-    err_console.print(f"[dim]{message}[/dim]", soft_wrap=True)
+    err_console.print(f"[dim]{escape(message)}[/dim]", soft_wrap=True)
+
+
+def error(message: str) -> None:
+    """Print the red ``Error:`` line for a user-fixable problem on stderr."""
+    err_console.print(f"[bold red]Error:[/bold red] {escape(message)}", soft_wrap=True)
+
+
+@contextmanager
+def progress_bar(description: str, total: int, *, enabled: bool = True) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr; yields ``advance(n)``. Disabled -> a no-op advance."""
+    if not enabled:
+        yield lambda n=1: None
+        return
+    columns = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+    )
+    with Progress(*columns, console=err_console, transient=False) as progress:
+        task = progress.add_task(description, total=total)
+
+        def advance(n: int = 1) -> None:
+            progress.advance(task, n)
+            if progress.tasks[0].completed > (progress.tasks[0].total or 0):
+                progress.update(task, total=progress.tasks[0].completed)
+
+        yield advance

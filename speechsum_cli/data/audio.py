@@ -32,6 +32,8 @@ MAX_CUT_SEARCH_SECONDS = 2.0
 """A window cut is placed at the quietest frame in at most this much audio before the boundary."""
 CUT_SEARCH_FRACTION = 0.1
 """...and in at most this fraction of the window."""
+MIN_TAIL_SECONDS = 1.0
+"""A last chunk shorter than this (or a quarter window) is rebalanced with the previous one."""
 
 
 @dataclass(frozen=True)
@@ -180,28 +182,44 @@ def cut_search_samples(window_samples: int, sample_rate: int) -> int:
     return int(min(MAX_CUT_SEARCH_SECONDS * sample_rate, CUT_SEARCH_FRACTION * window_samples))
 
 
+def min_tail_samples(window_samples: int, sample_rate: int) -> int:
+    """A last chunk shorter than this is merged with the one before and the pair split evenly."""
+    return int(min(MIN_TAIL_SECONDS * sample_rate, window_samples / 4))
+
+
 def iter_chunks(
     source: AudioSource, sample_rate: int, window_seconds: float
 ) -> Iterator[AudioChunk]:
     """Split ``source`` into consecutive windows of at most ``window_seconds``.
 
     Each cut is moved back to the quietest point shortly before the boundary, so words are not
-    split. Every sample lands in exactly one chunk: nothing is dropped or truncated.
+    split; a very short last piece is rebalanced with the one before it. Every sample lands in
+    exactly one chunk: nothing is dropped or truncated. Memory holds about one window.
     """
     if window_seconds <= 0:
         raise AudioError(f"window length must be positive, got {window_seconds} s.")
     window = max(1, int(round(window_seconds * sample_rate)))
     search = cut_search_samples(window, sample_rate)
     buffer = np.zeros(0, dtype=np.float32)
+    pending: np.ndarray | None = None  # held back one step so a tiny tail can be rebalanced
     emitted = 0
     index = 0
     for block in stream_audio(source, sample_rate):
         buffer = np.concatenate([buffer, block])
         while len(buffer) > window:
             cut = quietest_cut(buffer, window - search, window, sample_rate)
-            yield AudioChunk(index, emitted / sample_rate, buffer[:cut].copy(), sample_rate)
-            emitted += cut
-            index += 1
-            buffer = buffer[cut:]
-    if len(buffer):
-        yield AudioChunk(index, emitted / sample_rate, buffer, sample_rate)
+            if pending is not None:
+                yield AudioChunk(index, emitted / sample_rate, pending, sample_rate)
+                emitted += len(pending)
+                index += 1
+            pending, buffer = buffer[:cut].copy(), buffer[cut:]
+    pieces = [p for p in (pending, buffer) if p is not None and len(p)]
+    if len(pieces) == 2 and len(buffer) < min_tail_samples(window, sample_rate):
+        merged = np.concatenate(pieces)
+        middle = len(merged) // 2
+        cut = quietest_cut(merged, middle - search // 2, middle + search // 2, sample_rate)
+        pieces = [merged[:cut], merged[cut:]]
+    for piece in pieces:
+        yield AudioChunk(index, emitted / sample_rate, piece, sample_rate)
+        emitted += len(piece)
+        index += 1

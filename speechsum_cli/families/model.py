@@ -134,8 +134,19 @@ class SpeechLM:
             ids.extend(candidate if isinstance(candidate, list) else [candidate])
         return list(dict.fromkeys(ids))
 
+    @property
+    def context_length(self) -> int:
+        """Longest token sequence the language model takes (prompt + generation)."""
+        return int(self.config.get_text_config().max_position_embeddings)
+
     def generate(self, prompts: list[Prompt], settings: GenerationSettings) -> list[str]:
         """Generate one completion per prompt (a padded batch; left padding)."""
+        return self.generate_batch(prompts, settings)[0]
+
+    def generate_batch(
+        self, prompts: list[Prompt], settings: GenerationSettings
+    ) -> tuple[list[str], Batch]:
+        """Like :meth:`generate`, also returning the encoded batch (audio seconds/tokens per row)."""
         import torch
 
         batch = self.encode(prompts, padding_side="left")
@@ -156,4 +167,5 @@ class SpeechLM:
         with torch.inference_mode():
             output = self.model.generate(**inputs, **kwargs)
         new_tokens = output[:, inputs["input_ids"].shape[1] :]
-        return [text.strip() for text in tok.batch_decode(new_tokens, skip_special_tokens=True)]
+        texts = [text.strip() for text in tok.batch_decode(new_tokens, skip_special_tokens=True)]
+        return texts, batch

@@ -1,0 +1,68 @@
+"""The ``speechsum`` command: registers one subcommand per working stage; one error funnel.
+
+Heavy libraries (torch, transformers) are imported inside commands, so ``--help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import typer
+
+from speechsum_cli import __version__
+from speechsum_cli.cli import summarize as summarize_cli
+from speechsum_cli.console import error
+from speechsum_cli.errors import SpeechsumError
+
+app = typer.Typer(
+    name="speechsum",
+    help="Make open audio LLMs into faithful speech summarizers, and run them.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,  # locals in tracebacks would print API keys
+    add_completion=False,
+    rich_markup_mode="rich",
+)
+
+
+def funnel(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn :class:`SpeechsumError` into a red ``Error:`` line and exit 1 (SPEECHSUM_DEBUG=1: raise)."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except SpeechsumError as exc:
+            if os.environ.get("SPEECHSUM_DEBUG") == "1":
+                raise
+            error(str(exc))
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            error("interrupted; no output was written.")
+            raise typer.Exit(130) from None
+
+    return wrapper
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"speechsum {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """Make open audio LLMs into faithful speech summarizers, and run them."""
+
+
+app.command("summarize", epilog=summarize_cli.EPILOG, no_args_is_help=True)(funnel(summarize_cli.summarize))
+
+
+def main() -> None:
+    app()
