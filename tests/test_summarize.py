@@ -1,0 +1,220 @@
+"""`speechsum summarize` end to end on espeak-ng speech with a tiny model of every family."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from typer.testing import CliRunner
+
+from speechsum_cli.app import app
+from speechsum_cli.families import FAMILIES, Prompt, load
+from speechsum_cli.stages import summarize as stage
+from tests.conftest import speech_of_duration
+
+FAMILY_TYPES = sorted(FAMILIES)
+WINDOW = 5.0  # the tiny models' audio window (tests/conftest.py)
+runner = CliRunner()
+
+
+def summarize_json(*args: str) -> dict:
+    result = runner.invoke(app, ["summarize", *args, "--format", "json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+@pytest.mark.parametrize("model_type", FAMILY_TYPES)
+def test_three_and_a_half_windows_give_four_chunks_and_every_sample_reaches_the_model(
+    model_type, tiny_models, tmp_path
+):
+    model = tiny_models(model_type)
+    audio = speech_of_duration(tmp_path / "long.wav", 3.5 * WINDOW, workdir=tmp_path)
+
+    report = summarize_json(str(audio), "--model", str(model), "--max-new-tokens", "4", "--style", "bullets")
+
+    duration = sf.info(audio).duration
+    frame = 1 / 16000
+    chunks = report["chunks"]
+    assert len(chunks) == 4
+    assert chunks[0]["start"] == 0.0
+    assert all(abs(a["end"] - b["start"]) < 1e-9 for a, b in zip(chunks, chunks[1:]))
+    assert all(c["end"] - c["start"] <= WINDOW + frame for c in chunks)
+    assert abs(chunks[-1]["end"] - duration) <= frame
+    assert abs(report["encoded_seconds"] - duration) <= frame
+    assert report["reduce_rounds"] == 1
+    assert report["style"] == "bullets"
+    assert report["real_time_factor"] > 0
+
+
+@pytest.mark.parametrize("model_type", FAMILY_TYPES)
+def test_padding_in_a_batch_does_not_change_what_the_model_sees(model_type, tiny_models, tmp_path):
+    """Two clips of different lengths: batched logits equal single-clip logits (left padding)."""
+    lm = load(str(tiny_models(model_type)), device="cpu", dtype="float32")
+    rng = np.random.default_rng(0)
+    short = (0.1 * rng.standard_normal(int(1.7 * lm.sampling_rate))).astype(np.float32)
+    full = (0.1 * rng.standard_normal(int(WINDOW * lm.sampling_rate))).astype(np.float32)
+    prompts = [Prompt("Summarize the recording.", short), Prompt("Give a one-sentence TL;DR.", full)]
+
+    def last_logits(batch_prompts):
+        batch = lm.encode(batch_prompts)
+        with torch.inference_mode():
+            return lm.model(**lm.to_model(batch.inputs)).logits[:, -1, :]
+
+    together = last_logits(prompts)
+    alone = torch.cat([last_logits([p]) for p in prompts])
+    torch.testing.assert_close(together, alone, atol=1e-4, rtol=1e-4)
+    # The comparison is meaningful only if audio reaches the logits at all.
+    other = last_logits([Prompt("Summarize the recording.", short[::-1].copy())])
+    assert not torch.allclose(other[0], alone[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("model_type", FAMILY_TYPES)
+def test_batch_of_two_files_gives_the_same_summaries_as_one_at_a_time(model_type, tiny_models, tmp_path):
+    model = str(tiny_models(model_type))
+    a = speech_of_duration(tmp_path / "a.wav", 2.5, workdir=tmp_path)
+    b = speech_of_duration(tmp_path / "b.wav", 4.5, workdir=tmp_path)
+    args = ["--model", model, "--max-new-tokens", "6"]
+
+    both = summarize_json(str(a), str(b), *args, "--batch-size", "2")
+    one_a = summarize_json(str(a), *args, "--batch-size", "1")
+    one_b = summarize_json(str(b), *args, "--batch-size", "1")
+
+    assert [r["audio"] for r in both] == [str(a), str(b)]
+    assert both[0]["summary"] == one_a["summary"]
+    assert both[1]["summary"] == one_b["summary"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_type", FAMILY_TYPES)
+def test_ten_minute_recording_is_summarized_whole(model_type, tiny_models, tmp_path):
+    audio = speech_of_duration(tmp_path / "ten.wav", 600.0, workdir=tmp_path)
+    report = summarize_json(
+        str(audio), "--model", str(tiny_models(model_type)), "--max-new-tokens", "2", "--batch-size", "8"
+    )
+    assert len(report["chunks"]) >= 120
+    assert abs(report["encoded_seconds"] - 600.0) <= 1 / 16000
+    # 120+ parts, at most REDUCE_FAN_IN per combine prompt: more than one round.
+    assert report["reduce_rounds"] >= 2
+
+
+def test_directory_input_text_md_and_output_file(tiny_models, tmp_path):
+    model = str(tiny_models("qwen2_audio"))
+    folder = tmp_path / "recordings"
+    folder.mkdir()
+    speech_of_duration(folder / "b.wav", 2.0, workdir=tmp_path)
+    speech_of_duration(folder / "a.wav", 3.0, workdir=tmp_path)
+    (folder / "notes.txt").write_text("not audio, ignored by extension")
+    out = tmp_path / "out" / "summary.md"
+
+    result = runner.invoke(
+        app, ["summarize", str(folder), "--model", model, "--format", "md", "-o", str(out),
+              "--max-new-tokens", "3", "--no-progress"],
+    )
+
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert text.index("## a.wav") < text.index("## b.wav")
+    assert result.stdout == ""
+
+
+def test_reduce_packs_parts_within_the_context(tiny_models):
+    lm = load(str(tiny_models("qwen2_audio")), device="cpu", dtype="float32")
+    parts = [(i * 5.0, i * 5.0 + 5.0, f"Part {i} said the budget is {i} million.") for i in range(30)]
+    budget = 200
+    groups = stage.group_parts(lm, parts, "Summarize.", budget)
+    assert [p for g in groups for p in g] == parts  # order kept, nothing lost
+    assert all(len(g) <= stage.REDUCE_FAN_IN for g in groups)
+    for group in groups:
+        tokens = stage.prompt_tokens(lm, stage.combine_query(group, "Summarize."))
+        assert tokens <= budget or len(group) == 1
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def run_cli(*args: str):
+    return runner.invoke(app, ["summarize", *args, "--no-progress"])
+
+
+def assert_error(result, *fragments: str) -> None:
+    assert result.exit_code == 1, result.output
+    assert "Error:" in result.stderr
+    assert "Traceback" not in result.output
+    message = " ".join(result.stderr.split())
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_missing_file(tiny_models, tmp_path):
+    assert_error(run_cli(str(tmp_path / "nope.wav"), "--model", str(tiny_models("qwen2_audio"))),
+                 "nope.wav", "does not exist")
+
+
+def test_text_file_renamed_wav(tiny_models, tmp_path):
+    fake = tmp_path / "notes.wav"
+    fake.write_text("Meeting notes: Alice will send the budget.")
+    assert_error(run_cli(str(fake), "--model", str(tiny_models("qwen2_audio"))),
+                 "notes.wav", "text, not audio")
+
+
+def test_empty_wav(tiny_models, tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.touch()
+    assert_error(run_cli(str(empty), "--model", str(tiny_models("qwen2_audio"))), "empty.wav", "0 bytes")
+
+
+def test_zero_length_wav(tiny_models, tmp_path):
+    silent = tmp_path / "zero.wav"
+    sf.write(silent, np.zeros(0, dtype=np.float32), 16000)
+    assert_error(run_cli(str(silent), "--model", str(tiny_models("qwen2_audio"))), "zero.wav", "zero length")
+
+
+def test_all_bad_files_are_reported_at_once(tiny_models, tmp_path):
+    empty = tmp_path / "empty.wav"
+    empty.touch()
+    assert_error(run_cli(str(tmp_path / "gone.wav"), str(empty), "--model", str(tiny_models("qwen2_audio"))),
+                 "2 audio inputs are unusable", "gone.wav", "empty.wav")
+
+
+def test_unknown_model_type_lists_supported_families(speech_wav, tmp_path):
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "wav2vec2"}))
+    assert_error(run_cli(str(speech_wav), "--model", str(ckpt)),
+                 "model_type 'wav2vec2' is not supported", *FAMILY_TYPES)
+
+
+def test_style_not_a_preset(speech_wav, tiny_models):
+    assert_error(run_cli(str(speech_wav), "--model", str(tiny_models("qwen2_audio")), "--style", "haiku"),
+                 "--style 'haiku' is not a preset", "bullets", "--query")
+
+
+def test_style_and_query_together(speech_wav, tiny_models):
+    assert_error(run_cli(str(speech_wav), "--model", str(tiny_models("qwen2_audio")),
+                         "--style", "bullets", "--query", "who spoke?"), "--style and --query")
+
+
+def test_chunk_seconds_beyond_the_window(speech_wav, tiny_models):
+    assert_error(run_cli(str(speech_wav), "--model", str(tiny_models("qwen2_audio")), "--chunk-seconds", "30"),
+                 "--chunk-seconds 30 exceeds the model's audio window of 5 s")
+
+
+def test_on_long_audio_error_refuses_instead_of_truncating(speech_wav, tiny_models):
+    assert_error(run_cli(str(speech_wav), "--model", str(tiny_models("qwen2_audio")), "--on-long-audio", "error"),
+                 "longer than the 5 s window", "speech.wav", "--on-long-audio chunk")
+
+
+def test_default_model_unavailable_offline_names_the_flag(speech_wav, monkeypatch):
+    monkeypatch.delenv("SPEECHSUM_MODEL", raising=False)
+    result = run_cli(str(speech_wav))
+    assert_error(result, "microsoft/Phi-4-multimodal-instruct", "--model", "SPEECHSUM_MODEL")
+
+
+def test_model_from_environment_variable(speech_wav, tiny_models, monkeypatch):
+    monkeypatch.setenv("SPEECHSUM_MODEL", str(tiny_models("qwen2_audio")))
+    result = run_cli(str(speech_wav), "--max-new-tokens", "2", "--format", "json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["model"] == str(tiny_models("qwen2_audio"))
