@@ -16,10 +16,11 @@ from speechsum_cli.families.model import (
     resolve_dtype,
 )
 from speechsum_cli.families.qwen2_audio import Qwen2AudioFamily
+from speechsum_cli.families.voxtral import VoxtralFamily
 
 FAMILIES: dict[str, AudioFamily] = {
     family.model_type: family
-    for family in (Qwen2AudioFamily(),)
+    for family in (Qwen2AudioFamily(), VoxtralFamily())
 }
 
 __all__ = [
