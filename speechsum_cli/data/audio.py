@@ -9,6 +9,7 @@ with ``decode=False``.
 
 from __future__ import annotations
 
+import codecs
 import io
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -80,7 +81,8 @@ def _describe_content(head: bytes) -> str:
     if not head:
         return "an empty file (0 bytes)"
     try:
-        text = head.decode("utf-8")
+        # Incremental decoding: a multi-byte character cut by the 64-byte head is not an error.
+        text = codecs.getincrementaldecoder("utf-8")().decode(head)
     except UnicodeDecodeError:
         return f"{len(head)}+ bytes starting with {head[:12]!r}, not a known audio format"
     snippet = " ".join(text.split())[:40]
