@@ -179,9 +179,14 @@ def quietest_cut(samples: np.ndarray, lo: int, hi: int, sample_rate: int) -> int
     return lo + best * frame + frame // 2
 
 
-def cut_search_samples(window_samples: int, sample_rate: int) -> int:
+def cut_search_seconds(window_seconds: float) -> float:
     """How far before a window boundary a cut may move to land in a pause."""
-    return int(min(MAX_CUT_SEARCH_SECONDS * sample_rate, CUT_SEARCH_FRACTION * window_samples))
+    return min(MAX_CUT_SEARCH_SECONDS, CUT_SEARCH_FRACTION * window_seconds)
+
+
+def cut_search_samples(window_samples: int, sample_rate: int) -> int:
+    """:func:`cut_search_seconds` in samples."""
+    return int(cut_search_seconds(window_samples / sample_rate) * sample_rate)
 
 
 def min_tail_samples(window_samples: int, sample_rate: int) -> int:

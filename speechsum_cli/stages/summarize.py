@@ -16,7 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from speechsum_cli.console import progress_bar
-from speechsum_cli.data.audio import SUPPORTED_EXTENSIONS, AudioChunk, AudioInfo, iter_chunks, probe
+from speechsum_cli.data.audio import (
+    SUPPORTED_EXTENSIONS,
+    AudioChunk,
+    AudioInfo,
+    cut_search_seconds,
+    iter_chunks,
+    probe,
+)
 from speechsum_cli.errors import AudioError, InputError
 from speechsum_cli.families import GenerationSettings, Prompt, SpeechLM, load
 from speechsum_cli.prompts.styles import combine_query, resolve_query
@@ -162,7 +169,8 @@ def check_long_audio(infos: list[AudioInfo], window: float, policy: str) -> None
 
 
 def expected_chunks(info: AudioInfo, window: float) -> int:
-    return max(1, math.ceil(info.duration / window))
+    """Progress-bar estimate: cuts move back by up to the search zone to land in pauses."""
+    return max(1, math.ceil(info.duration / (window - cut_search_seconds(window) / 2)))
 
 
 def iter_all_chunks(
