@@ -15,12 +15,13 @@ from speechsum_cli.families.model import (
     resolve_device,
     resolve_dtype,
 )
+from speechsum_cli.families.phi4_multimodal import Phi4MultimodalFamily
 from speechsum_cli.families.qwen2_audio import Qwen2AudioFamily
 from speechsum_cli.families.voxtral import VoxtralFamily
 
 FAMILIES: dict[str, AudioFamily] = {
     family.model_type: family
-    for family in (Qwen2AudioFamily(), VoxtralFamily())
+    for family in (Qwen2AudioFamily(), Phi4MultimodalFamily(), VoxtralFamily())
 }
 
 __all__ = [
