@@ -218,3 +218,16 @@ def test_model_from_environment_variable(speech_wav, tiny_models, monkeypatch):
     result = run_cli(str(speech_wav), "--max-new-tokens", "2", "--format", "json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["model"] == str(tiny_models("qwen2_audio"))
+
+
+def test_remote_code_phi4_checkpoint_points_to_the_transformers_revision(speech_wav, tmp_path):
+    ckpt = tmp_path / "phi4mm"
+    ckpt.mkdir()
+    (ckpt / "config.json").write_text(json.dumps({"model_type": "phi4mm"}))
+    assert_error(run_cli(str(speech_wav), "--model", str(ckpt)),
+                 "model_type 'phi4mm' is not supported", "microsoft/Phi-4-multimodal-instruct@refs/pr/70")
+
+
+def test_unreachable_hub_revision_names_the_flag(speech_wav):
+    assert_error(run_cli(str(speech_wav), "--model", "nobody/no-such-model@main"),
+                 "cannot load model 'nobody/no-such-model@main'", "--model", "SPEECHSUM_MODEL")

@@ -8,8 +8,9 @@ from typing import Annotated, Optional
 
 import typer
 
-DEFAULT_MODEL = "microsoft/Phi-4-multimodal-instruct"
-"""The paper's base student; used when neither --model nor SPEECHSUM_MODEL is set."""
+DEFAULT_MODEL = "microsoft/Phi-4-multimodal-instruct@refs/pr/70"
+"""The paper's base student in transformers format (the hub's main branch is remote code);
+used when neither --model nor SPEECHSUM_MODEL is set."""
 
 EPILOG = (
     "Examples:\n\n"

@@ -12,6 +12,7 @@ from speechsum_cli.families.model import (
     GenerationSettings,
     SpeechLM,
     read_model_type,
+    resolve_source,
     resolve_device,
     resolve_dtype,
 )
@@ -37,20 +38,30 @@ __all__ = [
 ]
 
 
+KNOWN_FORMATS = {
+    "phi4mm": (
+        "This is Phi-4-multimodal's original remote-code format. Use its transformers-format "
+        "revision: --model microsoft/Phi-4-multimodal-instruct@refs/pr/70"
+    ),
+}
+"""model_types we recognise but cannot load, with the way forward."""
+
+
 def get_family(model_type: str) -> AudioFamily:
     """The family for ``model_type``; an error lists the supported ones."""
     try:
         return FAMILIES[model_type]
     except KeyError:
+        hint = KNOWN_FORMATS.get(model_type, "Pick a checkpoint of one of these families.")
         raise UnsupportedFamilyError(
             f"model_type '{model_type}' is not supported. Supported families: "
-            f"{', '.join(sorted(FAMILIES))}. Pick a checkpoint of one of these, or build one with "
-            "'speechsum compose'."
+            f"{', '.join(sorted(FAMILIES))}. {hint}"
         ) from None
 
 
 def load(source: str, *, device: str = "auto", dtype: str = "auto") -> SpeechLM:
-    """Load a checkpoint (local dir or hub id) of any supported family."""
+    """Load a checkpoint (local dir, hub id, or ``hub_id@revision``) of any supported family."""
+    source = resolve_source(source)
     family = get_family(read_model_type(source))
     resolved_device = resolve_device(device)
     model = family.load_model(source, dtype=resolve_dtype(dtype, resolved_device), device=resolved_device)

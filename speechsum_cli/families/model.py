@@ -49,6 +49,32 @@ def resolve_dtype(dtype: str, device: str) -> Any:
     return names[dtype]
 
 
+def unreachable(source: str, exc: Exception) -> ModelError:
+    """The error for a hub checkpoint that cannot be fetched (offline, unknown repo, auth)."""
+    return ModelError(
+        f"cannot load model '{source}': it is not a local directory and could not be "
+        f"fetched from the Hugging Face hub ({type(exc).__name__}). Pass --model with a "
+        "local checkpoint directory (or set SPEECHSUM_MODEL), or go online / log in."
+    )
+
+
+def resolve_source(source: str) -> str:
+    """A local dir or hub id as given; ``repo@revision`` is downloaded and becomes a local dir.
+
+    The revision form reaches checkpoints kept on a branch or PR ref, e.g. the transformers-format
+    Phi-4-multimodal at ``microsoft/Phi-4-multimodal-instruct@refs/pr/70``.
+    """
+    if Path(source).exists() or "@" not in source:
+        return source
+    repo, revision = source.rsplit("@", 1)
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(repo, revision=revision)
+    except Exception as exc:  # offline, unknown repo or revision, auth
+        raise unreachable(source, exc) from None
+
+
 def read_model_type(source: str) -> str:
     """``model_type`` from a checkpoint's config.json (local dir, or hub id via the HF cache)."""
     path = Path(source)
@@ -65,11 +91,7 @@ def read_model_type(source: str) -> str:
 
             config_file = Path(hf_hub_download(source, "config.json"))
         except Exception as exc:  # offline, unknown repo, auth: all mean "cannot get it"
-            raise ModelError(
-                f"cannot load model '{source}': it is not a local directory and could not be "
-                f"fetched from the Hugging Face hub ({type(exc).__name__}). Pass --model with a "
-                "local checkpoint directory (or set SPEECHSUM_MODEL), or go online / log in."
-            ) from None
+            raise unreachable(source, exc) from None
     try:
         config = json.loads(config_file.read_text())
     except (OSError, json.JSONDecodeError) as exc:
