@@ -6,9 +6,13 @@ import os
 
 
 def quiet_libraries() -> None:
-    """Silence transformers' info logs and weight-loading bars: our own progress goes to stderr."""
+    """Silence transformers/datasets info logs and bars: our own progress goes to stderr."""
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     from transformers.utils import logging
 
     logging.set_verbosity_error()
     logging.disable_progress_bar()
+    import datasets
+
+    datasets.disable_progress_bars()
+    datasets.logging.set_verbosity_error()

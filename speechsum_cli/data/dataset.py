@@ -1,0 +1,197 @@
+"""Loading stage inputs into a ``datasets.Dataset`` with the toolkit's column names.
+
+Accepted inputs (the contract in DESIGN.md):
+
+* a dataset directory written by ``save_to_disk`` (``--split`` picks one of a DatasetDict);
+* a ``.parquet``, ``.jsonl`` or ``.json`` file;
+* a folder of audio files with ``.txt`` sidecar transcripts (``talk.wav`` + ``talk.txt``).
+
+Other column names are mapped with :class:`ColumnMap` (the ``--audio-column`` style flags).
+Audio stays undecoded: a path string or a ``{"path", "bytes"}`` dict; relative paths are resolved
+against the input's directory. Missing ids get stable ones from the row position.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from speechsum_cli.data.audio import SUPPORTED_EXTENSIONS
+from speechsum_cli.errors import InputError
+
+COLUMNS = (
+    "id", "audio", "transcript", "query", "style", "summary",
+    "chosen", "rejected", "chosen_score", "rejected_score", "judge_rationale", "prediction",
+)
+"""The column names shared by every stage (DESIGN.md, Contracts)."""
+
+
+@dataclass(frozen=True)
+class ColumnMap:
+    """Names of the user's columns for our contract columns (``--audio-column`` etc.)."""
+
+    id: str = "id"
+    audio: str = "audio"
+    transcript: str = "transcript"
+    query: str = "query"
+    summary: str = "summary"
+
+    def renames(self) -> dict[str, str]:
+        return {theirs: ours for ours, theirs in vars(self).items() if theirs != ours}
+
+
+def load_rows(
+    source: str | Path,
+    *,
+    columns: ColumnMap = ColumnMap(),
+    split: str | None = None,
+) -> Any:
+    """Load ``source`` as a Dataset with contract column names and an ``id`` column."""
+    from datasets import Dataset
+
+    path = Path(source)
+    if not path.exists():
+        raise InputError(f"data '{path}' does not exist. Pass a dataset directory, a .parquet/.jsonl file, "
+                         "or a folder of audio files with .txt transcripts.")
+    base_dir = path if path.is_dir() else path.parent
+    if path.is_dir() and _is_saved_dataset(path):
+        ds = _load_saved(path, split)
+    elif path.is_dir():
+        ds = Dataset.from_list(_sidecar_rows(path))
+    elif path.suffix.lower() in (".parquet", ".jsonl", ".json"):
+        ds = _load_file(path)
+    else:
+        raise InputError(
+            f"data '{path}' is not a dataset directory, .parquet, .jsonl or .json file, or folder of audio."
+        )
+    ds = _apply_column_map(ds, columns, path)
+    if len(ds) == 0:
+        raise InputError(f"data '{path}' has no rows.")
+    if "id" not in ds.column_names:
+        ds = ds.add_column("id", [f"{i:07d}" for i in range(len(ds))])
+    elif ds.features["id"].dtype != "string":
+        ds = ds.cast_column("id", _string_feature())
+    _check_unique_ids(ds, path)
+    if "audio" in ds.column_names:
+        ds = resolve_audio_paths(ds, base_dir)
+    return ds
+
+
+def _load_file(path: Path) -> Any:
+    from datasets import Dataset
+
+    if path.stat().st_size == 0:
+        raise InputError(f"data '{path}' is empty (0 bytes).")
+    try:
+        if path.suffix.lower() == ".parquet":
+            return Dataset.from_parquet(str(path))
+        return Dataset.from_json(str(path))
+    except Exception as exc:  # arrow/json parse errors: report the file, not a library traceback
+        raise InputError(f"cannot read data '{path}': {type(exc).__name__}: {exc}") from None
+
+
+def _string_feature() -> Any:
+    from datasets import Value
+
+    return Value("string")
+
+
+def _is_saved_dataset(path: Path) -> bool:
+    return (path / "dataset_info.json").is_file() or (path / "dataset_dict.json").is_file()
+
+
+def _load_saved(path: Path, split: str | None) -> Any:
+    from datasets import DatasetDict, load_from_disk
+
+    loaded = load_from_disk(str(path))
+    if isinstance(loaded, DatasetDict):
+        if split is None:
+            if len(loaded) == 1:
+                return next(iter(loaded.values()))
+            raise InputError(f"data '{path}' has splits {', '.join(loaded)}; pick one with --split.")
+        if split not in loaded:
+            raise InputError(f"data '{path}' has no split '{split}' (found: {', '.join(loaded)}).")
+        return loaded[split]
+    return loaded
+
+
+def _sidecar_rows(folder: Path) -> list[dict[str, Any]]:
+    """Rows for a folder of audio files; ``transcript`` is the sidecar .txt or None."""
+    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS)
+    if not files:
+        raise InputError(
+            f"folder '{folder}' has no audio files ({', '.join(SUPPORTED_EXTENSIONS)}) and is not a "
+            "saved dataset (no dataset_info.json)."
+        )
+    rows = []
+    for audio in files:
+        sidecar = audio.with_suffix(".txt")
+        transcript = sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else None
+        rows.append({
+            "id": audio.relative_to(folder).with_suffix("").as_posix(),
+            "audio": str(audio),
+            "transcript": transcript or None,
+        })
+    return rows
+
+
+def _apply_column_map(ds: Any, columns: ColumnMap, path: Path) -> Any:
+    renames = {theirs: ours for theirs, ours in columns.renames().items()}
+    missing = [theirs for theirs in renames if theirs not in ds.column_names]
+    if missing:
+        flags = {v: k for k, v in vars(columns).items()}
+        detail = ", ".join(f"'{m}' (--{flags[m]}-column)" for m in missing)
+        raise InputError(
+            f"data '{path}' has no column {detail} (found: {', '.join(ds.column_names)})."
+        )
+    clashes = [ours for ours in renames.values() if ours in ds.column_names]
+    if clashes:
+        ds = ds.remove_columns(clashes)
+    return ds.rename_columns(renames) if renames else ds
+
+
+def _check_unique_ids(ds: Any, path: Path) -> None:
+    ids = ds["id"]
+    if len(set(ids)) != len(ids):
+        seen: set[str] = set()
+        dupes = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
+        shown = ", ".join(dupes[:5]) + (" ..." if len(dupes) > 5 else "")
+        raise InputError(f"data '{path}' has {len(dupes)} duplicate id(s): {shown}. Ids must be unique.")
+
+
+def resolve_audio_paths(ds: Any, base_dir: Path) -> Any:
+    """Make relative audio paths absolute (relative to the input's directory)."""
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, str) and value and not Path(value).is_absolute():
+            return str((base_dir / value).resolve())
+        if isinstance(value, dict) and not value.get("bytes") and value.get("path"):
+            p = value["path"]
+            if not Path(p).is_absolute():
+                return {**value, "path": str((base_dir / p).resolve())}
+        return value
+
+    sample = ds[0]["audio"]
+    if isinstance(sample, str):
+        return ds.map(lambda row: {"audio": fix(row["audio"])}, desc=None)
+    return ds
+
+
+def require_columns(ds: Any, required: list[str], source: str | Path, hint: str) -> None:
+    """Raise one error listing every missing contract column and the next step."""
+    missing = [c for c in required if c not in ds.column_names]
+    if missing:
+        raise InputError(
+            f"data '{source}' has no column {', '.join(repr(m) for m in missing)} "
+            f"(found: {', '.join(ds.column_names)}). {hint}"
+        )
+
+
+def rows_with_empty(ds: Any, column: str) -> list[str]:
+    """Ids of rows whose ``column`` is missing or blank."""
+    return [
+        row_id
+        for row_id, value in zip(ds["id"], ds[column])
+        if value is None or (isinstance(value, str) and not value.strip())
+    ]

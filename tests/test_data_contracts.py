@@ -1,0 +1,93 @@
+"""Input loading with column mapping, speechsum.json lineage/redaction, atomic output dirs."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
+from speechsum_cli.errors import InputError
+from speechsum_cli.manifest import atomic_output_dir, read_manifest, write_manifest
+
+
+def write_jsonl(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_jsonl_with_other_column_names_is_mapped_and_paths_resolved(tmp_path):
+    data = write_jsonl(tmp_path / "corpus.jsonl", [
+        {"file": "clips/a.wav", "text": "Alice spoke."},
+        {"file": "clips/b.wav", "text": ""},
+    ])
+    ds = load_rows(data, columns=ColumnMap(audio="file", transcript="text"))
+    assert set(ds.column_names) == {"id", "audio", "transcript"}
+    assert ds["id"] == ["0000000", "0000001"]
+    assert ds[0]["audio"] == str((tmp_path / "clips" / "a.wav").resolve())
+    assert rows_with_empty(ds, "transcript") == ["0000001"]
+
+
+def test_missing_mapped_column_names_the_flag_and_what_was_found(tmp_path):
+    data = write_jsonl(tmp_path / "c.jsonl", [{"file": "a.wav", "text": "x"}])
+    with pytest.raises(InputError, match=r"no column 'wav' \(--audio-column\) \(found: file, text\)"):
+        load_rows(data, columns=ColumnMap(audio="wav"))
+
+
+def test_folder_of_audio_with_sidecar_transcripts(tmp_path, speech_wav):
+    (tmp_path / "talks").mkdir()
+    for name in ("one", "two"):
+        (tmp_path / "talks" / f"{name}.wav").write_bytes(speech_wav.read_bytes())
+    (tmp_path / "talks" / "one.txt").write_text("Alice opened the meeting.\n")
+    ds = load_rows(tmp_path / "talks")
+    assert ds["id"] == ["one", "two"]
+    assert ds["transcript"] == ["Alice opened the meeting.", None]
+
+
+def test_duplicate_ids_and_empty_data_are_refused(tmp_path):
+    with pytest.raises(InputError, match="1 duplicate id"):
+        load_rows(write_jsonl(tmp_path / "d.jsonl", [{"id": "a"}, {"id": "a"}]))
+    (tmp_path / "e.jsonl").write_text("")
+    with pytest.raises(InputError):
+        load_rows(tmp_path / "e.jsonl")
+
+
+def test_require_columns_lists_every_missing_column(tmp_path):
+    ds = load_rows(write_jsonl(tmp_path / "p.jsonl", [{"id": "a", "query": "q", "chosen": "c"}]))
+    with pytest.raises(InputError, match=r"no column 'rejected', 'audio' \(found: id, query, chosen\)\. Run"):
+        require_columns(ds, ["rejected", "audio"], "p.jsonl", "Run 'speechsum pairs' first.")
+
+
+def test_manifest_keeps_lineage_and_never_writes_secrets(tmp_path):
+    upstream = tmp_path / "synth"
+    upstream.mkdir()
+    write_manifest(upstream, stage="synth", config={"n": 2}, counts={"written": 2})
+    write_manifest(
+        tmp_path / "sft", stage="sft",
+        config={"api_key": "sk-secret", "api_key_env": "OPENAI_API_KEY", "nested": {"token": "t"}, "lr": 1e-4},
+        inputs=[upstream], counts={"rows_in": 2},
+    )
+    text = (tmp_path / "sft" / "speechsum.json").read_text()
+    assert "sk-secret" not in text and '"t"' not in text
+    manifest = read_manifest(tmp_path / "sft")
+    assert manifest["config"] == {"api_key_env": "OPENAI_API_KEY", "nested": {}, "lr": 1e-4}
+    assert manifest["inputs"][0]["manifest"]["stage"] == "synth"
+
+
+def test_atomic_output_dir_leaves_nothing_on_failure_and_refuses_to_overwrite(tmp_path):
+    out = tmp_path / "out"
+    with pytest.raises(RuntimeError):
+        with atomic_output_dir(out) as tmp:
+            (tmp / "half.txt").write_text("half")
+            raise RuntimeError("interrupted")
+    assert not out.exists()
+    assert list(tmp_path.iterdir()) == []
+    with atomic_output_dir(out) as tmp:
+        (tmp / "done.txt").write_text("done")
+    assert (out / "done.txt").read_text() == "done"
+    with pytest.raises(InputError, match="already exists.*--overwrite"):
+        with atomic_output_dir(out):
+            pass
+    with atomic_output_dir(out, overwrite=True) as tmp:
+        (tmp / "new.txt").write_text("new")
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
