@@ -23,6 +23,8 @@ class Style:
     format: str
     """bullets | paragraph | sentence | chapters — what style compliance checks against."""
     instruction: str
+    max_bullets: int | None = None
+    """Upper bound on bullets the instruction states, if any."""
 
     @property
     def query(self) -> str:
