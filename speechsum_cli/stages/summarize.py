@@ -19,6 +19,7 @@ from speechsum_cli.console import progress_bar
 from speechsum_cli.data.audio import (
     SUPPORTED_EXTENSIONS,
     AudioChunk,
+    AudioSource,
     AudioInfo,
     cut_search_seconds,
     iter_chunks,
@@ -174,12 +175,12 @@ def expected_chunks(info: AudioInfo, window: float) -> int:
 
 
 def iter_all_chunks(
-    files: list[Path], sample_rate: int, window: float
+    sources: list[AudioSource], sample_rate: int, window: float
 ) -> Iterator[tuple[int, AudioChunk]]:
-    """(file index, window) pairs, file after file; one window in memory at a time."""
-    for file_index, path in enumerate(files):
-        for chunk in iter_chunks(path, sample_rate, window):
-            yield file_index, chunk
+    """(source index, window) pairs, source after source; one window in memory at a time."""
+    for index, source in enumerate(sources):
+        for chunk in iter_chunks(source, sample_rate, window):
+            yield index, chunk
 
 
 def batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
@@ -195,16 +196,16 @@ def batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
 
 def map_windows(
     lm: SpeechLM,
-    files: list[Path],
+    sources: list[AudioSource],
     recordings: list[RecordingSummary],
     window: float,
     settings: GenerationSettings,
     batch_size: int,
     advance: Any,
 ) -> None:
-    """Summarize every window of every file (batched across files) into ``recordings``."""
+    """Summarize every window of every source (batched across sources) into ``recordings``."""
     query_of = [r.query for r in recordings]
-    for batch in batched(iter_all_chunks(files, lm.sampling_rate, window), batch_size):
+    for batch in batched(iter_all_chunks(sources, lm.sampling_rate, window), batch_size):
         started = time.perf_counter()
         prompts = [Prompt(query=query_of[f], audio=chunk.samples) for f, chunk in batch]
         texts, encoded = lm.generate_batch(prompts, settings)
@@ -259,6 +260,36 @@ def reduce_parts(
     return parts[0][2], rounds
 
 
+def summarize_recordings(
+    lm: SpeechLM,
+    sources: list[AudioSource],
+    recordings: list[RecordingSummary],
+    window: float,
+    settings: GenerationSettings,
+    batch_size: int,
+    expected_windows: int,
+    show_progress: bool,
+) -> None:
+    """Map every window of every source, then reduce each recording's parts, into ``recordings``.
+
+    ``recordings[i]`` carries the query for ``sources[i]``; other stages (eval) call this with
+    dataset rows, so every summary in the toolkit is made the same way.
+    """
+    with progress_bar("Summarizing windows", expected_windows, enabled=show_progress) as advance:
+        map_windows(lm, sources, recordings, window, settings, batch_size, advance)
+    for recording in recordings:
+        if len(recording.chunks) == 1:
+            recording.summary = recording.chunks[0].summary
+        else:
+            reduce_started = time.perf_counter()
+            parts = [(c.start, c.end, c.summary) for c in recording.chunks]
+            recording.summary, recording.reduce_rounds = reduce_parts(
+                lm, parts, recording.query, settings, batch_size
+            )
+            recording.wall_time += time.perf_counter() - reduce_started
+        recording.real_time_factor = recording.wall_time / recording.duration
+
+
 def run(config: SummarizeConfig) -> SummarizeResult:
     """Summarize every recording in ``config.audio``; inputs are checked before loading the model."""
     started = time.perf_counter()
@@ -278,20 +309,7 @@ def run(config: SummarizeConfig) -> SummarizeResult:
     ]
     total = sum(expected_chunks(info, window) for info in infos)
     show = config.show_progress and (total > 1 or len(files) > 1)
-    with progress_bar("Summarizing windows", total, enabled=show) as advance:
-        map_windows(lm, files, recordings, window, settings, config.batch_size, advance)
-    for recording in recordings:
-        if len(recording.chunks) == 1:
-            recording.summary = recording.chunks[0].summary
-            continue
-        reduce_started = time.perf_counter()
-        parts = [(c.start, c.end, c.summary) for c in recording.chunks]
-        recording.summary, recording.reduce_rounds = reduce_parts(
-            lm, parts, query, settings, config.batch_size
-        )
-        recording.wall_time += time.perf_counter() - reduce_started
-    for recording in recordings:
-        recording.real_time_factor = recording.wall_time / recording.duration
+    summarize_recordings(lm, list(files), recordings, window, settings, config.batch_size, total, show)
     return SummarizeResult(recordings, config.model, window, time.perf_counter() - started)
 
 
