@@ -1,0 +1,287 @@
+"""``eval``: score one or more systems on a test set, side by side, on the same rows.
+
+A system is a checkpoint (predictions generated here with the summarize machinery, long audio
+included) or a predictions file (``id, prediction`` jsonl/parquet/dataset). Predictions are joined
+to the test rows by ``id``; missing and extra ids are reported, never silently ignored, and the
+systems are compared on the rows every one of them has.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speechsum_cli.data.audio import load_audio, probe
+from speechsum_cli.data.dataset import load_rows, require_columns, rows_with_empty
+from speechsum_cli.errors import InputError
+from speechsum_cli.metrics.aggregate import Estimate, bootstrap
+from speechsum_cli.metrics.scores import offline_scores
+from speechsum_cli.metrics.wer import error_rates
+
+ASR_QUERY = "Transcribe the audio exactly, word for word."
+"""The transcription prompt for the WER check (forgetting of basic listening)."""
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Settings of one ``speechsum eval`` run."""
+
+    data: Path
+    """Test set: id, transcript, query (+ audio for checkpoints; + summary for ROUGE; + style)."""
+    out: Path
+    """Report directory (report.json, report.md, plots, speechsum.json)."""
+    models: tuple[str, ...] = ()
+    """Checkpoints to generate predictions with."""
+    predictions: tuple[Path, ...] = ()
+    """Predictions files (id, prediction[, transcription])."""
+    names: tuple[str, ...] = ()
+    """Display names, one per system in order models..., predictions... (default: derived)."""
+    split: str | None = None
+    """Split of a saved DatasetDict test set."""
+    overwrite: bool = False
+    """Replace an existing report directory."""
+    wer_rows: int = 20
+    """Rows (audio within one window) given the transcription prompt per checkpoint; 0 = no WER."""
+    max_new_tokens: int = 512
+    """Generation budget per window / combine step for checkpoints."""
+    batch_size: int = 4
+    """Windows generated together."""
+    device: str = "auto"
+    dtype: str = "auto"
+    chunk_seconds: float | None = None
+    """Window length for long audio (default: the family's window)."""
+    resamples: int = 1000
+    """Bootstrap resamples for the 95% intervals."""
+    plot: bool = False
+    """Write one PNG bar chart per metric (needs matplotlib: pip install 'speechsum[plot]')."""
+    show_progress: bool = True
+
+
+@dataclass
+class System:
+    """One compared system: its predictions by id and what did not join."""
+
+    name: str
+    source: str
+    kind: str
+    """model | predictions."""
+    predictions: dict[str, str]
+    real_time_factor: dict[str, float] = field(default_factory=dict)
+    transcriptions: dict[str, str] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+    """Test ids this system has no prediction for."""
+    extra: list[str] = field(default_factory=list)
+    """Prediction ids that are not in the test set."""
+
+
+@dataclass
+class EvalResult:
+    out: Path
+    systems: list[System]
+    rows_compared: int
+    summary: dict[str, dict[str, Estimate]]
+    """metric -> system name -> estimate."""
+    report: dict[str, Any]
+
+
+def load_test_rows(config: EvalConfig) -> list[dict[str, Any]]:
+    ds = load_rows(config.data, split=config.split)
+    required = ["transcript", "query"] + (["audio"] if config.models else [])
+    require_columns(ds, required, config.data, "The test set needs the columns of synth output.")
+    empty = rows_with_empty(ds, "transcript")
+    if empty:
+        shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
+        raise InputError(
+            f"{len(empty)} test row(s) in '{config.data}' have an empty 'transcript' (ids: {shown}); "
+            "the judge and the hallucination check need it."
+        )
+    return list(ds)
+
+
+def system_names(config: EvalConfig) -> list[str]:
+    sources = [str(m) for m in config.models] + [str(p) for p in config.predictions]
+    if config.names and len(config.names) != len(sources):
+        raise InputError(
+            f"--name was given {len(config.names)} time(s) for {len(sources)} system(s); give one per "
+            "--model/--predictions, in that order, or none."
+        )
+    names = list(config.names) or [Path(s.rstrip("/")).stem or s for s in sources]
+    seen: dict[str, int] = {}
+    unique = []
+    for name in names:
+        seen[name] = seen.get(name, 0) + 1
+        unique.append(name if seen[name] == 1 else f"{name}-{seen[name]}")
+    return unique
+
+
+def load_predictions(path: Path, name: str, test_ids: list[str]) -> System:
+    ds = load_rows(path)
+    require_columns(ds, ["prediction"], path, "A predictions file has one row per test id: id, prediction.")
+    predictions = {row["id"]: str(row["prediction"] or "") for row in ds}
+    system = System(name, str(path), "predictions", predictions)
+    if "transcription" in ds.column_names:
+        system.transcriptions = {r["id"]: str(r["transcription"]) for r in ds if r["transcription"]}
+    join(system, test_ids)
+    return system
+
+
+def join(system: System, test_ids: list[str]) -> None:
+    known = set(test_ids)
+    system.missing = [i for i in test_ids if i not in system.predictions]
+    system.extra = sorted(i for i in system.predictions if i not in known)
+
+
+def generate_predictions(model: str, name: str, rows: list[dict[str, Any]], config: EvalConfig) -> System:
+    """Summaries of every test row by a checkpoint, through the summarize machinery."""
+    from speechsum_cli.families import GenerationSettings, load
+    from speechsum_cli.stages.summarize import (
+        RecordingSummary,
+        check_chunk_seconds,
+        expected_chunks,
+        resolve_window,
+        summarize_recordings,
+    )
+
+    check_chunk_seconds(config.chunk_seconds)
+    infos = [probe(row["audio"]) for row in rows]
+    lm = load(model, device=config.device, dtype=config.dtype)
+    window = resolve_window(lm.window_seconds, config.chunk_seconds)
+    settings = GenerationSettings(max_new_tokens=config.max_new_tokens)
+    recordings = [
+        RecordingSummary(row["id"], "", str(row.get("style") or "custom"), row["query"], model, info.duration)
+        for row, info in zip(rows, infos)
+    ]
+    total = sum(expected_chunks(info, window) for info in infos)
+    summarize_recordings(
+        lm, [row["audio"] for row in rows], recordings, window, settings,
+        config.batch_size, total, config.show_progress,
+    )
+    system = System(
+        name, model, "model",
+        predictions={r.audio: r.summary for r in recordings},
+        real_time_factor={r.audio: r.real_time_factor for r in recordings},
+    )
+    if config.wer_rows > 0:
+        system.transcriptions = transcribe(lm, rows, infos, window, config)
+    return system
+
+
+def transcribe(lm: Any, rows: list[dict[str, Any]], infos: list[Any], window: float, config: EvalConfig) -> dict[str, str]:
+    """Answers to the transcription prompt for up to ``wer_rows`` rows that fit one window."""
+    from speechsum_cli.families import GenerationSettings, Prompt
+
+    fitting = [row for row, info in zip(rows, infos) if info.duration <= window][: config.wer_rows]
+    settings = GenerationSettings(max_new_tokens=config.max_new_tokens)
+    out: dict[str, str] = {}
+    for start in range(0, len(fitting), config.batch_size):
+        chunk = fitting[start : start + config.batch_size]
+        prompts = [Prompt(ASR_QUERY, load_audio(row["audio"], lm.sampling_rate)) for row in chunk]
+        for row, text in zip(chunk, lm.generate(prompts, settings)):
+            out[row["id"]] = text
+    return out
+
+
+def score(systems: list[System], rows_by_id: dict[str, dict[str, Any]], ids: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+    """id -> system -> metric -> value, for the compared rows."""
+    per_row: dict[str, dict[str, dict[str, float]]] = {}
+    for row_id in ids:
+        per_row[row_id] = {}
+        for system in systems:
+            scores = offline_scores(system.predictions[row_id], rows_by_id[row_id])
+            if row_id in system.real_time_factor:
+                scores["real_time_factor"] = system.real_time_factor[row_id]
+            per_row[row_id][system.name] = scores
+    return per_row
+
+
+def summarize_scores(
+    per_row: dict[str, dict[str, dict[str, float]]], systems: list[System], resamples: int
+) -> dict[str, dict[str, Estimate]]:
+    """metric -> system -> mean and 95% interval over the rows where the metric applies."""
+    metrics: list[str] = []
+    for by_system in per_row.values():
+        for scores in by_system.values():
+            metrics += [m for m in scores if m not in metrics]
+    summary: dict[str, dict[str, Estimate]] = {}
+    for metric in metrics:
+        for system in systems:
+            values = [s[system.name][metric] for s in per_row.values() if metric in s[system.name]]
+            if values:
+                summary.setdefault(metric, {})[system.name] = bootstrap(values, resamples=resamples)
+    return summary
+
+
+def wer_estimates(
+    systems: list[System], rows_by_id: dict[str, dict[str, Any]], resamples: int
+) -> dict[str, dict[str, Estimate]]:
+    """Corpus WER/CER per system with a bootstrap over rows (resampling whole rows)."""
+    import random
+
+    out: dict[str, dict[str, Estimate]] = {}
+    for system in systems:
+        ids = sorted(i for i in system.transcriptions if i in rows_by_id)
+        if not ids:
+            continue
+        refs = [rows_by_id[i]["transcript"] for i in ids]
+        hyps = [system.transcriptions[i] for i in ids]
+        full = error_rates(refs, hyps)
+        rng = random.Random(0)
+        draws = {"wer": [], "cer": []}
+        for _ in range(resamples if len(ids) > 1 else 0):
+            pick = [rng.randrange(len(ids)) for _ in ids]
+            rates = error_rates([refs[k] for k in pick], [hyps[k] for k in pick])
+            draws["wer"].append(rates.wer)
+            draws["cer"].append(rates.cer)
+        for metric, value in (("wer", full.wer), ("cer", full.cer)):
+            values = sorted(draws[metric]) or [value]
+            low = values[int(0.025 * (len(values) - 1))]
+            high = values[int(round(0.975 * (len(values) - 1)))]
+            out.setdefault(metric, {})[system.name] = Estimate(value, low, high, len(ids))
+    return out
+
+
+def run(config: EvalConfig) -> EvalResult:
+    """Generate or load every system's predictions, score the common rows, write the report."""
+    from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
+    from speechsum_cli.metrics.report import build_report, write_report
+
+    started = time.perf_counter()
+    if not config.models and not config.predictions:
+        raise InputError("nothing to evaluate: pass --model CKPT and/or --predictions FILE.")
+    check_output_dir(config.out, overwrite=config.overwrite)
+    rows = load_test_rows(config)
+    rows_by_id = {row["id"]: row for row in rows}
+    test_ids = [row["id"] for row in rows]
+    names = system_names(config)
+    systems = [
+        load_predictions(path, name, test_ids)
+        for path, name in zip(config.predictions, names[len(config.models):])
+    ]
+    systems = [
+        generate_predictions(model, name, rows, config)
+        for model, name in zip(config.models, names)
+    ] + systems
+    common = [i for i in test_ids if all(i in s.predictions for s in systems)]
+    if not common:
+        raise InputError(
+            f"no test id of '{config.data}' has a prediction from every system; check that the "
+            "predictions files use the test set's ids."
+        )
+    per_row = score(systems, rows_by_id, common)
+    summary = summarize_scores(per_row, systems, config.resamples)
+    summary.update(wer_estimates(systems, rows_by_id, config.resamples))
+    report = build_report(config, systems, common, per_row, summary, rows_by_id)
+    with atomic_output_dir(config.out, overwrite=config.overwrite) as tmp:
+        write_report(tmp, report, summary, plot=config.plot)
+        write_manifest(
+            tmp, stage="eval", config=config,
+            inputs=[config.data, *config.models, *config.predictions],
+            counts={"test_rows": len(rows), "rows_compared": len(common),
+                    **{f"missing[{s.name}]": len(s.missing) for s in systems},
+                    **{f"extra[{s.name}]": len(s.extra) for s in systems}},
+            metrics={m: {n: e.mean for n, e in by.items()} for m, by in summary.items()},
+            wall_time=time.perf_counter() - started,
+        )
+    return EvalResult(config.out, systems, len(common), summary, report)
