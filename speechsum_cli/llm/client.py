@@ -1,0 +1,265 @@
+"""The one OpenAI-compatible client: every HTTP LLM call in the project goes through ``LLMClient``.
+
+* transport: ``openai.AsyncOpenAI`` against any base URL; its own ``max_retries`` gives exponential
+  backoff with jitter on 408/409/429/5xx/timeouts/connection errors and honours ``Retry-After``;
+  when those retries are spent the call returns a failure with the reason (never raises per row);
+* structured output: the reply text is parsed and validated against a JSON Schema; on failure a
+  repair turn is sent, ``json_retries`` times, then the call fails with reason ``invalid JSON``;
+* cache: every reply that was paid for is stored in sqlite under (model, messages, params,
+  prompt_version, attempt), so a re-run sends zero requests for work already done;
+* ledger: requests, tokens and USD per the price table; ``max_cost`` raises
+  :class:`BudgetExceeded` *before* a request that could pass the budget;
+* the key: read from the environment variable named in the config, kept only inside the openai
+  client, and scrubbed from every reason and error message.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import openai
+
+from speechsum_cli.console import warn
+from speechsum_cli.errors import SpeechsumError
+from speechsum_cli.llm.cache import ResponseCache, cache_key
+from speechsum_cli.llm.config import LLMConfig
+from speechsum_cli.llm.jsonout import InvalidJSON, parse_json
+from speechsum_cli.llm.prices import BudgetExceeded, Ledger, estimate_tokens, price_for
+from speechsum_cli.llm.ratelimit import RateLimiter
+
+REPAIR_PROMPT = (
+    "Your previous reply was not valid: {reason}. Reply again with only the JSON object, no other "
+    "text, following the schema you were given."
+)
+LOCAL_PLACEHOLDER_KEY = "sk-no-key-needed"
+"""Sent to custom base URLs when the key variable is unset (local servers ignore it)."""
+
+
+class LLMError(SpeechsumError):
+    """The server refuses every request (bad key, unknown model, bad URL): stop the whole run."""
+
+
+@dataclass
+class Completion:
+    """The outcome of one structured call: ``data`` or a failure ``reason`` (never both)."""
+
+    data: dict[str, Any] | None = None
+    reason: str | None = None
+    """Short failure category + detail, e.g. 'invalid JSON: no JSON object in the reply'."""
+    requests: int = 0
+    """HTTP requests that returned a reply (retries inside the openai client not counted)."""
+    cache_hits: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    raw: str | None = None
+    """The last reply text (for debugging invalid JSON)."""
+
+    @property
+    def ok(self) -> bool:
+        return self.data is not None
+
+
+@dataclass
+class Estimate:
+    """What a call would cost (dry run): cached calls need no request."""
+
+    cached: bool
+    input_tokens: int
+    output_tokens: int
+    cost_usd: float
+
+
+def message_text(messages: list[dict[str, str]]) -> str:
+    return "\n".join(m.get("content") or "" for m in messages)
+
+
+@dataclass
+class LLMClient:
+    config: LLMConfig
+    spent_before: float = 0.0
+    """USD spent by earlier runs of the same job (counts against ``max_cost``)."""
+    ledger: Ledger = field(init=False)
+    _cache: ResponseCache | None = field(init=False, default=None)
+    _client: Any = field(init=False, default=None)
+    _key: str | None = field(init=False, default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        cfg = self.config
+        price = price_for(cfg.model, cfg.prices)
+        if price is None:
+            warn(f"no price known for model '{cfg.model}': cost is counted as $0 "
+                 "(pass --price-in/--price-out or --prices FILE to set one).")
+        self.ledger = Ledger(price=price, max_cost=cfg.max_cost, spent_before=self.spent_before)
+        self._limiter = RateLimiter(cfg.rpm, cfg.tpm)
+        if cfg.cache_dir is not None:
+            self._cache = ResponseCache(cfg.cache_dir)
+        key = os.environ.get(cfg.api_key_env) or None
+        if key is None and cfg.base_url is None and not cfg.dry_run:
+            raise LLMError(
+                f"no API key: environment variable {cfg.api_key_env} is not set. Export it, pass "
+                "--api-key-env NAME for another variable, or --base-url for a local server."
+            )
+        self._key = key
+
+    # -- public API ------------------------------------------------------------------------
+
+    def estimate(self, messages: list[dict[str, str]], *, prompt_version: str | int) -> Estimate:
+        """Dry-run estimate for one call (attempt 0): no HTTP, cache looked up."""
+        key = cache_key(self._key_payload(messages, prompt_version, 0))
+        hit = self._cache.get(key) if self._cache is not None else None
+        if hit is not None:
+            return Estimate(True, 0, 0, 0.0)
+        tin = estimate_tokens(message_text(messages))
+        tout = min(self.config.expected_output_tokens, self.config.max_tokens)
+        return Estimate(False, tin, tout, self.ledger.cost_of(tin, tout))
+
+    async def complete_json(
+        self, messages: list[dict[str, str]], schema: dict[str, Any], *, prompt_version: str | int
+    ) -> Completion:
+        """One structured call with cache, budget, rate limit, HTTP retries and JSON repair turns.
+
+        Raises :class:`BudgetExceeded` (nothing booked for this call's unsent attempt) and
+        :class:`LLMError` (auth/model/URL errors that would fail every row); everything else
+        becomes ``Completion(reason=...)``.
+        """
+        result = Completion()
+        convo = list(messages)
+        for attempt in range(self.config.json_retries + 1):
+            text = await self._reply(convo, prompt_version, attempt, result)
+            if text is None:
+                return result
+            result.raw = text
+            try:
+                result.data = parse_json(text, schema)
+                result.reason = None
+                return result
+            except InvalidJSON as exc:
+                result.reason = f"invalid JSON: {exc}"
+                convo = list(messages) + [
+                    {"role": "assistant", "content": text[:4000]},
+                    {"role": "user", "content": REPAIR_PROMPT.format(reason=exc)},
+                ]
+        result.reason = self.scrub(f"{result.reason} (after {self.config.json_retries + 1} attempts)")
+        return result
+
+    def scrub(self, text: str) -> str:
+        """Remove the key (and its bearer form) from any text that may reach a log or a file."""
+        if self._key:
+            text = text.replace(self._key, "***")
+        return text
+
+    async def aclose(self) -> None:
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _params(self) -> dict[str, Any]:
+        cfg = self.config
+        params: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+        if cfg.extra_body:
+            params["extra_body"] = cfg.extra_body
+        return params
+
+    def _key_payload(self, messages: list[dict[str, str]], prompt_version: str | int, attempt: int) -> dict[str, Any]:
+        return {"model": self.config.model, "messages": messages, "params": self._params(),
+                "prompt_version": str(prompt_version), "attempt": attempt}
+
+    def _openai(self) -> Any:
+        if self._client is None:
+            cfg = self.config
+            self._client = openai.AsyncOpenAI(
+                api_key=self._key or LOCAL_PLACEHOLDER_KEY, base_url=cfg.base_url,
+                max_retries=cfg.max_retries, timeout=cfg.timeout,
+            )
+        return self._client
+
+    async def _reply(
+        self, messages: list[dict[str, str]], prompt_version: str | int, attempt: int, result: Completion
+    ) -> str | None:
+        """Reply text from the cache or the server; None with ``result.reason`` set on failure."""
+        key = cache_key(self._key_payload(messages, prompt_version, attempt))
+        if self._cache is not None:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self.ledger.cache_hits += 1
+                result.cache_hits += 1
+                return hit[0]
+        if self.config.dry_run:
+            raise RuntimeError("dry run: no request may be sent")  # a bug, not a user error
+        est_in = estimate_tokens(message_text(messages))
+        estimate = self.ledger.estimate(est_in, min(self.config.expected_output_tokens, self.config.max_tokens))
+        self.ledger.reserve(estimate)  # may raise BudgetExceeded
+        try:
+            await self._limiter.acquire(est_in + self.config.max_tokens)
+            text, tin, tout = await self._send(messages)
+        except _RowFailure as exc:
+            self.ledger.release(estimate)
+            result.reason = self.scrub(str(exc))
+            return None
+        except BaseException:
+            self.ledger.release(estimate)
+            raise
+        cost = self.ledger.settle(estimate, tin, tout)
+        result.requests += 1
+        result.input_tokens += tin
+        result.output_tokens += tout
+        result.cost_usd += cost
+        if self._cache is not None:
+            self._cache.put(key, self.config.model, text, tin, tout)
+        return text
+
+    async def _send(self, messages: list[dict[str, str]]) -> tuple[str, int, int]:
+        params = self._params()
+        try:
+            response = await self._openai().chat.completions.create(
+                model=self.config.model, messages=messages, **params
+            )
+        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
+            raise LLMError(self.scrub(
+                f"{self.config.base_url or 'api.openai.com'} refused the request "
+                f"(HTTP {exc.status_code}: {_short(exc)}). Check the key in ${self.config.api_key_env}, "
+                f"--model '{self.config.model}' and --base-url."
+            )) from None
+        except openai.APITimeoutError:
+            raise _RowFailure(f"timeout: no reply within {self.config.timeout:g} s "
+                              f"(after {self.config.max_retries} retries)") from None
+        except openai.APIConnectionError as exc:
+            raise _RowFailure(f"connection error: {_short(exc)} (after {self.config.max_retries} retries)") from None
+        except openai.RateLimitError as exc:
+            raise _RowFailure(f"HTTP 429 rate limited: {_short(exc)} (after {self.config.max_retries} retries)") from None
+        except openai.APIStatusError as exc:
+            retried = f" (after {self.config.max_retries} retries)" if exc.status_code >= 500 else ""
+            raise _RowFailure(f"HTTP {exc.status_code}: {_short(exc)}{retried}") from None
+        except openai.APIError as exc:  # malformed bodies etc.
+            raise _RowFailure(f"bad response: {_short(exc)}") from None
+        choice = response.choices[0] if response.choices else None
+        text = (choice.message.content if choice is not None else None) or ""
+        usage = response.usage
+        tin = int(getattr(usage, "prompt_tokens", 0) or 0) if usage else estimate_tokens(message_text(messages))
+        tout = int(getattr(usage, "completion_tokens", 0) or 0) if usage else estimate_tokens(text)
+        return text, tin, tout
+
+
+class _RowFailure(Exception):
+    """One call failed for good (retries spent); the row is recorded as failed with this reason."""
+
+
+def _short(exc: BaseException, limit: int = 200) -> str:
+    message = getattr(exc, "message", None) or str(exc)
+    body = getattr(exc, "body", None)
+    if isinstance(body, dict):
+        inner = body.get("error", body)
+        message = inner.get("message", message) if isinstance(inner, dict) else str(inner)
+    message = " ".join(str(message).split())
+    return message if len(message) <= limit else message[: limit - 3] + "..."
+
+
+__all__ = ["BudgetExceeded", "Completion", "Estimate", "LLMClient", "LLMError"]

@@ -1,0 +1,52 @@
+"""``LLMConfig``: everything that decides how (and how much) the project talks to an LLM over HTTP."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_MODEL = "gpt-4.1"
+"""The paper's generator."""
+DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """Settings of the one OpenAI-compatible client (the key itself is never stored here)."""
+
+    base_url: str | None = None
+    """OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1; None = api.openai.com."""
+    model: str = DEFAULT_MODEL
+    """Model name sent with every request (for ``transformers serve``: the served directory)."""
+    api_key_env: str = DEFAULT_API_KEY_ENV
+    """Name of the environment variable that holds the key (the name is recorded, never the key)."""
+    concurrency: int = 8
+    """Requests in flight at once."""
+    rpm: int | None = None
+    """Requests per minute limit (None = unlimited)."""
+    tpm: int | None = None
+    """Tokens per minute limit, estimated from prompt length + max_tokens (None = unlimited)."""
+    max_retries: int = 5
+    """HTTP retries per request on 429/5xx/timeouts/connection errors (exponential backoff with
+    jitter, honouring Retry-After: the openai client's own mechanism); then the row fails."""
+    json_retries: int = 2
+    """Extra attempts when the reply is not valid JSON for the schema (a repair turn each)."""
+    timeout: float = 120.0
+    """Seconds per HTTP request before it counts as a timeout."""
+    temperature: float = 0.7
+    """Sampling temperature sent with every request."""
+    max_tokens: int = 1024
+    """Completion budget per request."""
+    extra_body: dict[str, Any] | None = None
+    """Extra JSON fields for the server (e.g. transformers serve's generation_config)."""
+    max_cost: float | None = None
+    """Stop cleanly before spending more than this many USD (None = no cap)."""
+    dry_run: bool = False
+    """Estimate requests, tokens and cost; send nothing."""
+    cache_dir: Path | None = None
+    """Directory of the on-disk response cache (None = no cache)."""
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
+    """Price overrides: model -> (USD per 1M input tokens, USD per 1M output tokens)."""
+    expected_output_tokens: int = 400
+    """Output tokens assumed per request for estimates and budget reservations."""

@@ -1,0 +1,123 @@
+"""A small OpenAI-compatible chat server for tests and benchmarks, with fault injection.
+
+``FakeOpenAI(responder=..., latency=...)`` serves ``POST /v1/chat/completions`` on 127.0.0.1 with
+a free port, counts requests, and answers each request by popping the next fault from ``faults``
+(``"429"``, ``"500"``, ``"timeout"``, ``"garbage"``, ``"echo-auth"``) or, when none is queued,
+with ``responder(messages)`` as the assistant text. Threaded: concurrent requests overlap.
+"""
+
+from __future__ import annotations
+
+import collections
+import hashlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable
+
+
+def default_responder(messages: list[dict[str, Any]]) -> str:
+    """A valid synth reply, distinct per prompt (the query carries a digest of the prompt)."""
+    digest = hashlib.sha1(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:10]
+    return json.dumps({
+        "query": f"Summarize the recording for me, variant {digest}.",
+        "summary": f"- The team met and agreed on a plan ({digest}).",
+        "importance": 4,
+    })
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 256  # the default 5 drops bursts of connects (1 s SYN retry)
+    daemon_threads = True
+
+
+class FakeOpenAI:
+    def __init__(
+        self,
+        responder: Callable[[list[dict[str, Any]]], str] = default_responder,
+        *,
+        latency: float = 0.0,
+        usage: tuple[int, int] | None = None,
+        timeout_sleep: float = 3.0,
+    ) -> None:
+        self.responder = responder
+        self.latency = latency
+        self.usage = usage
+        self.timeout_sleep = timeout_sleep
+        self.faults: collections.deque[str] = collections.deque()
+        self.requests = 0
+        self.auth_headers: list[str] = []
+        self.lock = threading.Lock()
+        self.server = _Server(("127.0.0.1", 0), self._handler())
+        self.port = self.server.server_address[1]
+        self.base_url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def __enter__(self) -> "FakeOpenAI":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+    def fail_next(self, *faults: str) -> None:
+        self.faults.extend(faults)
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:  # quiet
+                pass
+
+            def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                for k, v in (headers or {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_POST(self) -> None:  # noqa: N802
+                length = int(self.headers.get("Content-Length", 0))
+                payload = json.loads(self.rfile.read(length) or b"{}")
+                with fake.lock:
+                    fake.requests += 1
+                    fake.auth_headers.append(self.headers.get("Authorization", ""))
+                    fault = fake.faults.popleft() if fake.faults else None
+                if fake.latency:
+                    time.sleep(fake.latency)
+                if fault == "429":
+                    return self._send(429, b'{"error": {"message": "slow down"}}', {"Retry-After": "1"})
+                if fault == "500":
+                    return self._send(500, b'{"error": {"message": "boom"}}')
+                if fault == "echo-auth":
+                    msg = json.dumps({"error": {"message": f"bad gateway for {self.headers.get('Authorization')}"}})
+                    return self._send(502, msg.encode())
+                if fault == "401":
+                    msg = json.dumps({"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}"}})
+                    return self._send(401, msg.encode())
+                if fault == "timeout":
+                    time.sleep(fake.timeout_sleep)
+                messages = payload.get("messages", [])
+                text = "this is {not json" if fault == "garbage" else fake.responder(messages)
+                prompt_chars = sum(len(m.get("content") or "") for m in messages)
+                tin, tout = fake.usage or (max(1, prompt_chars // 4), max(1, len(text) // 4))
+                body = json.dumps({
+                    "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
+                    "model": payload.get("model", "fake"),
+                    "choices": [{"index": 0, "finish_reason": "stop",
+                                 "message": {"role": "assistant", "content": text}}],
+                    "usage": {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout},
+                }).encode()
+                try:
+                    self._send(200, body)
+                except (BrokenPipeError, ConnectionResetError):
+                    pass
+
+        return Handler

@@ -1,0 +1,231 @@
+"""The OpenAI-compatible client against a local fault-injecting server: retries, Retry-After,
+timeouts, JSON repair, cache, budget, dry run, rate limits, and that the key never leaks."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+import pytest
+
+from speechsum_cli.llm import (
+    BudgetExceeded,
+    InvalidJSON,
+    LLMClient,
+    LLMConfig,
+    LLMError,
+    extract_json,
+    parse_json,
+    price_for,
+)
+from speechsum_cli.llm.ratelimit import RateLimiter
+from tests.fake_openai import FakeOpenAI
+
+SCHEMA = {
+    "type": "object",
+    "required": ["query", "summary", "importance"],
+    "properties": {
+        "query": {"type": "string", "minLength": 1},
+        "summary": {"type": "string", "minLength": 1},
+        "importance": {"type": "integer", "minimum": 1, "maximum": 5},
+    },
+}
+MESSAGES = [{"role": "user", "content": "Write a query and a summary of: hello world."}]
+SECRET = "sk-test-SECRET-0123456789abcdef"
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+def make_client(server: FakeOpenAI, **overrides) -> LLMClient:
+    fields = dict(base_url=server.base_url, model="fake-model", max_retries=2, timeout=5.0,
+                  prices={"fake-model": (1.0, 2.0)})
+    fields.update(overrides)
+    return LLMClient(LLMConfig(**fields))
+
+
+def call(client: LLMClient, messages=MESSAGES):
+    async def go():
+        try:
+            return await client.complete_json(messages, SCHEMA, prompt_version=1)
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def test_extract_json_finds_objects_in_prose_and_fences():
+    assert extract_json('{"a": 1}') == {"a": 1}
+    assert extract_json('Sure! ```json\n{"a": 2}\n``` hope it helps') == {"a": 2}
+    assert extract_json('Here: {"a": {"b": 3}} and {"c": 4}') == {"a": {"b": 3}}
+    with pytest.raises(InvalidJSON, match="no JSON object"):
+        extract_json("no braces at all {")
+    with pytest.raises(InvalidJSON, match="importance"):
+        parse_json('{"query": "q", "summary": "s", "importance": 9}', SCHEMA)
+
+
+def test_prices_known_dated_and_unknown():
+    assert price_for("gpt-4.1") == (2.0, 8.0)
+    assert price_for("gpt-4.1-2025-04-14") == (2.0, 8.0)
+    assert price_for("gpt-4.1-mini") == (0.4, 1.6)
+    assert price_for("my-local-model") is None
+    assert price_for("my-local-model", {"my-local-model": (1.0, 1.0)}) == (1.0, 1.0)
+
+
+def test_happy_call_counts_tokens_and_cost(server):
+    server.usage = (1000, 500)
+    client = make_client(server)
+    result = call(client)
+    assert result.ok and result.data["importance"] == 4
+    assert (result.requests, result.input_tokens, result.output_tokens) == (1, 1000, 500)
+    assert result.cost_usd == pytest.approx((1000 * 1.0 + 500 * 2.0) / 1e6)
+    assert client.ledger.requests == 1 and server.requests == 1
+
+
+def test_unknown_model_costs_zero_with_a_warning(server, capsys):
+    client = make_client(server, model="no-such-price", prices={})
+    result = call(client)
+    assert result.ok and result.cost_usd == 0.0
+    assert "no price known for model 'no-such-price'" in capsys.readouterr().err
+
+
+def test_429_honours_retry_after_then_succeeds(server):
+    server.fail_next("429")
+    start = time.monotonic()
+    result = call(make_client(server))
+    assert result.ok
+    assert server.requests == 2
+    assert time.monotonic() - start >= 0.9  # Retry-After: 1
+
+
+def test_persistent_500_fails_the_row_with_reason_after_bounded_retries(server):
+    server.fail_next(*["500"] * 10)
+    result = call(make_client(server, max_retries=2))
+    assert not result.ok
+    assert result.reason.startswith("HTTP 500") and "after 2 retries" in result.reason
+    assert server.requests == 3  # 1 try + 2 retries, then give up
+
+
+def test_timeout_fails_with_reason(server):
+    server.timeout_sleep = 2.0
+    server.fail_next("timeout", "timeout")
+    result = call(make_client(server, timeout=0.5, max_retries=1))
+    assert not result.ok and result.reason.startswith("timeout")
+    assert server.requests == 2
+
+
+def test_malformed_json_is_repaired_by_a_retry(server):
+    server.fail_next("garbage")
+    result = call(make_client(server))
+    assert result.ok and result.requests == 2
+    assert server.requests == 2
+
+
+def test_always_malformed_json_fails_after_json_retries(server):
+    server.responder = lambda messages: "I cannot do JSON, sorry."
+    result = call(make_client(server, json_retries=2))
+    assert not result.ok
+    assert result.reason.startswith("invalid JSON") and "after 3 attempts" in result.reason
+    assert server.requests == 3 and result.raw == "I cannot do JSON, sorry."
+
+
+def test_cache_hit_sends_zero_requests_on_rerun(server, tmp_path):
+    first = call(make_client(server, cache_dir=tmp_path / "cache"))
+    assert server.requests == 1
+    client = make_client(server, cache_dir=tmp_path / "cache")
+    second = call(client)
+    assert server.requests == 1, "the second run must be served from the cache"
+    assert second.data == first.data and second.cache_hits == 1 and second.cost_usd == 0.0
+    other = call(make_client(server, cache_dir=tmp_path / "cache", temperature=0.1))
+    assert other.ok and server.requests == 2, "different params are a different cache key"
+
+
+def test_cache_replays_repair_turns_too(server, tmp_path):
+    server.fail_next("garbage")
+    call(make_client(server, cache_dir=tmp_path / "c"))
+    assert server.requests == 2
+    again = call(make_client(server, cache_dir=tmp_path / "c"))
+    assert again.ok and server.requests == 2 and again.cache_hits == 2
+
+
+def test_budget_stops_before_sending(server):
+    server.usage = (1000, 1000)
+    client = make_client(server, max_cost=0.0045, prices={"fake-model": (1.0, 1.0)}, expected_output_tokens=10)
+
+    async def go():
+        done = 0
+        try:
+            for _ in range(10):
+                await client.complete_json(MESSAGES, SCHEMA, prompt_version=done)  # distinct keys
+                done += 1
+        except BudgetExceeded as exc:
+            return done, str(exc)
+        finally:
+            await client.aclose()
+        return done, None
+
+    done, message = asyncio.run(go())
+    assert message is not None and "budget of $0.0045 reached" in message
+    assert done == 2 and server.requests == 2  # $0.002 each; a third could pass $0.0045
+    assert client.ledger.cost_usd <= 0.0045
+
+
+def test_dry_run_estimates_without_http(server):
+    client = make_client(server, dry_run=True)
+    estimate = client.estimate(MESSAGES, prompt_version=1)
+    assert not estimate.cached and estimate.input_tokens > 0 and estimate.cost_usd > 0
+    assert server.requests == 0
+
+
+def test_missing_key_for_openai_is_a_clear_error(monkeypatch):
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    with pytest.raises(LLMError, match="NO_SUCH_KEY_VAR is not set"):
+        LLMClient(LLMConfig(api_key_env="NO_SUCH_KEY_VAR"))
+
+
+def test_key_is_sent_but_never_leaks_into_reasons_or_errors(server, monkeypatch):
+    monkeypatch.setenv("FAKE_KEY", SECRET)
+    server.fail_next(*["echo-auth"] * 3)
+    result = call(make_client(server, api_key_env="FAKE_KEY", max_retries=2))
+    assert server.auth_headers[0] == f"Bearer {SECRET}"  # the server did get it
+    assert not result.ok and "HTTP 502" in result.reason
+    assert SECRET not in result.reason and "***" in result.reason
+    server.fail_next("401")
+    with pytest.raises(LLMError) as info:
+        call(make_client(server, api_key_env="FAKE_KEY"))
+    assert "HTTP 401" in str(info.value) and SECRET not in str(info.value)
+    assert "FAKE_KEY" in str(info.value)
+
+
+def test_rate_limiter_spaces_requests():
+    async def go():
+        limiter = RateLimiter(rpm=2, window=0.5)
+        start = time.monotonic()
+        for _ in range(3):
+            await limiter.acquire(1)
+        return time.monotonic() - start
+
+    assert asyncio.run(go()) >= 0.45
+
+
+def test_concurrent_calls_overlap(server):
+    server.latency = 0.2
+    client = make_client(server)
+
+    async def go():
+        try:
+            return await asyncio.gather(*[
+                client.complete_json([{"role": "user", "content": f"row {i}"}], SCHEMA, prompt_version=1)
+                for i in range(8)
+            ])
+        finally:
+            await client.aclose()
+
+    start = time.monotonic()
+    results = asyncio.run(go())
+    assert all(r.ok for r in results) and len({json.dumps(r.data) for r in results}) == 8
+    assert time.monotonic() - start < 8 * 0.2 * 0.6
