@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from speechsum_cli import __version__
+from speechsum_cli.cli import compose as compose_cli
 from speechsum_cli.cli import evaluate as evaluate_cli
 from speechsum_cli.cli import summarize as summarize_cli
 from speechsum_cli.console import error
@@ -64,6 +65,7 @@ def root(
 
 app.command("summarize", epilog=summarize_cli.EPILOG, no_args_is_help=True)(funnel(summarize_cli.summarize))
 app.command("eval", epilog=evaluate_cli.EPILOG, no_args_is_help=True)(funnel(evaluate_cli.evaluate))
+app.command("compose", epilog=compose_cli.EPILOG, no_args_is_help=True)(funnel(compose_cli.compose))
 
 
 def main() -> None:

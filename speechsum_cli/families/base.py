@@ -115,6 +115,41 @@ class AudioFamily(ABC):
         tok = self.tokenizer(processor)
         return [tok.convert_tokens_to_ids(self.audio_placeholder)]
 
+    # --- composition (``speechsum compose``) ----------------------------------------------
+    compose_tokens: ClassVar[tuple[str, ...]] = ()
+    """Tokens ``compose`` adds to a language model's tokenizer; empty = the family is not composable."""
+    compose_template_tokens: ClassVar[tuple[str, ...]] = ()
+    """Further tokens ``compose`` adds when it installs the family's own chat template."""
+    audio_content: ClassVar[str] = ""
+    """Text one audio item becomes inside a user turn (contains ``audio_placeholder`` once)."""
+    chat_template: ClassVar[str | None] = None
+    """The family's chat template, installed by ``compose`` when the LM's cannot render audio."""
+    end_of_turn: ClassVar[str | None] = None
+    """The token that ends an assistant turn in :attr:`chat_template` if not the LM's eos."""
+
+    @property
+    def composable(self) -> bool:
+        """Whether ``speechsum compose`` can build a checkpoint of this family."""
+        return bool(self.compose_tokens)
+
+    def compose_config(self, encoder: dict[str, Any], text_config: Any, audio_token_id: int) -> Any:
+        """The family's model config for a Whisper-shaped ``encoder`` (Whisper config field names,
+        ``max_source_positions`` already set to the window) and a causal LM's ``text_config``."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be composed")
+
+    def compose_processor(self, feature_extractor: Any, tokenizer: Any, chat_template: str) -> Any:
+        """The family's processor around a Whisper feature extractor and an LM's tokenizer."""
+        raise NotImplementedError(f"{type(self).__name__} cannot be composed")
+
+    def model_class(self) -> type:
+        """The transformers class of this family's checkpoints."""
+        raise NotImplementedError(f"{type(self).__name__} has no model class registered")
+
+    def template_renders_audio(self, text: str) -> bool:
+        """Whether a chat-template rendering of one user turn with one audio carries it as
+        :attr:`audio_content` (one placeholder)."""
+        return text.count(self.audio_placeholder) == 1 and self.audio_content.strip() in text
+
     # --- tests -----------------------------------------------------------------------------
     @abstractmethod
     def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:

@@ -61,6 +61,32 @@ class Qwen2AudioFamily(AudioFamily):
     language_model_prefix = "model.language_model"
     audio_encoder_prefixes = ("model.audio_tower",)
     projector_prefixes = ("model.multi_modal_projector",)
+    compose_tokens = ("<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>")
+    compose_template_tokens = ("<|im_start|>", "<|im_end|>")
+    audio_content = "<|audio_bos|><|AUDIO|><|audio_eos|>\n"
+    chat_template = CHAT_TEMPLATE
+    end_of_turn = "<|im_end|>"
+
+    def model_class(self) -> type:
+        from transformers import Qwen2AudioForConditionalGeneration
+
+        return Qwen2AudioForConditionalGeneration
+
+    def compose_config(self, encoder: dict[str, Any], text_config: Any, audio_token_id: int) -> Any:
+        """Whisper's encoder fields are Qwen2-Audio's ``audio_config`` fields, name for name."""
+        from transformers import Qwen2AudioConfig
+
+        return Qwen2AudioConfig(
+            audio_config=dict(encoder), text_config=text_config, audio_token_id=audio_token_id
+        )
+
+    def compose_processor(self, feature_extractor: Any, tokenizer: Any, chat_template: str) -> Any:
+        from transformers import Qwen2AudioProcessor
+
+        tokenizer.chat_template = chat_template  # plain AutoTokenizer loads render audio too
+        return Qwen2AudioProcessor(
+            feature_extractor=feature_extractor, tokenizer=tokenizer, chat_template=chat_template
+        )
 
     def load_model(self, source: str, *, dtype: Any, device: str) -> Any:
         from transformers import Qwen2AudioForConditionalGeneration

@@ -150,6 +150,46 @@ class VoxtralFamily(AudioFamily):
     language_model_prefix = "model.language_model"
     audio_encoder_prefixes = ("model.audio_tower",)
     projector_prefixes = ("model.multi_modal_projector",)
+    compose_tokens = REQUIRED_TOKENS
+    compose_template_tokens = (BEGIN_SYSTEM, END_SYSTEM)
+    audio_content = f"{BEGIN_AUDIO_TOKEN}{AUDIO_TOKEN}"
+    chat_template = CHAT_TEMPLATE
+
+    def template_renders_audio(self, text: str) -> bool:
+        return template_fits(text, has_audio=True)
+
+    # --- composition -----------------------------------------------------------------------
+    def model_class(self) -> type:
+        from transformers import VoxtralForConditionalGeneration
+
+        return VoxtralForConditionalGeneration
+
+    def compose_config(self, encoder: dict[str, Any], text_config: Any, audio_token_id: int) -> Any:
+        """Voxtral's encoder is Whisper's; its ``intermediate_size`` is both the FFN width and
+        the projector's input (``intermediate_size / hidden_size`` frames per embedding)."""
+        from transformers import VoxtralConfig
+
+        audio_config = {
+            "hidden_size": encoder["d_model"],
+            "intermediate_size": encoder["encoder_ffn_dim"],
+            "num_hidden_layers": encoder["encoder_layers"],
+            "num_attention_heads": encoder["encoder_attention_heads"],
+            "num_mel_bins": encoder["num_mel_bins"],
+            "max_source_positions": encoder["max_source_positions"],
+            "scale_embedding": encoder["scale_embedding"],
+            "activation_function": encoder["activation_function"],
+        }
+        config = VoxtralConfig(
+            audio_config=audio_config, text_config=text_config, audio_token_id=audio_token_id
+        )
+        tokens_per_window(config.audio_config)  # the window must hold whole frame groups
+        return config
+
+    def compose_processor(self, feature_extractor: Any, tokenizer: Any, chat_template: str) -> Any:
+        from transformers import VoxtralProcessor
+
+        tokenizer.chat_template = chat_template  # VoxtralProcessor takes no template of its own
+        return VoxtralProcessor(feature_extractor=feature_extractor, tokenizer=tokenizer)
 
     # --- loading ---------------------------------------------------------------------------
     def load_model(self, source: str, *, dtype: Any, device: str) -> Any:
