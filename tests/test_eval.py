@@ -152,3 +152,77 @@ def test_best_follows_each_metric_direction():
     assert best_systems(est, "rouge1") == {"b"}
     assert best_systems(est, "has_unsupported") == {"a"}
     assert best_systems(est, "words") == set()
+
+
+# --- the LLM judge ---------------------------------------------------------------------------
+
+def judge_reply(messages):
+    """A scripted judge: invented content scores low; a score out of range once, then repaired."""
+    user = messages[1]["content"]
+    summary = user.split("The summary to evaluate:\n<<<\n", 1)[1].split("\n>>>", 1)[0]
+    repairing = any("previous reply was not valid" in m["content"] for m in messages)
+    if "Northwind by Friday" in summary and not repairing:
+        return json.dumps({"accuracy": 9, "coherence": 7, "style": 7, "hallucination": 7,
+                           "instruction_following": 7, "overall": 7, "invented_facts": [], "rationale": "x"})
+    if "They hire 5" in summary:
+        return "I cannot decide."  # never valid: this row's judgement fails
+    invented = ["Carol"] if "Carol" in summary or "Contoso" in summary else []
+    score = 2 if invented else 6
+    return json.dumps({"accuracy": score, "coherence": 5, "style": 5, "hallucination": score,
+                       "instruction_following": 5, "overall": score, "invented_facts": invented,
+                       "rationale": "checked against the transcript"})
+
+
+def test_judge_scores_failures_and_cache(test_set, tmp_path, monkeypatch):
+    from tests.fake_openai import FakeOpenAI
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    good = predictions(tmp_path / "good.jsonl", FAITHFUL)
+    bad = predictions(tmp_path / "bad.jsonl", INVENTED)
+    with FakeOpenAI(judge_reply) as server:
+        args = ["--data", str(test_set), "--predictions", str(good), "--predictions", str(bad),
+                "--judge-base-url", server.base_url, "--judge-model", "judge", "--judge-cache", str(tmp_path / "cache"),
+                "--resamples", "20"]
+        result = run_eval(*args, "--out", str(tmp_path / "r1"))
+        assert result.exit_code == 0, result.output
+        first = server.requests
+        again = run_eval(*args, "--out", str(tmp_path / "r2"))
+        assert again.exit_code == 0, again.output
+        assert server.requests == first  # every reply came from the cache
+
+    report = json.loads((tmp_path / "r1" / "report.json").read_text())
+    judge = report["judge"]
+    assert judge["ran"] and judge["model"] == "judge"
+    assert judge["failed"] == {"good": 0, "bad": 1}
+    assert any("invalid JSON" in r for r in judge["failure_reasons"])
+    summary = report["summary"]
+    # m3 failed for 'bad', so judge metrics use m1, m2 for both systems: never a 0 for a failure.
+    assert summary["judge_overall"]["bad"]["n"] == 2 and summary["judge_overall"]["good"]["n"] == 2
+    assert summary["judge_overall"]["good"]["mean"] == 6.0  # m2's out-of-range 9 was repaired to 6
+    assert summary["judge_overall"]["bad"]["mean"] == 2.0
+    assert summary["judge_flags_invented_fact"]["bad"]["mean"] == 1.0
+    m3 = next(r for r in report["rows"] if r["id"] == "m3")["systems"]["bad"]
+    assert "judge_overall" not in m3["scores"] and "invalid JSON" in m3["judge_failed"]
+    assert "failed (retries spent" in (tmp_path / "r1" / "report.md").read_text()
+
+
+def test_judge_dry_run_sends_nothing_and_writes_nothing(test_set, tmp_path):
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(judge_reply) as server:
+        result = run_eval("--data", str(test_set), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
+                          "--judge-base-url", server.base_url, "--judge-cache", str(tmp_path / "cache"),
+                          "--dry-run", "--out", str(tmp_path / "r"))
+        assert server.requests == 0
+    assert result.exit_code == 0, result.output
+    assert "Dry run: the judge would score 3 rows x 1 system(s)" in result.stdout
+    assert not (tmp_path / "r").exists()
+
+
+def test_without_a_judge_the_report_says_so(test_set, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = run_eval("--data", str(test_set), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
+                      "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0
+    assert "the LLM judge is off" in " ".join(result.stderr.split())
+    assert "Judge: not run" in (tmp_path / "r" / "report.md").read_text()

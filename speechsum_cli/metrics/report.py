@@ -12,6 +12,11 @@ from speechsum_cli.metrics.aggregate import HIGHER_IS_BETTER, Estimate, best_sys
 
 METRIC_LABELS = {
     "judge_overall": "judge overall (1-7)",
+    "judge_accuracy": "judge accuracy (1-7)",
+    "judge_coherence": "judge coherence (1-7)",
+    "judge_style": "judge style (1-7)",
+    "judge_hallucination": "judge no-hallucination (1-7)",
+    "judge_instruction_following": "judge instruction following (1-7)",
     "judge_flags_invented_fact": "judge: invented fact (share)",
     "has_unsupported": "unsupported content (share)",
     "unsupported_items": "unsupported items / summary",
@@ -42,9 +47,11 @@ def build_report(
     per_row: dict[str, dict[str, dict[str, float]]],
     summary: dict[str, dict[str, Estimate]],
     rows_by_id: dict[str, dict[str, Any]],
+    judged: Any = None,
 ) -> dict[str, Any]:
     """Everything an eval found, as one JSON-able dict (the content of report.json)."""
     return {
+        "judge": judge_section(config, systems, judged),
         "test_set": str(config.data),
         "rows_compared": len(ids),
         "systems": [
@@ -62,12 +69,40 @@ def build_report(
                 "query": rows_by_id[row_id].get("query"),
                 "style": rows_by_id[row_id].get("style"),
                 "systems": {
-                    s.name: {"prediction": s.predictions[row_id], "scores": per_row[row_id][s.name]}
+                    s.name: {
+                        "prediction": s.predictions[row_id],
+                        "scores": per_row[row_id][s.name],
+                        **({"judge_rationale": judged.rationales[(row_id, s.name)]}
+                           if judged is not None and (row_id, s.name) in judged.rationales else {}),
+                        **({"judge_failed": judged.failed[(row_id, s.name)]}
+                           if judged is not None and (row_id, s.name) in judged.failed else {}),
+                    }
                     for s in systems
                 },
             }
             for row_id in ids
         ],
+    }
+
+
+def judge_section(config: Any, systems: list[Any], judged: Any) -> dict[str, Any]:
+    """Whether the judge ran, with which model, its cost, and failures per system."""
+    if config.judge is None:
+        return {"ran": False, "why": "no judge configured (pass --judge-base-url, or set the judge's "
+                                     "API key variable; --no-judge silences this)"}
+    failed: dict[str, int] = {}
+    for (_, name) in judged.failed:
+        failed[name] = failed.get(name, 0) + 1
+    return {
+        "ran": True,
+        "model": config.judge.model,
+        "base_url": config.judge.base_url,
+        "requests": judged.requests,
+        "cache_hits": judged.cache_hits,
+        "cost_usd": round(judged.cost_usd, 6),
+        "stopped_by_budget": judged.stopped_by_budget,
+        "failed": {s.name: failed.get(s.name, 0) for s in systems},
+        "failure_reasons": sorted(set(judged.failed.values()))[:20],
     }
 
 
@@ -97,6 +132,14 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, Estimate]]) ->
             text = format_estimate(by[name])
             cells.append(f"**{text}**" if name in best else text)
         lines.append(f"| {label(metric)}{arrow(metric)} | " + " | ".join(cells) + " |")
+    judge = report["judge"]
+    if not judge["ran"]:
+        lines += ["", f"Judge: not run — {judge['why']}."]
+    else:
+        lines += ["", f"Judge: `{judge['model']}`, {judge['requests']} requests, {judge['cache_hits']} cached, "
+                      f"${judge['cost_usd']:.4f}; failed (retries spent, counted as missing, never as 0): "
+                      + ", ".join(f"{n}: {c}" for n, c in judge["failed"].items())
+                      + (" — stopped by --max-cost" if judge["stopped_by_budget"] else "")]
     problems = [
         f"- `{s['name']}`: {len(s['missing_ids'])} test id(s) without a prediction"
         f"{' (' + ', '.join(s['missing_ids'][:5]) + ')' if s['missing_ids'] else ''}, "

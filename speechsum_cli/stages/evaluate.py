@@ -56,6 +56,10 @@ class EvalConfig:
     """Bootstrap resamples for the 95% intervals."""
     plot: bool = False
     """Write one PNG bar chart per metric (needs matplotlib: pip install 'speechsum[plot]')."""
+    judge: Any = None
+    """LLMConfig of the judge (None = no judge metric; the report says so)."""
+    judge_concurrency: int = 8
+    """Judge requests in flight at once."""
     show_progress: bool = True
 
 
@@ -84,6 +88,8 @@ class EvalResult:
     summary: dict[str, dict[str, Estimate]]
     """metric -> system name -> estimate."""
     report: dict[str, Any]
+    judge: Any = None
+    """The JudgeRun (requests, cost, failures), when the judge ran or was estimated."""
 
 
 def load_test_rows(config: EvalConfig) -> list[dict[str, Any]]:
@@ -199,18 +205,43 @@ def score(systems: list[System], rows_by_id: dict[str, dict[str, Any]], ids: lis
 def summarize_scores(
     per_row: dict[str, dict[str, dict[str, float]]], systems: list[System], resamples: int
 ) -> dict[str, dict[str, Estimate]]:
-    """metric -> system -> mean and 95% interval over the rows where the metric applies."""
+    """metric -> system -> mean and 95% interval.
+
+    A metric is averaged over the rows where every system that has it at all has it (a judge
+    failure for one system removes that row from the judge metrics of all), so systems are always
+    compared on the same rows.
+    """
     metrics: list[str] = []
     for by_system in per_row.values():
         for scores in by_system.values():
             metrics += [m for m in scores if m not in metrics]
     summary: dict[str, dict[str, Estimate]] = {}
     for metric in metrics:
-        for system in systems:
-            values = [s[system.name][metric] for s in per_row.values() if metric in s[system.name]]
+        having = [s.name for s in systems if any(metric in r[s.name] for r in per_row.values())]
+        rows = [r for r in per_row.values() if all(metric in r[name] for name in having)]
+        for name in having:
+            values = [r[name][metric] for r in rows]
             if values:
-                summary.setdefault(metric, {})[system.name] = bootstrap(values, resamples=resamples)
+                summary.setdefault(metric, {})[name] = bootstrap(values, resamples=resamples)
     return summary
+
+
+def run_judge(config: EvalConfig, systems: list[System], rows_by_id: dict[str, dict[str, Any]],
+              ids: list[str], per_row: dict[str, dict[str, dict[str, float]]]) -> Any:
+    """Judge every (row, system) summary through the shared client; merge scores into ``per_row``."""
+    from speechsum_cli.console import progress_bar
+    from speechsum_cli.metrics.judge import judge_all
+
+    items = {
+        (row_id, s.name): (rows_by_id[row_id]["transcript"], rows_by_id[row_id]["query"], s.predictions[row_id])
+        for row_id in ids for s in systems
+    }
+    show = config.show_progress and not config.judge.dry_run
+    with progress_bar("Judging summaries", len(items), enabled=show) as advance:
+        judged = judge_all(config.judge, items, concurrency=config.judge_concurrency, advance=advance)
+    for (row_id, name), scores in judged.scores.items():
+        per_row[row_id][name].update(scores)
+    return judged
 
 
 def wer_estimates(
@@ -270,9 +301,12 @@ def run(config: EvalConfig) -> EvalResult:
             "predictions files use the test set's ids."
         )
     per_row = score(systems, rows_by_id, common)
+    judged = run_judge(config, systems, rows_by_id, common, per_row) if config.judge is not None else None
+    if judged is not None and config.judge.dry_run:
+        return EvalResult(config.out, systems, len(common), {}, {}, judged)
     summary = summarize_scores(per_row, systems, config.resamples)
     summary.update(wer_estimates(systems, rows_by_id, config.resamples))
-    report = build_report(config, systems, common, per_row, summary, rows_by_id)
+    report = build_report(config, systems, common, per_row, summary, rows_by_id, judged)
     with atomic_output_dir(config.out, overwrite=config.overwrite) as tmp:
         write_report(tmp, report, summary, plot=config.plot)
         write_manifest(
@@ -283,5 +317,6 @@ def run(config: EvalConfig) -> EvalResult:
                     **{f"extra[{s.name}]": len(s.extra) for s in systems}},
             metrics={m: {n: e.mean for n, e in by.items()} for m, by in summary.items()},
             wall_time=time.perf_counter() - started,
+            extra={"judge": report["judge"]},
         )
-    return EvalResult(config.out, systems, len(common), summary, report)
+    return EvalResult(config.out, systems, len(common), summary, report, judged)
