@@ -11,6 +11,8 @@ from speechsum_cli.families.base import AudioFamily, AudioFeatures, Batch, Promp
 from speechsum_cli.families.model import (
     GenerationSettings,
     SpeechLM,
+    adapter_base,
+    attach_adapter,
     read_model_type,
     resolve_source,
     resolve_device,
@@ -60,9 +62,17 @@ def get_family(model_type: str) -> AudioFamily:
 
 
 def load(source: str, *, device: str = "auto", dtype: str = "auto") -> SpeechLM:
-    """Load a checkpoint (local dir, hub id, or ``hub_id@revision``) of any supported family."""
+    """Load a checkpoint (local dir, hub id, or ``hub_id@revision``) of any supported family.
+
+    A PEFT adapter directory (``adapter_config.json``, no config.json) loads its base checkpoint
+    and merges the adapter; the processor is read from the adapter directory, where sft saves it.
+    """
     source = resolve_source(source)
-    family = get_family(read_model_type(source))
+    adapter_of = adapter_base(source)
+    base = source if adapter_of is None else resolve_source(adapter_of)
+    family = get_family(read_model_type(base))
     resolved_device = resolve_device(device)
-    model = family.load_model(source, dtype=resolve_dtype(dtype, resolved_device), device=resolved_device)
+    model = family.load_model(base, dtype=resolve_dtype(dtype, resolved_device), device=resolved_device)
+    if adapter_of is not None:  # a LoRA output of `speechsum sft`: merged in for inference
+        model = attach_adapter(model, source).eval()
     return SpeechLM(family, model, family.load_processor(source), source)

@@ -75,8 +75,51 @@ def resolve_source(source: str) -> str:
         raise unreachable(source, exc) from None
 
 
+ADAPTER_CONFIG = "adapter_config.json"
+"""The file that marks a PEFT adapter directory (written by ``speechsum sft`` without --merge)."""
+
+
+def adapter_base(source: str) -> str | None:
+    """The base checkpoint of a local PEFT adapter directory, or None if ``source`` is not one.
+
+    An adapter dir has ``adapter_config.json`` (naming its base in ``base_model_name_or_path``)
+    and no config.json of its own.
+    """
+    path = Path(source)
+    adapter_file = path / ADAPTER_CONFIG
+    if not path.is_dir() or not adapter_file.is_file() or (path / "config.json").is_file():
+        return None
+    try:
+        base = json.loads(adapter_file.read_text()).get("base_model_name_or_path")
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelError(f"cannot read '{adapter_file}': {exc}") from None
+    if not base:
+        raise ModelError(
+            f"'{adapter_file}' has no 'base_model_name_or_path', so its base model is unknown. "
+            "Set it to the base checkpoint's directory or hub id."
+        )
+    return str(base)
+
+
+def attach_adapter(model: Any, adapter_dir: str) -> Any:
+    """``model`` with the PEFT adapter in ``adapter_dir`` merged in (a plain model again)."""
+    import warnings
+
+    from peft import PeftModel
+
+    with warnings.catch_warnings():  # peft calls transformers APIs deprecated for v6
+        warnings.simplefilter("ignore", FutureWarning)
+        return PeftModel.from_pretrained(model, adapter_dir).merge_and_unload()
+
+
 def read_model_type(source: str) -> str:
-    """``model_type`` from a checkpoint's config.json (local dir, or hub id via the HF cache)."""
+    """``model_type`` from a checkpoint's config.json (local dir, or hub id via the HF cache).
+
+    For a PEFT adapter directory, the model_type of its base checkpoint.
+    """
+    base = adapter_base(source)
+    if base is not None:
+        return read_model_type(resolve_source(base))
     path = Path(source)
     if path.exists():
         config_file = path / "config.json"
