@@ -305,6 +305,84 @@ def test_existing_output_needs_overwrite(parts, tmp_path):
     assert not (out / "keep.txt").exists() and (out / "speechsum.json").is_file()
 
 
+def write_tiny_gguf(llama_dir: Path, path: Path) -> Path:
+    """The tiny Llama as an F32 GGUF file, written with gguf-py the way llama.cpp converts it."""
+    gguf = pytest.importorskip("gguf")
+    import numpy as np
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    model, tok = LlamaForCausalLM.from_pretrained(llama_dir), AutoTokenizer.from_pretrained(llama_dir)
+    c = model.config
+
+    def permute(w: np.ndarray, heads: int) -> np.ndarray:  # llama.cpp's rotary layout for q/k
+        return w.reshape(heads, 2, w.shape[0] // heads // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_name("tiny-llama")
+    writer.add_context_length(c.max_position_embeddings)
+    writer.add_embedding_length(c.hidden_size)
+    writer.add_block_count(c.num_hidden_layers)
+    writer.add_feed_forward_length(c.intermediate_size)
+    writer.add_head_count(c.num_attention_heads)
+    writer.add_head_count_kv(c.num_key_value_heads)
+    writer.add_key_length(c.head_dim)
+    writer.add_value_length(c.head_dim)
+    writer.add_rope_dimension_count(c.head_dim)
+    writer.add_layer_norm_rms_eps(c.rms_norm_eps)
+    writer.add_rope_freq_base(float(c.rope_parameters["rope_theta"]))
+    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
+    tokens = [token for token, _ in sorted(tok.get_vocab().items(), key=lambda item: item[1])]
+    special = set(tok.all_special_tokens)
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("llama-bpe")
+    writer.add_token_list(tokens)
+    writer.add_token_types(
+        [gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens]
+    )
+    merges = json.loads(tok.backend_tokenizer.to_str())["model"]["merges"]
+    writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in merges])
+    writer.add_bos_token_id(tok.bos_token_id)
+    writer.add_eos_token_id(tok.eos_token_id)
+    writer.add_pad_token_id(tok.pad_token_id)
+    writer.add_chat_template(tok.chat_template)
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH.LLAMA, c.num_hidden_layers)
+    for name, tensor in model.state_dict().items():
+        module, suffix = name.rsplit(".", 1)
+        array = tensor.detach().float().numpy()
+        if module.endswith("q_proj"):
+            array = permute(array, c.num_attention_heads)
+        elif module.endswith("k_proj"):
+            array = permute(array, c.num_key_value_heads)
+        writer.add_tensor(f"{names.get_name(module)}.{suffix}", np.ascontiguousarray(array))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_llm_from_a_gguf_file(parts, tmp_path, speech_wav):
+    from transformers import LlamaForCausalLM
+
+    gguf_path = write_tiny_gguf(parts["llama"], tmp_path / "tiny-llama.F32.gguf")
+    out = tmp_path / "from-gguf"
+    result = compose("--family", "qwen2_audio", "--encoder", str(parts["whisper"]), "--llm",
+                     str(gguf_path), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    lm = load(str(out), device="cpu", dtype="float32")
+    llama = LlamaForCausalLM.from_pretrained(parts["llama"])
+    rows = llama.config.vocab_size
+    language_model = state(lm.model.get_submodule(lm.family.language_model_prefix))
+    for name, tensor in state(llama.model).items():
+        assert torch.equal(language_model[name][:rows], tensor), name
+    assert torch.equal(lm.model.get_output_embeddings().weight[:rows], llama.lm_head.weight)
+    lineage = json.loads((out / "speechsum.json").read_text())["lineage"]["llm"]
+    assert lineage["gguf_file"] == gguf_path.name and lineage["model_type"] == "llama"
+    assert lm.family.render(lm.processor, Prompt("Hi."), with_answer=False).startswith(
+        "<|begin_of_text|><|start_header_id|>user"
+    )
+
+
 def test_gguf_paths_are_routed_to_gguf_loading(tmp_path):
     gguf = tmp_path / "model.Q8_0.gguf"
     gguf.write_bytes(b"GGUF")
