@@ -18,6 +18,7 @@ from speechsum_cli.cli import evaluate as evaluate_cli
 from speechsum_cli.cli import summarize as summarize_cli
 from speechsum_cli.cli import sft as sft_cli
 from speechsum_cli.cli import synth as synth_cli
+from speechsum_cli.cli import synth as synth_cli
 from speechsum_cli.console import error
 from speechsum_cli.errors import SpeechsumError
 
@@ -69,6 +70,7 @@ app.command("summarize", epilog=summarize_cli.EPILOG, no_args_is_help=True)(funn
 app.command("eval", epilog=evaluate_cli.EPILOG, no_args_is_help=True)(funnel(evaluate_cli.evaluate))
 app.command("compose", epilog=compose_cli.EPILOG, no_args_is_help=True)(funnel(compose_cli.compose))
 app.command("sft", epilog=sft_cli.EPILOG, no_args_is_help=True)(funnel(sft_cli.sft))
+app.command("synth", epilog=synth_cli.EPILOG, no_args_is_help=True)(funnel(synth_cli.synth))
 app.command("synth", epilog=synth_cli.EPILOG, no_args_is_help=True)(funnel(synth_cli.synth))
 
 

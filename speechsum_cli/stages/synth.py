@@ -1,0 +1,513 @@
+"""``synth``: diverse (query, summary) pairs written by an LLM from transcripts (stage 1 data).
+
+For every job (``n`` of them, ``per_audio`` per recording, cycling through the shuffled corpus
+with fresh facets), the facets are drawn with a seeded RNG, the LLM writes a query + summary +
+importance as JSON, and one record is appended to a shard in the work dir. Rows below
+``min_importance`` and near-duplicate queries of the same recording are recorded, not written;
+failed calls are recorded with their reason. A re-run continues from the shards; the final output
+is one ``save_to_disk`` dataset with ``speechsum.json``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import re
+import time
+import warnings
+from collections import Counter, defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
+from speechsum_cli.data.workdir import WorkDir, work_dir_for
+from speechsum_cli.errors import InputError
+from speechsum_cli.llm import BudgetExceeded, LLMClient, LLMConfig, LLMError
+from speechsum_cli.manifest import MANIFEST_NAME, atomic_output_dir, check_output_dir, read_manifest, write_manifest
+from speechsum_cli.prompts.synth import Facets, draw_facets, synth_messages, synth_prompt_version, synth_schema
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+STATUS_FILTERED = "filtered"
+STATUS_DUPLICATE = "duplicate"
+PARQUET_BATCH_ROWS = 2000
+"""Rows per Arrow batch when the shards are turned into the final dataset (bounded memory)."""
+
+
+@dataclass(frozen=True)
+class SynthConfig:
+    """Settings of one ``speechsum synth`` run."""
+
+    data: Path
+    """Corpus: dataset dir, .parquet/.jsonl file, or folder of audio with .txt transcripts."""
+    out: Path
+    """Output dataset directory (save_to_disk) with speechsum.json."""
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    """The generator: endpoint, model, concurrency, retries, cache, budget."""
+    n: int | None = None
+    """Jobs in total; None = one pass over the corpus (recordings x per_audio)."""
+    per_audio: int = 1
+    """Pairs per recording per pass, with distinct facets."""
+    seed: int = 0
+    """Seeds the corpus order and every facet draw."""
+    min_importance: int = 1
+    """Rows whose LLM-rated importance (1-5) is lower are counted and left out."""
+    dedup_threshold: float = 90.0
+    """Queries of the same recording at least this similar (rapidfuzz ratio, 0-100, on normalized
+    text) are duplicates; 100 = exact normalized matches only."""
+    columns: ColumnMap = ColumnMap()
+    """The corpus's column names for id/audio/transcript."""
+    split: str | None = None
+    """Split of a DatasetDict corpus."""
+    skip_missing: bool = False
+    """Skip (and count) recordings without a transcript instead of failing."""
+    tts: str | None = None
+    """'espeak': make audio from the transcript for rows without audio (text-only corpora)."""
+    overwrite: bool = False
+    """Replace an existing complete output."""
+    restart: bool = False
+    """Discard unfinished work from earlier runs instead of resuming it."""
+    shard_rows: int = 5000
+    """Records per work-dir shard file."""
+    show_progress: bool = True
+    """Progress bar (rows/s, tokens, cost) on stderr."""
+
+
+@dataclass
+class SynthResult:
+    """What a run did; ``out`` is None for a dry run."""
+
+    out: Path | None
+    complete: bool
+    stopped: str | None
+    counts: dict[str, Any]
+    usage: dict[str, Any]
+    work_dir: Path | None = None
+    estimate: dict[str, Any] | None = None
+    wall_time: float = 0.0
+
+
+@dataclass(frozen=True)
+class Job:
+    index: int
+    source: int
+    """Row index in the corpus."""
+    source_id: str
+    slot: int
+    """k-th pair of this recording over all passes (the id suffix)."""
+    facets: Facets
+
+    @property
+    def row_id(self) -> str:
+        return f"{self.source_id}#{self.slot}"
+
+
+class Plan:
+    """Job ``j`` -> (recording, slot, facets), deterministic in (seed, corpus, n, per_audio)."""
+
+    def __init__(self, source_rows: list[int], source_ids: list[str], n: int | None, per_audio: int, seed: int):
+        import random
+
+        self.order = list(source_rows)
+        random.Random(seed).shuffle(self.order)
+        self.per_pass = len(self.order) * per_audio
+        self.n = self.per_pass if n is None else n
+        self.per_audio = per_audio
+        self.passes = max(1, math.ceil(self.n / self.per_pass))
+        self.seed = seed
+        self.source_ids = source_ids
+
+        @lru_cache(maxsize=4096)
+        def facets_of(source_id: str) -> tuple[Facets, ...]:
+            return tuple(draw_facets(seed, source_id, self.passes * per_audio))
+
+        self._facets_of = facets_of
+
+    def job(self, j: int) -> Job:
+        rnd, pos = divmod(j, self.per_pass)
+        a, s = divmod(pos, self.per_audio)
+        source = self.order[a]
+        source_id = self.source_ids[source]
+        slot = rnd * self.per_audio + s
+        return Job(j, source, source_id, slot, self._facets_of(source_id)[slot])
+
+
+def normalize_query(text: str) -> str:
+    return " ".join(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+class Deduplicator:
+    """Near-duplicate queries per recording (rapidfuzz ratio on normalized text)."""
+
+    def __init__(self, threshold: float) -> None:
+        self.threshold = threshold
+        self.kept: dict[int, list[str]] = defaultdict(list)
+
+    def is_duplicate(self, source: int, query: str) -> bool:
+        from rapidfuzz import fuzz, process
+
+        q = normalize_query(query)
+        seen = self.kept[source]
+        if q in seen:
+            return True
+        return process.extractOne(q, seen, scorer=fuzz.ratio, score_cutoff=self.threshold) is not None
+
+    def keep(self, source: int, query: str) -> None:
+        self.kept[source].append(normalize_query(query))
+
+
+# -- inputs ------------------------------------------------------------------------------------
+
+
+def load_corpus(config: SynthConfig) -> tuple[Any, list[int], list[str]]:
+    """(dataset, usable row indices, ids of rows skipped for a missing transcript)."""
+    ds = load_rows(config.data, columns=config.columns, split=config.split)
+    require_columns(ds, ["transcript"], config.data,
+                    "Pass --transcript-column NAME, or give a folder of audio with .txt transcripts.")
+    if config.tts is None:
+        require_columns(ds, ["audio"], config.data,
+                        "Pass --audio-column NAME, or --tts espeak to make audio from the transcripts.")
+    missing = rows_with_empty(ds, "transcript")
+    if missing and not config.skip_missing:
+        shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
+        raise InputError(
+            f"data '{config.data}' has {len(missing)} row(s) without a transcript: {shown}. "
+            "Add the transcripts, or pass --skip-missing to leave them out (they are counted in "
+            "speechsum.json)."
+        )
+    missing_set = set(missing)
+    ids = list(ds["id"])
+    usable = [i for i, row_id in enumerate(ids) if row_id not in missing_set]
+    if not usable:
+        raise InputError(f"data '{config.data}' has no row with a transcript.")
+    return ds, usable, missing
+
+
+def check_config(config: SynthConfig) -> None:
+    problems = []
+    if config.n is not None and config.n < 1:
+        problems.append(f"--n must be at least 1, got {config.n}")
+    if config.per_audio < 1:
+        problems.append(f"--per-audio must be at least 1, got {config.per_audio}")
+    if not 1 <= config.min_importance <= 5:
+        problems.append(f"--min-importance must be 1-5, got {config.min_importance}")
+    if not 0 < config.dedup_threshold <= 100:
+        problems.append(f"--dedup-threshold must be in (0, 100], got {config.dedup_threshold:g}")
+    if config.llm.concurrency < 1:
+        problems.append(f"--concurrency must be at least 1, got {config.llm.concurrency}")
+    if config.llm.max_cost is not None and config.llm.max_cost <= 0:
+        problems.append(f"--max-cost must be positive, got {config.llm.max_cost:g}")
+    if config.tts not in (None, "espeak"):
+        problems.append(f"--tts '{config.tts}' is not supported; use --tts espeak")
+    if problems:
+        raise InputError("; ".join(problems) + ".")
+
+
+def check_output(config: SynthConfig) -> None:
+    """An existing output may be replaced by --overwrite, or by resuming the run that stopped it."""
+    out = config.out
+    if out.exists() and not config.overwrite:
+        manifest = read_manifest(out) if out.is_dir() else None
+        resumable = manifest is not None and manifest.get("complete") is False and work_dir_for(out).exists()
+        if not resumable:
+            check_output_dir(out, overwrite=False)
+    elif out.exists():
+        check_output_dir(out, overwrite=True)
+
+
+def fingerprint(config: SynthConfig) -> dict[str, Any]:
+    """The settings that decide which rows exist and what they say (resume must match them)."""
+    return {
+        "data": str(Path(config.data).resolve()), "split": config.split, "columns": vars(config.columns),
+        "n": config.n, "per_audio": config.per_audio, "seed": config.seed,
+        "min_importance": config.min_importance, "dedup_threshold": config.dedup_threshold,
+        "skip_missing": config.skip_missing, "tts": config.tts, "model": config.llm.model,
+        "temperature": config.llm.temperature, "max_tokens": config.llm.max_tokens,
+        "extra_body": config.llm.extra_body, "prompt_version": synth_prompt_version(),
+    }
+
+
+# -- run -----------------------------------------------------------------------------------------
+
+
+def run(config: SynthConfig) -> SynthResult:
+    """Generate, resume or estimate (dry run) the synthetic dataset of ``config``."""
+    started = time.perf_counter()
+    check_config(config)
+    if not config.llm.dry_run:
+        check_output(config)
+    ds, usable, missing = load_corpus(config)
+    ids = list(ds["id"])
+    plan = Plan(usable, ids, config.n, config.per_audio, config.seed)
+    transcripts = ds.select_columns(["transcript"])
+    if config.llm.dry_run:
+        return _dry_run(config, plan, transcripts, len(missing), started)
+
+    work = WorkDir(config.out, fingerprint(config), restart=config.restart)
+    state = _State.from_records(work.records(), config.dedup_threshold)
+    client = LLMClient(config.llm, spent_before=state.usage["cost_usd"])
+    stopped = None
+    try:
+        stopped = asyncio.run(_generate(config, plan, transcripts, work, state, client))
+    except LLMError as exc:
+        raise LLMError(
+            f"{exc} {state.counts_total()} finished rows are kept in '{work.path}'; re-run the same "
+            "command to resume."
+        ) from None
+    counts = state.counts(requested=plan.n, skipped_missing=len(missing), corpus=len(ids))
+    complete = stopped is None and state.done_jobs() >= plan.n
+    _finalize(config, ds, work, plan, counts, state.usage, complete, stopped, time.perf_counter() - started)
+    if complete:
+        work.remove()
+    return SynthResult(config.out, complete, stopped, counts, dict(state.usage),
+                       None if complete else work.path, wall_time=time.perf_counter() - started)
+
+
+def _dry_run(config: SynthConfig, plan: Plan, transcripts: Any, skipped: int, started: float) -> SynthResult:
+    client = LLMClient(config.llm)
+    est = Counter()
+    schema_version = synth_prompt_version()
+    for j in range(plan.n):
+        job = plan.job(j)
+        messages = synth_messages(transcripts[job.source]["transcript"], job.facets)
+        e = client.estimate(messages, prompt_version=schema_version)
+        est["jobs"] += 1
+        est["cached"] += int(e.cached)
+        est["requests"] += int(not e.cached)
+        est["input_tokens"] += e.input_tokens
+        est["output_tokens"] += e.output_tokens
+        est["cost_usd"] += e.cost_usd
+    estimate = dict(est) | {
+        "model": config.llm.model, "priced": client.ledger.price is not None,
+        "note": "input tokens ~ characters/4; output tokens = expected_output_tokens per request; "
+                "JSON repair retries not included",
+    }
+    estimate.setdefault("cost_usd", 0.0)
+    return SynthResult(None, False, None, {"requested": plan.n, "skipped_missing_transcript": skipped},
+                       {}, estimate=estimate, wall_time=time.perf_counter() - started)
+
+
+class _State:
+    """Counts, usage, finished jobs and dedup memory, rebuilt from the shards on resume."""
+
+    def __init__(self, threshold: float) -> None:
+        self.done: set[int] = set()
+        self.status = Counter()
+        self.failed = Counter()
+        self.usage = {"requests": 0, "cache_hits": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+        self.dedup = Deduplicator(threshold)
+
+    @classmethod
+    def from_records(cls, records: Iterator[dict[str, Any]], threshold: float) -> "_State":
+        state = cls(threshold)
+        for record in records:
+            if record["job"] in state.done:
+                continue  # cannot happen with one writer; never count a job twice
+            state.add(record)
+            if record["status"] == STATUS_OK:
+                state.dedup.keep(record["source"], record["query"])
+        return state
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.done.add(record["job"])
+        self.status[record["status"]] += 1
+        if record["status"] == STATUS_FAILED:
+            self.failed[record["reason"].split(":")[0].split(" (")[0]] += 1
+        for key in self.usage:
+            self.usage[key] += record.get(key, 0)
+
+    def done_jobs(self) -> int:
+        return len(self.done)
+
+    def counts_total(self) -> int:
+        return len(self.done)
+
+    def counts(self, *, requested: int, skipped_missing: int, corpus: int) -> dict[str, Any]:
+        return {
+            "corpus_rows": corpus,
+            "skipped_missing_transcript": skipped_missing,
+            "requested": requested,
+            "finished": len(self.done),
+            "remaining": requested - len(self.done),
+            "written": self.status[STATUS_OK],
+            "failed": self.status[STATUS_FAILED],
+            "failed_by_reason": dict(self.failed),
+            "filtered_importance": self.status[STATUS_FILTERED],
+            "deduplicated": self.status[STATUS_DUPLICATE],
+        }
+
+
+async def _generate(
+    config: SynthConfig, plan: Plan, transcripts: Any, work: WorkDir, state: _State, client: LLMClient
+) -> str | None:
+    """Run the pending jobs with ``concurrency`` workers; returns 'budget' when the budget stopped it."""
+    pending = (j for j in range(plan.n) if j not in state.done)
+    writer = work.writer(config.shard_rows)
+    schema = synth_schema()
+    version = synth_prompt_version()
+    stop: dict[str, Any] = {}
+
+    async def worker(advance: Any) -> None:
+        while not stop:
+            try:
+                job = plan.job(next(pending))
+            except StopIteration:
+                return
+            messages = synth_messages(transcripts[job.source]["transcript"], job.facets)
+            try:
+                completion = await client.complete_json(messages, schema, prompt_version=version)
+            except BudgetExceeded:
+                stop.setdefault("reason", "budget")
+                return
+            except LLMError as exc:
+                stop.setdefault("reason", "error")
+                stop.setdefault("error", exc)
+                return
+            record = _record(job, completion, version, config, state.dedup)
+            writer.write(record)
+            state.add(record)
+            advance(record)
+
+    try:
+        with _progress(plan.n, len(state.done), state.usage, enabled=config.show_progress) as advance:
+            await asyncio.gather(*(worker(advance) for _ in range(config.llm.concurrency)))
+    finally:
+        writer.close()
+        await client.aclose()
+    if "error" in stop:
+        raise stop["error"]
+    return stop.get("reason")
+
+
+def _record(job: Job, completion: Any, version: str, config: SynthConfig, dedup: Deduplicator) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "job": job.index, "id": job.row_id, "source": job.source, "source_id": job.source_id,
+        **job.facets.as_row(), "prompt_version": version,
+        "requests": completion.requests, "cache_hits": completion.cache_hits,
+        "input_tokens": completion.input_tokens, "output_tokens": completion.output_tokens,
+        "cost_usd": completion.cost_usd,
+    }
+    if not completion.ok:
+        return record | {"status": STATUS_FAILED, "reason": completion.reason}
+    data = completion.data
+    record |= {"query": data["query"].strip(), "summary": data["summary"].strip(),
+               "importance": int(data["importance"])}
+    if record["importance"] < config.min_importance:
+        return record | {"status": STATUS_FILTERED}
+    if dedup.is_duplicate(job.source, record["query"]):
+        return record | {"status": STATUS_DUPLICATE}
+    dedup.keep(job.source, record["query"])
+    return record | {"status": STATUS_OK}
+
+
+def _progress(total: int, done: int, usage: dict[str, Any], *, enabled: bool) -> Any:
+    """Rich progress on stderr: rows, rows/s, tokens and cost so far; yields advance(record)."""
+    from contextlib import contextmanager
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from speechsum_cli.console import err_console
+
+    @contextmanager
+    def bar() -> Iterator[Any]:
+        if not enabled:
+            yield lambda record: None
+            return
+        columns = (
+            TextColumn("Synth"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:.1f} rows/s"), TextColumn("{task.fields[tokens]:,} tok"),
+            TextColumn("${task.fields[cost]:.4f}"), TimeElapsedColumn(),
+        )
+        started = time.perf_counter()
+        fresh = 0
+        with Progress(*columns, console=err_console, transient=False) as progress:
+            task = progress.add_task("synth", total=total, completed=done, rate=0.0,
+                                     tokens=usage["input_tokens"] + usage["output_tokens"], cost=usage["cost_usd"])
+
+            def advance(record: dict[str, Any]) -> None:
+                nonlocal fresh
+                fresh += 1
+                progress.update(
+                    task, advance=1, rate=fresh / max(1e-6, time.perf_counter() - started),
+                    tokens=usage["input_tokens"] + usage["output_tokens"], cost=usage["cost_usd"],
+                )
+
+            yield advance
+
+    return bar()
+
+
+# -- output --------------------------------------------------------------------------------------
+
+
+def _finalize(
+    config: SynthConfig, ds: Any, work: WorkDir, plan: Plan, counts: dict[str, Any], usage: dict[str, Any],
+    complete: bool, stopped: str | None, wall_time: float,
+) -> None:
+    """Shards -> one save_to_disk dataset (sorted by job) + speechsum.json, atomically."""
+    from datasets import Dataset
+
+    parquet = work.path / "rows.parquet"
+    written = _write_parquet(ds, work, parquet, config)
+    overwrite = config.overwrite or config.out.exists()  # resuming a budget-stopped output
+    with atomic_output_dir(config.out, overwrite=overwrite) as tmp:
+        if written:
+            table = Dataset.from_parquet(str(parquet), cache_dir=str(work.path / "arrow-cache"))
+            with warnings.catch_warnings():  # pyarrow's null_placement deprecation inside datasets
+                warnings.simplefilter("ignore", FutureWarning)
+                table = table.sort("_job").remove_columns("_job")
+        else:
+            table = Dataset.from_dict({name: [] for name in _OUTPUT_COLUMNS})
+        table.save_to_disk(str(tmp))
+        write_manifest(
+            tmp, stage="synth", config=config, inputs=[config.data], counts=counts,
+            metrics={"usage": usage, "prompt_version": synth_prompt_version()},
+            wall_time=wall_time, extra={"complete": complete, "stopped": stopped},
+        )
+    parquet.unlink(missing_ok=True)
+
+
+_OUTPUT_COLUMNS = ("id", "source_id", "audio", "transcript", "query", "style", "summary", "length",
+                   "focus", "audience", "tone", "importance", "prompt_version", "model")
+
+
+def _write_parquet(ds: Any, work: WorkDir, path: Path, config: SynthConfig) -> int:
+    """Stream the ok records, joined with their recording's audio and transcript, to parquet."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    source = ds.select_columns([c for c in ("audio", "transcript") if c in ds.column_names])
+    writer = None
+    batch: list[dict[str, Any]] = []
+    total = 0
+
+    def flush() -> None:
+        nonlocal writer
+        table = pa.Table.from_pylist(batch)
+        if writer is None:
+            writer = pq.ParquetWriter(str(path), table.schema)
+        writer.write_table(table.cast(writer.schema))
+        batch.clear()
+
+    for record in work.records():
+        if record["status"] != STATUS_OK:
+            continue
+        src = source[record["source"]]
+        row = {name: record.get(name) for name in _OUTPUT_COLUMNS}
+        row.update(audio=src.get("audio"), transcript=src["transcript"], model=config.llm.model,
+                   _job=record["job"])
+        batch.append(row)
+        total += 1
+        if len(batch) >= PARQUET_BATCH_ROWS:
+            flush()
+    if batch:
+        flush()
+    if writer is not None:
+        writer.close()
+    return total
+
+
+__all__ = ["MANIFEST_NAME", "SynthConfig", "SynthResult", "run"]
