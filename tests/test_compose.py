@@ -18,6 +18,7 @@ from speechsum_cli.stages.compose import (
     composable_families,
     parse_llm_source,
 )
+from tests.conftest import speech_of_duration
 
 COMPOSABLE = ["qwen2_audio", "voxtral"]
 WHISPER_POSITIONS = 500  # 10 s of audio
@@ -112,7 +113,12 @@ def test_composable_families_are_the_ones_the_issue_names():
 
 @pytest.mark.parametrize("family", COMPOSABLE)
 def test_composed_checkpoint_holds_the_whisper_encoder_and_the_llama_weights(family, composed, parts):
-    from transformers import AutoConfig, AutoTokenizer, LlamaForCausalLM, WhisperForConditionalGeneration
+    from transformers import (
+        AutoConfig,
+        AutoTokenizer,
+        LlamaForCausalLM,
+        WhisperForConditionalGeneration,
+    )
 
     out = composed(family)
     lm = load(str(out), device="cpu", dtype="float32")
@@ -147,6 +153,23 @@ def test_composed_checkpoint_holds_the_whisper_encoder_and_the_llama_weights(fam
     assert tok(lm.family.audio_placeholder, add_special_tokens=False)["input_ids"] == [model.config.audio_token_id]
     assert model.get_input_embeddings().weight.shape[0] == len(tok)
     assert lm.window_seconds == 10
+
+
+@pytest.mark.parametrize("family", COMPOSABLE)
+def test_composed_checkpoint_loads_in_plain_transformers(family, composed):
+    from transformers import AutoConfig, AutoModelForMultimodalLM, AutoProcessor, AutoTokenizer
+
+    out = composed(family)
+    config = AutoConfig.from_pretrained(out)
+    model = AutoModelForMultimodalLM.from_pretrained(out)
+    assert type(model).__name__ == {"qwen2_audio": "Qwen2AudioForConditionalGeneration",
+                                    "voxtral": "VoxtralForConditionalGeneration"}[family]
+    processor = AutoProcessor.from_pretrained(out)
+    assert processor.feature_extractor.feature_size == config.audio_config.num_mel_bins == 80
+    assert processor.feature_extractor.chunk_length == 10
+    tok = AutoTokenizer.from_pretrained(out)
+    assert tok.chat_template == processor.tokenizer.chat_template
+    assert tok.chat_template.endswith(LLAMA_TEMPLATE)
 
 
 @pytest.mark.parametrize("family", COMPOSABLE)
@@ -194,6 +217,31 @@ def test_composed_checkpoint_trains_its_projector(family, composed, speech_wav):
     optimizer.step()
     after = projector.state_dict()
     assert all(not torch.equal(before[k], after[k]) for k in before)
+
+
+@pytest.mark.parametrize("family", COMPOSABLE)
+def test_composed_checkpoint_trains_with_speechsum_sft(family, composed, tmp_path):
+    from safetensors.torch import load_file
+
+    rows = []
+    for i in range(4):
+        audio = speech_of_duration(tmp_path / f"clip{i}.wav", 2.0 + i, workdir=tmp_path)
+        rows.append({"id": f"row{i}", "audio": str(audio), "query": "Summarize the recording.",
+                     "summary": "Alice opened the budget review."})
+    data = tmp_path / "rows.jsonl"
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    base, out = composed(family), tmp_path / "sft"
+
+    result = runner.invoke(app, ["sft", "--data", str(data), "--model", str(base), "--out", str(out),
+                                 "--max-steps", "2", "--batch-size", "2", "--lr", "1e-2", "--json"])
+
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "speechsum.json").read_text())
+    assert manifest["metrics"]["global_step"] == 2
+    assert [i.get("manifest", {}).get("stage") for i in manifest["inputs"]] == [None, "compose"]
+    adapter = load_file(out / "adapter_model.safetensors")
+    assert any("lora_" in name for name in adapter)
+    assert any("multi_modal_projector" in name for name in adapter)
 
 
 def test_window_cuts_the_positional_table_and_the_feature_extractor(parts, tmp_path):

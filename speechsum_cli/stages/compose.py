@@ -442,7 +442,6 @@ def _assemble(family: AudioFamily, model_config: Any, llm: Any, encoder_state: d
     sub-module is then replaced by a real one.
     """
     import torch
-
     from transformers import AutoModel
 
     cls = family.model_class()
