@@ -60,3 +60,71 @@ def tiny_models(tmp_path_factory):
         return built[model_type]
 
     return build
+
+
+TEXT_CHAT_TEMPLATE = (
+    "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+
+
+@pytest.fixture(scope="session")
+def tiny_text_lm(tmp_path_factory) -> Path:
+    """A tiny random Llama chat model (text only) saved to a temp dir."""
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from speechsum_cli.families.tiny import seed_everything, tiny_tokenizer
+
+    out = tmp_path_factory.mktemp("tiny-text-lm")
+    tok = tiny_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>"], chat_template=TEXT_CHAT_TEMPLATE,
+                         eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    seed_everything(0)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def transformers_server(tiny_text_lm, tmp_path_factory):
+    """A real OpenAI-compatible server: ``transformers serve`` of the tiny text model on 127.0.0.1.
+
+    Yields ``(base_url, model)``; the request's model must be exactly the served directory.
+    """
+    import socket
+    import time
+    import urllib.request
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    cache = tmp_path_factory.mktemp("hf-cache")  # /v1/models answers 500 without an existing cache dir
+    env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    log = (tmp_path_factory.mktemp("serve") / "serve.log").open("w")
+    serve = shutil.which("transformers") or pytest.fail("the transformers CLI is missing: pip install 'transformers[serving]'")
+    proc = subprocess.Popen([serve, "serve", str(tiny_text_lm), "--host", "127.0.0.1", "--port", str(port),
+                             "--device", "cpu"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base_url = f"http://127.0.0.1:{port}/v1"
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(f"{base_url}/models", timeout=2)
+            break
+        except Exception:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"transformers serve did not start (exit {proc.poll()}); see {log.name}")
+            time.sleep(0.5)
+    try:
+        yield base_url, str(tiny_text_lm)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()

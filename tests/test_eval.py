@@ -226,3 +226,28 @@ def test_without_a_judge_the_report_says_so(test_set, tmp_path, monkeypatch):
     assert result.exit_code == 0
     assert "the LLM judge is off" in " ".join(result.stderr.split())
     assert "Judge: not run" in (tmp_path / "r" / "report.md").read_text()
+
+
+@pytest.mark.slow
+def test_end_to_end_checkpoint_vs_file_with_a_judge_served_by_transformers(
+    test_set, tmp_path, tiny_models, transformers_server, monkeypatch
+):
+    """The real server round trip: a tiny judge answers noise, so every judgement fails and is
+    reported as failed (never as a score); offline metrics still compare the two systems."""
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    base_url, judge_model = transformers_server
+    out = tmp_path / "report"
+    result = run_eval(
+        "--data", str(test_set), "--model", str(tiny_models("qwen2_audio")),
+        "--predictions", str(predictions(tmp_path / "good.jsonl", FAITHFUL)),
+        "--judge-base-url", base_url, "--judge-model", judge_model, "--judge-concurrency", "2", "--judge-max-tokens", "24",
+        "--judge-cache", str(tmp_path / "cache"), "--max-new-tokens", "4", "--wer-rows", "1",
+        "--resamples", "20", "--out", str(out),
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    judge = report["judge"]
+    assert judge["requests"] >= 6  # 3 rows x 2 systems, plus repair turns
+    assert judge["failed"] == {"qwen2_audio": 3, "good": 3}
+    assert "judge_overall" not in report["summary"]
+    assert "rouge1" in report["summary"] and (out / "report.md").is_file()

@@ -17,7 +17,7 @@ EPILOG = (
 
 
 def judge_settings(judge: Optional[bool], base_url: Optional[str], model: str, key_env: str,
-                   cache: Optional[Path], max_cost: Optional[float], dry_run: bool):
+                   cache: Optional[Path], max_cost: Optional[float], dry_run: bool, max_tokens: int = 512):
     """The judge's LLMConfig, or None when the judge is off (explicitly, or nothing configured)."""
     import os
 
@@ -35,7 +35,7 @@ def judge_settings(judge: Optional[bool], base_url: Optional[str], model: str, k
              "Pass --no-judge to silence this.")
         return None
     return LLMConfig(
-        base_url=base_url, model=model, api_key_env=key_env, temperature=0.0, max_tokens=512,
+        base_url=base_url, model=model, api_key_env=key_env, temperature=0.0, max_tokens=max_tokens,
         max_cost=max_cost, dry_run=dry_run,
         cache_dir=cache or Path.home() / ".cache" / "speechsum" / "llm",
     )
@@ -61,6 +61,7 @@ def evaluate(
     judge_model: Annotated[str, typer.Option(help="Judge model (the paper: gpt-4.1).")] = "gpt-4.1",
     judge_api_key_env: Annotated[str, typer.Option(help="Environment variable holding the judge's API key.")] = "OPENAI_API_KEY",
     judge_concurrency: Annotated[int, typer.Option(help="Judge requests in flight.", min=1)] = 8,
+    judge_max_tokens: Annotated[int, typer.Option(help="Reply budget per judge request.", min=16)] = 512,
     judge_cache: Annotated[Optional[Path], typer.Option(help="Judge response cache  \\[default: ~/.cache/speechsum/llm].", show_default=False)] = None,
     max_cost: Annotated[Optional[float], typer.Option(help="Stop judging before spending more than this many USD.", min=0.0)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Estimate judge requests, tokens and cost; call nothing, write nothing.")] = False,
@@ -78,7 +79,8 @@ def evaluate(
     from speechsum_cli.stages.evaluate import EvalConfig, run
 
     quiet_libraries()
-    judge_config = judge_settings(judge, judge_base_url, judge_model, judge_api_key_env, judge_cache, max_cost, dry_run)
+    judge_config = judge_settings(judge, judge_base_url, judge_model, judge_api_key_env, judge_cache, max_cost, dry_run,
+                                  judge_max_tokens)
     config = EvalConfig(
         data=data, out=out, models=tuple(model or ()), predictions=tuple(predictions or ()),
         names=tuple(name or ()), split=split, overwrite=overwrite, wer_rows=wer_rows,
