@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -23,7 +23,7 @@ def compose(
     llm: Annotated[str, typer.Option("--llm", help="Causal LM: local dir, hub id, .gguf file, or OWNER/REPO/FILE.gguf.", show_default=False)],
     family: Annotated[str, typer.Option("--family", help="Family of the checkpoint to build: qwen2_audio or voxtral.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output checkpoint directory.", show_default=False)],
-    window_seconds: Annotated[Optional[int], typer.Option(help="Audio window in seconds  \\[default: all the encoder's positions cover: 30 for Whisper].", min=1, show_default=False)] = None,
+    window_seconds: Annotated[int | None, typer.Option(help="Audio window in seconds  \\[default: all the encoder's positions cover: 30 for Whisper].", min=1, show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
     seed: Annotated[int, typer.Option(help="Seed of the projector's random initialisation.")] = 0,
 ) -> None:
