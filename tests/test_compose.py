@@ -33,12 +33,12 @@ LLAMA_TEMPLATE = (
 """A Llama-3-style text-only template: it prints a content list as its Python repr."""
 
 
-def save_tiny_whisper(path: Path, *, positions: int = WHISPER_POSITIONS) -> Path:
+def save_tiny_whisper(path: Path, *, positions: int = WHISPER_POSITIONS, ffn: int = 64) -> Path:
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
     config = WhisperConfig(
         d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80,
+        decoder_attention_heads=2, encoder_ffn_dim=ffn, decoder_ffn_dim=64, num_mel_bins=80,
         max_source_positions=positions, max_target_positions=64, vocab_size=100,
         pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3,
     )
@@ -337,6 +337,20 @@ def test_window_beyond_the_encoder_positions_is_refused(parts, tmp_path):
     assert result.exit_code == 1
     assert "--window-seconds 11 is beyond what the encoder" in result.output
     assert "500 positions cover 10 s of audio. Pass --window-seconds 10 or less." in result.output
+
+
+def test_voxtral_window_must_hold_whole_projector_groups(parts, tmp_path):
+    """Whisper's FFN is 4 x d_model, so Voxtral folds 4 positions (80 ms) into one embedding."""
+    whisper = save_tiny_whisper(tmp_path / "whisper-ffn4", ffn=128)
+    args = ["--family", "voxtral", "--encoder", str(whisper), "--llm", str(parts["llama"])]
+    result = compose(*args, "--out", str(tmp_path / "odd"), "--window-seconds", "5")
+    assert result.exit_code == 1
+    assert "max_source_positions (250) is not a multiple of the projector's frame group (4)" in result.output
+    assert "Choose another --window-seconds." in result.output
+    assert compose(*args, "--out", str(tmp_path / "even"), "--window-seconds", "4").exit_code == 0
+    assert load(str(tmp_path / "even"), device="cpu").encode(
+        [Prompt("Hi.", audio=torch.zeros(16000).numpy())]
+    ).audio_tokens == [50]
 
 
 def test_existing_output_needs_overwrite(parts, tmp_path):

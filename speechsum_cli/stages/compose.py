@@ -351,9 +351,10 @@ def run(config: ComposeConfig) -> ComposeResult:
             encoder_fields(whisper_config, positions), text_config, audio_token_id
         )
     except ModelError as exc:
+        hint = " Choose another --window-seconds." if "max_source_positions" in str(exc) else ""
         raise InputError(
             f"cannot build a {family.model_type} model with a {window} s window from "
-            f"'{config.encoder}': {exc} Choose another --window-seconds."
+            f"'{config.encoder}': {exc}{hint}"
         ) from None
 
     # --- weights -----------------------------------------------------------------------------
