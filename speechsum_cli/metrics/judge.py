@@ -7,7 +7,6 @@ parsable JSON is retried by the client and then counted as *failed* — never as
 
 from __future__ import annotations
 
-import asyncio
 import json
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -53,18 +52,33 @@ def judge_scores(data: dict[str, Any]) -> dict[str, float]:
 
 @dataclass
 class JudgeRun:
-    """Outcome of judging many summaries."""
+    """Scores, rationales and failures of judging many summaries, with the call batch's costs."""
 
+    batch: Any
+    failed: dict[Any, str]
+    """key -> reason (retries spent, invalid JSON...)."""
     scores: dict[Any, dict[str, float]] = field(default_factory=dict)
     rationales: dict[Any, str] = field(default_factory=dict)
-    failed: dict[Any, str] = field(default_factory=dict)
-    """key -> reason (retries spent, invalid JSON...)."""
-    stopped_by_budget: bool = False
-    requests: int = 0
-    cache_hits: int = 0
-    cost_usd: float = 0.0
-    estimated_cost_usd: float = 0.0
-    """Dry run only: what the calls would cost."""
+
+    @property
+    def stopped_by_budget(self) -> bool:
+        return self.batch.stopped_by_budget
+
+    @property
+    def requests(self) -> int:
+        return self.batch.requests
+
+    @property
+    def cache_hits(self) -> int:
+        return self.batch.cache_hits
+
+    @property
+    def cost_usd(self) -> float:
+        return self.batch.cost_usd
+
+    @property
+    def estimated_cost_usd(self) -> float:
+        return self.batch.estimated_cost_usd
 
 
 def judge_all(
@@ -75,47 +89,14 @@ def judge_all(
     advance: Callable[[int], None] = lambda n=1: None,
 ) -> JudgeRun:
     """Judge every ``key -> (transcript, query, summary)``; a dry run only estimates."""
-    return asyncio.run(_judge_all(config, items, concurrency, advance))
+    from speechsum_cli.llm.batch import run_calls
 
-
-async def _judge_all(config: Any, items: dict[Any, tuple[str, str, str]], concurrency: int,
-                     advance: Callable[[int], None]) -> JudgeRun:
-    from speechsum_cli.llm import BudgetExceeded, LLMClient
-
-    version = rubric()["version"]
-    client = LLMClient(config)
-    run = JudgeRun()
-    schema = judge_schema()
-    if config.dry_run:
-        for key, (transcript, query, summary) in items.items():
-            run.estimated_cost_usd += client.estimate(judge_messages(transcript, query, summary),
-                                                      prompt_version=f"judge-{version}").cost_usd
-        await client.aclose()
-        return run
-    gate = asyncio.Semaphore(concurrency)
-
-    async def one(key: Any, transcript: str, query: str, summary: str) -> None:
-        async with gate:
-            if run.stopped_by_budget:
-                return
-            try:
-                done = await client.complete_json(judge_messages(transcript, query, summary), schema,
-                                                  prompt_version=f"judge-{version}")
-            except BudgetExceeded:
-                run.stopped_by_budget = True
-                return
-        run.requests += done.requests
-        run.cache_hits += done.cache_hits
-        run.cost_usd += done.cost_usd
+    calls = {key: judge_messages(*texts) for key, texts in items.items()}
+    batch = run_calls(config, calls, judge_schema(), prompt_version=f"judge-{rubric()['version']}",
+                      concurrency=concurrency, advance=advance)
+    run = JudgeRun(batch=batch, failed=batch.failed)
+    for key, done in batch.results.items():
         if done.ok:
             run.scores[key] = judge_scores(done.data)
             run.rationales[key] = str(done.data.get("rationale", ""))
-        else:
-            run.failed[key] = done.reason or "unknown failure"
-        advance(1)
-
-    try:
-        await asyncio.gather(*(one(k, *v) for k, v in items.items()))
-    finally:
-        await client.aclose()
     return run

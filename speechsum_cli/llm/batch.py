@@ -1,0 +1,91 @@
+"""Many structured calls at once: bounded concurrency, budget stop, dry-run estimates.
+
+Judges (eval, pairs) hand a dict of ``key -> messages`` to :func:`run_calls` and get every
+:class:`Completion` back by key; failures stay in the results with their reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from speechsum_cli.llm.client import Completion, LLMClient
+from speechsum_cli.llm.config import LLMConfig
+from speechsum_cli.llm.prices import BudgetExceeded
+
+
+@dataclass
+class CallBatch:
+    """What a batch of calls produced and cost."""
+
+    results: dict[Any, Completion] = field(default_factory=dict)
+    """Completed calls by key (ok or failed with a reason); calls not sent are absent."""
+    stopped_by_budget: bool = False
+    """--max-cost was reached: the calls that are absent from ``results`` were never sent."""
+    requests: int = 0
+    cache_hits: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+    estimated_requests: int = 0
+    """Dry run: calls that would need a request (not in the cache)."""
+    estimated_input_tokens: int = 0
+    estimated_output_tokens: int = 0
+    estimated_cost_usd: float = 0.0
+
+    @property
+    def failed(self) -> dict[Any, str]:
+        return {k: c.reason or "unknown failure" for k, c in self.results.items() if not c.ok}
+
+
+def run_calls(
+    config: LLMConfig,
+    calls: dict[Any, list[dict[str, str]]],
+    schema: dict[str, Any],
+    *,
+    prompt_version: str,
+    concurrency: int,
+    advance: Callable[[int], None] = lambda n=1: None,
+) -> CallBatch:
+    """Send every call (a dry run only estimates); stop cleanly when the budget is reached."""
+    return asyncio.run(_run_calls(config, calls, schema, prompt_version, concurrency, advance))
+
+
+async def _run_calls(config: LLMConfig, calls: dict[Any, list[dict[str, str]]], schema: dict[str, Any],
+                     prompt_version: str, concurrency: int, advance: Callable[[int], None]) -> CallBatch:
+    client = LLMClient(config)
+    batch = CallBatch()
+    try:
+        if config.dry_run:
+            for messages in calls.values():
+                estimate = client.estimate(messages, prompt_version=prompt_version)
+                batch.estimated_requests += 0 if estimate.cached else 1
+                batch.estimated_input_tokens += estimate.input_tokens
+                batch.estimated_output_tokens += estimate.output_tokens
+                batch.estimated_cost_usd += estimate.cost_usd
+            return batch
+        gate = asyncio.Semaphore(concurrency)
+
+        async def one(key: Any, messages: list[dict[str, str]]) -> None:
+            async with gate:
+                if batch.stopped_by_budget:
+                    return
+                try:
+                    done = await client.complete_json(messages, schema, prompt_version=prompt_version)
+                except BudgetExceeded:
+                    batch.stopped_by_budget = True
+                    return
+            batch.results[key] = done
+            batch.requests += done.requests
+            batch.cache_hits += done.cache_hits
+            batch.input_tokens += done.input_tokens
+            batch.output_tokens += done.output_tokens
+            batch.cost_usd += done.cost_usd
+            advance(1)
+
+        await asyncio.gather(*(one(k, m) for k, m in calls.items()))
+        return batch
+    finally:
+        await client.aclose()
