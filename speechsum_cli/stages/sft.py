@@ -547,6 +547,9 @@ def run(cfg: SftConfig) -> SftResult:
     counts["eval_rows"] = len(eval_ds) if eval_ds is not None else 0
     counts["train_audio_hours"] = round(sum(seconds) / 3600, 4)
 
+    from transformers import set_seed
+
+    set_seed(cfg.seed)  # LoRA's initialisation happens here, before the Trainer seeds anything
     model = prepare_model(lm.model, lm.family, cfg, base_source)
     groups = parameter_groups(model, lm.family)
     if state.is_main_process:
