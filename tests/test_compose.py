@@ -306,6 +306,14 @@ def test_encoder_that_is_not_whisper_is_refused_before_loading(parts, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_missing_encoder_directory_is_named(parts, tmp_path):
+    missing = tmp_path / "no-such-whisper"
+    result = compose("--family", "qwen2_audio", "--encoder", str(missing), "--llm",
+                     str(parts["llama"]), "--out", str(tmp_path / "x"))
+    assert result.exit_code == 1
+    assert f"--encoder '{missing}': no such directory." in result.output
+
+
 def test_llm_that_is_not_causal_is_refused(parts, tmp_path):
     result = compose("--family", "qwen2_audio", "--encoder", str(parts["whisper"]), "--llm",
                      str(parts["whisper"]), "--out", str(tmp_path / "x"))

@@ -148,9 +148,19 @@ def check_family(name: str) -> AudioFamily:
     return FAMILIES[name]
 
 
+def looks_local(source: str) -> bool:
+    """A path rather than a hub id (``owner/name``)."""
+    return Path(source).is_absolute() or source.startswith(".") or source.count("/") > 1
+
+
 def _read_config(source: str, flag: str, **kwargs: Any) -> Any:
     from transformers import AutoConfig
 
+    if looks_local(source) and not Path(source).exists():
+        raise InputError(
+            f"{flag} '{source}': no such directory. Pass a local checkpoint directory or a hub "
+            "id (OWNER/NAME)."
+        )
     try:
         return AutoConfig.from_pretrained(source, **kwargs)
     except ImportError as exc:
