@@ -15,6 +15,7 @@ from speechsum_cli.families import Prompt, load
 from speechsum_cli.families.tiny import seed_everything, tiny_tokenizer
 from speechsum_cli.stages.compose import (
     AUDIO_PRELUDE,
+    choose_template,
     composable_families,
     parse_llm_source,
 )
@@ -463,5 +464,24 @@ def test_gguf_paths_are_routed_to_gguf_loading(tmp_path):
     assert parse_llm_source("owner/repo").kwargs() == {}
 
 
-def test_audio_prelude_is_a_jinja_prefix():
-    assert "AUDIO_CONTENT" in AUDIO_PRELUDE
+@pytest.mark.parametrize(
+    ("template", "expected"),
+    [("qwen2_audio", "llm"), (LLAMA_TEMPLATE, "llm+audio"), (None, "family"),
+     ("{{ raise_exception('no audio here') }}", "family")],
+)
+def test_template_choice_keeps_what_works(template, expected):
+    from speechsum_cli.families import get_family
+    from speechsum_cli.families.qwen2_audio import CHAT_TEMPLATE
+
+    family = get_family("qwen2_audio")
+    own = CHAT_TEMPLATE if template == "qwen2_audio" else template
+    tok = tiny_tokenizer(["<|eot_id|>"], chat_template=own or "", eos_token="<|eot_id|>", pad_token="<|eot_id|>")
+    tok.chat_template = own
+    chosen, which = choose_template(family, tok)
+    assert which == expected
+    if which == "llm":
+        assert chosen == own
+    elif which == "llm+audio":
+        assert chosen.startswith(AUDIO_PRELUDE.split("AUDIO_CONTENT")[0]) and chosen.endswith(own)
+    else:
+        assert chosen == family.chat_template
