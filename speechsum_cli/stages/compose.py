@@ -219,14 +219,20 @@ def encoder_fields(whisper_config: Any, positions: int) -> dict[str, Any]:
     return fields
 
 
-def feature_extractor_for(encoder_source: str, num_mel_bins: int, window_seconds: int) -> Any:
-    """A WhisperFeatureExtractor with the encoder's mel count and the window as chunk length."""
+def base_feature_extractor(encoder_source: str) -> Any:
+    """The encoder checkpoint's WhisperFeatureExtractor, or Whisper's defaults if it has none."""
     from transformers import WhisperFeatureExtractor
 
     try:
-        base = WhisperFeatureExtractor.from_pretrained(encoder_source)
+        return WhisperFeatureExtractor.from_pretrained(encoder_source)
     except (OSError, ValueError):
-        base = WhisperFeatureExtractor()
+        return WhisperFeatureExtractor()
+
+
+def feature_extractor_for(base: Any, num_mel_bins: int, window_seconds: int) -> Any:
+    """``base`` with the encoder's mel count and the window as chunk length."""
+    from transformers import WhisperFeatureExtractor
+
     return WhisperFeatureExtractor(
         feature_size=num_mel_bins,
         sampling_rate=base.sampling_rate,
@@ -339,9 +345,9 @@ def run(config: ComposeConfig) -> ComposeResult:
     llm_source = parse_llm_source(config.llm)
     llm_config = _read_config(llm_source.path, "--llm", **llm_source.kwargs())
     check_llm(llm_config, config.llm)
-    fe = feature_extractor_for(config.encoder, whisper_config.num_mel_bins, 1)
-    window, positions = resolve_window(config.window_seconds, whisper_config, fe, config.encoder)
-    fe = feature_extractor_for(config.encoder, whisper_config.num_mel_bins, window)
+    base_fe = base_feature_extractor(config.encoder)
+    window, positions = resolve_window(config.window_seconds, whisper_config, base_fe, config.encoder)
+    fe = feature_extractor_for(base_fe, whisper_config.num_mel_bins, window)
 
     tok = _load_tokenizer(llm_source, config.llm)
     template, which = choose_template(family, tok)
