@@ -459,15 +459,22 @@ def _finalize(
             with warnings.catch_warnings():  # pyarrow's null_placement deprecation inside datasets
                 warnings.simplefilter("ignore", FutureWarning)
                 table = table.sort("_job").remove_columns("_job")
-        else:
-            table = Dataset.from_dict({name: [] for name in _OUTPUT_COLUMNS})
-        table.save_to_disk(str(tmp))
+            table.save_to_disk(str(tmp))
+        else:  # num_shards=1: datasets writes no arrow file for 0 rows otherwise (unloadable)
+            table = Dataset.from_dict({name: [] for name in _OUTPUT_COLUMNS}, features=_empty_features())
+            table.save_to_disk(str(tmp), num_shards=1)
         write_manifest(
             tmp, stage="synth", config=config, inputs=[config.data], counts=counts,
             metrics={"usage": usage, "prompt_version": synth_prompt_version()},
             wall_time=wall_time, extra={"complete": complete, "stopped": stopped},
         )
     parquet.unlink(missing_ok=True)
+
+
+def _empty_features() -> Any:
+    from datasets import Features, Value
+
+    return Features({name: Value("int64" if name == "importance" else "string") for name in _OUTPUT_COLUMNS})
 
 
 _OUTPUT_COLUMNS = ("id", "source_id", "audio", "transcript", "query", "style", "summary", "length",

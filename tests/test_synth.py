@@ -1,0 +1,377 @@
+"""``speechsum synth`` end to end: a fake OpenAI-compatible server for the pipeline and its fault
+paths (cache, budget, dry run, resume after kill -9, key hygiene) and a real ``transformers
+serve`` with a tiny local model for the HTTP round-trip."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from speechsum_cli.app import app
+from speechsum_cli.data.dataset import load_rows
+from speechsum_cli.errors import InputError
+from speechsum_cli.llm import LLMConfig
+from speechsum_cli.prompts.synth import draw_facets, synth_prompt_version
+from speechsum_cli.prompts.styles import styles
+from speechsum_cli.stages.synth import Deduplicator, Plan, SynthConfig, run
+from tests.fake_openai import FakeOpenAI
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "sk-proj-TOPSECRET-abcdef0123456789"
+
+
+def write_corpus(path: Path, n: int = 5, *, missing: tuple[int, ...] = ()) -> Path:
+    rows = [
+        {"id": f"talk{i}", "audio": f"audio/talk{i}.wav",
+         "transcript": None if i in missing else
+         f"Alice opened meeting {i}. We agreed to ship version {i} on Friday. Bob will email the vendor."}
+        for i in range(n)
+    ]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.fixture
+def server():
+    with FakeOpenAI() as fake:
+        yield fake
+
+
+def config(tmp_path: Path, server: FakeOpenAI, **overrides) -> SynthConfig:
+    llm_fields = dict(base_url=server.base_url, model="fake", concurrency=4, max_retries=1,
+                      timeout=5.0, cache_dir=tmp_path / "cache", prices={"fake": (2.0, 8.0)})
+    llm_fields.update(overrides.pop("llm", {}))
+    corpus = tmp_path / "corpus.jsonl"
+    fields = dict(data=corpus if corpus.exists() else write_corpus(corpus), out=tmp_path / "out",
+                  llm=LLMConfig(**llm_fields), show_progress=False)
+    fields.update(overrides)
+    return SynthConfig(**fields)
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "speechsum.json").read_text())
+
+
+def cli(tmp_path: Path, server: FakeOpenAI, *args: str) -> list[str]:
+    if not (tmp_path / "corpus.jsonl").exists():
+        write_corpus(tmp_path / "corpus.jsonl")
+    return ["synth", "--data", str(tmp_path / "corpus.jsonl"), "--out", str(tmp_path / "out"),
+            "--base-url", server.base_url, "--model", "fake", "--cache-dir", str(tmp_path / "cache"),
+            "--price-in", "2", "--price-out", "8", "--no-progress", *args]
+
+
+# -- pure parts ---------------------------------------------------------------------------------
+
+
+def test_facets_are_seeded_distinct_and_cover_the_presets():
+    a = draw_facets(7, "talk1", 7)
+    assert a == draw_facets(7, "talk1", 7)
+    assert a != draw_facets(8, "talk1", 7)
+    assert len(set(a)) == 7
+    assert {f.style for f in a} == set(styles())  # every preset once before any repeats
+    longer = draw_facets(7, "talk1", 30)
+    assert longer[:7] == a and len(set(longer)) == 30
+
+
+def test_plan_cycles_through_the_corpus_with_unique_ids():
+    plan = Plan([0, 1, 2], ["a", "b", "c"], n=14, per_audio=2, seed=0)
+    jobs = [plan.job(j) for j in range(14)]
+    ids = [j.row_id for j in jobs]
+    assert len(set(ids)) == 14
+    assert Counter(j.source_id for j in jobs) == {plan.source_ids[plan.order[0]]: 6,
+                                                  plan.source_ids[plan.order[1]]: 4,
+                                                  plan.source_ids[plan.order[2]]: 4}
+    first = [j for j in jobs if j.source_id == "a"]
+    assert len({j.facets for j in first}) == len(first)
+
+
+def test_near_duplicate_queries_per_recording():
+    dedup = Deduplicator(90.0)
+    dedup.keep(0, "Summarize the meeting in 3 bullets.")
+    assert dedup.is_duplicate(0, "summarize the meeting in 3 bullets")
+    assert dedup.is_duplicate(0, "Summarise the meeting in 3 bullets!")
+    assert not dedup.is_duplicate(0, "What did Bob promise to the vendor?")
+    assert not dedup.is_duplicate(1, "Summarize the meeting in 3 bullets.")  # other recording
+
+
+# -- the pipeline against the fake server ---------------------------------------------------------
+
+
+def test_happy_path_dataset_that_sft_can_read(tmp_path, server):
+    result = run(config(tmp_path, server, n=12, per_audio=2))
+    assert result.complete and server.requests == 12
+    ds = load_rows(tmp_path / "out")
+    assert len(ds) == 12 and len(set(ds["id"])) == 12
+    for column in ("id", "source_id", "audio", "transcript", "query", "style", "summary", "length",
+                   "focus", "audience", "tone", "importance", "prompt_version"):
+        assert column in ds.column_names
+    row = ds[0]
+    assert row["id"].startswith(row["source_id"] + "#")
+    assert row["audio"] == str(tmp_path / "audio" / f"{row['source_id']}.wav")
+    assert row["source_id"].replace("talk", "meeting ") in row["transcript"]
+    assert row["style"] in styles() and set(ds["prompt_version"]) == {synth_prompt_version()}
+    per_source = Counter(ds["source_id"])
+    assert sorted(per_source.values()) == [2, 2, 2, 2, 4]  # 10 per pass, then 2 more
+    m = manifest(tmp_path / "out")
+    assert m["stage"] == "synth" and m["complete"] is True
+    assert m["counts"]["requested"] == 12 and m["counts"]["written"] == 12
+    assert m["metrics"]["usage"]["requests"] == 12 and m["metrics"]["usage"]["cost_usd"] > 0
+    assert not (tmp_path / ".out.partial").exists()
+
+
+def test_failures_filters_and_duplicates_are_counted_never_dropped(tmp_path, server):
+    def responder(messages):
+        prompt = messages[1]["content"]
+        if "meeting 0" in prompt:
+            return "not json at all"
+        importance = 1 if "meeting 1" in prompt else 5
+        return json.dumps({"query": "Summarize this recording.", "summary": "- Ship on Friday.",
+                           "importance": importance})
+
+    server.responder = responder
+    result = run(config(tmp_path, server, n=10, per_audio=2, min_importance=3, llm={"json_retries": 1}))
+    c = result.counts
+    assert c["failed_by_reason"] == {"invalid JSON": 2}
+    assert c["filtered_importance"] == 2
+    assert c["deduplicated"] == 3  # talk2..talk4 each asked twice for the same query
+    assert c["written"] == 3
+    assert c["written"] + c["failed"] + c["filtered_importance"] + c["deduplicated"] == c["requested"]
+    assert manifest(tmp_path / "out")["counts"] == c
+
+
+def test_http_errors_after_retries_become_failed_rows(tmp_path, server):
+    server.fail_next(*["500"] * 2)
+    result = run(config(tmp_path, server, n=3, llm={"max_retries": 1, "concurrency": 1}))
+    assert result.counts["failed_by_reason"] == {"HTTP 500": 1}
+    assert result.counts["written"] == 2
+
+
+def test_rerun_is_served_from_the_cache(tmp_path, server):
+    runner = CliRunner()
+    first = runner.invoke(app, cli(tmp_path, server, "--n", "8"))
+    assert first.exit_code == 0, first.output
+    assert server.requests == 8
+    again = runner.invoke(app, cli(tmp_path, server, "--n", "8"))
+    assert again.exit_code == 1 and "already exists" in again.output
+    second = runner.invoke(app, cli(tmp_path, server, "--n", "8", "--overwrite"))
+    assert second.exit_code == 0, second.output
+    assert server.requests == 8, "a re-run must send zero requests"
+    assert "0 requests, 8 cache hits" in second.output
+    assert len(load_rows(tmp_path / "out")) == 8
+
+
+def test_dry_run_sends_nothing_and_writes_nothing(tmp_path, server):
+    write_corpus(tmp_path / "corpus.jsonl")
+    result = CliRunner().invoke(app, cli(tmp_path, server, "--n", "20", "--dry-run"))
+    assert result.exit_code == 0, result.output
+    assert "dry run: 20 rows -> 20 requests (0 cached)" in result.output
+    assert "input" in result.output and "$" in result.output
+    assert server.requests == 0
+    assert not (tmp_path / "out").exists() and not (tmp_path / ".out.partial").exists()
+
+
+def test_max_cost_stops_cleanly_and_resumes(tmp_path, server):
+    server.usage = (1000, 1000)  # $0.01 per request at $2/$8 per 1M
+    cfg = config(tmp_path, server, n=10, llm={"max_cost": 0.035, "concurrency": 1})
+    stopped = run(cfg)
+    assert not stopped.complete and stopped.stopped == "budget"
+    m = manifest(tmp_path / "out")
+    assert m["complete"] is False and m["stopped"] == "budget"
+    assert m["counts"]["written"] == 3 and m["counts"]["remaining"] == 7
+    assert m["metrics"]["usage"]["cost_usd"] <= 0.035
+    assert len(load_rows(tmp_path / "out")) == 3  # what it has is written
+    resumed = run(config(tmp_path, server, n=10, llm={"max_cost": 1.0, "concurrency": 1}))
+    assert resumed.complete and server.requests == 10
+    ids = load_rows(tmp_path / "out")["id"]
+    assert len(ids) == 10 and len(set(ids)) == 10
+    assert manifest(tmp_path / "out")["metrics"]["usage"]["cost_usd"] == pytest.approx(0.1)
+
+
+def test_missing_transcripts_error_or_skip(tmp_path, server):
+    write_corpus(tmp_path / "corpus.jsonl", missing=(1, 3))
+    cfg = config(tmp_path, server, data=tmp_path / "corpus.jsonl")
+    with pytest.raises(InputError, match=r"2 row\(s\) without a transcript: talk1, talk3. .*--skip-missing"):
+        run(cfg)
+    assert server.requests == 0
+    result = run(config(tmp_path, server, data=tmp_path / "corpus.jsonl", skip_missing=True))
+    assert result.counts["skipped_missing_transcript"] == 2 and result.counts["written"] == 3
+    assert "talk1" not in set(load_rows(tmp_path / "out")["source_id"])
+
+
+def test_changed_settings_refuse_to_mix_with_unfinished_work(tmp_path, server):
+    server.usage = (1000, 1000)
+    run(config(tmp_path, server, n=6, llm={"max_cost": 0.025, "concurrency": 1}))
+    with pytest.raises(InputError, match=r"different settings \(seed\).*--restart"):
+        run(config(tmp_path, server, n=6, seed=1, llm={"concurrency": 1}))
+
+
+def test_column_maps_and_sidecar_folder(tmp_path, server):
+    rows = [{"key": f"r{i}", "wav": f"r{i}.wav", "text": f"Talk number {i} about budgets."} for i in range(3)]
+    (tmp_path / "other.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = CliRunner().invoke(app, cli(tmp_path, server, "--data", str(tmp_path / "other.jsonl"),
+                                         "--id-column", "key", "--audio-column", "wav",
+                                         "--transcript-column", "text"))
+    assert result.exit_code == 0, result.output
+    assert sorted(load_rows(tmp_path / "out")["source_id"]) == ["r0", "r1", "r2"]
+
+
+def test_the_key_never_reaches_output_manifest_or_stderr(tmp_path, server, monkeypatch):
+    monkeypatch.setenv("SYNTH_TEST_KEY", SECRET)
+    write_corpus(tmp_path / "corpus.jsonl")
+    server.fail_next(*["echo-auth"] * 2)  # a proxy that echoes the Authorization header
+    proc = subprocess.run(
+        [sys.executable, "-m", "speechsum_cli", *cli(tmp_path, server, "--n", "4", "--api-key-env",
+                                                     "SYNTH_TEST_KEY", "--max-retries", "1",
+                                                     "--concurrency", "1")],
+        capture_output=True, text=True, env={**os.environ, "SYNTH_TEST_KEY": SECRET}, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert server.auth_headers[0] == f"Bearer {SECRET}"
+    assert "HTTP 502: 1" in proc.stdout
+    m = manifest(tmp_path / "out")
+    assert m["config"]["llm"]["api_key_env"] == "SYNTH_TEST_KEY"
+    files = [p for p in (tmp_path / "out").rglob("*") if p.is_file()]
+    for text in [proc.stdout, proc.stderr] + [p.read_bytes().decode("latin-1") for p in files]:
+        assert SECRET not in text
+    server.fail_next("401")
+    proc = subprocess.run(
+        [sys.executable, "-m", "speechsum_cli", *cli(tmp_path, server, "--n", "4", "--api-key-env",
+                                                     "SYNTH_TEST_KEY", "--overwrite", "--no-cache")],
+        capture_output=True, text=True, env={**os.environ, "SYNTH_TEST_KEY": SECRET}, timeout=120,
+    )
+    assert proc.returncode == 1 and "Error:" in proc.stderr and "HTTP 401" in proc.stderr
+    assert SECRET not in proc.stderr + proc.stdout
+
+
+def test_resume_after_kill_9(tmp_path):
+    write_corpus(tmp_path / "corpus.jsonl", n=10)
+    n = 60
+    with FakeOpenAI(latency=0.05) as server:
+        args = [sys.executable, "-m", "speechsum_cli", *cli(tmp_path, server, "--n", str(n),
+                                                            "--per-audio", "3", "--concurrency", "2")]
+        proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 60
+        while server.requests < 20 and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        assert proc.returncode == -signal.SIGKILL
+        assert not (tmp_path / "out").exists(), "a killed run must not leave an output that looks complete"
+        partial = tmp_path / ".out.partial"
+        shards = list(partial.glob("shard-*.jsonl"))
+        finished = sum(len(p.read_text().splitlines()) for p in shards)
+        assert 0 < finished < n
+        with open(shards[0], "a") as fh:  # what a kill during a write leaves behind
+            fh.write('{"job": 59, "id": "torn')
+        before = server.requests
+        done = subprocess.run(args, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        sent_again = server.requests - before
+        # only unfinished jobs are sent (in-flight ones at kill time come from the cache)
+        assert sent_again <= n - finished
+    ds = load_rows(tmp_path / "out")
+    expected = {f"talk{i}#{k}" for i in range(10) for k in range(6)}
+    assert len(ds["id"]) == len(set(ds["id"])) == n
+    assert set(ds["id"]) == expected
+    m = manifest(tmp_path / "out")
+    assert m["complete"] is True and m["counts"]["written"] == n and m["counts"]["finished"] == n
+    assert not partial.exists()
+
+
+# -- a real OpenAI-compatible server: transformers serve with a tiny random model -----------------
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
+    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served_tiny_lm(tmp_path_factory):
+    """``transformers serve`` of a tiny random Llama on 127.0.0.1; yields (base_url, model dir)."""
+    if shutil.which("transformers") is None:
+        pytest.fail("the transformers CLI is missing: pip install 'transformers[serving]' (test extra)")
+    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from speechsum_cli.families.tiny import seed_everything, tiny_tokenizer
+
+    root = tmp_path_factory.mktemp("served")
+    model_dir = root / "tiny-lm"
+    seed_everything(0)
+    tok = tiny_tokenizer(["<|end|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>"],
+                         chat_template=CHAT_TEMPLATE, eos_token="<|end|>", pad_token="<|pad|>")
+    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
+                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
+    model = LlamaForCausalLM(cfg)
+    model.generation_config = GenerationConfig(max_new_tokens=16, do_sample=False,
+                                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model.save_pretrained(model_dir)
+    tok.save_pretrained(model_dir)
+    port = free_port()
+    (root / "hub").mkdir()
+    env = {**os.environ, "HF_HUB_CACHE": str(root / "hub"), "HF_HUB_OFFLINE": "1"}
+    log = open(root / "serve.log", "w")
+    proc = subprocess.Popen(["transformers", "serve", str(model_dir), "--host", "127.0.0.1",
+                             "--port", str(port), "--device", "cpu"], stdout=log, stderr=log, env=env)
+    import urllib.request
+
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
+            break
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"transformers serve did not start: {(root / 'serve.log').read_text()[-2000:]}")
+            time.sleep(0.5)
+    yield f"http://127.0.0.1:{port}/v1", str(model_dir)
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.close()
+
+
+@pytest.mark.slow
+def test_real_server_round_trip_records_invalid_json_with_reason(tmp_path, served_tiny_lm):
+    """A random tiny LM cannot write JSON: every request must still go over HTTP, token usage must
+    be counted, and every row must be recorded as failed with reason 'invalid JSON' — none dropped."""
+    base_url, model_dir = served_tiny_lm
+    write_corpus(tmp_path / "corpus.jsonl", n=3)
+    result = CliRunner().invoke(app, [
+        "synth", "--data", str(tmp_path / "corpus.jsonl"), "--out", str(tmp_path / "out"),
+        "--base-url", base_url, "--model", model_dir, "--cache-dir", str(tmp_path / "cache"),
+        "--json-retries", "1", "--max-tokens", "16", "--concurrency", "2", "--no-progress", "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.output[result.output.index("{"):])
+    assert payload["counts"]["requested"] == 3
+    assert payload["counts"]["failed_by_reason"] == {"invalid JSON": 3}
+    assert payload["usage"]["requests"] == 6  # 3 rows x (1 try + 1 repair turn)
+    assert payload["usage"]["input_tokens"] > 100 and payload["usage"]["output_tokens"] > 0
+    m = manifest(tmp_path / "out")
+    assert m["counts"]["failed"] == 3 and m["counts"]["written"] == 0
+    assert m["metrics"]["usage"]["cost_usd"] == 0.0  # no price known for a local dir
+    from datasets import load_from_disk
+
+    assert len(load_from_disk(str(tmp_path / "out"))) == 0
