@@ -15,9 +15,9 @@ import typer
 from speechsum_cli import __version__
 from speechsum_cli.cli import compose as compose_cli
 from speechsum_cli.cli import evaluate as evaluate_cli
+from speechsum_cli.cli import pairs as pairs_cli
 from speechsum_cli.cli import summarize as summarize_cli
 from speechsum_cli.cli import sft as sft_cli
-from speechsum_cli.cli import synth as synth_cli
 from speechsum_cli.cli import synth as synth_cli
 from speechsum_cli.console import error
 from speechsum_cli.errors import SpeechsumError
@@ -68,9 +68,9 @@ def root(
 
 app.command("summarize", epilog=summarize_cli.EPILOG, no_args_is_help=True)(funnel(summarize_cli.summarize))
 app.command("eval", epilog=evaluate_cli.EPILOG, no_args_is_help=True)(funnel(evaluate_cli.evaluate))
+app.command("pairs", epilog=pairs_cli.EPILOG, no_args_is_help=True)(funnel(pairs_cli.pairs))
 app.command("compose", epilog=compose_cli.EPILOG, no_args_is_help=True)(funnel(compose_cli.compose))
 app.command("sft", epilog=sft_cli.EPILOG, no_args_is_help=True)(funnel(sft_cli.sft))
-app.command("synth", epilog=synth_cli.EPILOG, no_args_is_help=True)(funnel(synth_cli.synth))
 app.command("synth", epilog=synth_cli.EPILOG, no_args_is_help=True)(funnel(synth_cli.synth))
 
 

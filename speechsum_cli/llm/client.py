@@ -72,6 +72,15 @@ class Estimate:
     cost_usd: float
 
 
+def check_credentials(config: LLMConfig) -> None:
+    """Fail before any work when no key is available for api.openai.com (local URLs need none)."""
+    if not os.environ.get(config.api_key_env) and config.base_url is None and not config.dry_run:
+        raise LLMError(
+            f"no API key: environment variable {config.api_key_env} is not set. Export it, pass "
+            "--api-key-env NAME for another variable, or --base-url for a local server."
+        )
+
+
 def message_text(messages: list[dict[str, str]]) -> str:
     return "\n".join(m.get("content") or "" for m in messages)
 
@@ -96,13 +105,8 @@ class LLMClient:
         self._limiter = RateLimiter(cfg.rpm, cfg.tpm)
         if cfg.cache_dir is not None:
             self._cache = ResponseCache(cfg.cache_dir)
-        key = os.environ.get(cfg.api_key_env) or None
-        if key is None and cfg.base_url is None and not cfg.dry_run:
-            raise LLMError(
-                f"no API key: environment variable {cfg.api_key_env} is not set. Export it, pass "
-                "--api-key-env NAME for another variable, or --base-url for a local server."
-            )
-        self._key = key
+        check_credentials(cfg)
+        self._key = os.environ.get(cfg.api_key_env) or None
 
     # -- public API ------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""The paper's LLM judge: 1-7 per aspect + overall, and a flag for invented facts.
+"""The paper's LLM judges: 1-7 per aspect + overall (with an invented-fact flag), and pairwise.
 
 The rubric is a versioned prompt file (prompts/judge.json); every call goes through the shared
 client (cache, retries, cost ledger, budget, dry run). A reply with a score out of range or no
@@ -39,6 +39,28 @@ def judge_messages(transcript: str, query: str, summary: str) -> list[dict[str, 
     return [
         {"role": "system", "content": spec["system"]},
         {"role": "user", "content": spec["user"].format(transcript=transcript, query=query, summary=summary)},
+    ]
+
+
+@lru_cache(maxsize=1)
+def pairwise_prompt() -> dict[str, Any]:
+    """The pairwise judge of the paper (prompts/pairwise.json): which of two summaries is better."""
+    return json.loads(resources.files("speechsum_cli.prompts").joinpath("pairwise.json").read_text())
+
+
+def pairwise_schema() -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["better", "rationale"],
+        "properties": {"better": {"enum": ["A", "B", "tie"]}, "rationale": {"type": "string"}},
+    }
+
+
+def pairwise_messages(transcript: str, query: str, a: str, b: str) -> list[dict[str, str]]:
+    spec = pairwise_prompt()
+    return [
+        {"role": "system", "content": spec["system"]},
+        {"role": "user", "content": spec["user"].format(transcript=transcript, query=query, a=a, b=b)},
     ]
 
 

@@ -281,7 +281,12 @@ def run(config: EvalConfig) -> EvalResult:
     started = time.perf_counter()
     if not config.models and not config.predictions:
         raise InputError("nothing to evaluate: pass --model CKPT and/or --predictions FILE.")
-    check_output_dir(config.out, overwrite=config.overwrite)
+    if config.judge is not None:
+        from speechsum_cli.llm.client import check_credentials
+
+        check_credentials(config.judge)
+    if not (config.judge is not None and config.judge.dry_run):
+        check_output_dir(config.out, overwrite=config.overwrite)
     rows = load_test_rows(config)
     rows_by_id = {row["id"]: row for row in rows}
     test_ids = [row["id"] for row in rows]

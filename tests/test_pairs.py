@@ -1,0 +1,207 @@
+"""`speechsum pairs`: candidates sampled from a tiny model, judged offline, pairwise and by rubric."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from datasets import load_from_disk
+from typer.testing import CliRunner
+
+from speechsum_cli.app import app
+from speechsum_cli.metrics.preference import rank_offline, resolve_pairwise, tournament
+from tests.conftest import espeak, speech_of_duration
+
+runner = CliRunner()
+TRANSCRIPT = "Alice Chen opened the budget review at nine. The team agreed to hire three engineers."
+ROWS = [
+    ("p1", "Alice Chen opened the review at nine.", "Summarize the meeting as bullets.", "bullets"),
+    ("p2", "Bob sends the contract by Friday.", "One sentence, please.", "tldr"),
+    ("p3", "The launch moves to March fourteenth.", "What was decided?", "decisions"),
+]
+
+
+@pytest.fixture(scope="module")
+def prompts(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("prompts")
+    lines = []
+    for row_id, transcript, query, style in ROWS:
+        espeak(transcript, folder / f"{row_id}.wav")
+        lines.append(json.dumps({"id": row_id, "audio": f"{row_id}.wav", "transcript": transcript,
+                                 "query": query, "style": style}))
+    (folder / "prompts.jsonl").write_text("\n".join(lines) + "\n")
+    return folder / "prompts.jsonl"
+
+
+def run_pairs(*args):
+    return runner.invoke(app, ["pairs", *args, "--no-progress", "--max-new-tokens", "8"])
+
+
+# --- decisions on hand-written cases -------------------------------------------------------
+
+def test_offline_judge_an_invented_number_loses():
+    row = {"transcript": TRANSCRIPT, "style": "bullets"}
+    faithful = "- Alice Chen opened the review at nine.\n- Three engineers will be hired."
+    invented = "- Alice Chen opened the review at ten.\n- Five engineers will be hired."
+    best, worst, scores, tie = rank_offline([invented, faithful], row)
+    assert (best, worst, tie) == (1, 0, False)
+    assert scores[1] > scores[0]
+
+
+def test_offline_judge_a_repetitive_candidate_loses_and_equal_ones_tie():
+    row = {"transcript": TRANSCRIPT, "style": "paragraph"}
+    loop = "Alice opened the review. Alice opened the review. Alice opened the review."
+    clean = "Alice opened the review and the team agreed to hire three engineers."
+    assert rank_offline([loop, clean], row)[:2] == (1, 0)
+    assert rank_offline([clean, clean.upper().lower()], row)[3] is True
+
+
+@pytest.mark.parametrize(
+    ("first_as_a", "first_as_b", "outcome"),
+    [("A", "B", "first"), ("B", "A", "second"), ("tie", "tie", "tie"),
+     ("A", "A", "inconsistent"), ("B", "B", "inconsistent"), ("A", "tie", "inconsistent")],
+)
+def test_both_orders_must_agree(first_as_a, first_as_b, outcome):
+    assert resolve_pairwise(first_as_a, first_as_b) == outcome
+
+
+def test_tournament_over_consistent_outcomes():
+    best, worst, wins, tie = tournament(3, {(0, 1): "second", (0, 2): "tie", (1, 2): "first"})
+    assert (best, worst, wins, tie) == (1, 0, [0.5, 2.0, 0.5], False)
+
+
+# --- end to end -----------------------------------------------------------------------------
+
+def test_offline_pairs_end_to_end(prompts, tiny_models, tmp_path):
+    out = tmp_path / "pairs"
+    result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(prompts), "--out", str(out),
+                       "--judge", "offline", "--k", "3")
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)
+    manifest = json.loads((out / "speechsum.json").read_text())
+    assert manifest["counts"] == {k: v for k, v in counts.items() if k != "out"}
+    assert counts["prompts"] == 3
+    assert counts["pairs_kept"] + counts["ties"] + counts["identical_candidates"] == 3
+    ds = load_from_disk(str(out))
+    assert {"id", "audio", "transcript", "query", "chosen", "rejected", "chosen_score",
+            "rejected_score", "judge_rationale"} <= set(ds.column_names)
+    for row in ds:
+        assert row["chosen"] != row["rejected"]
+        assert row["chosen_score"] >= row["rejected_score"]
+
+
+def prefer_fewer_digits(messages):
+    """A consistent judge: the summary with fewer digits wins, whatever its position."""
+    user = messages[1]["content"]
+    a = user.split("Summary A:\n<<<\n", 1)[1].split("\n>>>", 1)[0]
+    b = user.split("Summary B:\n<<<\n", 1)[1].split("\n>>>", 1)[0]
+    da, db = sum(c.isdigit() for c in a), sum(c.isdigit() for c in b)
+    better = "tie" if (da, a) == (db, b) else "A" if (da, a) < (db, b) else "B"
+    return json.dumps({"better": better, "rationale": "fewer unsupported numbers"})
+
+
+def always_a(messages):
+    return json.dumps({"better": "A", "rationale": "position bias"})
+
+
+def test_pairwise_judge_asks_both_orders_and_keeps_consistent_verdicts(prompts, tiny_models, tmp_path):
+    from tests.fake_openai import FakeOpenAI
+
+    model = str(tiny_models("qwen2_audio"))
+    with FakeOpenAI(prefer_fewer_digits) as server:
+        result = run_pairs("--model", model, "--data", str(prompts), "--out", str(tmp_path / "p"),
+                           "--base-url", server.base_url, "--judge-model", "j", "--cache-dir", str(tmp_path / "c"))
+        assert result.exit_code == 0, result.output
+        counts = json.loads(result.stdout)
+        assert server.requests == 2 * (3 - counts["identical_candidates"])  # one pair per prompt, two orders
+    assert counts["inconsistent"] == 0
+    ds = load_from_disk(str(tmp_path / "p"))
+    for row in ds:
+        assert sum(c.isdigit() for c in row["chosen"]) <= sum(c.isdigit() for c in row["rejected"])
+        assert row["judge_rationale"] == "fewer unsupported numbers"
+
+    with FakeOpenAI(always_a) as biased:
+        result = run_pairs("--model", model, "--data", str(prompts), "--out", str(tmp_path / "q"),
+                           "--base-url", biased.base_url, "--judge-model", "j", "--cache-dir", str(tmp_path / "c2"))
+    assert result.exit_code == 1  # every verdict flips with the order: nothing kept, and it says why
+    assert "'inconsistent': " in result.stderr and "no preference pair was kept" in result.stderr
+    assert not (tmp_path / "q").exists()
+
+
+def test_rubric_judge_keeps_pairs_above_the_margin(prompts, tiny_models, tmp_path):
+    from tests.fake_openai import FakeOpenAI
+
+    def by_digits(messages):
+        user = messages[1]["content"]
+        summary = user.split("The summary to evaluate:\n<<<\n", 1)[1].split("\n>>>", 1)[0]
+        score = max(1, 7 - sum(c.isdigit() for c in summary))
+        return json.dumps({"accuracy": score, "coherence": 4, "style": 4, "hallucination": score,
+                           "instruction_following": 4, "overall": score, "invented_facts": [], "rationale": "r"})
+
+    with FakeOpenAI(by_digits) as server:
+        result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(prompts),
+                           "--out", str(tmp_path / "p"), "--judge", "rubric", "--min-margin", "1", "--k", "3",
+                           "--base-url", server.base_url, "--judge-model", "j", "--cache-dir", str(tmp_path / "c"))
+    counts = json.loads(result.stdout) if result.exit_code == 0 else None
+    if counts is None:  # every prompt below the margin is possible with random candidates
+        assert "below_margin" in result.stderr
+        return
+    for row in load_from_disk(str(tmp_path / "p")):
+        assert row["chosen_score"] - row["rejected_score"] >= 1
+
+
+def test_dry_run_sends_nothing_and_writes_nothing(prompts, tiny_models, tmp_path):
+    from tests.fake_openai import FakeOpenAI
+
+    with FakeOpenAI(prefer_fewer_digits) as server:
+        result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(prompts),
+                           "--out", str(tmp_path / "p"), "--base-url", server.base_url,
+                           "--cache-dir", str(tmp_path / "c"), "--dry-run")
+        assert server.requests == 0
+    assert result.exit_code == 0, result.output
+    assert "Dry run:" in result.stdout and "judge requests" in result.stdout
+    assert not (tmp_path / "p").exists()
+
+
+@pytest.mark.slow
+def test_pairwise_judge_through_transformers_serve(prompts, tiny_models, transformers_server, tmp_path):
+    """The real server round trip; a tiny judge answers noise, so verdicts fail and are counted."""
+    base_url, judge_model = transformers_server
+    result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(prompts),
+                       "--out", str(tmp_path / "p"), "--base-url", base_url, "--judge-model", judge_model,
+                       "--judge-max-tokens", "16", "--concurrency", "2", "--cache-dir", str(tmp_path / "c"))
+    assert result.exit_code == 1
+    assert "'judge_failed': " in result.stderr and "'judge_failed': 0" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--judge", "pairwise"], "no API key: environment variable OPENAI_API_KEY is not set"),
+        (["--judge", "offline", "--temperature", "0"], "--temperature must be > 0"),
+    ],
+)
+def test_bad_flags(prompts, tiny_models, tmp_path, monkeypatch, args, message):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(prompts),
+                       "--out", str(tmp_path / "p"), *args)
+    assert result.exit_code == 1
+    assert message in result.stderr
+
+
+def test_long_audio_is_refused_by_id_or_dropped_and_counted(tiny_models, tmp_path):
+    long = speech_of_duration(tmp_path / "long.wav", 7.0, workdir=tmp_path)  # tiny window: 5 s
+    short = espeak("Bob agreed.", tmp_path / "short.wav")
+    data = tmp_path / "p.jsonl"
+    data.write_text("\n".join(json.dumps(r) for r in [
+        {"id": "long-1", "audio": long.name, "transcript": "x", "query": "q"},
+        {"id": "short-1", "audio": short.name, "transcript": "Bob agreed.", "query": "q"},
+    ]) + "\n")
+    args = ["--model", str(tiny_models("qwen2_audio")), "--data", str(data), "--judge", "offline", "--k", "4"]
+    refused = run_pairs(*args, "--out", str(tmp_path / "a"))
+    assert refused.exit_code == 1 and "long-1" in refused.stderr and "--on-long-audio drop" in refused.stderr
+    dropped = run_pairs(*args, "--out", str(tmp_path / "b"), "--on-long-audio", "drop")
+    if dropped.exit_code == 0:
+        assert json.loads(dropped.stdout)["long_audio_dropped"] == 1
+    else:
+        assert "'long_audio_dropped': 1" in dropped.stderr
