@@ -375,3 +375,22 @@ def test_real_server_round_trip_records_invalid_json_with_reason(tmp_path, serve
     from datasets import load_from_disk
 
     assert len(load_from_disk(str(tmp_path / "out"))) == 0
+
+
+def test_tts_espeak_turns_a_text_corpus_into_speech(tmp_path, server):
+    import soundfile as sf
+
+    rows = [{"id": f"doc/{i}", "transcript": f"Notes number {i}. The budget was approved."} for i in range(2)]
+    (tmp_path / "text.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    no_tts = config(tmp_path, server, data=tmp_path / "text.jsonl", per_audio=2)
+    with pytest.raises(InputError, match="no column 'audio'.*--tts espeak"):
+        run(no_tts)
+    result = run(config(tmp_path, server, data=tmp_path / "text.jsonl", per_audio=2, tts="espeak"))
+    assert result.complete and result.counts["written"] == 4
+    ds = load_rows(tmp_path / "out")
+    paths = set(ds["audio"])
+    assert len(paths) == 2  # one recording per source, shared by its rows
+    for path in paths:
+        assert Path(path).is_relative_to(tmp_path / "out" / "audio")
+        info = sf.info(path)
+        assert info.frames / info.samplerate > 1.0

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import math
 import re
+import shutil
 import time
 import warnings
 from collections import Counter, defaultdict
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
+from speechsum_cli.data.tts import audio_name, check_tts, speak
 from speechsum_cli.data.workdir import WorkDir, work_dir_for
 from speechsum_cli.errors import InputError
 from speechsum_cli.llm import BudgetExceeded, LLMClient, LLMConfig, LLMError
@@ -33,6 +35,8 @@ STATUS_OK = "ok"
 STATUS_FAILED = "failed"
 STATUS_FILTERED = "filtered"
 STATUS_DUPLICATE = "duplicate"
+TTS_DIR = "audio"
+"""Folder of the output dataset (and of the work dir) holding --tts audio."""
 PARQUET_BATCH_ROWS = 2000
 """Rows per Arrow batch when the shards are turned into the final dataset (bounded memory)."""
 
@@ -204,6 +208,8 @@ def check_config(config: SynthConfig) -> None:
         problems.append(f"--tts '{config.tts}' is not supported; use --tts espeak")
     if problems:
         raise InputError("; ".join(problems) + ".")
+    if config.tts is not None:
+        check_tts(config.tts)
 
 
 def check_output(config: SynthConfig) -> None:
@@ -451,7 +457,7 @@ def _finalize(
     from datasets import Dataset
 
     parquet = work.path / "rows.parquet"
-    written = _write_parquet(ds, work, parquet, config)
+    written, spoken = _write_parquet(ds, work, parquet, config)
     overwrite = config.overwrite or config.out.exists()  # resuming a budget-stopped output
     with atomic_output_dir(config.out, overwrite=overwrite) as tmp:
         if written:
@@ -463,6 +469,9 @@ def _finalize(
         else:  # num_shards=1: datasets writes no arrow file for 0 rows otherwise (unloadable)
             table = Dataset.from_dict({name: [] for name in _OUTPUT_COLUMNS}, features=_empty_features())
             table.save_to_disk(str(tmp), num_shards=1)
+        for name in spoken:  # text-only corpus: the espeak audio travels with the dataset
+            (tmp / TTS_DIR).mkdir(exist_ok=True)
+            shutil.copyfile(work.path / TTS_DIR / name, tmp / TTS_DIR / name)
         write_manifest(
             tmp, stage="synth", config=config, inputs=[config.data], counts=counts,
             metrics={"usage": usage, "prompt_version": synth_prompt_version()},
@@ -481,8 +490,10 @@ _OUTPUT_COLUMNS = ("id", "source_id", "audio", "transcript", "query", "style", "
                    "focus", "audience", "tone", "importance", "prompt_version", "model")
 
 
-def _write_parquet(ds: Any, work: WorkDir, path: Path, config: SynthConfig) -> int:
-    """Stream the ok records, joined with their recording's audio and transcript, to parquet."""
+def _write_parquet(ds: Any, work: WorkDir, path: Path, config: SynthConfig) -> tuple[int, set[str]]:
+    """Stream the ok records, joined with their recording's audio and transcript, to parquet;
+    with ``tts``, speak the transcripts of recordings without audio (once each, kept in the work
+    dir across resumes). Returns (rows, names of the spoken wav files)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -490,6 +501,7 @@ def _write_parquet(ds: Any, work: WorkDir, path: Path, config: SynthConfig) -> i
     writer = None
     batch: list[dict[str, Any]] = []
     total = 0
+    spoken: set[str] = set()
 
     def flush() -> None:
         nonlocal writer
@@ -504,8 +516,14 @@ def _write_parquet(ds: Any, work: WorkDir, path: Path, config: SynthConfig) -> i
             continue
         src = source[record["source"]]
         row = {name: record.get(name) for name in _OUTPUT_COLUMNS}
-        row.update(audio=src.get("audio"), transcript=src["transcript"], model=config.llm.model,
-                   _job=record["job"])
+        audio = src.get("audio")
+        if config.tts is not None and not audio:
+            name = audio_name(record["source_id"])
+            if name not in spoken and not (work.path / TTS_DIR / name).is_file():
+                speak(src["transcript"], work.path / TTS_DIR / name)
+            spoken.add(name)
+            audio = f"{TTS_DIR}/{name}"  # relative to the dataset dir (load_rows resolves it)
+        row.update(audio=audio, transcript=src["transcript"], model=config.llm.model, _job=record["job"])
         batch.append(row)
         total += 1
         if len(batch) >= PARQUET_BATCH_ROWS:
@@ -514,7 +532,7 @@ def _write_parquet(ds: Any, work: WorkDir, path: Path, config: SynthConfig) -> i
         flush()
     if writer is not None:
         writer.close()
-    return total
+    return total, spoken
 
 
 __all__ = ["MANIFEST_NAME", "SynthConfig", "SynthResult", "run"]
