@@ -186,7 +186,7 @@ def test_batch_of_two_loss_equals_token_weighted_single_losses(model_type, train
     import torch
 
     from speechsum_cli.families import load
-    from speechsum_cli.stages.sft import SpeechCollator
+    from speechsum_cli.stages.sft import SpeechCollator, summary_token_loss
 
     lm = load(str(trainable_models(model_type)), device="cpu", dtype="float32")
     collate = SpeechCollator(lm, lm.window_seconds)
@@ -198,9 +198,12 @@ def test_batch_of_two_loss_equals_token_weighted_single_losses(model_type, train
 
     def loss_and_tokens(batch_rows):
         inputs = collate(batch_rows)
+        labels = inputs.pop("labels")
         with torch.no_grad():
-            loss = lm.model(**inputs).loss.item()
-        return loss, int((inputs["labels"][:, 1:] != -100).sum())
+            loss = summary_token_loss(lm.model(**inputs), labels).item()  # what sft optimizes
+            own = lm.model(**inputs, labels=labels).loss.item()  # the family's own loss agrees
+        assert loss == pytest.approx(own, abs=1e-4)
+        return loss, int((labels[:, 1:] != -100).sum())
 
     (l1, n1), (l2, n2) = loss_and_tokens(rows[:1]), loss_and_tokens(rows[1:])
     both, n = loss_and_tokens(rows)
@@ -384,19 +387,29 @@ def test_lora_is_kept_off_the_encoder_even_where_names_coincide(trainable_models
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_on_cpu(trainable_models, sft_data, tmp_path):
-    out = tmp_path / "sft"
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--num_processes", "2", "--cpu",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        "-m", "speechsum_cli", "sft", "--data", str(sft_data),
-        "--model", str(trainable_models("qwen2_audio")), "--out", str(out),
-        "--max-steps", "3", "--batch-size", "2", "--logging-steps", "1",
-    ]
+def test_ddp_two_processes_on_cpu_match_gradient_accumulation(trainable_models, sft_data, tmp_path):
+    """2 processes x batch 2 (gloo) give the same step losses as 1 process x batch 2 x accum 2.
+
+    Launched with torchrun, which is what ``accelerate launch --multi_gpu`` runs on GPUs;
+    ``accelerate launch --cpu --num_processes 2`` needs mpirun for several CPU processes.
+    """
+    model = str(trainable_models("qwen2_audio"))
+    common = ["--data", str(sft_data), "--model", model, "--max-steps", "2", "--batch-size", "2",
+              "--logging-steps", "1", "--no-group-by-length"]
+    ddp_out = tmp_path / "ddp" / "sft"
+    ddp_out.parent.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+               "--master_port", "29517", "-m", "speechsum_cli", "sft", *common, "--out", str(ddp_out)]
     done = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert done.stdout.strip().splitlines().count(str(out)) >= 1
-    record = manifest(out)
-    assert record["world_size"] == 2
-    assert record["metrics"]["global_step"] == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["sft"]  # one output, no leftovers
+    assert done.stderr.count("Parameters") == 1  # only the main process reports
+    ddp = manifest(ddp_out)
+    assert ddp["world_size"] == 2
+    assert ddp["metrics"]["global_step"] == 2
+    assert sorted(p.name for p in ddp_out.parent.iterdir()) == ["sft"]  # one output, no leftovers
+
+    single = sft(*common, "--grad-accum", "2", "--out", str(tmp_path / "single"))
+    assert single.exit_code == 0, single.output
+    one = manifest(tmp_path / "single")["metrics"]
+    for key in ("train_loss_first", "train_loss_last"):
+        assert ddp["metrics"][key] == pytest.approx(one[key], abs=1e-3), key

@@ -281,6 +281,31 @@ class SpeechCollator:
         return inputs
 
 
+def summary_token_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None) -> Any:
+    """Cross-entropy summed over the summary tokens, divided by the summary tokens in the step.
+
+    ``num_items_in_batch`` is the Trainer's count over every micro-batch of the optimizer step
+    (and every process under DDP), so gradient accumulation and data parallelism weight each
+    summary token equally, whatever the padding. Without it (eval), the mean over the batch's
+    summary tokens. Done here rather than in the model because some families' forward (e.g.
+    Qwen2-Audio's) takes ``**kwargs`` yet ignores ``num_items_in_batch``: the Trainer then
+    scales their per-batch mean by the world size and skips the division by accumulation steps.
+    """
+    import torch
+
+    logits = outputs["logits"] if isinstance(outputs, dict) else outputs[0]
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:].to(shift_logits.device)
+    total = torch.nn.functional.cross_entropy(
+        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
+        ignore_index=-100, reduction="sum",
+    )
+    count = num_items_in_batch if num_items_in_batch is not None else (shift_labels != -100).sum()
+    if torch.is_tensor(count):
+        count = count.to(total.device)
+    return total / count
+
+
 # --- what trains ----------------------------------------------------------------------------
 
 
@@ -505,8 +530,11 @@ def run(cfg: SftConfig) -> SftResult:
 
     from speechsum_cli.families import adapter_base, load, resolve_source
 
-    state = PartialState()
     work_dir = work_dir_for(cfg.out)
+    has_eval = cfg.eval_data is not None or cfg.eval_split > 0
+    args = to_training_args(cfg, work_dir, precision=precision, has_eval=has_eval)
+    _ = args.device  # sets up the process group under torchrun / accelerate launch
+    state = PartialState()
     resume_from = plan_resume(cfg, work_dir, state.is_main_process)
 
     source = resolve_source(cfg.model)
@@ -559,11 +587,10 @@ def run(cfg: SftConfig) -> SftResult:
 
     from transformers import PrinterCallback, ProgressCallback, Trainer
 
-    args = to_training_args(cfg, work_dir, precision=precision, has_eval=eval_ds is not None)
     collator = SpeechCollator(lm, window, dtype=next(lm.model.parameters()).dtype)
     trainer = Trainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-        data_collator=collator, callbacks=[_log_callback()],
+        data_collator=collator, callbacks=[_log_callback()], compute_loss_func=summary_token_loss,
     )
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
