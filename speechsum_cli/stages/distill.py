@@ -1,0 +1,775 @@
+"""``distill``: on-policy distillation from a text LLM that reads the transcript (stage 2).
+
+Each training step, for every row of the batch:
+
+1. **Sample** (inside ``compute_loss``): the student, in eval mode and without gradients, samples
+   ``samples_per_prompt`` completions for (audio, query) with the family's prompt; audio
+   placeholders are suppressed; each completion is cut after its first stop token. With
+   ``lmbda < 1`` a row whose dataset has a reference summary uses that summary instead
+   (off-policy, GKD's mixing) with probability ``1 - lmbda``.
+2. **Score**: the teacher reads ``[system?, user: transcript + query]`` rendered by *its own* chat
+   template with the generation prompt, followed by the student's completion **token ids**
+   (never re-tokenized text), so position ``j`` of the completion is the same token for both
+   models. Teacher under ``torch.inference_mode()`` on its own device and dtype.
+3. **Update**: the student re-reads prompt + completion with gradients; the divergence between
+   the two next-token distributions is computed on the completion positions only (prompt and
+   post-stop padding masked), over the shared vocabulary, in chunks (see ``distill_losses``).
+
+Token alignment. Before any model loads, the vocabularies are compared: every teacher token must
+have the same id in the student, and the student's other tokens must be tokens it added (audio
+placeholders, chat-template markers from ``compose``). The divergence is taken over the teacher's
+ids ``[0, n_shared)``, both distributions renormalised there. A sampled token outside that range
+(a student-only token) cannot be scored: the teacher reads its own end-of-turn token at that
+position, the position is masked and counted (``student_only_tokens``).
+
+End of turn. The stop token that ends a completion is kept and scored: when student and teacher
+share it (a student composed around the teacher's LLM, or a student of the teacher's family),
+the teacher's probability of ending the turn there is distilled too — which is what reins in the
+run-on repetition the paper warns about. A completion that reaches ``max_new_tokens`` without a
+stop token is scored as is, and counted (``hit_max_new_tokens``).
+
+LoRA: like dpo, an sft adapter given as ``--student`` is merged into its base first and a new
+LoRA trains on top (the output's base is the merged sft model). Training conventions (targets,
+parameter table, output layout, resume, accelerate) are sft's, imported from there.
+"""
+
+from __future__ import annotations
+
+import inspect
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speechsum_cli.console import info, warn
+from speechsum_cli.data.audio import load_audio, probe
+from speechsum_cli.data.dataset import load_rows, require_columns, rows_with_empty
+from speechsum_cli.errors import AudioError, InputError, ModelError
+from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
+from speechsum_cli.stages import sft
+from speechsum_cli.stages.distill_losses import (
+    DEFAULT_CHUNK,
+    DIVERGENCES,
+    ESTIMATORS,
+    chunked_divergence,
+    completion_mask,
+    repetition_rate,
+    sampled_reverse_kl,
+    token_logprobs,
+)
+
+TEACHER_USER = "Transcript of the recording:\n\n{transcript}\n\n{query}"
+"""The teacher's user turn: what the student hears, as text, then the student's query."""
+SHOWN_TOKENS = 5
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """Settings of one ``speechsum distill`` run (training fields mean what they mean in sft)."""
+
+    data: Path
+    """Rows with audio, transcript, query (summary optional: --lmbda < 1 and --sft-alpha use it)."""
+    student: str
+    """Student checkpoint (audio LLM); an sft adapter dir is merged into its base first."""
+    teacher: str
+    """Text causal LM (local dir or hub id) that reads transcript + query in its own chat template."""
+    out: Path
+    """Output directory (adapter or merged checkpoint + processor + speechsum.json)."""
+    loss: str = "reverse-kl"
+    """reverse-kl (paper) | forward-kl | jsd."""
+    beta: float = 0.5
+    """jsd only: teacher weight of the mixture, 0 < beta < 1."""
+    estimator: str = "full"
+    """full (divergence over the whole vocabulary) | sampled (policy gradient; reverse-kl only)."""
+    lmbda: float = 1.0
+    """Share of rows trained on the student's own samples; the rest on the reference summary."""
+    sft_alpha: float = 0.0
+    """Weight of a cross-entropy term on the reference summaries (0 = off)."""
+    samples_per_prompt: int = 1
+    """Completions sampled per (audio, query) each step."""
+    temperature: float = 1.0
+    """Sampling temperature (1 = the student's own distribution; 0 = greedy)."""
+    top_p: float = 1.0
+    """Nucleus mass when sampling."""
+    max_new_tokens: int = 128
+    """Longest sampled completion; hitting it without a stop token is counted."""
+    chunk_size: int = DEFAULT_CHUNK
+    """Completion positions per chunk of the full-vocabulary divergence (0 = one chunk)."""
+    teacher_device: str = "auto"
+    """Device of the teacher (auto = cuda if visible, else cpu)."""
+    teacher_dtype: str = "auto"
+    """Teacher weights' dtype (auto = bf16/fp16 on GPU, fp32 on CPU)."""
+    teacher_system: str | None = None
+    """System message of the teacher's conversation (default: its template's own)."""
+    eval_data: Path | None = None
+    """Held-out rows: reverse KL to the teacher on fixed student samples, before and after."""
+    split: str | None = None
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    lora_targets: tuple[str, ...] | None = None
+    train_encoder: bool = False
+    full: bool = False
+    epochs: float = 1.0
+    max_steps: int = -1
+    lr: float = 1e-4
+    batch_size: int = 2
+    """Rows per device per step (each sampled samples_per_prompt times)."""
+    grad_accum: int = 1
+    warmup: float = 0.0
+    weight_decay: float = 0.0
+    group_by_length: bool = False
+    on_long_audio: str = "error"
+    """truncate | drop | error, as in sft."""
+    gradient_checkpointing: bool = False
+    precision: str = "auto"
+    resume: bool = False
+    merge: bool = False
+    report_to: str = "none"
+    logging_steps: int = 10
+    save_steps: int = 500
+    eval_steps: int | None = None
+    seed: int = 0
+    num_workers: int = 0
+    overwrite: bool = False
+
+
+@dataclass
+class DistillResult:
+    out: Path
+    counts: dict[str, Any]
+    metrics: dict[str, Any]
+    parameters: list[Any] = field(default_factory=list)
+
+
+# --- checks (before any model loads) --------------------------------------------------------
+
+
+def check_config(cfg: DistillConfig) -> None:
+    problems = []
+    if cfg.loss not in DIVERGENCES:
+        problems.append(f"--loss must be one of {', '.join(DIVERGENCES)}, got '{cfg.loss}'")
+    if cfg.estimator not in ESTIMATORS:
+        problems.append(f"--estimator must be one of {', '.join(ESTIMATORS)}, got '{cfg.estimator}'")
+    if cfg.loss == "jsd" and not 0.0 < cfg.beta < 1.0:
+        problems.append(f"--beta must be strictly between 0 and 1 for jsd, got {cfg.beta} "
+                        "(beta 0/1 are forward-kl/reverse-kl: use those losses)")
+    if cfg.estimator == "sampled" and cfg.loss != "reverse-kl":
+        problems.append("--estimator sampled is the policy-gradient form of the reverse KL: use it "
+                        "with --loss reverse-kl")
+    if cfg.estimator == "sampled" and cfg.lmbda < 1.0:
+        problems.append("--estimator sampled needs the student's own samples (on-policy): use "
+                        "--lmbda 1, or --estimator full to mix in reference summaries")
+    if not 0.0 <= cfg.lmbda <= 1.0:
+        problems.append(f"--lmbda must be in [0, 1], got {cfg.lmbda}")
+    if cfg.on_long_audio not in sft.LONG_AUDIO_CHOICES:
+        problems.append(f"--on-long-audio must be one of {', '.join(sft.LONG_AUDIO_CHOICES)}")
+    if cfg.merge and cfg.full:
+        problems.append("--merge applies to LoRA training; --full already writes a full checkpoint")
+    if cfg.samples_per_prompt < 1 or cfg.max_new_tokens < 1:
+        problems.append("--samples-per-prompt and --max-new-tokens must be >= 1")
+    if problems:
+        raise InputError("; ".join(problems) + ".")
+
+
+def check_rows(ds: Any, source: Path, *, needs_summary: bool) -> list[float]:
+    """Audio duration per row; one error naming every unusable row id and column."""
+    required = ["audio", "transcript", "query"] + (["summary"] if needs_summary else [])
+    require_columns(
+        ds, required, source,
+        "distill needs audio, transcript and query per row (the teacher reads the transcript): "
+        "'speechsum synth' output has them"
+        + (" — and a summary column for --lmbda < 1 / --sft-alpha." if needs_summary else "."),
+    )
+    problems = []
+    for column in ("transcript", "query"):
+        empty = rows_with_empty(ds, column)
+        if empty:
+            problems.append(f"{len(empty)} row(s) with an empty '{column}': ids {sft._shown(empty)}")
+    durations, unreadable = [], []
+    for row_id, audio in zip(ds["id"], ds["audio"]):
+        try:
+            durations.append(probe(audio).duration)
+        except AudioError as exc:
+            unreadable.append(f"{row_id!r}: {exc}")
+            durations.append(0.0)
+    if unreadable:
+        problems.append(f"{len(unreadable)} row(s) with unreadable 'audio' (first: {unreadable[0]})")
+    if problems:
+        raise InputError(f"data '{source}' has rows distill cannot train on: " + "; ".join(problems)
+                         + ". Fix or remove those rows.")
+    return durations
+
+
+def check_vocab(student_tok: Any, teacher_tok: Any, *, student: str, teacher: str, family: str) -> int:
+    """Number of shared token ids ``n``: ids ``[0, n)`` mean the same token in both models.
+
+    Every teacher token must have the same id in the student; the student may have more tokens
+    only if they are tokens it added (audio placeholders, template markers) with ids past the
+    teacher's. Raises :class:`InputError` naming differing tokens otherwise.
+    """
+    s_vocab, t_vocab = student_tok.get_vocab(), teacher_tok.get_vocab()
+    n_shared = max(t_vocab.values()) + 1
+    added = set(student_tok.get_added_vocab())
+    differ = [(tok, i, s_vocab.get(tok)) for tok, i in sorted(t_vocab.items(), key=lambda x: x[1])
+              if s_vocab.get(tok) != i]
+    extra = [(tok, i) for tok, i in sorted(s_vocab.items(), key=lambda x: x[1])
+             if tok not in t_vocab and (tok not in added or i < n_shared)]
+    if not differ and not extra:
+        return n_shared
+    parts = []
+    if differ:
+        shown = ", ".join(
+            f"{tok!r} (teacher id {i}, student {'id ' + str(j) if j is not None else 'absent'})"
+            for tok, i, j in differ[:SHOWN_TOKENS])
+        parts.append(f"{len(differ)} of the teacher's {len(t_vocab)} tokens are missing from the "
+                     f"student or have another id, e.g. {shown}")
+    if extra:
+        shown = ", ".join(f"{tok!r} (student id {i})" for tok, i in extra[:SHOWN_TOKENS])
+        parts.append(f"{len(extra)} of the student's tokens are unknown to the teacher, e.g. {shown}")
+    raise InputError(
+        f"teacher '{teacher}' and student '{student}' do not share a vocabulary: "
+        + "; ".join(parts) + ". The teacher scores the student's own token ids, so both must "
+        "mean the same text. Pick a teacher of the student's LLM family, or build a student "
+        f"around the teacher's LLM: speechsum compose --encoder WHISPER --llm {teacher} "
+        f"--family {family} --out DIR (then sft it) and distill that."
+    )
+
+
+def load_teacher_tokenizer(source: str) -> Any:
+    from transformers import AutoTokenizer
+
+    try:
+        tok = AutoTokenizer.from_pretrained(source)
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(
+            f"--teacher '{source}': cannot load its tokenizer ({type(exc).__name__}). Pass a local "
+            "directory of a causal LM with its tokenizer, or a hub id while online."
+        ) from None
+    if not getattr(tok, "chat_template", None):
+        raise InputError(f"--teacher '{source}' has no chat template; the teacher reads the "
+                         "transcript in its own chat format. Pick an instruction-tuned (chat) LM.")
+    return tok
+
+
+# --- the teacher ----------------------------------------------------------------------------
+
+
+@dataclass
+class Teacher:
+    """A text causal LM scoring student completions after transcript + query in its own format."""
+
+    model: Any
+    tokenizer: Any
+    source: str
+    system: str | None = None
+
+    @property
+    def device(self) -> Any:
+        return next(self.model.parameters()).device
+
+    @property
+    def end_id(self) -> int:
+        """The teacher's end-of-turn token (its generation config's first eos, else the tokenizer's)."""
+        eos = self.model.generation_config.eos_token_id if self.model is not None else None
+        if isinstance(eos, list):
+            eos = eos[0] if eos else None
+        return int(eos if eos is not None else self.tokenizer.eos_token_id)
+
+    @property
+    def pad_id(self) -> int:
+        tok = self.tokenizer
+        return int(tok.pad_token_id if tok.pad_token_id is not None else self.end_id)
+
+    def messages(self, transcript: str, query: str) -> list[dict[str, str]]:
+        user = {"role": "user", "content": TEACHER_USER.format(transcript=transcript, query=query)}
+        return ([{"role": "system", "content": self.system}] if self.system else []) + [user]
+
+    def render(self, transcript: str, query: str) -> str:
+        """The teacher's prompt text up to its generation prompt (the student's answer follows)."""
+        return self.tokenizer.apply_chat_template(
+            self.messages(transcript, query), tokenize=False, add_generation_prompt=True)
+
+    def prompt_ids(self, transcript: str, query: str) -> list[int]:
+        return list(self.tokenizer(self.render(transcript, query), add_special_tokens=False)["input_ids"])
+
+
+def load_teacher(cfg: DistillConfig, tokenizer: Any) -> Teacher:
+    from transformers import AutoModelForCausalLM
+
+    from speechsum_cli.families import resolve_device, resolve_dtype
+
+    device = resolve_device(cfg.teacher_device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(cfg.teacher, dtype=resolve_dtype(cfg.teacher_dtype, device))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"--teacher '{cfg.teacher}': cannot load it as a causal LM "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from None
+    model = model.to(device).eval().requires_grad_(False)
+    return Teacher(model, tokenizer, cfg.teacher, cfg.teacher_system)
+
+
+# --- one scored batch -----------------------------------------------------------------------
+
+
+def _accepts_logits_to_keep(model: Any) -> bool:
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(type(base).forward).parameters
+
+
+def completion_logits(model: Any, inputs: dict[str, Any], width: int) -> Any:
+    """Logits predicting the last ``width`` tokens of ``inputs['input_ids']``: ``[B, width, V]``.
+
+    Asks the model for the last ``width + 1`` positions only when its forward supports
+    ``logits_to_keep`` (no full ``[B, L, V]``); otherwise slices the full logits.
+    """
+    if _accepts_logits_to_keep(model):
+        logits = model(**inputs, logits_to_keep=width + 1).logits
+    else:
+        logits = model(**inputs).logits
+    return logits[:, -(width + 1):-1]
+
+
+@dataclass
+class Scored:
+    """Student and teacher on one batch of completions, at the completion positions."""
+
+    student_logits: Any
+    """[B, C, n_shared] with gradients (when the student's forward had them)."""
+    teacher_logits: Any | None
+    """[B, C, n_shared] (a normal tensor in the teacher's dtype), or None for the sampled estimator."""
+    teacher_logp: Any
+    """[B, C] teacher log-prob of each completion token."""
+    tokens: Any
+    """[B, C] completion ids (pad past each row's end)."""
+    mask: Any
+    """[B, C] positions in the loss: real completion tokens, up to the stop, scorable by the teacher."""
+    student_only: int
+    """Completion tokens outside the shared vocabulary (masked)."""
+
+
+@dataclass
+class Batcher:
+    """Builds student and teacher inputs for prompts + completion ids; runs both models."""
+
+    lm: Any
+    teacher: Teacher
+    n_shared: int
+    stop_ids: list[int]
+    chunk_size: int = DEFAULT_CHUNK
+
+    def pad_completions(self, completions: list[list[int]]) -> tuple[Any, Any]:
+        import torch
+
+        width = max(1, max(len(c) for c in completions))
+        tok = self.lm.tokenizer
+        pad = tok.pad_token_id if tok.pad_token_id is not None else self.stop_ids[0]
+        ids = torch.full((len(completions), width), pad, dtype=torch.long)
+        real = torch.zeros((len(completions), width), dtype=torch.bool)
+        for i, c in enumerate(completions):
+            ids[i, :len(c)] = torch.tensor(c, dtype=torch.long)
+            real[i, :len(c)] = True
+        return ids, real
+
+    def teacher_inputs(self, teacher_prompts: list[list[int]], tokens: Any, real: Any) -> dict[str, Any]:
+        """Left-padded teacher prompts + the completion ids (student-only ids -> teacher end-of-turn)."""
+        import torch
+
+        t = self.teacher
+        comp = torch.where(tokens < self.n_shared, tokens, torch.full_like(tokens, t.end_id))
+        comp = torch.where(real, comp, torch.full_like(comp, t.pad_id))
+        width = max(len(p) for p in teacher_prompts)
+        prompt = torch.full((len(teacher_prompts), width), t.pad_id, dtype=torch.long)
+        prompt_mask = torch.zeros((len(teacher_prompts), width), dtype=torch.long)
+        for i, p in enumerate(teacher_prompts):
+            prompt[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
+            prompt_mask[i, width - len(p):] = 1
+        return {"input_ids": torch.cat([prompt, comp], 1),
+                "attention_mask": torch.cat([prompt_mask, real.long()], 1)}
+
+    def student_inputs(self, prompts: list[Any], tokens: Any, real: Any) -> dict[str, Any]:
+        """The family's left-padded (audio, query) prompts + the completion ids."""
+        import torch
+
+        inputs = self.lm.encode(prompts, padding_side="left").inputs
+        inputs["input_ids"] = torch.cat([inputs["input_ids"], tokens], 1)
+        inputs["attention_mask"] = torch.cat([inputs["attention_mask"], real.long()], 1)
+        return inputs
+
+    def score(self, model: Any, prompts: list[Any], teacher_prompts: list[list[int]],
+              completions: list[list[int]], *, full: bool) -> Scored:
+        import torch
+
+        tokens, real = self.pad_completions(completions)
+        width = tokens.shape[1]
+        mask = completion_mask(tokens, self.stop_ids, real)
+        scorable = tokens < self.n_shared
+        student_only = int((mask & ~scorable).sum())
+        mask = mask & scorable
+        t_inputs = {k: v.to(self.teacher.device) for k, v in self.teacher_inputs(teacher_prompts, tokens, real).items()}
+        safe = torch.where(scorable, tokens, torch.zeros_like(tokens))
+        with torch.inference_mode():
+            t_logits = completion_logits(self.teacher.model, t_inputs, width)[..., :self.n_shared]
+            t_logp = token_logprobs(t_logits.reshape(-1, self.n_shared), safe.reshape(-1).to(t_logits.device),
+                                    self.chunk_size).reshape(tokens.shape)
+        s_inputs = self.lm.to_model(self.student_inputs(prompts, tokens, real))
+        s_logits = completion_logits(model, s_inputs, width)[..., :self.n_shared]
+        device = s_logits.device
+        teacher_logits = t_logits.to(device).clone() if full else None  # clone: a normal tensor
+        return Scored(s_logits, teacher_logits, t_logp.to(device).clone(), safe.to(device),
+                      mask.to(device), student_only)
+
+
+def distill_loss(scored: Scored, *, kind: str, beta: float, estimator: str, chunk_size: int
+                 ) -> tuple[Any, dict[str, float]]:
+    """The token-mean loss over masked completion positions, and the step's statistics."""
+    import torch
+
+    n = scored.student_logits.shape[-1]
+    flat = scored.mask.reshape(-1)
+    s = scored.student_logits.reshape(-1, n)[flat]
+    tokens = scored.tokens.reshape(-1)[flat]
+    t_logp = scored.teacher_logp.reshape(-1)[flat]
+    s_logp = token_logprobs(s, tokens, chunk_size)
+    if estimator == "sampled":
+        per_token = sampled_reverse_kl(s_logp, t_logp)
+        reverse = per_token.detach()
+    else:
+        t = scored.teacher_logits.reshape(-1, n)[flat]
+        per_token = chunked_divergence(s, t, kind, beta, chunk_size)
+        with torch.no_grad():
+            reverse = per_token.detach() if kind == "reverse-kl" else chunked_divergence(
+                s.detach(), t, "reverse-kl", beta, chunk_size)
+    loss = per_token.mean() if per_token.numel() else scored.student_logits.sum() * 0.0
+    stats = {
+        "reverse_kl": float(reverse.mean()) if reverse.numel() else 0.0,
+        "logp/teacher": float(t_logp.mean()) if t_logp.numel() else 0.0,
+        "logp/student": float(s_logp.detach().mean()) if s_logp.numel() else 0.0,
+        "scored_tokens": float(flat.sum()),
+    }
+    return loss, stats
+
+
+# --- sampling -------------------------------------------------------------------------------
+
+
+def sample_completions(model: Any, lm: Any, prompts: list[Any], *, temperature: float, top_p: float,
+                       max_new_tokens: int, stop_ids: list[int]) -> tuple[list[list[int]], list[bool]]:
+    """One sampled completion per prompt, cut after its first stop token; and which hit the limit."""
+    import torch
+
+    inputs = lm.to_model(lm.encode(prompts, padding_side="left").inputs)
+    tok = lm.tokenizer
+    kwargs: dict[str, Any] = {
+        "max_new_tokens": max_new_tokens,
+        "suppress_tokens": lm.family.placeholder_token_ids(lm.processor),
+        "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else stop_ids[0],
+        "eos_token_id": stop_ids,
+    }
+    if temperature > 0:
+        kwargs.update(do_sample=True, temperature=temperature, top_p=top_p, top_k=None)
+    else:
+        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            output = model.generate(**inputs, **kwargs)
+    finally:
+        model.train(was_training)
+    new = output[:, inputs["input_ids"].shape[1]:].tolist()
+    completions, truncated = [], []
+    stops = set(stop_ids)
+    for row in new:
+        end = next((i for i, t in enumerate(row) if t in stops), None)
+        completions.append(row if end is None else row[:end + 1])
+        truncated.append(end is None)
+    return completions, truncated
+
+
+def reference_completion(lm: Any, prompt: Any, stop_ids: list[int]) -> list[int]:
+    """The family's token ids of ``prompt.answer`` as the assistant turn (through the stop token)."""
+    labels = lm.encode([prompt], padding_side="right").inputs["labels"][0].tolist()
+    ids = [t for t in labels if t != -100]
+    end = next((i for i, t in enumerate(ids) if t in set(stop_ids)), None)
+    return ids if end is None else ids[:end + 1]
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+@dataclass
+class DistillCollator:
+    """Decode each row's audio (at most one window); rows stay rows (sampling happens in the loss)."""
+
+    lm: Any
+    window: float
+
+    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
+        sr = self.lm.sampling_rate
+        limit = int(self.window * sr)
+        out = []
+        for row in rows:
+            try:
+                wave = load_audio(row["audio"], sr)[:limit]
+            except AudioError as exc:
+                raise AudioError(f"row {row['id']!r}, column 'audio': {exc}") from None
+            out.append({"id": row["id"], "wave": wave, "query": row["query"],
+                        "transcript": row["transcript"], "summary": row.get("summary") or ""})
+        return {"rows": out}
+
+
+def distill_trainer_class() -> Any:
+    import torch
+    from transformers import Trainer
+
+    class DistillTrainer(Trainer):
+        """Trainer whose loss samples from the student and pulls it toward the teacher."""
+
+        def __init__(self, *args: Any, cfg: DistillConfig, batcher: Batcher, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.cfg, self.batcher = cfg, batcher
+            self._rng = random.Random(cfg.seed)
+            self._stats: dict[str, list[float]] = {}
+            self.totals = {"samples_drawn": 0, "off_policy_rows": 0, "completion_tokens": 0,
+                           "hit_max_new_tokens": 0, "student_only_tokens": 0, "repetition_sum": 0.0}
+
+        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                         num_items_in_batch: Any = None) -> Any:
+            from speechsum_cli.families import Prompt
+
+            cfg, b, lm = self.cfg, self.batcher, self.batcher.lm
+            unwrapped = self.accelerator.unwrap_model(model)
+            prompts, teacher_prompts, completions, references = [], [], [], []
+            on_policy = []
+            for row in inputs["rows"]:
+                prompt = Prompt(row["query"], row["wave"])
+                t_prompt = b.teacher.prompt_ids(row["transcript"], row["query"])
+                if row["summary"].strip():
+                    references.append(Prompt(row["query"], row["wave"], answer=row["summary"]))
+                if row["summary"].strip() and self._rng.random() >= cfg.lmbda:
+                    prompts.append(prompt)
+                    teacher_prompts.append(t_prompt)
+                    completions.append(reference_completion(lm, references[-1], b.stop_ids))
+                    self.totals["off_policy_rows"] += 1
+                else:
+                    on_policy += [(prompt, t_prompt)] * cfg.samples_per_prompt
+            if on_policy:
+                sampled, truncated = sample_completions(
+                    unwrapped, lm, [p for p, _ in on_policy], temperature=cfg.temperature,
+                    top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, stop_ids=b.stop_ids)
+                prompts += [p for p, _ in on_policy]
+                teacher_prompts += [t for _, t in on_policy]
+                completions += sampled
+                self.totals["samples_drawn"] += len(sampled)
+                self.totals["hit_max_new_tokens"] += sum(truncated)
+                self.totals["completion_tokens"] += sum(len(c) for c in sampled)
+                reps = [repetition_rate([t for t in c if t not in b.stop_ids]) for c in sampled]
+                self.totals["repetition_sum"] += sum(reps)
+                self._record({"completion_length": sum(len(c) for c in sampled) / len(sampled),
+                              "repetition": sum(reps) / len(reps),
+                              "hit_max_new_tokens": sum(truncated) / len(truncated)})
+            scored = b.score(model, prompts, teacher_prompts, completions, full=cfg.estimator == "full")
+            self.totals["student_only_tokens"] += scored.student_only
+            loss, stats = distill_loss(scored, kind=cfg.loss, beta=cfg.beta, estimator=cfg.estimator,
+                                       chunk_size=cfg.chunk_size)
+            if cfg.sft_alpha and references:
+                batch = lm.encode(references, padding_side="right").inputs
+                labels = batch.pop("labels")
+                outputs = model(**lm.to_model(batch))
+                ce = sft.summary_token_loss(outputs, labels.to(outputs.logits.device))
+                loss = loss + cfg.sft_alpha * ce
+                stats["sft_ce"] = float(ce.detach())
+            self._record(stats)
+            return (loss, None) if return_outputs else loss
+
+        def _record(self, stats: dict[str, float]) -> None:
+            for name, value in stats.items():
+                self._stats.setdefault(name, []).append(float(value))
+
+        def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
+            if "loss" in logs and self._stats:
+                logs = {**logs, **{k: sum(v) / len(v) for k, v in self._stats.items()}}
+                self._stats = {}
+            super().log(logs, *args, **kwargs)
+
+    return DistillTrainer
+
+
+def heldout_divergence(model: Any, batcher: Batcher, rows: list[dict[str, Any]],
+                       completions: list[list[int]], batch_size: int) -> float:
+    """Token-mean full-vocabulary reverse KL(student || teacher) on fixed completions."""
+    import torch
+
+    from speechsum_cli.families import Prompt
+
+    total, count = 0.0, 0
+    was_training = model.training
+    model.eval()
+    try:
+        for start in range(0, len(rows), batch_size):
+            part = rows[start:start + batch_size]
+            prompts = [Prompt(r["query"], r["wave"]) for r in part]
+            t_prompts = [batcher.teacher.prompt_ids(r["transcript"], r["query"]) for r in part]
+            with torch.no_grad():
+                scored = batcher.score(model, prompts, t_prompts, completions[start:start + batch_size], full=True)
+                n = scored.student_logits.shape[-1]
+                flat = scored.mask.reshape(-1)
+                kl = chunked_divergence(scored.student_logits.reshape(-1, n)[flat],
+                                        scored.teacher_logits.reshape(-1, n)[flat], "reverse-kl",
+                                        chunk_size=batcher.chunk_size)
+            total += float(kl.sum())
+            count += int(flat.sum())
+    finally:
+        model.train(was_training)
+    return total / max(count, 1)
+
+
+def heldout_rows(cfg: DistillConfig, lm: Any, window: float) -> tuple[list[dict[str, Any]], dict[str, int]]:
+    """Decoded eval rows (long audio handled per --on-long-audio) and their counts."""
+    ds = load_rows(cfg.eval_data)
+    durations = check_rows(ds, cfg.eval_data, needs_summary=False)
+    keep, _, counts = sft.long_audio_plan(ds["id"], durations, window, cfg.on_long_audio, cfg.eval_data)
+    collate = DistillCollator(lm, window)
+    rows = collate([ds[i] for i in keep])["rows"]
+    return rows, {"eval_rows": len(rows), **{f"eval_{k}": v for k, v in counts.items()}}
+
+
+def run(cfg: DistillConfig) -> DistillResult:
+    """Distill, then write the adapter (or merged checkpoint) + processor + speechsum.json."""
+    start = time.perf_counter()
+    check_config(cfg)
+    check_output_dir(cfg.out, overwrite=cfg.overwrite)
+    precision = sft.resolve_precision(cfg.precision)
+    rows = load_rows(cfg.data, split=cfg.split)
+    durations = check_rows(rows, cfg.data, needs_summary=cfg.lmbda < 1.0 or cfg.sft_alpha > 0)
+
+    from speechsum_cli.families import adapter_base, get_family, load, read_model_type, resolve_source
+
+    source = resolve_source(cfg.student)
+    base = adapter_base(source)
+    family = get_family(read_model_type(base if base is not None else source))
+    teacher_tok = load_teacher_tokenizer(cfg.teacher)
+    student_tok = family.tokenizer(family.load_processor(source))
+    n_shared = check_vocab(student_tok, teacher_tok, student=cfg.student, teacher=cfg.teacher,
+                           family=family.model_type)
+
+    from accelerate import PartialState
+
+    state = PartialState()
+    work_dir = sft.work_dir_for(cfg.out)
+    resume_from = sft.plan_resume(cfg, work_dir, state.is_main_process)
+    lm = load(source, device="cpu", dtype="float32" if precision == "fp32" or cfg.full else precision)
+    reference = str(Path(source).resolve()) if Path(source).exists() else cfg.student
+    if base is not None:
+        info(f"'{cfg.student}' is an adapter: merged into its base; a new LoRA trains on top.")
+    teacher = load_teacher(cfg, teacher_tok)
+    for name, model in (("student", lm.model), ("teacher", teacher.model)):
+        width = model.get_output_embeddings().weight.shape[0]
+        if width < n_shared:
+            raise ModelError(f"the {name}'s output layer has {width} rows but the shared vocabulary "
+                             f"has {n_shared} tokens; its checkpoint and tokenizer disagree.")
+    stop_ids = lm.stop_token_ids()
+    window = lm.window_seconds
+    keep, truncate, counts = sft.long_audio_plan(rows["id"], durations, window, cfg.on_long_audio, cfg.data)
+    counts = {"rows_in": len(rows), **counts}
+    kept = rows.select(keep)
+    from datasets import Dataset
+
+    train_ds = Dataset.from_dict({
+        "id": kept["id"], "audio": kept["audio"], "query": kept["query"],
+        "transcript": kept["transcript"],
+        "summary": kept["summary"] if "summary" in kept.column_names else [""] * len(kept),
+        "length": [int(durations[i] * 100) for i in keep],
+    })
+    counts["train_rows"] = len(train_ds)
+
+    from transformers import PrinterCallback, ProgressCallback, set_seed
+
+    set_seed(cfg.seed)
+    model = sft.prepare_model(lm.model, lm.family, cfg, reference)
+    groups = sft.parameter_groups(model, lm.family)
+    if state.is_main_process:
+        sft.print_parameter_table(groups)
+    if cfg.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+    batcher = Batcher(lm, teacher, n_shared, stop_ids, cfg.chunk_size)
+
+    metrics: dict[str, Any] = {}
+    held, fixed = None, None
+    if cfg.eval_data is not None:
+        held, eval_counts = heldout_rows(cfg, lm, window)
+        counts.update(eval_counts)
+        from speechsum_cli.families import Prompt
+
+        set_seed(cfg.seed)
+        fixed, _ = sample_completions(model, lm, [Prompt(r["query"], r["wave"]) for r in held],
+                                      temperature=cfg.temperature, top_p=cfg.top_p,
+                                      max_new_tokens=cfg.max_new_tokens, stop_ids=stop_ids)
+        metrics["heldout_reverse_kl_before"] = heldout_divergence(model, batcher, held, fixed, cfg.batch_size)
+        info(f"held-out reverse KL before: {metrics['heldout_reverse_kl_before']:.4f} "
+             f"({len(held)} rows, {sum(map(len, fixed))} completion tokens)")
+
+    args = sft.to_training_args(cfg, work_dir, precision=precision, has_eval=False)
+    trainer = distill_trainer_class()(
+        model=model, args=args, train_dataset=train_ds, data_collator=DistillCollator(lm, window),
+        callbacks=[sft._log_callback()], cfg=cfg, batcher=batcher,
+    )
+    for noisy in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(noisy)
+    if state.is_main_process:
+        info(f"distilling on {len(train_ds)} rows from teacher '{cfg.teacher}' "
+             f"({cfg.loss}, estimator {cfg.estimator}, lmbda {cfg.lmbda:g})")
+    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    metrics.update(distill_metrics(trainer, output))
+    if held is not None:
+        metrics["heldout_reverse_kl_after"] = heldout_divergence(model, batcher, held, fixed, cfg.batch_size)
+        info(f"held-out reverse KL after: {metrics['heldout_reverse_kl_after']:.4f}")
+    totals = dict(trainer.totals)
+    repetition = totals.pop("repetition_sum")
+    counts.update(totals)
+    if totals["samples_drawn"]:
+        metrics["mean_completion_length"] = totals["completion_tokens"] / totals["samples_drawn"]
+        metrics["repetition_rate_mean"] = repetition / totals["samples_drawn"]
+    if totals["student_only_tokens"]:
+        warn(f"{totals['student_only_tokens']} sampled token(s) exist only in the student's vocabulary; "
+             "the teacher cannot score them, so they were left out of the loss.")
+
+    if trainer.is_world_process_zero():
+        with atomic_output_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+            final = model.merge_and_unload() if cfg.merge else model
+            final.save_pretrained(tmp)
+            lm.processor.save_pretrained(tmp)
+            write_manifest(
+                tmp, stage="distill", config=cfg,
+                inputs=[cfg.data, *([cfg.eval_data] if cfg.eval_data else []), source],
+                counts=counts, metrics=metrics, wall_time=round(time.perf_counter() - start, 2),
+                extra={
+                    "base_model": reference,
+                    "teacher": {"source": cfg.teacher, "device": str(teacher.device),
+                                "dtype": str(next(teacher.model.parameters()).dtype).removeprefix("torch."),
+                                "user_turn": TEACHER_USER, "shared_vocabulary": n_shared},
+                    "loss": cfg.loss, "estimator": cfg.estimator, "lmbda": cfg.lmbda,
+                    "output": "merged" if cfg.merge else ("full" if cfg.full else "adapter"),
+                    "parameters": [vars(g) for g in groups], "window_seconds": window,
+                    "world_size": state.num_processes,
+                },
+            )
+        shutil.rmtree(work_dir, ignore_errors=True)
+    state.wait_for_everyone()
+    return DistillResult(cfg.out, counts, metrics, groups)
+
+
+def distill_metrics(trainer: Any, output: Any) -> dict[str, Any]:
+    logs = [h for h in trainer.state.log_history if "reverse_kl" in h]
+    metrics: dict[str, Any] = {"global_step": int(trainer.state.global_step),
+                               "train_loss_mean": float(output.training_loss)}
+    for key in ("loss", "reverse_kl", "logp/teacher", "logp/student", "completion_length",
+                "repetition", "hit_max_new_tokens"):
+        values = [h[key] for h in logs if key in h]
+        if values:
+            metrics[f"{key}_first"] = float(values[0])
+            metrics[f"{key}_last"] = float(values[-1])
+    return metrics

@@ -1,0 +1,130 @@
+"""Token-level distillation losses for ``speechsum distill`` (pure torch; no model, no I/O).
+
+Conventions: ``student_logits`` and ``teacher_logits`` are ``[N, V]`` over the *same* token ids
+(the caller slices both to the shared vocabulary); rows are completion positions. Divergences
+are per position, over the full vocabulary:
+
+* ``reverse-kl``  KL(p_s || p_t) = sum_v p_s (log p_s - log p_t)   (mode-seeking; the paper's)
+* ``forward-kl``  KL(p_t || p_s) = sum_v p_t (log p_t - log p_s)   (mass-covering)
+* ``jsd``         generalized JSD with mixture m = beta p_t + (1 - beta) p_s:
+                  beta KL(p_t || m) + (1 - beta) KL(p_s || m), 0 < beta < 1 (GKD's form)
+
+:func:`chunked_divergence` walks the rows in chunks and recomputes each chunk in backward
+(activation checkpointing), so fp32 log-softmaxes of the teacher and the student exist for one
+chunk at a time, never for the whole ``[N, V]``.
+
+:func:`sampled_reverse_kl` is the per-token policy-gradient (score-function) estimator of the
+reverse KL: it needs only the teacher's log-prob of the sampled token.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+DIVERGENCES = ("reverse-kl", "forward-kl", "jsd")
+ESTIMATORS = ("full", "sampled")
+DEFAULT_CHUNK = 512
+"""Completion positions per chunk of the full-vocabulary divergence."""
+
+
+def token_divergence(student_logits: Any, teacher_logits: Any, kind: str = "reverse-kl", beta: float = 0.5) -> Any:
+    """Per-row divergence ``[N]`` (fp32) between the two ``[N, V]`` logit tensors."""
+    import torch
+
+    log_s = torch.log_softmax(student_logits.float(), dim=-1)
+    log_t = torch.log_softmax(teacher_logits.float(), dim=-1)
+    if kind == "reverse-kl":
+        return _kl(log_s, log_t)
+    if kind == "forward-kl":
+        return _kl(log_t, log_s)
+    if kind == "jsd":
+        if not 0.0 < beta < 1.0:
+            raise ValueError(f"jsd needs 0 < beta < 1, got {beta}")
+        mixture = torch.logsumexp(
+            torch.stack([log_t + math.log(beta), log_s + math.log(1.0 - beta)]), dim=0
+        )
+        return beta * _kl(log_t, mixture) + (1.0 - beta) * _kl(log_s, mixture)
+    raise ValueError(f"unknown divergence {kind!r}; choose one of {', '.join(DIVERGENCES)}")
+
+
+def _kl(log_p: Any, log_q: Any) -> Any:
+    """KL(p || q) per row from log-probabilities (0 log 0 = 0)."""
+    import torch
+
+    p = log_p.exp()
+    return torch.where(p > 0, p * (log_p - log_q), torch.zeros_like(p)).sum(-1)
+
+
+def chunked_divergence(
+    student_logits: Any, teacher_logits: Any, kind: str = "reverse-kl", beta: float = 0.5,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> Any:
+    """:func:`token_divergence` over ``chunk_size`` rows at a time; equal values and gradients.
+
+    Each chunk runs under activation checkpointing when the student needs gradients, so what
+    autograd keeps between forward and backward is only the inputs (the student's logits and the
+    teacher's logits in their own dtype), not a fp32 softmax of every row.
+    """
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    if chunk_size <= 0 or student_logits.shape[0] <= chunk_size:
+        return token_divergence(student_logits, teacher_logits, kind, beta)
+    parts = []
+    for start in range(0, student_logits.shape[0], chunk_size):
+        s = student_logits[start:start + chunk_size]
+        t = teacher_logits[start:start + chunk_size]
+        if s.requires_grad:
+            parts.append(checkpoint(token_divergence, s, t, kind, beta, use_reentrant=False))
+        else:
+            parts.append(token_divergence(s, t, kind, beta))
+    return torch.cat(parts)
+
+
+def token_logprobs(logits: Any, tokens: Any, chunk_size: int = DEFAULT_CHUNK) -> Any:
+    """log p(tokens) ``[N]`` (fp32) from ``[N, V]`` logits, a chunk of rows at a time."""
+    import torch
+
+    parts = []
+    step = chunk_size if chunk_size > 0 else max(1, logits.shape[0])
+    for start in range(0, logits.shape[0], step):
+        chunk = logits[start:start + step].float()
+        picked = chunk.gather(-1, tokens[start:start + step].unsqueeze(-1)).squeeze(-1)
+        parts.append(picked - torch.logsumexp(chunk, dim=-1))
+    return torch.cat(parts) if parts else logits.new_zeros(0, dtype=torch.float32)
+
+
+def sampled_reverse_kl(student_logp: Any, teacher_logp: Any) -> Any:
+    """Per-token policy-gradient estimator of KL(p_s || p_t) on tokens sampled from the student.
+
+    Advantage ``A = log p_t(y) - log p_s(y)``, with no gradient through it (nor the samples).
+    The value returned is the plain estimate ``log p_s(y) - log p_t(y)`` (so the logged loss is a
+    reverse-KL estimate); its gradient is ``-A * grad log p_s(y)``.
+    """
+    advantage = (teacher_logp - student_logp).detach()
+    surrogate = -advantage * student_logp
+    return (student_logp - teacher_logp).detach() + (surrogate - surrogate.detach())
+
+
+def masked_mean(values: Any, mask: Any) -> Any:
+    """Mean of ``values`` where ``mask`` is true (0 if nothing is)."""
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp(min=1)
+
+
+def completion_mask(completions: Any, stop_ids: list[int], pad_mask: Any = None) -> Any:
+    """True up to and including the first stop token of each row; False after it (and on pads)."""
+    import torch
+
+    is_stop = torch.isin(completions, torch.tensor(stop_ids, device=completions.device))
+    before = (is_stop.long().cumsum(-1) - is_stop.long()) == 0  # no stop strictly earlier
+    return before if pad_mask is None else before & pad_mask.bool()
+
+
+def repetition_rate(tokens: list[int], n: int = 3) -> float:
+    """Share of the sequence's n-grams that repeat an earlier n-gram (0 = none repeated)."""
+    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    if not grams:
+        return 0.0
+    return 1.0 - len(set(grams)) / len(grams)
