@@ -605,10 +605,17 @@ def run(cfg: SftConfig) -> SftResult:
     if eval_ds is not None:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
 
+    # Every rank takes part: FSDP/DeepSpeed gather the full weights inside save_model.
+    saved = work_dir / "final"
+    trainer.save_model(str(saved))
     if trainer.is_world_process_zero():
         with atomic_output_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
-            final = model.merge_and_unload() if cfg.merge else model
-            final.save_pretrained(tmp)
+            if cfg.merge:
+                write_merged(lm, saved, tmp)
+            else:
+                for item in saved.iterdir():
+                    if item.name != TRAINER_ARGS_FILE:
+                        shutil.move(str(item), tmp / item.name)
             lm.processor.save_pretrained(tmp)
             write_manifest(
                 tmp, stage="sft", config=cfg,
@@ -625,6 +632,23 @@ def run(cfg: SftConfig) -> SftResult:
         shutil.rmtree(work_dir, ignore_errors=True)
     state.wait_for_everyone()
     return SftResult(cfg.out, counts, metrics, groups)
+
+
+TRAINER_ARGS_FILE = "training_args.bin"
+"""A pickle the Trainer writes beside saved models; not part of a checkpoint (the config is in
+speechsum.json)."""
+
+
+def write_merged(lm: Any, adapter_dir: Path, out: Path) -> None:
+    """A full checkpoint: the saved adapter merged into a fresh copy of the base weights.
+
+    Merging the saved adapter (rather than the in-memory model) works the same under DDP, FSDP
+    and DeepSpeed, whose in-memory weights may be sharded.
+    """
+    from speechsum_cli.families import attach_adapter, load
+
+    base = load(lm.source, device="cpu", dtype=str(lm.model.dtype).removeprefix("torch."))
+    attach_adapter(base.model, str(adapter_dir)).save_pretrained(out)
 
 
 def _metrics(trainer: Any, output: Any) -> dict[str, Any]:
