@@ -383,6 +383,46 @@ def test_lora_is_kept_off_the_encoder_even_where_names_coincide(trainable_models
     assert wrapped and not any(family.audio_encoder_prefixes[0] in n for n in wrapped)
 
 
+def test_train_encoder_changes_the_encoder_too(trainable_models, sft_data, tmp_path):
+    """--train-encoder on Phi-4-MM, whose encoder forward is patched per instance: the trained
+    copy peft keeps must be the one that runs (else the encoder would silently not train)."""
+    import torch
+    from peft import PeftModel
+
+    family = FAMILIES["phi4_multimodal"]
+    base = trainable_models("phi4_multimodal")
+    out = tmp_path / "sft"
+    result = sft("--data", str(sft_data), "--model", str(base), "--out", str(out), "--max-steps", "2",
+                 "--lr", "1e-2", "--batch-size", "4", "--train-encoder")
+    assert result.exit_code == 0, result.output
+    groups = {g["name"]: g for g in manifest(out)["parameters"]}
+    assert groups["encoder"]["trainable"] == groups["encoder"]["total"] > 0
+    before = dict(family.load_model(str(base), dtype=torch.float32, device="cpu").named_parameters())
+    trained = PeftModel.from_pretrained(family.load_model(str(base), dtype=torch.float32, device="cpu"), str(out))
+    prefix = family.audio_encoder_prefixes[0]
+    changed = [
+        not torch.equal(p, before[n.removeprefix("base_model.model.").replace(".modules_to_save.default", "")])
+        for n, p in trained.named_parameters()
+        if ".modules_to_save.default." in n and n.removeprefix("base_model.model.").startswith(prefix)
+    ]
+    assert changed and any(changed)
+
+
+def test_weights_the_forward_pass_never_reaches_fail_the_first_step():
+    import torch
+
+    from speechsum_cli.errors import ModelError
+    from speechsum_cli.stages.sft import _gradient_check_callback
+
+    class Family:
+        audio_encoder_prefixes, projector_prefixes, language_model_prefix = ("enc",), ("proj",), "lm"
+
+    model = torch.nn.ModuleDict({"enc": torch.nn.Linear(2, 2), "proj": torch.nn.Linear(2, 2)})
+    model["proj"](torch.ones(1, 2)).sum().backward()  # the encoder is trainable but never used
+    with pytest.raises(ModelError, match="encoder received no gradient"):
+        _gradient_check_callback(model, Family()).on_pre_optimizer_step(None, None, None)
+
+
 # --- multi-process --------------------------------------------------------------------------
 
 

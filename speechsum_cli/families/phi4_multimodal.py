@@ -91,19 +91,23 @@ def encode_clips_separately(encoder: Any) -> None:
     single clip through the official pipeline, so its embeddings do not depend on the batch; the
     outputs are right-padded with zeros to one tensor, of which the model keeps
     ``audio_embed_sizes[i]`` rows per clip. Only this model instance changes, never the class.
+    The patch is a method bound to ``encoder``, so a deep copy (peft's ``modules_to_save`` when
+    the encoder is trained) runs its own weights, not the original's.
     """
+    import types
+
     import torch
 
     if getattr(encoder, "_speechsum_per_clip", False):
         return
-    batch_forward = encoder.forward
+    batch_forward = type(encoder).forward
 
-    def forward(hidden_states: Any, mask: Any = None, **kwargs: Any) -> Any:
+    def forward(self: Any, hidden_states: Any, mask: Any = None, **kwargs: Any) -> Any:
         if mask is None or hidden_states.shape[0] == 1:
-            return batch_forward(hidden_states, mask, **kwargs)
+            return batch_forward(self, hidden_states, mask, **kwargs)
         frames = mask.sum(-1).tolist()
         outputs = [
-            batch_forward(hidden_states[i : i + 1, : int(n)], None, **kwargs)
+            batch_forward(self, hidden_states[i : i + 1, : int(n)], None, **kwargs)
             for i, n in enumerate(frames)
         ]
         width = max(out.shape[1] for out in outputs)
@@ -111,7 +115,7 @@ def encode_clips_separately(encoder: Any) -> None:
             [torch.nn.functional.pad(out, (0, 0, 0, width - out.shape[1])) for out in outputs]
         )
 
-    encoder.forward = forward
+    encoder.forward = types.MethodType(forward, encoder)
     encoder._speechsum_per_clip = True
 
 

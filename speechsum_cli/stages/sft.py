@@ -24,6 +24,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -319,23 +320,28 @@ def _under(name: str, prefixes: tuple[str, ...]) -> bool:
     return any(name == p or name.startswith(p + ".") for p in prefixes)
 
 
-def parameter_groups(model: Any, family: Any) -> list[ParameterGroup]:
-    """Total and trainable parameter counts per group: encoder / projector / LM / LoRA / other."""
-    groups = {n: ParameterGroup(n, 0, 0) for n in ("encoder", "projector", "language model", "LoRA", "other")}
+def grouped_parameters(model: Any, family: Any) -> Iterator[tuple[str, Any]]:
+    """(group, parameter) for every weight of ``model``: encoder / projector / LM / LoRA / other."""
     for name, param in model.named_parameters():
         if ".original_module." in name:  # peft's frozen copy of a module it trains in full
             continue
         bare = name.removeprefix("base_model.model.").replace(".modules_to_save.default", "")
         if "lora_" in bare:
-            group = "LoRA"
+            yield "LoRA", param
         elif _under(bare, family.audio_encoder_prefixes):
-            group = "encoder"
+            yield "encoder", param
         elif _under(bare, family.projector_prefixes):
-            group = "projector"
+            yield "projector", param
         elif _under(bare, (family.language_model_prefix,)):
-            group = "language model"
+            yield "language model", param
         else:
-            group = "other"
+            yield "other", param
+
+
+def parameter_groups(model: Any, family: Any) -> list[ParameterGroup]:
+    """Total and trainable parameter counts per group: encoder / projector / LM / LoRA / other."""
+    groups = {n: ParameterGroup(n, 0, 0) for n in ("encoder", "projector", "language model", "LoRA", "other")}
+    for group, param in grouped_parameters(model, family):
         groups[group].total += param.numel()
         if param.requires_grad:
             groups[group].trainable += param.numel()
@@ -468,6 +474,37 @@ def _log_callback() -> Any:
     return StderrLog()
 
 
+def _gradient_check_callback(model: Any, family: Any) -> Any:
+    """Fail at the first optimizer step if a group of trainable weights received no gradient.
+
+    Catches training that silently changes nothing: an adapter on modules the forward pass
+    never reaches, a trained copy of a module that is not the one being run.
+    """
+    from transformers import TrainerCallback
+
+    class GradientCheck(TrainerCallback):
+        done = False
+
+        def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if self.done:
+                return
+            self.done = True
+            reached: dict[str, bool] = {}
+            for group, param in grouped_parameters(model, family):
+                if param.requires_grad:
+                    got = param.grad is not None and bool(param.grad.detach().abs().sum() > 0)
+                    reached[group] = reached.get(group, False) or got
+            missed = sorted(group for group, got in reached.items() if not got)
+            if missed:
+                raise ModelError(
+                    f"trainable weights of {', '.join(missed)} received no gradient in the first "
+                    "step: training would not change them. This is a bug in the model family's "
+                    "setup; please report it with the model's model_type."
+                )
+
+    return GradientCheck()
+
+
 def last_checkpoint(work_dir: Path) -> Path | None:
     from transformers.trainer_utils import get_last_checkpoint
 
@@ -590,10 +627,13 @@ def run(cfg: SftConfig) -> SftResult:
     collator = SpeechCollator(lm, window, dtype=next(lm.model.parameters()).dtype)
     trainer = Trainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
-        data_collator=collator, callbacks=[_log_callback()], compute_loss_func=summary_token_loss,
+        data_collator=collator, compute_loss_func=summary_token_loss,
+        callbacks=[_log_callback()],
     )
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
+    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):  # sharded grads: skip
+        trainer.add_callback(_gradient_check_callback(model, lm.family))
     if state.is_main_process:
         info(f"training on {len(train_ds)} rows" + (f", {len(eval_ds)} eval rows" if eval_ds else "")
              + (f"; resuming from {resume_from.name}" if resume_from else "") + f" ({work_dir})")
