@@ -166,18 +166,199 @@ def held(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def student(tiny_text_lm, tmp_path_factory):
-    """A qwen2_audio student composed around the teacher's LLM: the two share the tokenizer."""
+def teacher(tiny_text_lm, tmp_path_factory) -> Path:
+    """A tiny chat Llama with the tiny_text_lm tokenizer and peaked (context-dependent) predictions.
+
+    Default-initialised tiny models predict nearly uniform tokens whatever the context, which
+    makes every divergence ~0; a larger initializer range gives the teacher opinions.
+    """
+    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from speechsum_cli.families.tiny import seed_everything
+
+    out = tmp_path_factory.mktemp("distill-teacher")
+    tok = AutoTokenizer.from_pretrained(tiny_text_lm)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, initializer_range=0.2)
+    seed_everything(3)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def student(teacher, tmp_path_factory) -> Path:
+    """A qwen2_audio student composed around the teacher's LLM, so the two share the tokenizer
+    (the workflow the vocabulary error recommends)."""
     from tests.test_compose import save_tiny_whisper
 
     root = tmp_path_factory.mktemp("distill-student")
     whisper = save_tiny_whisper(root / "whisper", positions=250)  # a 5 s window
     out = root / "student"
     result = runner.invoke(app, ["compose", "--family", "qwen2_audio", "--encoder", str(whisper),
-                                 "--llm", str(tiny_text_lm), "--out", str(out)])
+                                 "--llm", str(teacher), "--out", str(out)])
     assert result.exit_code == 0, result.output
     return out
 
 
 def distill(*args: str):
     return runner.invoke(app, ["distill", *args, "--json"])
+
+
+def adapter_state(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "adapter_model.safetensors"))
+
+
+def test_distill_pulls_the_student_toward_the_teacher(student, teacher, data, held, tmp_path, speech_wav):
+    out = tmp_path / "kd"
+    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher),
+                     "--out", str(out), "--eval-data", str(held), "--max-steps", "24", "--lr", "1e-2",
+                     "--max-new-tokens", "10", "--logging-steps", "4", "--seed", "0")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    metrics, counts = payload["metrics"], payload["counts"]
+    # the reverse KL to the teacher on fixed samples for held-out prompts falls by a clear margin
+    assert metrics["heldout_reverse_kl_before"] > 0.3
+    assert metrics["heldout_reverse_kl_after"] < 0.6 * metrics["heldout_reverse_kl_before"]
+    assert metrics["reverse_kl_last"] < metrics["reverse_kl_first"]
+    assert counts["samples_drawn"] == 24 * 2 and counts["off_policy_rows"] == 0
+    assert counts["student_only_tokens"] == 0
+
+    manifest = json.loads((out / "speechsum.json").read_text())
+    assert manifest["stage"] == "distill"
+    assert manifest["loss"] == "reverse-kl" and manifest["estimator"] == "full" and manifest["lmbda"] == 1.0
+    assert manifest["teacher"]["source"] == str(teacher)
+    assert manifest["teacher"]["shared_vocabulary"] == 400
+    assert 1 <= manifest["metrics"]["mean_completion_length"] <= 10
+    assert "repetition_rate_mean" in manifest["metrics"]
+    assert manifest["counts"]["hit_max_new_tokens"] <= manifest["counts"]["samples_drawn"]
+
+    # LoRA moved, the projector trained, the encoder is bit-identical to the student's
+    from speechsum_cli.families import load
+
+    weights = adapter_state(out)
+    lora_b = [v for k, v in weights.items() if "lora_B" in k]
+    assert lora_b and any(v.abs().max() > 0 for v in lora_b)
+    before, after = load(str(student), device="cpu", dtype="float32"), load(str(out), device="cpu", dtype="float32")
+    prefix = before.family.audio_encoder_prefixes[0]
+    enc_before = before.model.get_submodule(prefix).state_dict()
+    enc_after = after.model.get_submodule(prefix).state_dict()
+    assert all(torch.equal(enc_before[k], enc_after[k]) for k in enc_before)
+    proj = before.family.projector_prefixes[0]
+    assert not all(torch.equal(a, b) for a, b in zip(before.model.get_submodule(proj).state_dict().values(),
+                                                       after.model.get_submodule(proj).state_dict().values()))
+
+    # the output is a speechsum checkpoint: summarize loads it
+    summary = runner.invoke(app, ["summarize", str(speech_wav), "--model", str(out), "--max-new-tokens", "4",
+                                  "--no-progress", "--format", "json", "--on-long-audio", "chunk"])
+    assert summary.exit_code == 0, summary.output
+
+
+def test_teacher_reads_the_transcript_in_its_template_and_the_student_hears_the_audio(student, teacher, data):
+    """Spy on what each model's forward receives for one scored batch."""
+    from transformers import AutoTokenizer
+
+    from speechsum_cli.data.dataset import load_rows
+    from speechsum_cli.families import Prompt, load
+    from speechsum_cli.stages.distill import Batcher, DistillCollator, DistillConfig, check_vocab, load_teacher
+
+    lm = load(str(student), device="cpu", dtype="float32")
+    tok = AutoTokenizer.from_pretrained(teacher)
+    cfg = DistillConfig(data=data, student=str(student), teacher=str(teacher), out=Path("unused"),
+                        teacher_device="cpu")
+    n = check_vocab(lm.tokenizer, tok, student="s", teacher="t", family="qwen2_audio")
+    t = load_teacher(cfg, tok)
+    batcher = Batcher(lm, t, n, lm.stop_token_ids())
+    rows = DistillCollator(lm, lm.window_seconds)([load_rows(data)[0]])["rows"]
+    seen: dict[str, dict] = {}
+
+    def spy(name):
+        def hook(module, args, kwargs):
+            seen[name] = dict(kwargs)
+        return hook
+
+    t.model.register_forward_pre_hook(spy("teacher"), with_kwargs=True)
+    lm.model.register_forward_pre_hook(spy("student"), with_kwargs=True)
+    completion = tok("The budget review.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    scored = batcher.score(lm.model, [Prompt(rows[0]["query"], rows[0]["wave"])],
+                           [t.prompt_ids(rows[0]["transcript"], rows[0]["query"])], [completion], full=True)
+
+    transcript = ROWS[0][1]
+    teacher_ids = seen["teacher"]["input_ids"][0].tolist()
+    teacher_text = tok.decode(teacher_ids)
+    assert transcript in teacher_text and QUERY in teacher_text
+    assert "<|im_start|>user\n" in teacher_text and teacher_text.index(transcript) < teacher_text.index("<|im_start|>assistant\n")
+    assert "<|AUDIO|>" not in teacher_text and "input_features" not in seen["teacher"]
+    assert teacher_ids[-len(completion):] == completion  # the student's ids, not re-tokenized text
+    assert teacher_text.endswith("The budget review.<|im_end|>")
+
+    student_text = lm.tokenizer.decode(seen["student"]["input_ids"][0])
+    assert seen["student"]["input_features"].abs().sum() > 0 and "<|AUDIO|>" in student_text
+    assert transcript not in student_text and QUERY in student_text
+    assert seen["student"]["input_ids"][0].tolist()[-len(completion):] == completion
+    # every completion token, the end-of-turn included, is scored
+    assert scored.mask.sum().item() == len(completion)
+    assert scored.teacher_logits.shape == scored.student_logits.shape == (1, len(completion), n)
+
+
+def test_vocabulary_mismatch_errors_before_any_training(tiny_models, tiny_text_lm, data, tmp_path):
+    out = tmp_path / "kd"
+    result = distill("--data", str(data), "--student", str(tiny_models("qwen2_audio")),
+                     "--teacher", str(tiny_text_lm), "--out", str(out), "--max-steps", "1")
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "do not share a vocabulary" in text
+    assert "teacher id" in text and "student id" in text
+    assert "Pick a teacher of the student's LLM family" in text
+    assert f"speechsum compose --encoder WHISPER --llm {tiny_text_lm}" in text
+    assert "Parameters" not in result.output and not out.exists()
+
+
+def test_missing_transcript_column_is_named(student, teacher, tmp_path, speech_wav):
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"id": "a", "audio": str(speech_wav), "query": QUERY, "summary": "x"}) + "\n")
+    result = distill("--data", str(path), "--student", str(student), "--teacher", str(teacher),
+                     "--out", str(tmp_path / "kd"))
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "has no column 'transcript'" in text and "the teacher reads the transcript" in text
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--loss", "forward-kl", "--estimator", "sampled"], "use it with --loss reverse-kl"),
+    (["--loss", "jsd", "--beta", "1"], "--beta must be strictly between 0 and 1"),
+    (["--estimator", "sampled", "--lmbda", "0.5"], "--estimator sampled needs the student's own samples"),
+])
+def test_inconsistent_flags_are_refused(flags, message, student, teacher, data, tmp_path):
+    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher),
+                     "--out", str(tmp_path / "kd"), *flags)
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flags", [
+    ["--loss", "forward-kl", "--lmbda", "0.5", "--sft-alpha", "0.5"],
+    ["--loss", "jsd", "--beta", "0.3", "--samples-per-prompt", "2", "--chunk-size", "3"],
+    ["--estimator", "sampled", "--merge"],
+])
+def test_other_losses_estimators_and_mixing_train(flags, student, teacher, data, tmp_path):
+    out = tmp_path / "kd"
+    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher),
+                     "--out", str(out), "--max-steps", "4", "--lr", "1e-2", "--max-new-tokens", "6",
+                     "--logging-steps", "1", *flags)
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    counts, metrics = payload["counts"], payload["metrics"]
+    assert metrics["global_step"] == 4 and math.isfinite(metrics["train_loss_mean"])
+    if "--lmbda" in flags:
+        assert counts["off_policy_rows"] > 0 and counts["samples_drawn"] < 4 * 2
+    if "--samples-per-prompt" in flags:
+        assert counts["samples_drawn"] == 4 * 2 * 2
+    if "--merge" in flags:
+        assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()

@@ -737,10 +737,17 @@ def run(cfg: DistillConfig) -> DistillResult:
         warn(f"{totals['student_only_tokens']} sampled token(s) exist only in the student's vocabulary; "
              "the teacher cannot score them, so they were left out of the loss.")
 
+    # Every rank takes part: FSDP/DeepSpeed gather the full weights inside save_model (as in sft).
+    saved = work_dir / "final"
+    trainer.save_model(str(saved))
     if trainer.is_world_process_zero():
         with atomic_output_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
-            final = model.merge_and_unload() if cfg.merge else model
-            final.save_pretrained(tmp)
+            if cfg.merge:
+                sft.write_merged(lm, saved, tmp)
+            else:
+                for item in saved.iterdir():
+                    if item.name != sft.TRAINER_ARGS_FILE:
+                        shutil.move(str(item), tmp / item.name)
             lm.processor.save_pretrained(tmp)
             write_manifest(
                 tmp, stage="distill", config=cfg,
