@@ -237,6 +237,16 @@ def test_merge_writes_a_full_checkpoint_equal_to_the_adapter(trainable_models, s
     torch.testing.assert_close(logits[0], logits[1], atol=1e-4, rtol=1e-4)
 
 
+def test_eval_split_records_eval_loss(trainable_models, sft_data, tmp_path):
+    out = tmp_path / "sft"
+    result = sft("--data", str(sft_data), "--model", str(trainable_models("voxtral")), "--out", str(out),
+                 "--max-steps", "2", "--batch-size", "4", "--eval-split", "0.25")
+    assert result.exit_code == 0, result.output
+    record = manifest(out)
+    assert (record["counts"]["train_rows"], record["counts"]["eval_rows"]) == (6, 2)
+    assert record["metrics"]["eval_loss"] > 0
+
+
 def test_resume_continues_from_the_saved_step(trainable_models, sft_data, tmp_path, monkeypatch):
     from speechsum_cli.stages import sft as stage
 

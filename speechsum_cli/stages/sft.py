@@ -139,7 +139,7 @@ def _shown(ids: list[str]) -> str:
     return ", ".join(repr(i) for i in ids[:SHOWN_IDS]) + more
 
 
-def check_rows(ds: Any, source: Path, columns: ColumnMap) -> tuple[list[float], list[str]]:
+def check_rows(ds: Any, source: Path) -> list[float]:
     """Audio duration of every row; one error naming every bad row id and column."""
     require_columns(
         ds, REQUIRED_COLUMNS, source,
@@ -174,7 +174,7 @@ def check_rows(ds: Any, source: Path, columns: ColumnMap) -> tuple[list[float], 
             f"data '{source}' has rows sft cannot train on: " + "; ".join(problems)
             + ". Fix or remove those rows."
         )
-    return durations, []
+    return durations
 
 
 def long_audio_plan(
@@ -354,6 +354,7 @@ def prepare_model(model: Any, family: Any, cfg: SftConfig, base_source: str) -> 
         for name, param in model.named_parameters():
             param.requires_grad = cfg.train_encoder or not _under(name, family.audio_encoder_prefixes)
         return model
+    import torch
     from peft import LoraConfig, get_peft_model
 
     targets = tuple(cfg.lora_targets or family.lora_targets)
@@ -377,6 +378,9 @@ def prepare_model(model: Any, family: Any, cfg: SftConfig, base_source: str) -> 
     )
     peft_model = get_peft_model(model, config)
     peft_model.peft_config["default"].base_model_name_or_path = base_source
+    for param in peft_model.parameters():  # trained weights stay fp32 under a bf16/fp16 base
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
     return peft_model
 
 
@@ -557,11 +561,11 @@ def run(cfg: SftConfig) -> SftResult:
 
     # Inputs are checked before any model is loaded.
     train_rows = _load_inputs(cfg, cfg.data, cfg.split)
-    train_seconds, _ = check_rows(train_rows, cfg.data, cfg.columns)
+    train_seconds = check_rows(train_rows, cfg.data)
     eval_rows = eval_seconds = None
     if cfg.eval_data is not None:
         eval_rows = _load_inputs(cfg, cfg.eval_data, None)
-        eval_seconds, _ = check_rows(eval_rows, cfg.eval_data, cfg.columns)
+        eval_seconds = check_rows(eval_rows, cfg.eval_data)
 
     from accelerate import PartialState
 
