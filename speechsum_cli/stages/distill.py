@@ -297,11 +297,13 @@ class Teacher:
 
 
 def load_teacher(cfg: DistillConfig, tokenizer: Any) -> Teacher:
+    """The teacher, frozen, on ``--teacher-device`` (auto: this process's accelerator device)."""
+    from accelerate import PartialState
     from transformers import AutoModelForCausalLM
 
     from speechsum_cli.families import resolve_device, resolve_dtype
 
-    device = resolve_device(cfg.teacher_device)
+    device = str(PartialState().device) if cfg.teacher_device == "auto" else resolve_device(cfg.teacher_device)
     try:
         model = AutoModelForCausalLM.from_pretrained(cfg.teacher, dtype=resolve_dtype(cfg.teacher_dtype, device))
     except (OSError, ValueError) as exc:
@@ -315,7 +317,8 @@ def load_teacher(cfg: DistillConfig, tokenizer: Any) -> Teacher:
 
 
 def _accepts_logits_to_keep(model: Any) -> bool:
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    base = getattr(model, "module", model)  # DDP wrapper
+    base = base.get_base_model() if hasattr(base, "get_base_model") else base
     return "logits_to_keep" in inspect.signature(type(base).forward).parameters
 
 
@@ -719,6 +722,9 @@ def run(cfg: DistillConfig) -> DistillResult:
     )
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
+    trainer.add_callback(_step_log_callback())
+    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):  # sharded grads: skip
+        trainer.add_callback(sft._gradient_check_callback(model, lm.family))
     if state.is_main_process:
         info(f"distilling on {len(train_ds)} rows from teacher '{cfg.teacher}' "
              f"({cfg.loss}, estimator {cfg.estimator}, lmbda {cfg.lmbda:g})")
@@ -769,12 +775,29 @@ def run(cfg: DistillConfig) -> DistillResult:
     return DistillResult(cfg.out, counts, metrics, groups)
 
 
+STEP_LOG_KEYS = ("reverse_kl", "logp/teacher", "logp/student", "completion_length", "repetition",
+                 "hit_max_new_tokens")
+"""Logged every --logging-steps beside the loss (trainer logs, trackers, stderr)."""
+
+
+def _step_log_callback() -> Any:
+    from transformers import TrainerCallback
+
+    class DistillLog(TrainerCallback):
+        """The distillation health figures on stderr (sft's callback prints the loss line)."""
+
+        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+            if state.is_world_process_zero and logs and "reverse_kl" in logs:
+                info("  " + ", ".join(f"{k} {logs[k]:.4g}" for k in STEP_LOG_KEYS if k in logs))
+
+    return DistillLog()
+
+
 def distill_metrics(trainer: Any, output: Any) -> dict[str, Any]:
     logs = [h for h in trainer.state.log_history if "reverse_kl" in h]
     metrics: dict[str, Any] = {"global_step": int(trainer.state.global_step),
                                "train_loss_mean": float(output.training_loss)}
-    for key in ("loss", "reverse_kl", "logp/teacher", "logp/student", "completion_length",
-                "repetition", "hit_max_new_tokens"):
+    for key in ("loss", *STEP_LOG_KEYS):
         values = [h[key] for h in logs if key in h]
         if values:
             metrics[f"{key}_first"] = float(values[0])
