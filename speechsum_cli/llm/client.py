@@ -156,6 +156,12 @@ class LLMClient:
             text = text.replace(self._key, "***")
         return text
 
+    def close(self) -> None:
+        """Release the cache (for callers that never made a request; aclose() does it all)."""
+        if self._cache is not None:
+            self._cache.close()
+            self._cache = None
+
     async def aclose(self) -> None:
         if self._client is not None:
             await self._client.close()

@@ -252,17 +252,19 @@ def run(config: SynthConfig) -> SynthResult:
     if config.llm.dry_run:
         return _dry_run(config, plan, transcripts, len(missing), started)
 
-    work = WorkDir(config.out, fingerprint(config), restart=config.restart)
-    state = _State.from_records(work.records(), config.dedup_threshold)
-    client = LLMClient(config.llm, spent_before=state.usage["cost_usd"])
-    stopped = None
+    client = LLMClient(config.llm)  # a missing key fails here, before any work dir exists
     try:
+        work = WorkDir(config.out, fingerprint(config), restart=config.restart)
+        state = _State.from_records(work.records(), config.dedup_threshold)
+        client.ledger.spent_before = state.usage["cost_usd"]  # earlier runs count against --max-cost
         stopped = asyncio.run(_generate(config, plan, transcripts, work, state, client))
     except LLMError as exc:
         raise LLMError(
             f"{exc} {state.counts_total()} finished rows are kept in '{work.path}'; re-run the same "
             "command to resume."
         ) from None
+    finally:
+        client.close()
     counts = state.counts(requested=plan.n, skipped_missing=len(missing), corpus=len(ids))
     complete = stopped is None and state.done_jobs() >= plan.n
     _finalize(config, ds, work, plan, counts, state.usage, complete, stopped, time.perf_counter() - started)
