@@ -403,26 +403,45 @@ class Batcher:
 
     def score(self, model: Any, prompts: list[Any], teacher_prompts: list[list[int]],
               completions: list[list[int]], *, full: bool) -> Scored:
-        import torch
-
+        """The teacher (no gradients) then the student (gradients if enabled) on the completions."""
         tokens, real = self.pad_completions(completions)
-        width = tokens.shape[1]
         mask = completion_mask(tokens, self.stop_ids, real)
         scorable = tokens < self.n_shared
         student_only = int((mask & ~scorable).sum())
-        mask = mask & scorable
+        t_logits, t_logp = self.score_teacher(teacher_prompts, tokens, real, full=full)
+        s_logits = self.student_logits(model, prompts, tokens, real)
+        device = s_logits.device
+        safe = torch_where_scorable(tokens, scorable)
+        return Scored(s_logits, None if t_logits is None else t_logits.to(device), t_logp.to(device),
+                      safe.to(device), (mask & scorable).to(device), student_only)
+
+    def score_teacher(self, teacher_prompts: list[list[int]], tokens: Any, real: Any, *, full: bool
+                      ) -> tuple[Any | None, Any]:
+        """Teacher logits at the completion positions ([B, C, n_shared], or None unless ``full``)
+        and the teacher's log-prob of each completion token ([B, C]); under inference mode."""
+        import torch
+
+        width = tokens.shape[1]
         t_inputs = {k: v.to(self.teacher.device) for k, v in self.teacher_inputs(teacher_prompts, tokens, real).items()}
-        safe = torch.where(scorable, tokens, torch.zeros_like(tokens))
+        safe = torch_where_scorable(tokens, tokens < self.n_shared).to(self.teacher.device)
         with torch.inference_mode():
             t_logits = completion_logits(self.teacher.model, t_inputs, width)[..., :self.n_shared]
-            t_logp = token_logprobs(t_logits.reshape(-1, self.n_shared), safe.reshape(-1).to(t_logits.device),
+            t_logp = token_logprobs(t_logits.reshape(-1, self.n_shared), safe.reshape(-1),
                                     self.chunk_size).reshape(tokens.shape)
+        # clone outside inference mode: normal tensors that autograd may save for backward
+        return (t_logits.clone() if full else None), t_logp.clone()
+
+    def student_logits(self, model: Any, prompts: list[Any], tokens: Any, real: Any) -> Any:
+        """Student logits at the completion positions, ``[B, C, n_shared]``."""
         s_inputs = self.lm.to_model(self.student_inputs(prompts, tokens, real))
-        s_logits = completion_logits(model, s_inputs, width)[..., :self.n_shared]
-        device = s_logits.device
-        teacher_logits = t_logits.to(device).clone() if full else None  # clone: a normal tensor
-        return Scored(s_logits, teacher_logits, t_logp.to(device).clone(), safe.to(device),
-                      mask.to(device), student_only)
+        return completion_logits(model, s_inputs, tokens.shape[1])[..., :self.n_shared]
+
+
+def torch_where_scorable(tokens: Any, scorable: Any) -> Any:
+    """``tokens`` with student-only ids replaced by 0 (masked anyway), safe to index any logits."""
+    import torch
+
+    return torch.where(scorable, tokens, torch.zeros_like(tokens))
 
 
 def distill_loss(scored: Scored, *, kind: str, beta: float, estimator: str, chunk_size: int
