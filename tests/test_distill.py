@@ -133,6 +133,32 @@ def test_completion_mask_keeps_through_first_stop_and_drops_padding():
     assert mask.tolist() == [[True, True, True, False, False], [True, True, False, False, False], [True] * 5]
 
 
+@pytest.mark.parametrize("estimator", ["full", "sampled"])
+def test_distill_loss_ignores_padding_and_post_stop_positions(estimator):
+    from speechsum_cli.stages.distill import Scored, distill_loss
+
+    torch.manual_seed(0)
+    s, t = torch.randn(2, 4, 11), torch.randn(2, 4, 11)
+    tokens = torch.tensor([[3, 4, 2, 9], [5, 2, 0, 0]])
+    mask = completion_mask(tokens, [2], torch.tensor([[1, 1, 1, 1], [1, 1, 0, 0]]).bool())
+    t_logp = torch.log_softmax(t, -1).gather(-1, tokens[..., None]).squeeze(-1)
+
+    def loss_of(student, teacher, teacher_logp):
+        scored = Scored(student, teacher if estimator == "full" else None, teacher_logp, tokens, mask, 0)
+        return distill_loss(scored, kind="reverse-kl", beta=0.5, estimator=estimator, chunk_size=2)[0]
+
+    junk_s, junk_t, junk_lp = s.clone(), t.clone(), t_logp.clone()
+    junk_s[~mask], junk_t[~mask], junk_lp[~mask] = 50.0, -50.0, -99.0
+    assert torch.allclose(loss_of(s, t, t_logp), loss_of(junk_s, junk_t, junk_lp))
+    kept = mask.reshape(-1)
+    if estimator == "full":
+        expected = token_divergence(s.reshape(-1, 11)[kept], t.reshape(-1, 11)[kept]).mean()
+    else:
+        s_lp = torch.log_softmax(s, -1).gather(-1, tokens[..., None]).squeeze(-1)
+        expected = (s_lp - t_logp)[mask].mean()
+    assert loss_of(s, t, t_logp).item() == pytest.approx(expected.item(), abs=1e-6)
+
+
 def test_repetition_rate():
     assert repetition_rate([1, 2, 3, 4]) == 0.0
     assert repetition_rate([1, 2, 3, 1, 2, 3]) == pytest.approx(1 - 3 / 4)

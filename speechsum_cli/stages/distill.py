@@ -454,11 +454,13 @@ def distill_loss(scored: Scored, *, kind: str, beta: float, estimator: str, chun
     s = scored.student_logits.reshape(-1, n)[flat]
     tokens = scored.tokens.reshape(-1)[flat]
     t_logp = scored.teacher_logp.reshape(-1)[flat]
-    s_logp = token_logprobs(s, tokens, chunk_size)
     if estimator == "sampled":
+        s_logp = token_logprobs(s, tokens, chunk_size)
         per_token = sampled_reverse_kl(s_logp, t_logp)
         reverse = per_token.detach()
     else:
+        with torch.no_grad():
+            s_logp = token_logprobs(s.detach(), tokens, chunk_size)
         t = scored.teacher_logits.reshape(-1, n)[flat]
         per_token = chunked_divergence(s, t, kind, beta, chunk_size)
         with torch.no_grad():
