@@ -18,13 +18,14 @@ not account for the audio placeholders.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import shutil
 import time
-from dataclasses import dataclass, field
-from pathlib import Path
 from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -56,7 +57,7 @@ class SftConfig:
     """Output directory (adapter or full checkpoint + processor + speechsum.json)."""
     split: str | None = None
     """Split of a DatasetDict in ``data``."""
-    columns: ColumnMap = ColumnMap()
+    columns: ColumnMap = field(default_factory=ColumnMap)
     """Names of the user's columns for id/audio/query/summary."""
     eval_data: Path | None = None
     """Separate evaluation rows; eval loss is computed at the end of every epoch/eval step."""
@@ -230,7 +231,7 @@ def estimate_lengths(
     tok = lm.tokenizer
     text = tok([f"{q}\n{s}" for q, s in zip(queries, summaries)], add_special_tokens=False)["input_ids"]
     audio = np.interp(np.minimum(seconds, window), grid, tokens)
-    return [int(round(a)) + len(t) for a, t in zip(audio, text)]
+    return [round(a) + len(t) for a, t in zip(audio, text)]
 
 
 def build_dataset(
@@ -271,9 +272,8 @@ class SpeechCollator:
                 wave = load_audio(row["audio"], sr)
             except AudioError as exc:
                 raise AudioError(f"row {row['id']!r}, column 'audio': {exc}") from None
-            if row["truncate"]:
-                wave = wave[:limit]
-            elif len(wave) > limit:  # header and decoded length disagree by a few samples
+            # Rows planned for truncation, and resampling that adds a sample or two at the end.
+            if row["truncate"] or len(wave) > limit:
                 wave = wave[:limit]
             prompts.append(Prompt(query=row["query"], audio=wave, answer=row["summary"]))
         inputs = self.lm.encode(prompts, padding_side="right").inputs
@@ -520,6 +520,17 @@ def work_dir_for(out: Path) -> Path:
     return out.parent / f".{out.name}.partial"
 
 
+RUN_CONFIG_FILE = "sft-config.json"
+"""The interrupted run's settings, kept in the work dir so --resume can check them."""
+RESUME_FREE_FIELDS = ("resume", "overwrite", "logging_steps", "save_steps", "report_to", "num_workers")
+"""Settings a resumed run may change; any other difference would mix two trainings."""
+
+
+def _resumable_settings(cfg: SftConfig) -> dict[str, Any]:
+    settings = json.loads(json.dumps(asdict(cfg), default=str))
+    return {k: v for k, v in settings.items() if k not in RESUME_FREE_FIELDS}
+
+
 def plan_resume(cfg: SftConfig, work_dir: Path, is_main: bool) -> Path | None:
     """The checkpoint to resume from; errors when the request and the work dir disagree."""
     checkpoint = last_checkpoint(work_dir)
@@ -529,15 +540,27 @@ def plan_resume(cfg: SftConfig, work_dir: Path, is_main: bool) -> Path | None:
                 f"--resume: no checkpoint in '{work_dir}' to continue from. Run without --resume "
                 "to start training."
             )
+        saved_file = work_dir / RUN_CONFIG_FILE
+        if saved_file.is_file():
+            saved, now = json.loads(saved_file.read_text()), _resumable_settings(cfg)
+            changed = sorted(k for k in set(saved) | set(now) if saved.get(k) != now.get(k))
+            if changed:
+                detail = ", ".join(f"{k}: {saved.get(k)!r} -> {now.get(k)!r}" for k in changed)
+                raise InputError(
+                    f"--resume with settings that differ from the interrupted run ({detail}). "
+                    "Resume with the original settings, or pass --overwrite without --resume "
+                    "to start over."
+                )
         return checkpoint
-    if checkpoint is not None:
-        if not cfg.overwrite:
-            raise InputError(
-                f"'{work_dir}' holds an interrupted run (last checkpoint: {checkpoint.name}). "
-                "Pass --resume to continue it, or --overwrite to start over."
-            )
-    if is_main and work_dir.exists():
-        shutil.rmtree(work_dir)
+    if checkpoint is not None and not cfg.overwrite:
+        raise InputError(
+            f"'{work_dir}' holds an interrupted run (last checkpoint: {checkpoint.name}). "
+            "Pass --resume to continue it, or --overwrite to start over."
+        )
+    if is_main:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        work_dir.mkdir(parents=True)
+        (work_dir / RUN_CONFIG_FILE).write_text(json.dumps(_resumable_settings(cfg), indent=2) + "\n")
     return None
 
 
@@ -619,6 +642,7 @@ def run(cfg: SftConfig) -> SftResult:
     from transformers import set_seed
 
     set_seed(cfg.seed)  # LoRA's initialisation happens here, before the Trainer seeds anything
+    base_dtype = lm.model.dtype
     model = prepare_model(lm.model, lm.family, cfg, base_source)
     groups = parameter_groups(model, lm.family)
     if state.is_main_process:
@@ -628,7 +652,7 @@ def run(cfg: SftConfig) -> SftResult:
 
     from transformers import PrinterCallback, ProgressCallback, Trainer
 
-    collator = SpeechCollator(lm, window, dtype=next(lm.model.parameters()).dtype)
+    collator = SpeechCollator(lm, window, dtype=base_dtype)
     trainer = Trainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         data_collator=collator, compute_loss_func=summary_token_loss,
