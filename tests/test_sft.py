@@ -97,6 +97,16 @@ def state_dict(path: Path) -> dict:
     return tensors
 
 
+def test_help_shows_the_paper_defaults_and_an_example():
+    result = runner.invoke(app, ["sft", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "speechsum sft --data runs/synth --model Qwen/Qwen2-Audio-7B-Instruct --out runs/sft" in text
+    for flag in ("--lora-r", "--lora-alpha", "--lora-targets", "--train-encoder", "--full",
+                 "--on-long-audio", "--resume", "--merge", "--eval-split", "--report-to"):
+        assert flag in text
+
+
 # --- each family trains, touches only what it should, and its output summarizes ---------------
 
 
