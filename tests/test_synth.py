@@ -394,3 +394,18 @@ def test_tts_espeak_turns_a_text_corpus_into_speech(tmp_path, server):
         assert Path(path).is_relative_to(tmp_path / "out" / "audio")
         info = sf.info(path)
         assert info.frames / info.samplerate > 1.0
+
+
+@pytest.mark.slow
+def test_synth_output_trains_with_sft(tmp_path, server, tiny_models):
+    """The contract end to end: a text corpus -> synth (--tts espeak) -> sft reads and trains on it."""
+    rows = [{"id": f"n{i}", "transcript": f"Meeting {i}. The budget was approved."} for i in range(2)]
+    (tmp_path / "text.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    assert run(config(tmp_path, server, data=tmp_path / "text.jsonl", per_audio=2, tts="espeak")).complete
+    result = CliRunner().invoke(app, ["sft", "--data", str(tmp_path / "out"), "--model",
+                                      str(tiny_models("qwen2_audio")), "--out", str(tmp_path / "sft"),
+                                      "--max-steps", "1", "--batch-size", "2"])
+    assert result.exit_code == 0, result.output
+    record = manifest(tmp_path / "sft")
+    assert record["counts"]["train_rows"] == 4
+    assert record["inputs"][0]["manifest"]["stage"] == "synth"  # lineage
