@@ -103,6 +103,8 @@ def synth(
             typer.echo(json.dumps(e | {"requested": result.counts["requested"]}, indent=2))
             return
         price = "" if e["priced"] else f"  (no price known for {e['model']}: pass --price-in/--price-out)"
+        if e["max_cost"] is not None and e["cost_usd"] > e["max_cost"]:
+            price += f"  (over --max-cost ${e['max_cost']:g}: the run would stop early and be resumable)"
         typer.echo(
             f"dry run: {result.counts['requested']} rows -> {e.get('requests', 0)} requests "
             f"({e.get('cached', 0)} cached), ~{e.get('input_tokens', 0):,} input + "

@@ -276,20 +276,23 @@ def run(config: SynthConfig) -> SynthResult:
 
 def _dry_run(config: SynthConfig, plan: Plan, transcripts: Any, skipped: int, started: float) -> SynthResult:
     client = LLMClient(config.llm)
-    est = Counter()
+    est: Counter = Counter()
     schema_version = synth_prompt_version()
-    for j in range(plan.n):
-        job = plan.job(j)
-        messages = synth_messages(transcripts[job.source]["transcript"], job.facets)
-        e = client.estimate(messages, prompt_version=schema_version)
-        est["jobs"] += 1
-        est["cached"] += int(e.cached)
-        est["requests"] += int(not e.cached)
-        est["input_tokens"] += e.input_tokens
-        est["output_tokens"] += e.output_tokens
-        est["cost_usd"] += e.cost_usd
+    try:
+        for j in range(plan.n):
+            job = plan.job(j)
+            messages = synth_messages(transcripts[job.source]["transcript"], job.facets)
+            e = client.estimate(messages, prompt_version=schema_version)
+            est["jobs"] += 1
+            est["cached"] += int(e.cached)
+            est["requests"] += int(not e.cached)
+            est["input_tokens"] += e.input_tokens
+            est["output_tokens"] += e.output_tokens
+            est["cost_usd"] += e.cost_usd
+    finally:
+        client.close()
     estimate = dict(est) | {
-        "model": config.llm.model, "priced": client.ledger.price is not None,
+        "model": config.llm.model, "priced": client.ledger.price is not None, "max_cost": config.llm.max_cost,
         "note": "input tokens ~ characters/4; output tokens = expected_output_tokens per request; "
                 "JSON repair retries not included",
     }
