@@ -388,3 +388,24 @@ def test_other_losses_estimators_and_mixing_train(flags, student, teacher, data,
         assert counts["samples_drawn"] == 4 * 2 * 2
     if "--merge" in flags:
         assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_on_cpu(student, teacher, data, tmp_path):
+    """torchrun with 2 gloo processes (what ``accelerate launch --multi_gpu`` runs): each rank
+    samples its own rows, one output, one parameter table."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "ddp" / "kd"
+    out.parent.mkdir()
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29527",
+               "-m", "speechsum_cli", "distill", "--data", str(data), "--student", str(student),
+               "--teacher", str(teacher), "--out", str(out), "--max-steps", "2", "--max-new-tokens", "4",
+               "--batch-size", "1", "--logging-steps", "1"]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stderr.count("Parameters") == 1
+    manifest = json.loads((out / "speechsum.json").read_text())
+    assert manifest["world_size"] == 2 and manifest["metrics"]["global_step"] == 2
+    assert sorted(p.name for p in out.parent.iterdir()) == ["kd"]

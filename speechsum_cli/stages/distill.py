@@ -682,8 +682,10 @@ def run(cfg: DistillConfig) -> DistillResult:
 
     from accelerate import PartialState
 
-    state = PartialState()
     work_dir = sft.work_dir_for(cfg.out)
+    args = sft.to_training_args(cfg, work_dir, precision=precision, has_eval=False)
+    _ = args.device  # sets up the process group under torchrun / accelerate launch (as in sft)
+    state = PartialState()
     resume_from = sft.plan_resume(cfg, work_dir, state.is_main_process)
     lm = load(source, device="cpu", dtype="float32" if precision == "fp32" or cfg.full else precision)
     reference = str(Path(source).resolve()) if Path(source).exists() else cfg.student
@@ -736,7 +738,6 @@ def run(cfg: DistillConfig) -> DistillResult:
         info(f"held-out reverse KL before: {metrics['heldout_reverse_kl_before']:.4f} "
              f"({len(held)} rows, {sum(map(len, fixed))} completion tokens)")
 
-    args = sft.to_training_args(cfg, work_dir, precision=precision, has_eval=False)
     trainer = distill_trainer_class()(
         model=model, args=args, train_dataset=train_ds, data_collator=DistillCollator(lm, window),
         callbacks=[sft._log_callback()], cfg=cfg, batcher=batcher,
