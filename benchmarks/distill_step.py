@@ -186,9 +186,11 @@ def main() -> None:
                   f"{chunked['tokens_per_step']:.0f} completion tokens/step")
             for part, seconds in t.items():
                 print(f"  {part:15s} {seconds:7.3f} s  {100 * seconds / total:5.1f}%")
+            ratio = (f"ratio {whole['peak_update_mb'] / chunked['peak_update_mb']:.2f}"
+                     if min(whole["peak_update_mb"], chunked["peak_update_mb"]) >= 8 else
+                     "too small to compare: the allocator reuses freed memory")
             print(f"  peak memory of the student update: {whole['peak_update_mb']:.1f} MB unchunked, "
-                  f"{chunked['peak_update_mb']:.1f} MB with --chunk-size {args.chunk_size} "
-                  f"(ratio {whole['peak_update_mb'] / max(chunked['peak_update_mb'], 1e-9):.2f}); "
+                  f"{chunked['peak_update_mb']:.1f} MB with --chunk-size {args.chunk_size} ({ratio}); "
                   f"update time ratio chunked/unchunked "
                   f"{t['student_update'] / max(whole['times']['student_update'], 1e-9):.2f}")
 
