@@ -27,6 +27,21 @@ def default_responder(messages: list[dict[str, Any]]) -> str:
     })
 
 
+def speech_wav(text: str, sample_rate: int = 16000) -> bytes:
+    """A 16-bit mono wav whose length grows with the text (0.05 s per character, >= 0.5 s)."""
+    import io
+    import wave
+
+    frames = max(int(0.5 * sample_rate), int(0.05 * sample_rate * len(text)))
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(bytes(2 * frames))
+    return buf.getvalue()
+
+
 class _Server(ThreadingHTTPServer):
     request_queue_size = 256  # the default 5 drops bursts of connects (1 s SYN retry)
     daemon_threads = True
@@ -48,6 +63,7 @@ class FakeOpenAI:
         self.faults: collections.deque[str] = collections.deque()
         self.requests = 0
         self.auth_headers: list[str] = []
+        self.speech_inputs: list[str] = []
         self.lock = threading.Lock()
         self.server = _Server(("127.0.0.1", 0), self._handler())
         self.port = self.server.server_address[1]
@@ -105,6 +121,10 @@ class FakeOpenAI:
                     return self._send(401, msg.encode())
                 if fault == "timeout":
                     time.sleep(fake.timeout_sleep)
+                if self.path.endswith("/audio/speech"):
+                    with fake.lock:
+                        fake.speech_inputs.append(payload.get("input", ""))
+                    return self._send(200, speech_wav(payload.get("input", "")), {"X-Kind": "audio"})
                 messages = payload.get("messages", [])
                 text = "this is {not json" if fault == "garbage" else fake.responder(messages)
                 prompt_chars = sum(len(m.get("content") or "") for m in messages)

@@ -409,3 +409,26 @@ def test_synth_output_trains_with_sft(tmp_path, server, tiny_models):
     record = manifest(tmp_path / "sft")
     assert record["counts"]["train_rows"] == 4
     assert record["inputs"][0]["manifest"]["stage"] == "synth"  # lineage
+
+
+def test_tts_openai_speaks_through_the_endpoint_with_cache(tmp_path, server):
+    import soundfile as sf
+
+    rows = [{"id": f"doc{i}", "transcript": f"Notes number {i}. The budget was approved."} for i in range(3)]
+    (tmp_path / "text.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = config(tmp_path, server, data=tmp_path / "text.jsonl", per_audio=2, tts="openai:tts-1")
+    result = run(cfg)
+    assert result.complete and result.counts["written"] == 6
+    assert sorted(server.speech_inputs) == sorted(r["transcript"] for r in rows)  # once per recording
+    tts = result.usage["tts"]
+    assert tts["requests"] == 3 and tts["cost_usd"] == pytest.approx(sum(len(r["transcript"]) for r in rows) * 15 / 1e6)
+    ds = load_rows(tmp_path / "out")
+    assert len(set(ds["audio"])) == 3
+    assert all(sf.info(p).duration >= 0.5 for p in set(ds["audio"]))
+    assert manifest(tmp_path / "out")["metrics"]["usage"]["tts"]["requests"] == 3
+    before = server.requests
+    again = run(config(tmp_path, server, data=tmp_path / "text.jsonl", per_audio=2, tts="openai:tts-1",
+                       overwrite=True))
+    assert again.complete and server.requests == before and again.usage["tts"]["cache_hits"] == 3
+    with pytest.raises(InputError, match="--tts 'openai:' is not supported"):
+        run(config(tmp_path, server, data=tmp_path / "text.jsonl", tts="openai:", overwrite=True))

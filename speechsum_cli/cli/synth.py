@@ -52,7 +52,7 @@ def synth(
     id_column: Annotated[str, typer.Option(help="Corpus column holding the id.")] = "id",
     split: Annotated[Optional[str], typer.Option(help="Split of a saved DatasetDict corpus.")] = None,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Skip rows without a transcript (counted) instead of failing.")] = False,
-    tts: Annotated[Optional[str], typer.Option(help="'espeak': make audio from the transcripts for a text-only corpus.")] = None,
+    tts: Annotated[Optional[str], typer.Option(help="Make audio from the transcripts of a text-only corpus: 'espeak' (offline) or 'openai:MODEL' (e.g. openai:tts-1, same endpoint and key).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Discard unfinished work of an earlier run instead of resuming it.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
@@ -103,6 +103,9 @@ def synth(
             typer.echo(json.dumps(e | {"requested": result.counts["requested"]}, indent=2))
             return
         price = "" if e["priced"] else f"  (no price known for {e['model']}: pass --price-in/--price-out)"
+        if "tts" in e:
+            price += (f"; includes ~${e['tts']['cost_usd']:.2f} to speak {e['tts']['recordings']} recordings "
+                      f"({e['tts']['characters']:,} characters) with {e['tts']['model']}")
         if e["max_cost"] is not None and e["cost_usd"] > e["max_cost"]:
             price += f"  (over --max-cost ${e['max_cost']:g}: the run would stop early and be resumable)"
         typer.echo(

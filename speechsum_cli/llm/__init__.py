@@ -1,6 +1,6 @@
 """The project's one OpenAI-compatible LLM client (synth, judges, eval, remote teachers)."""
 
-from speechsum_cli.llm.client import Completion, Estimate, LLMClient, LLMError
+from speechsum_cli.llm.client import Completion, Estimate, LLMClient, LLMError, Speech
 from speechsum_cli.llm.config import DEFAULT_API_KEY_ENV, DEFAULT_MODEL, LLMConfig
 from speechsum_cli.llm.jsonout import InvalidJSON, extract_json, parse_json
 from speechsum_cli.llm.prices import BudgetExceeded, Ledger, load_price_file, price_for
@@ -8,5 +8,5 @@ from speechsum_cli.llm.prices import BudgetExceeded, Ledger, load_price_file, pr
 __all__ = [
     "BudgetExceeded", "Completion", "DEFAULT_API_KEY_ENV", "DEFAULT_MODEL", "Estimate", "InvalidJSON",
     "LLMClient", "LLMConfig", "LLMError", "Ledger", "extract_json", "load_price_file", "parse_json",
-    "price_for",
+    "price_for", "Speech",
 ]

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from dataclasses import dataclass, field
@@ -35,6 +36,7 @@ REPAIR_PROMPT = (
     "text, following the schema you were given."
 )
 LOCAL_PLACEHOLDER_KEY = "sk-no-key-needed"
+DEFAULT_VOICE = "alloy"
 """Sent to custom base URLs when the key variable is unset (local servers ignore it)."""
 
 
@@ -61,6 +63,17 @@ class Completion:
     @property
     def ok(self) -> bool:
         return self.data is not None
+
+
+@dataclass
+class Speech:
+    """The outcome of one text-to-speech call: wav bytes or a failure reason."""
+
+    audio: bytes | None = None
+    reason: str | None = None
+    requests: int = 0
+    cache_hits: int = 0
+    cost_usd: float = 0.0
 
 
 @dataclass
@@ -150,6 +163,47 @@ class LLMClient:
         result.reason = self.scrub(f"{result.reason} (after {self.config.json_retries + 1} attempts)")
         return result
 
+    async def speech(self, text: str, *, voice: str = DEFAULT_VOICE) -> Speech:
+        """Text to speech (``/audio/speech``, wav) with the same cache, budget, limits and retries.
+
+        TTS models are priced per character: the price table's input price is USD per 1M
+        characters of input text (e.g. tts-1); the output price is unused.
+        """
+        result = Speech()
+        key = cache_key({"model": self.config.model, "speech": text, "voice": voice, "format": "wav"})
+        if self._cache is not None:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self.ledger.cache_hits += 1
+                result.cache_hits = 1
+                result.audio = base64.b64decode(hit[0])
+                return result
+        if self.config.dry_run:
+            raise RuntimeError("dry run: no request may be sent")
+        estimate = self.ledger.estimate(len(text), 0)
+        self.ledger.reserve(estimate)  # may raise BudgetExceeded
+        try:
+            await self._limiter.acquire(estimate_tokens(text))
+            body = {"model": self.config.model, "input": text, "voice": voice, "response_format": "wav"}
+            audio = await self._post("/audio/speech", body, bytes)
+        except _RowFailure as exc:
+            self.ledger.release(estimate)
+            result.reason = self.scrub(str(exc))
+            return result
+        except BaseException:
+            self.ledger.release(estimate)
+            raise
+        if not audio or audio[:4] != b"RIFF":
+            self.ledger.release(estimate)
+            result.reason = "bad response: not a wav file"
+            return result
+        result.cost_usd = self.ledger.settle(estimate, len(text), 0)
+        result.requests = 1
+        result.audio = audio
+        if self._cache is not None:
+            self._cache.put(key, self.config.model, base64.b64encode(audio).decode("ascii"), len(text), 0)
+        return result
+
     def scrub(self, text: str) -> str:
         """Remove the key (and its bearer form) from any text that may reach a log or a file."""
         if self._key:
@@ -231,11 +285,25 @@ class LLMClient:
         body: dict[str, Any] = {"model": self.config.model, "messages": messages,
                                 "temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
         body.update(self.config.extra_body or {})
+        raw = await self._post("/chat/completions", body, str)
+        try:
+            response = json.loads(raw)
+            choices = response.get("choices") or [{}]
+            text = (choices[0].get("message") or {}).get("content") or ""
+            usage = response.get("usage") or {}
+        except (ValueError, AttributeError, TypeError) as exc:
+            raise _RowFailure(f"bad response: not an OpenAI chat completion ({type(exc).__name__})") from None
+        tin = int(usage.get("prompt_tokens") or 0) or estimate_tokens(message_text(messages))
+        tout = int(usage.get("completion_tokens") or 0) or estimate_tokens(text)
+        return text, tin, tout
+
+    async def _post(self, path: str, body: dict[str, Any], cast_to: type) -> Any:
+        """POST through the openai client, mapping its errors to LLMError (stop) or _RowFailure."""
         try:
             # The client's generic post(): same retries/Retry-After/timeouts as chat.completions
             # .create(), without its typed request transform and response models, which cost
             # ~2 ms of CPU per call and capped throughput at high concurrency (benchmark).
-            raw = await self._openai().post("/chat/completions", cast_to=str, body=body)
+            return await self._openai().post(path, cast_to=cast_to, body=body)
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
             raise LLMError(self.scrub(
                 f"{self.config.base_url or 'api.openai.com'} refused the request "
@@ -254,16 +322,6 @@ class LLMClient:
             raise _RowFailure(f"HTTP {exc.status_code}: {_short(exc)}{retried}") from None
         except openai.APIError as exc:
             raise _RowFailure(f"bad response: {_short(exc)}") from None
-        try:
-            response = json.loads(raw)
-            choices = response.get("choices") or [{}]
-            text = (choices[0].get("message") or {}).get("content") or ""
-            usage = response.get("usage") or {}
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise _RowFailure(f"bad response: not an OpenAI chat completion ({type(exc).__name__})") from None
-        tin = int(usage.get("prompt_tokens") or 0) or estimate_tokens(message_text(messages))
-        tout = int(usage.get("completion_tokens") or 0) or estimate_tokens(text)
-        return text, tin, tout
 
 
 class _RowFailure(Exception):

@@ -69,7 +69,7 @@ class SynthConfig:
     skip_missing: bool = False
     """Skip (and count) recordings without a transcript instead of failing."""
     tts: str | None = None
-    """'espeak': make audio from the transcript for rows without audio (text-only corpora)."""
+    """'espeak' or 'openai:MODEL': make audio from the transcript for rows without audio."""
     overwrite: bool = False
     """Replace an existing complete output."""
     restart: bool = False
@@ -204,12 +204,19 @@ def check_config(config: SynthConfig) -> None:
         problems.append(f"--concurrency must be at least 1, got {config.llm.concurrency}")
     if config.llm.max_cost is not None and config.llm.max_cost <= 0:
         problems.append(f"--max-cost must be positive, got {config.llm.max_cost:g}")
-    if config.tts not in (None, "espeak"):
-        problems.append(f"--tts '{config.tts}' is not supported; use --tts espeak")
+    if config.tts is not None and config.tts != "espeak" and not _remote_tts_model(config.tts):
+        problems.append(f"--tts '{config.tts}' is not supported; use --tts espeak or --tts openai:MODEL")
     if problems:
         raise InputError("; ".join(problems) + ".")
-    if config.tts is not None:
+    if config.tts == "espeak":
         check_tts(config.tts)
+
+
+def _remote_tts_model(tts: str | None) -> str | None:
+    """'openai:tts-1' -> 'tts-1' (speech through the same endpoint and key as the generator)."""
+    if tts and tts.startswith("openai:") and tts.split(":", 1)[1].strip():
+        return tts.split(":", 1)[1].strip()
+    return None
 
 
 def check_output(config: SynthConfig) -> None:
@@ -266,11 +273,16 @@ def run(config: SynthConfig) -> SynthResult:
     finally:
         client.close()
     counts = state.counts(requested=plan.n, skipped_missing=len(missing), corpus=len(ids))
+    usage: dict[str, Any] = dict(state.usage)
+    if _remote_tts_model(config.tts) and stopped is None:
+        tts_usage, tts_failed, stopped = _speak_remote(config, ds, work, state.usage["cost_usd"])
+        usage["tts"] = tts_usage
+        counts["tts_failed_recordings"] = tts_failed
     complete = stopped is None and state.done_jobs() >= plan.n
-    _finalize(config, ds, work, plan, counts, state.usage, complete, stopped, time.perf_counter() - started)
+    _finalize(config, ds, work, plan, counts, usage, complete, stopped, time.perf_counter() - started)
     if complete:
         work.remove()
-    return SynthResult(config.out, complete, stopped, counts, dict(state.usage),
+    return SynthResult(config.out, complete, stopped, counts, usage,
                        None if complete else work.path, wall_time=time.perf_counter() - started)
 
 
@@ -297,6 +309,16 @@ def _dry_run(config: SynthConfig, plan: Plan, transcripts: Any, skipped: int, st
                 "JSON repair retries not included",
     }
     estimate.setdefault("cost_usd", 0.0)
+    tts_model = _remote_tts_model(config.tts)
+    if tts_model:  # every planned recording without audio is spoken once
+        from speechsum_cli.llm import price_for
+
+        sources = {plan.job(j).source for j in range(min(plan.n, plan.per_pass))}
+        chars = sum(len(transcripts[i]["transcript"]) for i in sources)
+        price = price_for(tts_model, config.llm.prices)
+        estimate["tts"] = {"model": tts_model, "recordings": len(sources), "characters": chars,
+                           "cost_usd": chars * price[0] / 1e6 if price else 0.0, "priced": price is not None}
+        estimate["cost_usd"] += estimate["tts"]["cost_usd"]
     return SynthResult(None, False, None, {"requested": plan.n, "skipped_missing_transcript": skipped},
                        {}, estimate=estimate, wall_time=time.perf_counter() - started)
 
@@ -462,7 +484,10 @@ def _finalize(
     from datasets import Dataset
 
     parquet = work.path / "rows.parquet"
-    written, spoken = _write_parquet(ds, work, parquet, config)
+    written, spoken, unspoken = _write_parquet(ds, work, parquet, config)
+    if _remote_tts_model(config.tts):
+        counts["written"] = written  # rows whose recording could not be spoken are left out
+        counts["tts_failed_rows"] = unspoken
     overwrite = config.overwrite or config.out.exists()  # resuming a budget-stopped output
     with atomic_output_dir(config.out, overwrite=overwrite) as tmp:
         if written:
@@ -505,7 +530,7 @@ def _write_parquet(ds: Any, work: WorkDir, path: Path, config: SynthConfig) -> t
     source = ds.select_columns([c for c in ("audio", "transcript") if c in ds.column_names])
     writer = None
     batch: list[dict[str, Any]] = []
-    total = 0
+    total = unspoken = 0
     spoken: set[str] = set()
 
     def flush() -> None:
@@ -525,6 +550,9 @@ def _write_parquet(ds: Any, work: WorkDir, path: Path, config: SynthConfig) -> t
         if config.tts is not None and not audio:
             name = audio_name(record["source_id"])
             if name not in spoken and not (work.path / TTS_DIR / name).is_file():
+                if _remote_tts_model(config.tts):  # its failure was counted by _speak_remote
+                    unspoken += 1
+                    continue
                 speak(src["transcript"], work.path / TTS_DIR / name)
             spoken.add(name)
             audio = f"{TTS_DIR}/{name}"  # relative to the dataset dir (load_rows resolves it)
@@ -537,7 +565,63 @@ def _write_parquet(ds: Any, work: WorkDir, path: Path, config: SynthConfig) -> t
         flush()
     if writer is not None:
         writer.close()
-    return total, spoken
+    return total, spoken, unspoken
+
+
+def _speak_remote(config: SynthConfig, ds: Any, work: WorkDir, spent: float) -> tuple[dict[str, Any], dict[str, int], str | None]:
+    """Speak, through the OpenAI-compatible /audio/speech endpoint, every recording without audio
+    that has written rows; wavs land in the work dir (kept across resumes). Returns the TTS usage,
+    failures by reason (recordings), and 'budget' if --max-cost stopped it."""
+    from dataclasses import replace
+
+    sources = {}
+    has_audio = "audio" in ds.column_names
+    for record in work.records():
+        if record["status"] == STATUS_OK and record["source"] not in sources:
+            name = audio_name(record["source_id"])
+            if not (work.path / TTS_DIR / name).is_file():
+                sources[record["source"]] = name
+    if has_audio:
+        audio = ds.select_columns(["audio"])
+        sources = {i: name for i, name in sources.items() if not audio[i]["audio"]}
+    remaining = None if config.llm.max_cost is None else max(0.0, config.llm.max_cost - spent)
+    client = LLMClient(replace(config.llm, model=_remote_tts_model(config.tts), max_cost=remaining,
+                               extra_body=None))
+    text = ds.select_columns(["transcript"])
+    failed: Counter = Counter()
+    stop: dict[str, str] = {}
+    pending = iter(sorted(sources.items()))
+    (work.path / TTS_DIR).mkdir(exist_ok=True)
+
+    async def worker() -> None:
+        while not stop:
+            try:
+                index, name = next(pending)
+            except StopIteration:
+                return
+            try:
+                result = await client.speech(text[index]["transcript"])
+            except BudgetExceeded:
+                stop.setdefault("reason", "budget")
+                return
+            if result.audio is None:
+                failed[result.reason.split(":")[0].split(" (")[0]] += 1
+                continue
+            tmp = work.path / TTS_DIR / f".{name}.tmp"
+            tmp.write_bytes(result.audio)
+            tmp.replace(work.path / TTS_DIR / name)
+
+    async def speak_all() -> None:
+        try:
+            await asyncio.gather(*(worker() for _ in range(config.llm.concurrency)))
+        finally:
+            await client.aclose()
+
+    asyncio.run(speak_all())
+    ledger = client.ledger
+    usage = {"model": client.config.model, "recordings": len(sources), "requests": ledger.requests,
+             "cache_hits": ledger.cache_hits, "characters": ledger.input_tokens, "cost_usd": ledger.cost_usd}
+    return usage, dict(failed), stop.get("reason")
 
 
 __all__ = ["MANIFEST_NAME", "SynthConfig", "SynthResult", "run"]
