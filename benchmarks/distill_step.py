@@ -49,7 +49,13 @@ TEMPLATE = (
 
 def build(name: str, root: Path) -> tuple[Path, Path, Path]:
     """(teacher, student, data) for one config under ``root``."""
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM, WhisperConfig, WhisperForConditionalGeneration
+    from transformers import (
+        GenerationConfig,
+        LlamaConfig,
+        LlamaForCausalLM,
+        WhisperConfig,
+        WhisperForConditionalGeneration,
+    )
 
     from speechsum_cli.families.tiny import seed_everything, tiny_tokenizer
     from speechsum_cli.stages.compose import ComposeConfig
@@ -100,8 +106,17 @@ def worker(args: argparse.Namespace) -> None:
     from speechsum_cli.families import Prompt, load
     from speechsum_cli.stages import sft
     from speechsum_cli.stages.distill import (
-        Batcher, DistillCollator, DistillConfig, Scored, check_vocab, completion_mask, distill_loss,
-        load_teacher, load_teacher_tokenizer, sample_completions, torch_where_scorable,
+        Batcher,
+        DistillCollator,
+        DistillConfig,
+        Scored,
+        check_vocab,
+        completion_mask,
+        distill_loss,
+        load_teacher,
+        load_teacher_tokenizer,
+        sample_completions,
+        torch_where_scorable,
     )
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))

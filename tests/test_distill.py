@@ -291,7 +291,13 @@ def test_teacher_reads_the_transcript_in_its_template_and_the_student_hears_the_
 
     from speechsum_cli.data.dataset import load_rows
     from speechsum_cli.families import Prompt, load
-    from speechsum_cli.stages.distill import Batcher, DistillCollator, DistillConfig, check_vocab, load_teacher
+    from speechsum_cli.stages.distill import (
+        Batcher,
+        DistillCollator,
+        DistillConfig,
+        check_vocab,
+        load_teacher,
+    )
 
     lm = load(str(student), device="cpu", dtype="float32")
     tok = AutoTokenizer.from_pretrained(teacher)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -51,12 +51,12 @@ def distill(
     chunk_size: Annotated[int, typer.Option(help="Positions per chunk of the divergence (0 = all at once).", min=0)] = 512,
     teacher_device: Annotated[str, typer.Option(help="Teacher device: auto, cpu, cuda, cuda:1...")] = "auto",
     teacher_dtype: Annotated[str, typer.Option(help="Teacher dtype: auto, fp32, bf16, fp16.")] = "auto",
-    teacher_system: Annotated[Optional[str], typer.Option(help="System message for the teacher  \\[default: its template's].", show_default=False)] = None,
-    eval_data: Annotated[Optional[Path], typer.Option(help="Held-out rows: reverse KL on fixed samples before and after.")] = None,
-    split: Annotated[Optional[str], typer.Option(help="Split of a DatasetDict in --data.")] = None,
+    teacher_system: Annotated[str | None, typer.Option(help="System message for the teacher  \\[default: its template's].", show_default=False)] = None,
+    eval_data: Annotated[Path | None, typer.Option(help="Held-out rows: reverse KL on fixed samples before and after.")] = None,
+    split: Annotated[str | None, typer.Option(help="Split of a DatasetDict in --data.")] = None,
     lora_r: Annotated[int, typer.Option(help="LoRA rank.", min=1)] = 16,
     lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.", min=1)] = 32,
-    lora_targets: Annotated[Optional[str], typer.Option(help="Comma-separated module names inside the language model  \\[default: the family's].", show_default=False)] = None,
+    lora_targets: Annotated[str | None, typer.Option(help="Comma-separated module names inside the language model  \\[default: the family's].", show_default=False)] = None,
     full: Annotated[bool, typer.Option("--full", help="Full fine-tuning of the LM + projector.")] = False,
     epochs: Annotated[float, typer.Option(help="Passes over the rows (ignored with --max-steps).", min=0.0)] = 1.0,
     max_steps: Annotated[int, typer.Option(help="Optimizer steps; > 0 overrides --epochs.")] = -1,

@@ -546,7 +546,6 @@ class DistillCollator:
 
 
 def distill_trainer_class() -> Any:
-    import torch
     from transformers import Trainer
 
     class DistillTrainer(Trainer):
@@ -670,7 +669,13 @@ def run(cfg: DistillConfig) -> DistillResult:
     rows = load_rows(cfg.data, split=cfg.split)
     durations = check_rows(rows, cfg.data, needs_summary=cfg.lmbda < 1.0 or cfg.sft_alpha > 0)
 
-    from speechsum_cli.families import adapter_base, get_family, load, read_model_type, resolve_source
+    from speechsum_cli.families import (
+        adapter_base,
+        get_family,
+        load,
+        read_model_type,
+        resolve_source,
+    )
 
     source = resolve_source(cfg.student)
     base = adapter_base(source)
@@ -699,7 +704,7 @@ def run(cfg: DistillConfig) -> DistillResult:
                              f"has {n_shared} tokens; its checkpoint and tokenizer disagree.")
     stop_ids = lm.stop_token_ids()
     window = lm.window_seconds
-    keep, truncate, counts = sft.long_audio_plan(rows["id"], durations, window, cfg.on_long_audio, cfg.data)
+    keep, _, counts = sft.long_audio_plan(rows["id"], durations, window, cfg.on_long_audio, cfg.data)
     counts = {"rows_in": len(rows), **counts}
     kept = rows.select(keep)
     from datasets import Dataset
