@@ -415,3 +415,31 @@ def test_ddp_two_processes_on_cpu(student, teacher, data, tmp_path):
     manifest = json.loads((out / "speechsum.json").read_text())
     assert manifest["world_size"] == 2 and manifest["metrics"]["global_step"] == 2
     assert sorted(p.name for p in out.parent.iterdir()) == ["kd"]
+
+
+def test_vocab_check_allows_only_added_tokens_past_the_teacher(tiny_text_lm):
+    from transformers import AutoTokenizer
+
+    from speechsum_cli.errors import InputError
+    from speechsum_cli.stages.distill import check_vocab
+
+    teacher_tok = AutoTokenizer.from_pretrained(tiny_text_lm)
+    student_tok = AutoTokenizer.from_pretrained(tiny_text_lm)
+    student_tok.add_special_tokens({"additional_special_tokens": ["<|AUDIO|>"]})
+    assert check_vocab(student_tok, teacher_tok, student="s", teacher="t", family="f") == len(teacher_tok)
+    teacher_tok.add_tokens(["zzqx"])  # the teacher knows a token the student lacks
+    with pytest.raises(InputError, match=r"1 of the teacher's \d+ tokens .* 'zzqx' \(teacher id \d+, student absent\)"):
+        check_vocab(student_tok, teacher_tok, student="s", teacher="t", family="f")
+
+
+def test_reference_summaries_become_the_students_tokens_through_the_end_of_turn(student):
+    import numpy as np
+
+    from speechsum_cli.families import Prompt, load
+    from speechsum_cli.stages.distill import reference_completion
+
+    lm = load(str(student), device="cpu", dtype="float32")
+    ids = reference_completion(lm, Prompt(QUERY, np.zeros(8000, np.float32), answer="Budget review."),
+                               lm.stop_token_ids())
+    assert lm.tokenizer.decode(ids) == "Budget review.<|im_end|>"
+    assert ids[-1] in lm.stop_token_ids()
