@@ -443,3 +443,21 @@ def test_reference_summaries_become_the_students_tokens_through_the_end_of_turn(
                                lm.stop_token_ids())
     assert lm.tokenizer.decode(ids) == "Budget review.<|im_end|>"
     assert ids[-1] in lm.stop_token_ids()
+
+
+@pytest.mark.slow
+def test_compose_sft_distill_chain_continues_from_the_sft_adapter(student, teacher, data, tmp_path):
+    sft_out = tmp_path / "sft"
+    done = runner.invoke(app, ["sft", "--data", str(data), "--model", str(student), "--out", str(sft_out),
+                               "--max-steps", "2", "--batch-size", "2"])
+    assert done.exit_code == 0, done.output
+    out = tmp_path / "kd"
+    result = distill("--data", str(data), "--student", str(sft_out), "--teacher", str(teacher),
+                     "--out", str(out), "--max-steps", "2", "--max-new-tokens", "4")
+    assert result.exit_code == 0, result.output
+    assert "is an adapter: merged into its base" in result.output
+    manifest = json.loads((out / "speechsum.json").read_text())
+    assert manifest["base_model"] == str(sft_out.resolve())
+    from speechsum_cli.families import load
+
+    assert load(str(out), device="cpu", dtype="float32").family.model_type == "qwen2_audio"
