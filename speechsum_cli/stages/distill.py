@@ -172,6 +172,9 @@ def check_config(cfg: DistillConfig) -> None:
         problems.append("--samples-per-prompt and --max-new-tokens must be >= 1")
     if problems:
         raise InputError("; ".join(problems) + ".")
+    if cfg.estimator == "sampled" and (cfg.temperature != 1.0 or cfg.top_p < 1.0):
+        warn("--estimator sampled with --temperature != 1 or --top-p < 1: the samples do not come "
+             "from the student's own distribution, so the policy-gradient estimate is biased.")
 
 
 def check_rows(ds: Any, source: Path, *, needs_summary: bool) -> list[float]:
