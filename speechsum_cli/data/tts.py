@@ -32,7 +32,7 @@ def speak(text: str, path: Path) -> Path:
     tmp = path.with_suffix(".tmp.wav")
     proc = subprocess.run(
         ["espeak-ng", "-s", str(ESPEAK_WORDS_PER_MINUTE), "-w", str(tmp), "--stdin"],
-        input=text.encode("utf-8"), capture_output=True,
+        input=text.encode("utf-8"), capture_output=True, check=False,
     )
     if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size <= 44:
         tmp.unlink(missing_ok=True)

@@ -71,7 +71,7 @@ class WorkDir:
                     if line.strip():
                         yield json.loads(line)
 
-    def writer(self, shard_rows: int) -> "ShardWriter":
+    def writer(self, shard_rows: int) -> ShardWriter:
         return ShardWriter(self.path, shard_rows)
 
     def remove(self) -> None:

@@ -6,7 +6,19 @@ from speechsum_cli.llm.jsonout import InvalidJSON, extract_json, parse_json
 from speechsum_cli.llm.prices import BudgetExceeded, Ledger, load_price_file, price_for
 
 __all__ = [
-    "BudgetExceeded", "Completion", "DEFAULT_API_KEY_ENV", "DEFAULT_MODEL", "Estimate", "InvalidJSON",
-    "LLMClient", "LLMConfig", "LLMError", "Ledger", "extract_json", "load_price_file", "parse_json",
-    "price_for", "Speech",
+    "DEFAULT_API_KEY_ENV",
+    "DEFAULT_MODEL",
+    "BudgetExceeded",
+    "Completion",
+    "Estimate",
+    "InvalidJSON",
+    "LLMClient",
+    "LLMConfig",
+    "LLMError",
+    "Ledger",
+    "Speech",
+    "extract_json",
+    "load_price_file",
+    "parse_json",
+    "price_for",
 ]

@@ -28,8 +28,20 @@ from speechsum_cli.data.tts import audio_name, check_tts, speak
 from speechsum_cli.data.workdir import WorkDir, work_dir_for
 from speechsum_cli.errors import InputError
 from speechsum_cli.llm import BudgetExceeded, LLMClient, LLMConfig, LLMError
-from speechsum_cli.manifest import MANIFEST_NAME, atomic_output_dir, check_output_dir, read_manifest, write_manifest
-from speechsum_cli.prompts.synth import Facets, draw_facets, synth_messages, synth_prompt_version, synth_schema
+from speechsum_cli.manifest import (
+    MANIFEST_NAME,
+    atomic_output_dir,
+    check_output_dir,
+    read_manifest,
+    write_manifest,
+)
+from speechsum_cli.prompts.synth import (
+    Facets,
+    draw_facets,
+    synth_messages,
+    synth_prompt_version,
+    synth_schema,
+)
 
 STATUS_OK = "ok"
 STATUS_FAILED = "failed"
@@ -334,7 +346,7 @@ class _State:
         self.dedup = Deduplicator(threshold)
 
     @classmethod
-    def from_records(cls, records: Iterator[dict[str, Any]], threshold: float) -> "_State":
+    def from_records(cls, records: Iterator[dict[str, Any]], threshold: float) -> _State:
         state = cls(threshold)
         for record in records:
             if record["job"] in state.done:
