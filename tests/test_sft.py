@@ -332,17 +332,37 @@ def test_long_audio_is_an_error_by_default(trainable_models, long_data, tmp_path
     assert not (tmp_path / "sft").exists()
 
 
-@pytest.mark.parametrize("policy", ["drop", "truncate"])
-def test_long_audio_drop_and_truncate_are_counted(policy, trainable_models, long_data, tmp_path):
+@pytest.mark.parametrize("policy", ["drop", "truncate", "chunk"])
+def test_long_audio_policies_are_counted(policy, trainable_models, long_data, tmp_path):
     out = tmp_path / "sft"
     result = sft("--data", str(long_data), "--model", str(trainable_models("qwen2_audio")),
                  "--out", str(out), "--on-long-audio", policy, "--max-steps", "3", "--batch-size", "9")
     assert result.exit_code == 0, result.output
     counts = manifest(out)["counts"]
     assert counts["long_audio"] == 1
-    assert counts[f"{'dropped' if policy == 'drop' else 'truncated'}_long_audio"] == 1
+    assert counts[{"drop": "dropped", "truncate": "truncated", "chunk": "chunked"}[policy] + "_long_audio"] == 1
     assert counts["train_rows"] == (8 if policy == "drop" else 9)
-    assert "too-long" in result.stderr
+    if policy != "chunk":
+        assert "too-long" in result.stderr
+
+
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+def test_chunked_recording_fills_one_placeholder_run(model_type, trainable_models, clips):
+    """--on-long-audio chunk: a prompt carries consecutive windows; its placeholder run is the sum
+    of theirs and the model consumes exactly that many embeddings."""
+    import torch
+
+    from speechsum_cli.data.audio import load_audio
+    from speechsum_cli.families import Prompt, load
+
+    lm = load(str(trainable_models(model_type)), device="cpu", dtype="float32")
+    first, second = (load_audio(str(c), lm.sampling_rate) for c in clips[:2])
+    singles = [lm.encode([Prompt(query=QUERY, audio=w, answer="ok")]).audio_tokens[0] for w in (first, second)]
+    both = lm.encode([Prompt(query=QUERY, audio=[first, second], answer="ok")])
+    assert both.audio_tokens == [sum(singles)]
+    assert both.audio_seconds[0] == pytest.approx((len(first) + len(second)) / lm.sampling_rate)
+    with torch.no_grad():
+        assert torch.isfinite(lm.model(**both.inputs).loss)
 
 
 # --- bad input and bad targets fail early and say where -------------------------------------

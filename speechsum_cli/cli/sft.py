@@ -16,12 +16,13 @@ EPILOG = (
     "  accelerate launch --num_processes 4 -m speechsum_cli sft --data runs/synth --model M --out runs/sft\n\n"
     "Defaults follow the paper: audio encoder frozen, projector trained, LoRA r=16 alpha=32 on the "
     "language model, loss on the summary tokens only, 2 epochs. Audio longer than the model's "
-    "window is an error unless --on-long-audio truncate|drop (counts go to speechsum.json)."
+    "window is an error unless --on-long-audio chunk|truncate|drop (counts go to speechsum.json)."
 )
 
 
 class LongAudio(str, Enum):
     error = "error"
+    chunk = "chunk"
     truncate = "truncate"
     drop = "drop"
 
@@ -59,7 +60,7 @@ def sft(
     grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.", min=1)] = 1,
     warmup: Annotated[float, typer.Option(help="Warmup: fraction of steps if < 1, else steps.", min=0.0)] = 0.03,
     group_by_length: Annotated[bool, typer.Option("--group-by-length/--no-group-by-length", help="Batch rows of similar audio+text length together.")] = True,
-    on_long_audio: Annotated[LongAudio, typer.Option(help="Rows with audio over the model's window: error, truncate (to the window) or drop.")] = LongAudio.error,
+    on_long_audio: Annotated[LongAudio, typer.Option(help="Rows with audio over the model's window: error; chunk (all windows in one prompt: nothing lost, longer sequences); truncate (to the first window); drop.")] = LongAudio.error,
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Trade compute for memory.")] = False,
     precision: Annotated[Precision, typer.Option(help="auto = bf16/fp16 on GPU, fp32 on CPU.")] = Precision.auto,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,

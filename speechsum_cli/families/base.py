@@ -27,8 +27,10 @@ class Prompt:
     """One conversation turn to encode: optional audio + a query (+ the answer, for training)."""
 
     query: str
-    audio: np.ndarray | None = None
-    """Mono float32 at the family's sampling rate, at most one window long; None = text only."""
+    audio: np.ndarray | list[np.ndarray] | None = None
+    """Mono float32 at the family's sampling rate, at most one window long; or the consecutive
+    windows of one longer recording, in order (their embeddings fill one placeholder run, so the
+    model hears the whole recording); None = text only."""
     answer: str | None = None
     system: str | None = None
 
@@ -55,6 +57,13 @@ class Batch:
     """Seconds of real (unpadded) audio behind each row."""
     prompt_lengths: list[int] = field(default_factory=list)
     """Unpadded prompt length per row (tokens before the answer)."""
+
+
+def windows_of(prompt: Prompt) -> list[np.ndarray]:
+    """The audio windows of ``prompt``: none, its one clip, or its list of consecutive windows."""
+    if prompt.audio is None:
+        return []
+    return list(prompt.audio) if isinstance(prompt.audio, (list, tuple)) else [prompt.audio]
 
 
 class AudioFamily(ABC):
@@ -174,15 +183,15 @@ class AudioFamily(ABC):
 
         tok = self.tokenizer(processor)
         sr = self.sampling_rate(processor)
-        with_audio = [i for i, p in enumerate(prompts) if p.audio is not None]
+        windows = [windows_of(p) for p in prompts]
+        owners = [row for row, clips in enumerate(windows) for _ in clips]
+        clips = [clip for row_clips in windows for clip in row_clips]
         features = (
-            self.audio_features(processor, model_config, [prompts[i].audio for i in with_audio])
-            if with_audio
-            else AudioFeatures({}, [])
+            self.audio_features(processor, model_config, clips) if clips else AudioFeatures({}, [])
         )
         tokens_per_row = [0] * len(prompts)
-        for row, n in zip(with_audio, features.num_tokens):
-            tokens_per_row[row] = n
+        for row, n in zip(owners, features.num_tokens):
+            tokens_per_row[row] += n
 
         training = all(p.answer is not None for p in prompts)
         rows: list[list[int]] = []
@@ -216,7 +225,7 @@ class AudioFamily(ABC):
         inputs.update(features.tensors)
         if training:
             inputs["labels"] = labels
-        seconds = [0.0 if p.audio is None else len(p.audio) / sr for p in prompts]
+        seconds = [sum(len(clip) for clip in row_clips) / sr for row_clips in windows]
         return Batch(inputs, tokens_per_row, seconds, prompt_lengths)
 
     def _tokenize(self, tok: Any, text: str, n_audio: int) -> list[int]:

@@ -31,13 +31,15 @@ from typing import Any
 import numpy as np
 
 from speechsum_cli.console import err_console, info, warn
-from speechsum_cli.data.audio import load_audio, probe
+from speechsum_cli.data.audio import iter_chunks, load_audio, probe
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
 from speechsum_cli.errors import AudioError, InputError, ModelError
 from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
 
 LONG_AUDIO_CHOICES = ("truncate", "drop", "error")
 """What to do with rows whose audio is longer than the family's window (default: error)."""
+SFT_LONG_AUDIO_CHOICES = ("chunk", *LONG_AUDIO_CHOICES)
+"""sft also takes ``chunk``: the windows of a long recording fill one prompt, nothing is lost."""
 REPORT_CHOICES = ("none", "tensorboard", "wandb")
 PRECISION_CHOICES = ("auto", "fp32", "bf16", "fp16")
 SHOWN_IDS = 5
@@ -92,7 +94,7 @@ class SftConfig:
     group_by_length: bool = True
     """Batch rows of similar length (audio + text tokens) together to reduce padding."""
     on_long_audio: str = "error"
-    """truncate | drop | error: rows whose audio exceeds the family's window."""
+    """chunk | truncate | drop | error: rows whose audio exceeds the family's window."""
     gradient_checkpointing: bool = False
     """Recompute activations in backward (less memory, ~30% slower)."""
     precision: str = "auto"
@@ -181,17 +183,23 @@ def check_rows(ds: Any, source: Path) -> list[float]:
 def long_audio_plan(
     ids: list[str], durations: list[float], window: float, policy: str, source: Path
 ) -> tuple[list[int], list[bool], dict[str, int]]:
-    """Rows to keep, which of them to truncate, and the counts for speechsum.json."""
+    """Rows to keep, which of them to truncate, and the counts for speechsum.json.
+
+    ``chunk`` keeps every row whole (the collator splits long audio into windows).
+    """
     long_rows = [i for i, d in enumerate(durations) if d > window + 1e-6]
     counts = {"long_audio": len(long_rows), "dropped_long_audio": 0, "truncated_long_audio": 0}
+    if policy == "chunk":
+        counts["chunked_long_audio"] = len(long_rows)
     if long_rows and policy == "error":
         longest = max(durations[i] for i in long_rows)
         raise InputError(
             f"data '{source}' has {len(long_rows)} row(s) with audio longer than the model's "
             f"{window:g} s window (longest {longest:.1f} s): ids {_shown([ids[i] for i in long_rows])}. "
-            "Pass --on-long-audio truncate (train on the first window; the summary may then "
-            "mention things the model never hears) or --on-long-audio drop (skip those rows), "
-            "or split the recordings before synth."
+            "Pass --on-long-audio chunk where the stage offers it (every window in one prompt; "
+            "longer sequences), --on-long-audio truncate (train on the first window; the summary "
+            "may then mention things the model never hears) or --on-long-audio drop (skip those "
+            "rows), or split the recordings before synth."
         )
     keep = list(range(len(ids)))
     truncate = [False] * len(ids)
@@ -224,13 +232,20 @@ def audio_token_curve(lm: Any, window: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def estimate_lengths(
-    lm: Any, queries: list[str], summaries: list[str], seconds: list[float], window: float
+    lm: Any, queries: list[str], summaries: list[str], seconds: list[float], window: float,
+    *, chunked: bool = False,
 ) -> list[int]:
-    """Approximate token length of each row: audio tokens + query + summary tokens."""
+    """Approximate token length of each row: audio tokens + query + summary tokens.
+
+    Audio beyond one window counts as truncated, or with ``chunked`` as whole windows + the rest.
+    """
     grid, tokens = audio_token_curve(lm, window)
     tok = lm.tokenizer
     text = tok([f"{q}\n{s}" for q, s in zip(queries, summaries)], add_special_tokens=False)["input_ids"]
-    audio = np.interp(np.minimum(seconds, window), grid, tokens)
+    seconds_arr = np.asarray(seconds, dtype=np.float64)
+    full = np.floor(seconds_arr / window) if chunked else np.zeros_like(seconds_arr)
+    rest = seconds_arr - full * window if chunked else np.minimum(seconds_arr, window)
+    audio = full * tokens[-1] + np.where(rest > 0, np.interp(rest, grid, tokens), 0.0)
     return [round(a) + len(t) for a, t in zip(audio, text)]
 
 
@@ -260,6 +275,8 @@ class SpeechCollator:
     window: float
     dtype: Any = None
     """Floating model inputs are cast to this (the model's weights' dtype)."""
+    chunk: bool = False
+    """Audio longer than the window becomes consecutive windows in one prompt (else it is cut)."""
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         from speechsum_cli.families import Prompt
@@ -272,10 +289,12 @@ class SpeechCollator:
                 wave = load_audio(row["audio"], sr)
             except AudioError as exc:
                 raise AudioError(f"row {row['id']!r}, column 'audio': {exc}") from None
-            # Rows planned for truncation, and resampling that adds a sample or two at the end.
-            if row["truncate"] or len(wave) > limit:
-                wave = wave[:limit]
-            prompts.append(Prompt(query=row["query"], audio=wave, answer=row["summary"]))
+            audio: Any = wave
+            if self.chunk and not row["truncate"] and len(wave) > limit:
+                audio = [c.samples for c in iter_chunks(row["audio"], sr, self.window)]
+            elif len(wave) > limit:  # planned truncation; or resampling added a sample or two
+                audio = wave[:limit]
+            prompts.append(Prompt(query=row["query"], audio=audio, answer=row["summary"]))
         inputs = self.lm.encode(prompts, padding_side="right").inputs
         if self.dtype is not None:
             inputs = {k: v.to(self.dtype) if v.is_floating_point() else v for k, v in inputs.items()}
@@ -571,8 +590,8 @@ def _load_inputs(cfg: SftConfig, source: Path, split: str | None) -> Any:
 def run(cfg: SftConfig) -> SftResult:
     """Train, then write the adapter (or merged / full checkpoint) + processor + speechsum.json."""
     start = time.perf_counter()
-    if cfg.on_long_audio not in LONG_AUDIO_CHOICES:
-        raise InputError(f"--on-long-audio must be one of {', '.join(LONG_AUDIO_CHOICES)}.")
+    if cfg.on_long_audio not in SFT_LONG_AUDIO_CHOICES:
+        raise InputError(f"--on-long-audio must be one of {', '.join(SFT_LONG_AUDIO_CHOICES)}.")
     if cfg.report_to not in REPORT_CHOICES:
         raise InputError(f"--report-to must be one of {', '.join(REPORT_CHOICES)}.")
     if not 0.0 <= cfg.eval_split < 1.0:
@@ -616,7 +635,8 @@ def run(cfg: SftConfig) -> SftResult:
     counts.update(long_counts)
     seconds = [train_seconds[i] for i in keep]
     kept = train_rows.select(keep)
-    lengths = estimate_lengths(lm, kept["query"], kept["summary"], seconds, window)
+    chunked = cfg.on_long_audio == "chunk"
+    lengths = estimate_lengths(lm, kept["query"], kept["summary"], seconds, window, chunked=chunked)
     train_ds = build_dataset(train_rows, keep, truncate, lengths)
     eval_ds = None
     if eval_rows is not None:
@@ -627,7 +647,8 @@ def run(cfg: SftConfig) -> SftResult:
         counts.update({f"eval_{k}": v for k, v in e_counts.items()})
         e_kept = eval_rows.select(e_keep)
         e_lengths = estimate_lengths(
-            lm, e_kept["query"], e_kept["summary"], [eval_seconds[i] for i in e_keep], window
+            lm, e_kept["query"], e_kept["summary"], [eval_seconds[i] for i in e_keep], window,
+            chunked=chunked,
         )
         eval_ds = build_dataset(eval_rows, e_keep, e_trunc, e_lengths)
     elif cfg.eval_split > 0:
@@ -652,7 +673,7 @@ def run(cfg: SftConfig) -> SftResult:
 
     from transformers import PrinterCallback, ProgressCallback, Trainer
 
-    collator = SpeechCollator(lm, window, dtype=base_dtype)
+    collator = SpeechCollator(lm, window, dtype=base_dtype, chunk=chunked)
     trainer = Trainer(
         model=model, args=args, train_dataset=train_ds, eval_dataset=eval_ds,
         data_collator=collator, compute_loss_func=summary_token_loss,
