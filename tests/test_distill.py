@@ -461,3 +461,18 @@ def test_compose_sft_distill_chain_continues_from_the_sft_adapter(student, teach
     from speechsum_cli.families import load
 
     assert load(str(out), device="cpu", dtype="float32").family.model_type == "qwen2_audio"
+
+
+@pytest.mark.slow
+def test_long_recordings_chunk_into_one_prompt(student, teacher, tmp_path, speech_wav):
+    """12 s of speech on a 5 s student: refused by default, heard whole with --on-long-audio chunk."""
+    path = tmp_path / "rows.jsonl"
+    path.write_text(json.dumps({"id": "long", "audio": str(speech_wav), "transcript": ROWS[0][1],
+                                "query": QUERY}) + "\n")
+    common = ["--data", str(path), "--student", str(student), "--teacher", str(teacher),
+              "--max-steps", "1", "--max-new-tokens", "4"]
+    refused = distill(*common, "--out", str(tmp_path / "no"))
+    assert refused.exit_code == 1 and "longer than the model's 5 s window" in " ".join(refused.output.split())
+    result = distill(*common, "--out", str(tmp_path / "kd"), "--on-long-audio", "chunk")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["counts"]["chunked_long_audio"] == 1

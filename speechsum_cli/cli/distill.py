@@ -64,7 +64,7 @@ def distill(
     batch_size: Annotated[int, typer.Option(help="Rows per device per step.", min=1)] = 2,
     grad_accum: Annotated[int, typer.Option(help="Gradient accumulation steps.", min=1)] = 1,
     warmup: Annotated[float, typer.Option(help="Warmup: fraction of steps if < 1, else steps.", min=0.0)] = 0.0,
-    on_long_audio: Annotated[LongAudio, typer.Option(help="Rows with audio over the model's window: error, truncate or drop.")] = LongAudio.error,
+    on_long_audio: Annotated[LongAudio, typer.Option(help="Rows with audio over the model's window: error, chunk (all windows in one prompt), truncate or drop.")] = LongAudio.error,
     gradient_checkpointing: Annotated[bool, typer.Option("--gradient-checkpointing", help="Trade compute for memory.")] = False,
     precision: Annotated[Precision, typer.Option(help="auto = bf16/fp16 on GPU, fp32 on CPU.")] = Precision.auto,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run from its last checkpoint.")] = False,

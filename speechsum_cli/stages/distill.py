@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Any
 
 from speechsum_cli.console import info, warn
-from speechsum_cli.data.audio import load_audio, probe
+from speechsum_cli.data.audio import iter_chunks, load_audio, probe
 from speechsum_cli.data.dataset import load_rows, require_columns, rows_with_empty
 from speechsum_cli.errors import AudioError, InputError, ModelError
 from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
@@ -122,7 +122,7 @@ class DistillConfig:
     weight_decay: float = 0.0
     group_by_length: bool = False
     on_long_audio: str = "error"
-    """truncate | drop | error, as in sft."""
+    """chunk | truncate | drop | error, as in sft (chunk: all windows of a recording in one prompt)."""
     gradient_checkpointing: bool = False
     precision: str = "auto"
     resume: bool = False
@@ -164,8 +164,8 @@ def check_config(cfg: DistillConfig) -> None:
                         "--lmbda 1, or --estimator full to mix in reference summaries")
     if not 0.0 <= cfg.lmbda <= 1.0:
         problems.append(f"--lmbda must be in [0, 1], got {cfg.lmbda}")
-    if cfg.on_long_audio not in sft.LONG_AUDIO_CHOICES:
-        problems.append(f"--on-long-audio must be one of {', '.join(sft.LONG_AUDIO_CHOICES)}")
+    if cfg.on_long_audio not in sft.SFT_LONG_AUDIO_CHOICES:
+        problems.append(f"--on-long-audio must be one of {', '.join(sft.SFT_LONG_AUDIO_CHOICES)}")
     if cfg.merge and cfg.full:
         problems.append("--merge applies to LoRA training; --full already writes a full checkpoint")
     if cfg.samples_per_prompt < 1 or cfg.max_new_tokens < 1:
@@ -529,10 +529,16 @@ def reference_completion(lm: Any, prompt: Any, stop_ids: list[int]) -> list[int]
 
 @dataclass
 class DistillCollator:
-    """Decode each row's audio (at most one window); rows stay rows (sampling happens in the loss)."""
+    """Decode each row's audio; rows stay rows (sampling happens in the loss).
+
+    Audio over one window is split into consecutive windows that fill one prompt with ``chunk``
+    (``--on-long-audio chunk``), else cut to the window (rows planned for truncation, or a
+    sample or two of resampling slack; long rows were refused or dropped before).
+    """
 
     lm: Any
     window: float
+    chunk: bool = False
 
     def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
         sr = self.lm.sampling_rate
@@ -540,7 +546,11 @@ class DistillCollator:
         out = []
         for row in rows:
             try:
-                wave = load_audio(row["audio"], sr)[:limit]
+                wave: Any = load_audio(row["audio"], sr)
+                if self.chunk and len(wave) > limit:
+                    wave = [c.samples for c in iter_chunks(row["audio"], sr, self.window)]
+                else:
+                    wave = wave[:limit]
             except AudioError as exc:
                 raise AudioError(f"row {row['id']!r}, column 'audio': {exc}") from None
             out.append({"id": row["id"], "wave": wave, "query": row["query"],
@@ -658,7 +668,7 @@ def heldout_rows(cfg: DistillConfig, lm: Any, window: float) -> tuple[list[dict[
     ds = load_rows(cfg.eval_data)
     durations = check_rows(ds, cfg.eval_data, needs_summary=False)
     keep, _, counts = sft.long_audio_plan(ds["id"], durations, window, cfg.on_long_audio, cfg.eval_data)
-    collate = DistillCollator(lm, window)
+    collate = DistillCollator(lm, window, chunk=cfg.on_long_audio == "chunk")
     rows = collate([ds[i] for i in keep])["rows"]
     return rows, {"eval_rows": len(rows), **{f"eval_{k}": v for k, v in counts.items()}}
 
@@ -747,7 +757,7 @@ def run(cfg: DistillConfig) -> DistillResult:
              f"({len(held)} rows, {sum(map(len, fixed))} completion tokens)")
 
     trainer = distill_trainer_class()(
-        model=model, args=args, train_dataset=train_ds, data_collator=DistillCollator(lm, window),
+        model=model, args=args, train_dataset=train_ds, data_collator=DistillCollator(lm, window, chunk=cfg.on_long_audio == "chunk"),
         callbacks=[sft._log_callback()], cfg=cfg, batcher=batcher,
     )
     for noisy in (PrinterCallback, ProgressCallback):
