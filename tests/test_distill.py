@@ -378,6 +378,7 @@ def test_inconsistent_flags_are_refused(flags, message, student, teacher, data, 
     ["--loss", "forward-kl", "--lmbda", "0.5", "--sft-alpha", "0.5"],
     ["--loss", "jsd", "--beta", "0.3", "--samples-per-prompt", "2", "--chunk-size", "3"],
     ["--estimator", "sampled", "--merge"],
+    ["--teacher-device", "cpu", "--teacher-dtype", "bf16", "--grad-accum", "2", "--batch-size", "1"],
 ])
 def test_other_losses_estimators_and_mixing_train(flags, student, teacher, data, tmp_path):
     out = tmp_path / "kd"
@@ -394,6 +395,10 @@ def test_other_losses_estimators_and_mixing_train(flags, student, teacher, data,
         assert counts["samples_drawn"] == 4 * 2 * 2
     if "--merge" in flags:
         assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
+    if "--teacher-dtype" in flags:
+        manifest = json.loads((out / "speechsum.json").read_text())
+        assert manifest["teacher"]["dtype"] == "bfloat16" and manifest["teacher"]["device"] == "cpu"
+        assert counts["samples_drawn"] == 4 * 2  # 2 micro-batches of 1 row per step
 
 
 @pytest.mark.slow
