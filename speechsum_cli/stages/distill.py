@@ -770,6 +770,8 @@ def run(cfg: DistillConfig) -> DistillResult:
              f"({cfg.loss}, estimator {cfg.estimator}, lmbda {cfg.lmbda:g})")
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     metrics.update(distill_metrics(trainer, output))
+    if resume_from is not None:  # sample counts below cover the resumed part of the run only
+        metrics["resumed_from_step"] = int(resume_from.name.rsplit("-", 1)[-1])
     if held is not None:
         metrics["heldout_reverse_kl_after"] = heldout_divergence(model, batcher, held, fixed, cfg.batch_size)
         info(f"held-out reverse KL after: {metrics['heldout_reverse_kl_after']:.4f}")
