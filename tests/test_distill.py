@@ -481,3 +481,21 @@ def test_long_recordings_chunk_into_one_prompt(student, teacher, tmp_path, speec
     result = distill(*common, "--out", str(tmp_path / "kd"), "--on-long-audio", "chunk")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["counts"]["chunked_long_audio"] == 1
+
+
+@pytest.mark.slow
+def test_a_voxtral_student_distills_too(teacher, data, held, tmp_path):
+    """Voxtral's forward trims logits to the completion (logits_to_keep); Qwen2-Audio's cannot."""
+    from tests.test_compose import save_tiny_whisper
+
+    whisper = save_tiny_whisper(tmp_path / "whisper", positions=250)
+    student = tmp_path / "vox"
+    made = runner.invoke(app, ["compose", "--family", "voxtral", "--encoder", str(whisper), "--llm", str(teacher),
+                               "--out", str(student)])
+    assert made.exit_code == 0, made.output
+    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher),
+                     "--out", str(tmp_path / "kd"), "--eval-data", str(held), "--max-steps", "8", "--lr", "1e-2",
+                     "--max-new-tokens", "8")
+    assert result.exit_code == 0, result.output
+    metrics = json.loads(result.stdout)["metrics"]
+    assert metrics["heldout_reverse_kl_after"] < 0.8 * metrics["heldout_reverse_kl_before"]
