@@ -499,3 +499,18 @@ def test_a_voxtral_student_distills_too(teacher, data, held, tmp_path):
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)["metrics"]
     assert metrics["heldout_reverse_kl_after"] < 0.8 * metrics["heldout_reverse_kl_before"]
+
+
+def test_teacher_template_errors_surface_before_training(student, teacher, data, tmp_path):
+    from transformers import AutoTokenizer
+
+    strict = tmp_path / "strict-teacher"
+    tok = AutoTokenizer.from_pretrained(teacher)
+    tok.chat_template = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
+                         "supported') }}{% endif %}" + tok.chat_template)
+    tok.save_pretrained(strict)  # no weights: the check must come before the teacher loads
+    result = distill("--data", str(data), "--student", str(student), "--teacher", str(strict),
+                     "--out", str(tmp_path / "kd"), "--teacher-system", "Be brief.")
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert "System role not supported" in text and "drop --teacher-system" in text

@@ -257,6 +257,19 @@ def load_teacher_tokenizer(source: str) -> Any:
     return tok
 
 
+def check_teacher_template(teacher: Any, transcript: str, query: str) -> None:
+    """Render one row in the teacher's template now, so template errors surface before training."""
+    try:
+        text = teacher.render(transcript, query)
+    except Exception as exc:  # noqa: BLE001 - jinja raises anything (TemplateError, exceptions it raises)
+        hint = " (drop --teacher-system: its template may not take a system turn)" if teacher.system else ""
+        raise InputError(f"--teacher '{teacher.source}': its chat template cannot render the "
+                         f"transcript + query conversation: {exc}{hint}.") from None
+    if transcript.strip() not in text:
+        raise InputError(f"--teacher '{teacher.source}': its chat template drops the user turn's "
+                         "text, so the teacher would not read the transcript.")
+
+
 # --- the teacher ----------------------------------------------------------------------------
 
 
@@ -697,6 +710,8 @@ def run(cfg: DistillConfig) -> DistillResult:
     student_tok = family.tokenizer(family.load_processor(source))
     n_shared = check_vocab(student_tok, teacher_tok, student=cfg.student, teacher=cfg.teacher,
                            family=family.model_type)
+    check_teacher_template(Teacher(None, teacher_tok, cfg.teacher, cfg.teacher_system),
+                           rows[0]["transcript"], rows[0]["query"])
 
     from accelerate import PartialState
 
