@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -27,8 +28,9 @@ from speechsum_cli.errors import InputError
 from speechsum_cli.fs import atomic_write_text
 
 MANIFEST_NAME = "speechsum.json"
-SECRET_MARKERS = ("api_key", "apikey", "token", "secret", "password")
-"""Config keys containing these are never written (``api_key_env`` — a variable *name* — is kept)."""
+SECRET_KEY = re.compile(r"(?:^|_)(?:api_?key|token|secret|password|credentials?)$", re.IGNORECASE)
+"""Config keys ending in these are never written (``api_key_env``, a variable *name*, and counts
+such as ``max_tokens`` are kept)."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -51,8 +53,7 @@ def redact(config: dict[str, Any]) -> dict[str, Any]:
     """Drop keys that could hold secrets; keep ``*_env`` (names of variables, not values)."""
     clean: dict[str, Any] = {}
     for key, value in config.items():
-        lowered = key.lower()
-        if any(m in lowered for m in SECRET_MARKERS) and not lowered.endswith("_env"):
+        if SECRET_KEY.search(key):
             continue
         clean[key] = redact(value) if isinstance(value, dict) else value
     return clean

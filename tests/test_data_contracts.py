@@ -64,13 +64,14 @@ def test_manifest_keeps_lineage_and_never_writes_secrets(tmp_path):
     write_manifest(upstream, stage="synth", config={"n": 2}, counts={"written": 2})
     write_manifest(
         tmp_path / "sft", stage="sft",
-        config={"api_key": "sk-secret", "api_key_env": "OPENAI_API_KEY", "nested": {"token": "t"}, "lr": 1e-4},
+        config={"api_key": "sk-secret", "api_key_env": "OPENAI_API_KEY", "nested": {"token": "t"}, "lr": 1e-4,
+                "max_tokens": 512, "hf_token": "hf_x"},
         inputs=[upstream], counts={"rows_in": 2},
     )
     text = (tmp_path / "sft" / "speechsum.json").read_text()
-    assert "sk-secret" not in text and '"t"' not in text
+    assert "sk-secret" not in text and '"t"' not in text and "hf_x" not in text
     manifest = read_manifest(tmp_path / "sft")
-    assert manifest["config"] == {"api_key_env": "OPENAI_API_KEY", "nested": {}, "lr": 1e-4}
+    assert manifest["config"] == {"api_key_env": "OPENAI_API_KEY", "nested": {}, "lr": 1e-4, "max_tokens": 512}
     assert manifest["inputs"][0]["manifest"]["stage"] == "synth"
 
 

@@ -243,8 +243,10 @@ def run(cfg: DpoConfig) -> DpoResult:
 
     from speechsum_cli.families import adapter_base, load, resolve_source
 
-    state = PartialState()
     work_dir = sft.work_dir_for(cfg.out)
+    args = sft.to_training_args(cfg, work_dir, precision=precision, has_eval=False)
+    _ = args.device  # sets up the process group under torchrun before PartialState (as in sft)
+    state = PartialState()
     resume_from = sft.plan_resume(cfg, work_dir, state.is_main_process)
     source = resolve_source(cfg.ckpt)
     lm = load(source, device="cpu", dtype="float32" if precision == "fp32" or cfg.full else precision)
@@ -281,13 +283,15 @@ def run(cfg: DpoConfig) -> DpoResult:
         sft.print_parameter_table(groups)
     if cfg.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
         model.enable_input_require_grads()
-    args = sft.to_training_args(cfg, work_dir, precision=precision, has_eval=False)
     trainer = dpo_trainer_class()(
         model=model, args=args, train_dataset=train_ds,
         data_collator=PairCollator(lm, window, dtype=next(lm.model.parameters()).dtype),
         callbacks=[sft._log_callback()], beta=cfg.beta, loss_kind=cfg.loss, rpo_alpha=cfg.rpo_alpha,
         ref_model=ref_model,
     )
+    # The loss is a mean over this micro-batch's pairs: let the Trainer divide it by the
+    # accumulation steps (the model's forward takes **kwargs, which would make it skip that).
+    trainer.model_accepts_loss_kwargs = False
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
     output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
