@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -289,74 +287,13 @@ def test_resume_after_kill_9(tmp_path):
     assert not partial.exists()
 
 
-# -- a real OpenAI-compatible server: transformers serve with a tiny random model -----------------
-
-CHAT_TEMPLATE = (
-    "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}<|end|>{% endfor %}"
-    "{% if add_generation_prompt %}<|assistant|>{% endif %}"
-)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def served_tiny_lm(tmp_path_factory):
-    """``transformers serve`` of a tiny random Llama on 127.0.0.1; yields (base_url, model dir)."""
-    if shutil.which("transformers") is None:
-        pytest.fail("the transformers CLI is missing: pip install 'transformers[serving]' (test extra)")
-    from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    from speechsum_cli.families.tiny import seed_everything, tiny_tokenizer
-
-    root = tmp_path_factory.mktemp("served")
-    model_dir = root / "tiny-lm"
-    seed_everything(0)
-    tok = tiny_tokenizer(["<|end|>", "<|pad|>", "<|system|>", "<|user|>", "<|assistant|>"],
-                         chat_template=CHAT_TEMPLATE, eos_token="<|end|>", pad_token="<|pad|>")
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                      num_attention_heads=2, num_key_value_heads=2, max_position_embeddings=4096,
-                      eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, bos_token_id=None)
-    model = LlamaForCausalLM(cfg)
-    model.generation_config = GenerationConfig(max_new_tokens=16, do_sample=False,
-                                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model.save_pretrained(model_dir)
-    tok.save_pretrained(model_dir)
-    port = free_port()
-    (root / "hub").mkdir()
-    env = {**os.environ, "HF_HUB_CACHE": str(root / "hub"), "HF_HUB_OFFLINE": "1"}
-    log = open(root / "serve.log", "w")
-    proc = subprocess.Popen(["transformers", "serve", str(model_dir), "--host", "127.0.0.1",
-                             "--port", str(port), "--device", "cpu"], stdout=log, stderr=log, env=env)
-    import urllib.request
-
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            break
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"transformers serve did not start: {(root / 'serve.log').read_text()[-2000:]}")
-            time.sleep(0.5)
-    yield f"http://127.0.0.1:{port}/v1", str(model_dir)
-    proc.terminate()
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.close()
-
+# -- a real OpenAI-compatible server: transformers serve (tests/conftest.py) ---------------------
 
 @pytest.mark.slow
-def test_real_server_round_trip_records_invalid_json_with_reason(tmp_path, served_tiny_lm):
+def test_real_server_round_trip_records_invalid_json_with_reason(tmp_path, transformers_server):
     """A random tiny LM cannot write JSON: every request must still go over HTTP, token usage must
     be counted, and every row must be recorded as failed with reason 'invalid JSON' — none dropped."""
-    base_url, model_dir = served_tiny_lm
+    base_url, model_dir = transformers_server
     write_corpus(tmp_path / "corpus.jsonl", n=3)
     result = CliRunner().invoke(app, [
         "synth", "--data", str(tmp_path / "corpus.jsonl"), "--out", str(tmp_path / "out"),
