@@ -6,7 +6,7 @@ model names or types.
 
 from __future__ import annotations
 
-from speechsum_cli.errors import UnsupportedFamilyError
+from speechsum_cli.errors import ModelError, UnsupportedFamilyError
 from speechsum_cli.families.base import AudioFamily, AudioFeatures, Batch, Prompt
 from speechsum_cli.families.model import (
     GenerationSettings,
@@ -68,11 +68,19 @@ def load(source: str, *, device: str = "auto", dtype: str = "auto") -> SpeechLM:
     and merges the adapter; the processor is read from the adapter directory, where sft saves it.
     """
     source = resolve_source(source)
-    adapter_of = adapter_base(source)
-    base = source if adapter_of is None else resolve_source(adapter_of)
+    # A chain of adapters (dpo on kd on sft on a base): load the full checkpoint at the bottom,
+    # then merge the adapters in training order. Transformers' own adapter loading follows one
+    # level only, so a dpo adapter over a kd adapter over an sft adapter would not load otherwise.
+    chain: list[str] = []
+    base = source
+    while (parent := adapter_base(base)) is not None:
+        chain.append(base)
+        base = resolve_source(parent)
+        if len(chain) > 32:
+            raise ModelError(f"'{source}': adapter chain longer than 32 (a cycle in base_model_name_or_path?)")
     family = get_family(read_model_type(base))
     resolved_device = resolve_device(device)
     model = family.load_model(base, dtype=resolve_dtype(dtype, resolved_device), device=resolved_device)
-    if adapter_of is not None:  # a LoRA output of `speechsum sft`: merged in for inference
-        model = attach_adapter(model, source).eval()
+    for adapter in reversed(chain):  # LoRA outputs of sft/distill/dpo: merged in for inference
+        model = attach_adapter(model, adapter).eval()
     return SpeechLM(family, model, family.load_processor(source), source)
