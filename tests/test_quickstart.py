@@ -86,3 +86,21 @@ def test_quickstart_runs_every_stage_and_cleans_up(tmp_path):
     assert again.returncode == 0, again.stderr[-5000:]
     assert again.stderr.count("exists: skipped") >= 7  # resume: no stage is redone
     assert not pid_alive(int((work / "llm-server.pid").read_text()))
+
+
+def test_paper_recipe_prints_the_papers_chain_in_print_only_mode(tmp_path):
+    """paper.sh needs GPUs and the hub; PRINT_ONLY=1 checks its commands and settings here."""
+    env = {**os.environ, "PRINT_ONLY": "1", "WORK": str(tmp_path / "paper"), "PATH": os.environ["PATH"]}
+    run = subprocess.run(["bash", str(ROOT / "recipes" / "paper.sh")], env=env, capture_output=True, text=True,
+                         timeout=60)
+    assert run.returncode == 0, run.stderr
+    lines = {line.split(" -m speechsum_cli ")[1].split()[0]: line for line in run.stdout.splitlines() if " -m speechsum_cli " in line}
+    assert list(lines) == ["synth", "sft", "distill", "pairs", "dpo", "eval"]
+    assert "--per-audio 1" in lines["synth"] and "--min-importance" in lines["synth"]
+    assert "microsoft/Phi-4-multimodal-instruct@refs/pr/70" in lines["sft"]
+    for stage in ("sft", "distill", "dpo"):
+        assert "--lora-r 16 --lora-alpha 32" in lines[stage]
+    assert "--loss reverse-kl --lmbda 1.0" in lines["distill"]
+    assert "--k 2 --judge pairwise" in lines["pairs"]
+    assert f"--ckpt {tmp_path / 'paper'}/kd" in lines["dpo"]
+    assert not (tmp_path / "paper").exists()  # nothing ran
