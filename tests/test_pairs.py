@@ -81,12 +81,13 @@ def test_offline_pairs_end_to_end(prompts, tiny_models, tmp_path):
     manifest = json.loads((out / "speechsum.json").read_text())
     assert manifest["counts"] == {k: v for k, v in counts.items() if k != "out"}
     assert counts["prompts"] == 3
-    assert counts["pairs_kept"] + counts["ties"] + counts["identical_candidates"] == 3
+    assert counts["pairs_kept"] + counts["ties"] + counts["prompts_without_two_distinct_candidates"] == 3
     ds = load_from_disk(str(out))
     assert {"id", "audio", "transcript", "query", "chosen", "rejected", "chosen_score",
             "rejected_score", "judge_rationale"} <= set(ds.column_names)
     for row in ds:
         assert row["chosen"] != row["rejected"]
+        assert row["chosen"].strip() and row["rejected"].strip()  # empty samples never form pairs
         assert row["chosen_score"] >= row["rejected_score"]
 
 
@@ -113,7 +114,7 @@ def test_pairwise_judge_asks_both_orders_and_keeps_consistent_verdicts(prompts, 
                            "--base-url", server.base_url, "--judge-model", "j", "--cache-dir", str(tmp_path / "c"))
         assert result.exit_code == 0, result.output
         counts = json.loads(result.stdout)
-        assert server.requests == 2 * (3 - counts["identical_candidates"])  # one pair per prompt, two orders
+        assert server.requests == 2 * (3 - counts["prompts_without_two_distinct_candidates"])  # 2 orders
     assert counts["inconsistent"] == 0
     ds = load_from_disk(str(tmp_path / "p"))
     for row in ds:

@@ -135,10 +135,11 @@ def sample_candidates(config: PairsConfig, rows: list[dict[str, Any]], lm: Any) 
 
 
 def distinct_candidates(candidates: list[str]) -> list[int]:
-    """Indices of the first occurrence of each distinct (normalized) candidate."""
+    """Indices of the first occurrence of each distinct (normalized), non-empty candidate."""
     seen: dict[str, int] = {}
     for i, text in enumerate(candidates):
-        seen.setdefault(preference.normalized(text), i)
+        if preference.normalized(text):
+            seen.setdefault(preference.normalized(text), i)
     return sorted(seen.values())
 
 
@@ -170,7 +171,11 @@ def run(config: PairsConfig) -> PairsResult:
     del lm
     keep = [distinct_candidates(c) for c in texts]
     counts = {"prompts": len(rows) + len(long_ids), "long_audio_dropped": len(long_ids),
-              "identical_candidates": sum(1 for k in keep if len(k) < 2)}
+              "empty_candidates": sum(1 for c in texts for t in c if not preference.normalized(t)),
+              # samples dropped because an earlier sample of the same prompt says the same
+              "identical_candidates": sum(
+                  sum(1 for t in c if preference.normalized(t)) - len(k) for c, k in zip(texts, keep))}
+    counts["prompts_without_two_distinct_candidates"] = sum(1 for k in keep if len(k) < 2)
     judgeable = [r for r, k in enumerate(keep) if len(k) >= 2]
     decide = {"offline": judge_offline, "pairwise": judge_pairwise, "rubric": judge_rubric}[config.judge]
     decisions, batch, judge_counts = decide(config, [rows[r] for r in judgeable],
