@@ -104,3 +104,19 @@ def test_paper_recipe_prints_the_papers_chain_in_print_only_mode(tmp_path):
     assert "--k 2 --judge pairwise" in lines["pairs"]
     assert f"--ckpt {tmp_path / 'paper'}/kd" in lines["dpo"]
     assert not (tmp_path / "paper").exists()  # nothing ran
+
+
+def test_quickstart_stops_its_server_when_a_stage_fails(tmp_path):
+    """A failing stage ends the script with its error and takes the stand-in LLM server down too."""
+    work = tmp_path / "qs"
+    (work / "corpus").mkdir(parents=True)
+    (work / "corpus" / "test.jsonl").write_text("")
+    (work / "models" / "text-lm").mkdir(parents=True)
+    (work / "models" / "student").mkdir()
+    env = {**os.environ, "WORK": str(work), "QUICKSTART_SIZE": "test", "PYTHON": sys.executable,
+           "SPEECHSUM": "false"}  # every speechsum command fails: synth is the first after the server starts
+    run = subprocess.run(["bash", str(ROOT / "recipes" / "quickstart.sh")], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert "2/8 synth" in run.stderr
+    assert not pid_alive(int((work / "llm-server.pid").read_text())), "the server outlived a failed run"
