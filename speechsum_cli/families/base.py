@@ -66,6 +66,21 @@ def windows_of(prompt: Prompt) -> list[np.ndarray]:
     return list(prompt.audio) if isinstance(prompt.audio, (list, tuple)) else [prompt.audio]
 
 
+def messages_for(prompt: Prompt, *, with_answer: bool) -> list[dict[str, Any]]:
+    """HF chat messages for ``prompt`` in the multimodal content-list form (audio as a content item)."""
+    messages: list[dict[str, Any]] = []
+    if prompt.system:
+        messages.append({"role": "system", "content": prompt.system})
+    content: list[dict[str, Any]] = []
+    if prompt.audio is not None:
+        content.append({"type": "audio", "audio": "<audio>"})
+    content.append({"type": "text", "text": prompt.query})
+    messages.append({"role": "user", "content": content})
+    if with_answer:
+        messages.append({"role": "assistant", "content": prompt.answer or ""})
+    return messages
+
+
 class AudioFamily(ABC):
     """Base class of one family; instances are stateless and registered by ``model_type``."""
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt
+from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, messages_for
 
 CHAT_TEMPLATE = (
     "{% set audio_count = namespace(value=0) %}{% for message in messages %}"
@@ -37,21 +37,6 @@ def output_tokens(feature_frames: int) -> int:
     """Audio tokens the encoder + pooling produce from ``feature_frames`` mel frames."""
     after_conv = (feature_frames - 1) // 2 + 1
     return (after_conv - 2) // 2 + 1
-
-
-def messages_for(prompt: Prompt, *, with_answer: bool) -> list[dict[str, Any]]:
-    """HF chat messages for ``prompt`` in the multimodal content-list form."""
-    messages: list[dict[str, Any]] = []
-    if prompt.system:
-        messages.append({"role": "system", "content": prompt.system})
-    content: list[dict[str, Any]] = []
-    if prompt.audio is not None:
-        content.append({"type": "audio", "audio": "<audio>"})
-    content.append({"type": "text", "text": prompt.query})
-    messages.append({"role": "user", "content": content})
-    if with_answer:
-        messages.append({"role": "assistant", "content": prompt.answer or ""})
-    return messages
 
 
 class Qwen2AudioFamily(AudioFamily):

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from speechsum_cli.errors import ModelError
-from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt
+from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, messages_for
 
 AUDIO_TOKEN = "[AUDIO]"
 BEGIN_AUDIO_TOKEN = "[BEGIN_AUDIO]"
@@ -113,21 +113,6 @@ def render_mistral(
     if with_answer:
         text += f"{prompt.answer or ''}{eos}"
     return text
-
-
-def messages_for(prompt: Prompt, *, with_answer: bool) -> list[dict[str, Any]]:
-    """HF chat messages for ``prompt`` in the multimodal content-list form."""
-    messages: list[dict[str, Any]] = []
-    if prompt.system:
-        messages.append({"role": "system", "content": prompt.system})
-    content: list[dict[str, Any]] = []
-    if prompt.audio is not None:
-        content.append({"type": "audio", "audio": "<audio>"})
-    content.append({"type": "text", "text": prompt.query})
-    messages.append({"role": "user", "content": content})
-    if with_answer:
-        messages.append({"role": "assistant", "content": prompt.answer or ""})
-    return messages
 
 
 def template_fits(text: str, *, has_audio: bool) -> bool:
