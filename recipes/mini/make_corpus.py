@@ -4,7 +4,7 @@
                                        [--speed 165] [--overwrite]
 
 Content. Every item is 2-4 sentences (25-45 words, about 10-16 s of espeak-ng speech at 165 words
-per minute, always < 19.5 s) from one of the scenario templates in scenarios.py (budget review,
+per minute, always < 16 s, the student's window) from one of the scenario templates in scenarios.py (budget review,
 hiring decision, incident postmortem, a lecture on a field study, ...), written for this project.
 Slots are filled from the pools in pools.py (people, cities, products, dates, amounts), with numbers
 written as words the way espeak-ng says them ("forty two thousand dollars", "March fourteenth").
@@ -64,7 +64,8 @@ from speechsum_cli.metrics.style import check_preset
 from speechsum_cli.prompts.styles import styles
 from speechsum_cli.stages.evaluate import ASR_QUERY
 
-MAX_SECONDS = 19.5
+MAX_SECONDS = 16.0
+"""Longest item: the mini student's audio window (run.sh composes it with --window-seconds 16)."""
 TRANSCRIPT_WORDS = (25, 45)
 SUMMARY_WORDS = (10, 35)
 """Inclusive word-count bounds."""

@@ -21,14 +21,18 @@ WEIGHTS="${WEIGHTS:-}"          # a get_weights.sh output to reuse (default: WOR
 SEED="${SEED:-0}"
 
 case "$MINI_SIZE" in
-  full) N_TRAIN=300; N_TEST=40; WARMUP_STEPS=300; SFT_STEPS=300; KD_STEPS=100; PAIR_PROMPTS=160
-        DPO_STEPS=80; GEN_TOKENS=80; KD_TOKENS=64; WER_ROWS=40 ;;
-  test) N_TRAIN=8; N_TEST=4; WARMUP_STEPS=4; SFT_STEPS=4; KD_STEPS=2; PAIR_PROMPTS=4
-        DPO_STEPS=2; GEN_TOKENS=16; KD_TOKENS=12; WER_ROWS=2 ;;
+  full) N_TRAIN=300; N_TEST=40; WARMUP_STEPS=40; SFT_STEPS=30; KD_STEPS=30; PAIR_PROMPTS=64
+        DPO_STEPS=16; GEN_TOKENS=72; KD_TOKENS=64; WER_ROWS=20; SFT_BATCH=8; BATCH=4; LOG=5 ;;
+  test) N_TRAIN=8; N_TEST=4; WARMUP_STEPS=4; SFT_STEPS=2; KD_STEPS=2; PAIR_PROMPTS=4
+        DPO_STEPS=2; GEN_TOKENS=16; KD_TOKENS=12; WER_ROWS=2; SFT_BATCH=2; BATCH=2; LOG=1 ;;
   *) echo "MINI_SIZE must be 'full' or 'test', not '$MINI_SIZE'" >&2; exit 2 ;;
 esac
-WINDOW_SECONDS=20               # every corpus item is < 19.5 s; a 20 s window keeps the encoder cheap
-WARMUP_LR=1e-3; SFT_LR=5e-4; KD_LR=5e-5; DPO_LR=5e-5; DPO_BETA=0.1
+# Voxtral layout: one audio token per 80 ms (Whisper frames in groups of 4), every clip padded to one
+# window. Corpus items are 10-16 s, so a 16 s window holds each in 200 tokens (the qwen2_audio layout,
+# 40 ms per token, needs ~320): the LM's forward/backward is the whole cost of a step on this CPU.
+FAMILY=voxtral
+WINDOW_SECONDS=16
+WARMUP_LR=1e-3; SFT_LR=5e-4; KD_LR=1e-4; DPO_LR=5e-5; DPO_BETA=0.1
 # SmolLM2-135M invents details unless told not to (DESIGN.md); the teacher and the baselines get the
 # project's faithfulness instruction (speechsum_cli/prompts/styles.json) as their system turn.
 TEACHER_SYSTEM="${TEACHER_SYSTEM:-$($PYTHON -c 'from speechsum_cli.prompts.styles import prompt_data; print(prompt_data()["faithfulness"])' 2>/dev/null || echo 'Only state what was said in the recording; do not add names, numbers or facts that were not said.')}"
@@ -61,22 +65,22 @@ timed corpus "$WORK/corpus" $PYTHON "$HERE/make_corpus.py" "$WORK/corpus" --n-tr
 CORPUS="$WORK/corpus"
 [ -e "$CORPUS/sft.jsonl" ] || cat "$CORPUS/train.jsonl" "$CORPUS/asr.jsonl" > "$CORPUS/sft.jsonl"
 
-say "2/9 compose the student: Whisper base encoder + SmolLM2-135M-Instruct, fresh projector (qwen2_audio layout)"
-timed compose "$WORK/student" $SPEECHSUM compose --encoder "$WHISPER" --llm "$LLM" --family qwen2_audio \
+say "2/9 compose the student: Whisper base encoder + SmolLM2-135M-Instruct, fresh projector ($FAMILY layout)"
+timed compose "$WORK/student" $SPEECHSUM compose --encoder "$WHISPER" --llm "$LLM" --family "$FAMILY" \
   --window-seconds "$WINDOW_SECONDS" --seed "$SEED" --out "$WORK/student"
 
 say "3/9 sft, part 1: transcription warm-up ('$($PYTHON -c 'from speechsum_cli.stages.evaluate import ASR_QUERY; print(ASR_QUERY)')'), $WARMUP_STEPS steps"
 timed sft-warmup "$WORK/warmup" $SPEECHSUM sft --data "$CORPUS/asr.jsonl" --model "$WORK/student" --out "$WORK/warmup" \
-  --max-steps "$WARMUP_STEPS" --batch-size 8 --lr "$WARMUP_LR" --warmup 0.05 --logging-steps 10 --seed "$SEED"
+  --max-steps "$WARMUP_STEPS" --batch-size "$SFT_BATCH" --lr "$WARMUP_LR" --warmup 0.05 --logging-steps "$LOG" --seed "$SEED"
 
 say "4/9 sft, part 2: summaries (+ the transcription rows, so listening is not forgotten), $SFT_STEPS steps"
 timed sft "$WORK/sft" $SPEECHSUM sft --data "$CORPUS/sft.jsonl" --model "$WORK/warmup" --out "$WORK/sft" \
-  --max-steps "$SFT_STEPS" --batch-size 8 --lr "$SFT_LR" --warmup 0.05 --logging-steps 10 --seed "$SEED"
+  --max-steps "$SFT_STEPS" --batch-size "$SFT_BATCH" --lr "$SFT_LR" --warmup 0.05 --logging-steps "$LOG" --seed "$SEED"
 
 say "5/9 distill: on-policy reverse KL toward SmolLM2 reading the transcript, $KD_STEPS steps"
 timed distill "$WORK/kd" $SPEECHSUM distill --data "$CORPUS/train.jsonl" --student "$WORK/sft" --teacher "$LLM" \
-  --teacher-system "$TEACHER_SYSTEM" --out "$WORK/kd" --max-steps "$KD_STEPS" --batch-size 4 \
-  --max-new-tokens "$KD_TOKENS" --lr "$KD_LR" --logging-steps 5 --seed "$SEED"
+  --teacher-system "$TEACHER_SYSTEM" --out "$WORK/kd" --max-steps "$KD_STEPS" --batch-size "$BATCH" \
+  --max-new-tokens "$KD_TOKENS" --lr "$KD_LR" --logging-steps "$LOG" --seed "$SEED"
 
 say "6/9 pairs: 2 samples per prompt from the KD model, offline judge (unsupported names/numbers, repetition, style, ROUGE-L)"
 [ -e "$CORPUS/pair_prompts.jsonl" ] || head -n "$PAIR_PROMPTS" "$CORPUS/train.jsonl" > "$CORPUS/pair_prompts.jsonl"
@@ -85,7 +89,7 @@ timed pairs "$WORK/pairs" $SPEECHSUM pairs --model "$WORK/kd" --data "$CORPUS/pa
 
 say "7/9 dpo: reference = the KD model, $DPO_STEPS steps"
 timed dpo "$WORK/dpo" $SPEECHSUM dpo --ckpt "$WORK/kd" --pairs "$WORK/pairs" --out "$WORK/dpo" \
-  --max-steps "$DPO_STEPS" --batch-size 4 --lr "$DPO_LR" --beta "$DPO_BETA" --logging-steps 5 --seed "$SEED"
+  --max-steps "$DPO_STEPS" --batch-size "$BATCH" --lr "$DPO_LR" --beta "$DPO_BETA" --logging-steps "$LOG" --seed "$SEED"
 
 say "8/9 baselines: the teacher on the reference transcript (upper bound) and the cascade Whisper base -> SmolLM2"
 timed baselines "$WORK/baselines/cascade.jsonl" $PYTHON "$HERE/baselines.py" --data "$CORPUS/test.jsonl" \
