@@ -97,11 +97,12 @@ timed baselines "$WORK/baselines/cascade.jsonl" $PYTHON "$HERE/baselines.py" --d
   --max-new-tokens "$GEN_TOKENS"
 
 say "9/9 eval: every row of the table on the same $N_TEST held-out items"
+# --name follows eval's system order: every --model first, then every --predictions.
 timed eval "$WORK/eval" $SPEECHSUM eval --data "$CORPUS/test.jsonl" \
-  --predictions "$WORK/baselines/teacher.jsonl" --predictions "$WORK/baselines/cascade.jsonl" \
   --model "$WORK/student" --model "$WORK/sft" --model "$WORK/kd" --model "$WORK/dpo" \
-  --name "teacher (text, transcript)" --name "cascade (whisper-base -> smollm2)" \
+  --predictions "$WORK/baselines/teacher.jsonl" --predictions "$WORK/baselines/cascade.jsonl" \
   --name "student, untrained" --name "+ sft" --name "+ sft + kd" --name "+ sft + kd + dpo" \
+  --name "teacher (text, transcript)" --name "cascade (whisper-base -> smollm2)" \
   --out "$WORK/eval" --max-new-tokens "$GEN_TOKENS" --wer-rows "$WER_ROWS" --resamples 1000 --no-judge --no-progress
 echo "   (the table is in $WORK/eval/report.md)" >&2
 
@@ -112,4 +113,5 @@ $SPEECHSUM summarize "$CORPUS/$FIRST_TEST_AUDIO" --model "$WORK/dpo" --style bul
 cat "$WORK/summary.txt"
 
 printf 'total\t%s\n' "$(( $(date +%s) - T0 ))" >> "$TIMES"
+$PYTHON "$HERE/table.py" "$WORK/eval/report.json" --times "$TIMES" | tee "$WORK/table.md"
 say "done in $(( $(date +%s) - T0 )) s; stage wall times in $TIMES; table in $WORK/eval/report.md"

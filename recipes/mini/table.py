@@ -1,0 +1,67 @@
+"""The mini table, one row per system like the paper's, from an eval's report.json.
+
+    python recipes/mini/table.py runs/mini/eval/report.json [--times runs/mini/times.tsv]
+
+Columns: ROUGE-1/2/L, the offline hallucination measures, style compliance, repetition, length,
+WER of the transcription prompt (where the system has one) and the judge (when it ran). Cells
+are means over the same held-out rows; report.md has the bootstrap 95% intervals.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+COLUMNS = [
+    ("rouge1", "R-1"), ("rouge2", "R-2"), ("rougeL", "R-L"),
+    ("has_unsupported", "halluc. (share)"), ("unsupported_items", "unsupp. items"),
+    ("style_ok", "style ok"), ("repetition", "rep. 4-grams"), ("words", "words"),
+    ("wer", "WER"), ("judge_overall", "judge (1-7)"),
+]
+
+
+def cell(summary: dict[str, Any], metric: str, system: str) -> str:
+    estimate = summary.get(metric, {}).get(system)
+    if estimate is None:
+        return "–"
+    text = f"{estimate['mean']:.3f}" if metric != "words" else f"{estimate['mean']:.1f}"
+    return f"**{text}**" if estimate.get("best") else text
+
+
+def render(report: dict[str, Any]) -> str:
+    summary = report["summary"]
+    columns = [(m, name) for m, name in COLUMNS if m in summary]
+    lines = [
+        "| system | " + " | ".join(name for _, name in columns) + " |",
+        "| --- |" + " --- |" * len(columns),
+    ]
+    for system in (s["name"] for s in report["systems"]):
+        lines.append(f"| {system} | " + " | ".join(cell(summary, m, system) for m, _ in columns) + " |")
+    return "\n".join(lines)
+
+
+def render_times(path: Path) -> str:
+    rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+    return "\n".join(["| stage | wall time |", "| --- | --- |"]
+                     + [f"| {name} | {int(s) // 60} min {int(s) % 60} s |" for name, s in rows])
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("report", type=Path, help="report.json written by speechsum eval")
+    parser.add_argument("--times", type=Path, help="times.tsv written by recipes/mini/run.sh")
+    args = parser.parse_args()
+    report = json.loads(args.report.read_text())
+    print(f"{report['rows_compared']} held-out rows; bold = best.\n")
+    print(render(report))
+    if args.times and args.times.is_file():
+        print()
+        print(render_times(args.times))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
