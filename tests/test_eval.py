@@ -106,6 +106,10 @@ def test_checkpoint_and_predictions_file_with_wer_and_speed(test_set, tmp_path, 
     assert "cascade" not in report["summary"]["real_time_factor"]
     assert report["summary"]["wer"]["tiny"]["n"] == 2
     assert report["summary"]["wer"]["tiny"]["mean"] > 0.5  # a random model does not transcribe
+    # names pair with models first, then files, whatever the flag order: the report says which is which
+    md = (out / "report.md").read_text()
+    assert f"- `tiny`: model `{model}`" in md
+    assert f"- `cascade`: predictions `{tmp_path / 'good.jsonl'}`" in md
 
 
 def test_no_common_rows_is_an_error(test_set, tmp_path):

@@ -132,6 +132,8 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, Estimate]]) ->
             text = format_estimate(by[name])
             cells.append(f"**{text}**" if name in best else text)
         lines.append(f"| {label(metric)}{arrow(metric)} | " + " | ".join(cells) + " |")
+    lines += ["", "Systems (`--name` pairs with every `--model` first, then every `--predictions`):", "",
+              *system_sources(report)]
     judge = report["judge"]
     if not judge["ran"]:
         lines += ["", f"Judge: not run — {judge['why']}."]
@@ -153,11 +155,17 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, Estimate]]) ->
     return "\n".join(lines) + "\n"
 
 
+def system_sources(report: dict[str, Any]) -> list[str]:
+    """One line per system: its display name and what it is (checkpoint or predictions file)."""
+    return [f"- `{s['name']}`: {s['kind']} `{s['source']}`" for s in report["systems"]]
+
+
 def rich_table(report: dict[str, Any], summary: dict[str, dict[str, Estimate]]) -> Any:
     from rich.table import Table
 
     names = [s["name"] for s in report["systems"]]
-    table = Table(title=f"{report['rows_compared']} rows · mean [95% CI] · best in bold")
+    table = Table(title=f"{report['rows_compared']} rows · mean [95% CI] · best in bold",
+                  caption="\n".join(f"{s['name']} = {s['kind']} {s['source']}" for s in report["systems"]))
     table.add_column("metric")
     for name in names:
         table.add_column(name, justify="right")
