@@ -283,35 +283,19 @@ def render_all(
     return {split: [done[(split, i)] for i in range(n)] for split, n in counts.items()}
 
 
+def source_row(r: Rendered, row_id: str, query: str, style: str, summary: str) -> dict[str, str]:
+    """One training row of a rendered item: its audio and transcript with one (query, answer)."""
+    return {"id": row_id, "source_id": r.item.id, "audio": r.item.audio,
+            "transcript": r.item.transcript, "query": query, "style": style, "summary": summary}
+
+
 def train_rows(items: list[Rendered]) -> list[dict[str, str]]:
-    return [
-        {
-            "id": f"{r.item.id}#{k}",
-            "source_id": r.item.id,
-            "audio": r.item.audio,
-            "transcript": r.item.transcript,
-            "query": row.query,
-            "style": row.style,
-            "summary": row.summary,
-        }
-        for r in items
-        for k, row in enumerate(r.item.rows)
-    ]
+    return [source_row(r, f"{r.item.id}#{k}", row.query, row.style, row.summary)
+            for r in items for k, row in enumerate(r.item.rows)]
 
 
 def asr_rows(items: list[Rendered]) -> list[dict[str, str]]:
-    return [
-        {
-            "id": f"{r.item.id}#asr",
-            "source_id": r.item.id,
-            "audio": r.item.audio,
-            "transcript": r.item.transcript,
-            "query": ASR_QUERY,
-            "style": "custom",
-            "summary": r.item.transcript,
-        }
-        for r in items
-    ]
+    return [source_row(r, f"{r.item.id}#asr", ASR_QUERY, "custom", r.item.transcript) for r in items]
 
 
 def eval_rows(items: list[Rendered]) -> list[dict[str, str]]:
