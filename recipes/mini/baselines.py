@@ -50,10 +50,12 @@ def transcribe(whisper_dir: str, rows: list[dict[str, Any]], batch_size: int) ->
     texts: list[str] = []
     for chunk in batches(rows, batch_size):
         waves = [load_audio(row["audio"], WHISPER_RATE) for row in chunk]
-        features = processor(waves, sampling_rate=WHISPER_RATE, return_tensors="pt").input_features
+        enc = processor(waves, sampling_rate=WHISPER_RATE, return_tensors="pt",
+                        return_attention_mask=True)
         kwargs = {} if english_only else {"language": "en", "task": "transcribe"}
         with torch.inference_mode():
-            ids = model.generate(features, max_new_tokens=200, **kwargs)
+            ids = model.generate(enc.input_features, attention_mask=enc.attention_mask,
+                                 max_new_tokens=200, **kwargs)
         texts += [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
     return texts
 
