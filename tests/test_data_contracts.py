@@ -28,6 +28,21 @@ def test_jsonl_with_other_column_names_is_mapped_and_paths_resolved(tmp_path):
     assert rows_with_empty(ds, "transcript") == ["0000001"]
 
 
+def test_loading_a_saved_dataset_never_writes_into_its_directory(tmp_path):
+    """A stage's input is read-only: resolving relative audio paths of a saved dataset (e.g. the
+    pairs that dpo reads) must not leave datasets' cache-*.arrow files in the input's folder."""
+    from datasets import Dataset
+
+    saved = tmp_path / "pairs"
+    Dataset.from_list([{"id": 1, "audio": "clips/a.wav"}, {"id": 2, "audio": "clips/b.wav"}]
+                      ).save_to_disk(str(saved))
+    before = sorted(p.name for p in saved.iterdir())
+    ds = load_rows(saved)
+    assert ds["id"] == ["1", "2"]
+    assert ds[1]["audio"] == str((saved / "clips" / "b.wav").resolve())
+    assert sorted(p.name for p in saved.iterdir()) == before
+
+
 def test_missing_mapped_column_names_the_flag_and_what_was_found(tmp_path):
     data = write_jsonl(tmp_path / "c.jsonl", [{"file": "a.wav", "text": "x"}])
     with pytest.raises(InputError, match=r"no column 'wav' \(--audio-column\) \(found: file, text\)"):

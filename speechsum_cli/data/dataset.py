@@ -47,7 +47,10 @@ def load_rows(
     columns: ColumnMap = ColumnMap(),
     split: str | None = None,
 ) -> Any:
-    """Load ``source`` as a Dataset with contract column names and an ``id`` column."""
+    """Load ``source`` as a Dataset with contract column names and an ``id`` column.
+
+    Never writes into ``source`` (see ``replace_column``).
+    """
     from datasets import Dataset
 
     path = Path(source)
@@ -71,7 +74,7 @@ def load_rows(
     if "id" not in ds.column_names:
         ds = ds.add_column("id", [f"{i:07d}" for i in range(len(ds))])
     elif ds.features["id"].dtype != "string":
-        ds = ds.cast_column("id", _string_feature())
+        ds = replace_column(ds, "id", [str(i) for i in ds["id"]])
     _check_unique_ids(ds, path)
     if "audio" in ds.column_names:
         ds = resolve_audio_paths(ds, base_dir)
@@ -89,12 +92,6 @@ def _load_file(path: Path) -> Any:
         return Dataset.from_json(str(path))
     except Exception as exc:  # arrow/json parse errors: report the file, not a library traceback
         raise InputError(f"cannot read data '{path}': {type(exc).__name__}: {exc}") from None
-
-
-def _string_feature() -> Any:
-    from datasets import Value
-
-    return Value("string")
 
 
 def _is_saved_dataset(path: Path) -> bool:
@@ -160,6 +157,16 @@ def _check_unique_ids(ds: Any, path: Path) -> None:
         raise InputError(f"data '{path}' has {len(dupes)} duplicate id(s): {shown}. Ids must be unique.")
 
 
+def replace_column(ds: Any, name: str, values: list[Any]) -> Any:
+    """``ds`` with column ``name`` swapped for ``values``, at the same position.
+
+    Unlike ``map``/``cast``, this writes no ``cache-*.arrow`` file into a saved dataset's own
+    directory (a stage must not modify its input), and only the new column is held in memory.
+    """
+    order = ds.column_names
+    return ds.remove_columns(name).add_column(name, values).select_columns(order)
+
+
 def resolve_audio_paths(ds: Any, base_dir: Path) -> Any:
     """Make relative audio paths absolute (relative to the input's directory)."""
 
@@ -174,7 +181,7 @@ def resolve_audio_paths(ds: Any, base_dir: Path) -> Any:
 
     sample = ds[0]["audio"]
     if isinstance(sample, str):
-        return ds.map(lambda row: {"audio": fix(row["audio"])}, desc=None)
+        return replace_column(ds, "audio", [fix(value) for value in ds["audio"]])
     return ds
 
 
