@@ -49,7 +49,7 @@ def load_rows(
 ) -> Any:
     """Load ``source`` as a Dataset with contract column names and an ``id`` column.
 
-    Never writes into ``source`` (see ``replace_column``).
+    Never writes into ``source`` (see ``_replace_column``).
     """
     from datasets import Dataset
 
@@ -74,7 +74,7 @@ def load_rows(
     if "id" not in ds.column_names:
         ds = ds.add_column("id", [f"{i:07d}" for i in range(len(ds))])
     elif ds.features["id"].dtype != "string":
-        ds = replace_column(ds, "id", [str(i) for i in ds["id"]])
+        ds = _replace_column(ds, "id", [str(i) for i in ds["id"]])
     _check_unique_ids(ds, path)
     if "audio" in ds.column_names:
         ds = resolve_audio_paths(ds, base_dir)
@@ -157,7 +157,7 @@ def _check_unique_ids(ds: Any, path: Path) -> None:
         raise InputError(f"data '{path}' has {len(dupes)} duplicate id(s): {shown}. Ids must be unique.")
 
 
-def replace_column(ds: Any, name: str, values: list[Any]) -> Any:
+def _replace_column(ds: Any, name: str, values: list[Any]) -> Any:
     """``ds`` with column ``name`` swapped for ``values``, at the same position.
 
     Unlike ``map``/``cast``, this writes no ``cache-*.arrow`` file into a saved dataset's own
@@ -181,7 +181,7 @@ def resolve_audio_paths(ds: Any, base_dir: Path) -> Any:
 
     sample = ds[0]["audio"]
     if isinstance(sample, str):
-        return replace_column(ds, "audio", [fix(value) for value in ds["audio"]])
+        return _replace_column(ds, "audio", [fix(value) for value in ds["audio"]])
     return ds
 
 
