@@ -104,7 +104,7 @@ def worker(args: argparse.Namespace) -> None:
 
     from speechsum_cli.data.dataset import load_rows
     from speechsum_cli.families import Prompt, load
-    from speechsum_cli.stages import sft
+    from speechsum_cli.training.model import prepare_model
     from speechsum_cli.stages.distill import (
         Batcher,
         DistillCollator,
@@ -120,14 +120,14 @@ def worker(args: argparse.Namespace) -> None:
     )
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    cfg = DistillConfig(data=Path(args.data), student=args.student, teacher=args.teacher, out=Path("unused"),
+    cfg = DistillConfig(data=Path(args.data), model=args.student, teacher=args.teacher, out=Path("unused"),
                         chunk_size=args.chunk_size, teacher_device="cpu")
     lm = load(args.student, device="cpu", dtype="float32")
     t_tok = load_teacher_tokenizer(args.teacher)
     n = check_vocab(lm.tokenizer, t_tok, student=args.student, teacher=args.teacher, family="qwen2_audio")
     teacher = load_teacher(cfg, t_tok)
     torch.manual_seed(0)
-    model = sft.prepare_model(lm.model, lm.family, cfg, args.student)
+    model = prepare_model(lm.model, lm.family, cfg.train, args.student)
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     batcher = Batcher(lm, teacher, n, lm.stop_token_ids(), args.chunk_size)
     rows = DistillCollator(lm, lm.window_seconds)(list(load_rows(args.data)))["rows"][:args.batch]

@@ -122,7 +122,10 @@ def main() -> int:
 
     from speechsum_cli.cli.common import quiet_libraries
     from speechsum_cli.families import get_family, load
-    from speechsum_cli.stages.sft import SftConfig, SpeechCollator, estimate_lengths, prepare_model
+    from speechsum_cli.stages.sft import SpeechCollator
+    from speechsum_cli.training.lengths import estimate_lengths
+    from speechsum_cli.training.model import prepare_model
+    from speechsum_cli.training.settings import TrainSettings
 
     quiet_libraries()
     with tempfile.TemporaryDirectory() as tmp:
@@ -136,7 +139,7 @@ def main() -> int:
             lm, [r["query"] for r in rows], [r["summary"] for r in rows], [r["seconds"] for r in rows], window
         )
         torch.manual_seed(args.seed)
-        model = prepare_model(lm.model, lm.family, SftConfig(data=tmp, model=model_dir, out=tmp), model_dir)
+        model = prepare_model(lm.model, lm.family, TrainSettings(), model_dir)
         model.train()
         collate = SpeechCollator(lm, window)
 

@@ -90,7 +90,7 @@ stage sft "$WORK/sft" "${TRAIN[@]}" sft --data "$WORK/synth" --model "$STUDENT" 
   --lora-r "$LORA_R" --lora-alpha "$LORA_ALPHA" --epochs "$SFT_EPOCHS" --lr "$SFT_LR" \
   --batch-size "$BATCH" --grad-accum "$GRAD_ACCUM" --gradient-checkpointing
 
-stage distill "$WORK/kd" "${TRAIN[@]}" distill --data "$KD_DATA" --student "$WORK/sft" --teacher "$TEACHER" \
+stage distill "$WORK/kd" "${TRAIN[@]}" distill --data "$KD_DATA" --model "$WORK/sft" --teacher "$TEACHER" \
   --out "$WORK/kd" --loss reverse-kl --lmbda 1.0 --temperature 1.0 --max-new-tokens "$KD_MAX_NEW_TOKENS" \
   --lora-r "$LORA_R" --lora-alpha "$LORA_ALPHA" --epochs "$KD_EPOCHS" --lr "$KD_LR" \
   --batch-size "$BATCH" --grad-accum "$GRAD_ACCUM" --gradient-checkpointing
@@ -98,7 +98,7 @@ stage distill "$WORK/kd" "${TRAIN[@]}" distill --data "$KD_DATA" --student "$WOR
 stage pairs "$WORK/pairs" "${RUN[@]}" pairs --model "$WORK/kd" --data "$PAIRS_DATA" --out "$WORK/pairs" \
   --k "$K" --judge pairwise "${JUDGE[@]}" --max-cost "$JUDGE_MAX_COST"
 
-stage dpo "$WORK/dpo" "${TRAIN[@]}" dpo --ckpt "$WORK/kd" --pairs "$WORK/pairs" --out "$WORK/dpo" \
+stage dpo "$WORK/dpo" "${TRAIN[@]}" dpo --model "$WORK/kd" --data "$WORK/pairs" --out "$WORK/dpo" \
   --beta "$DPO_BETA" --epochs "$DPO_EPOCHS" --lr "$DPO_LR" --lora-r "$LORA_R" --lora-alpha "$LORA_ALPHA" \
   --batch-size "$BATCH" --grad-accum "$GRAD_ACCUM" --gradient-checkpointing
 

@@ -85,7 +85,7 @@ done_already "$WORK/sft" ||
 
 say "4/8 distill: on-policy reverse KL toward the text teacher reading the transcript ($KD_STEPS steps)"
 done_already "$WORK/kd" ||
-  $SPEECHSUM distill --data "$WORK/synth" --student "$WORK/sft" --teacher "$WORK/models/text-lm" --out "$WORK/kd" \
+  $SPEECHSUM distill --data "$WORK/synth" --model "$WORK/sft" --teacher "$WORK/models/text-lm" --out "$WORK/kd" \
     --max-steps "$KD_STEPS" --batch-size 2 --max-new-tokens "$GEN_TOKENS" --lr "$LR" --logging-steps 2
 
 say "5/8 pairs: 2 candidates per prompt from the KD model, pairwise judge (the stand-in)"
@@ -96,7 +96,7 @@ done_already "$WORK/pairs" ||
 
 say "6/8 dpo: the KD model is the reference ($DPO_STEPS steps)"
 done_already "$WORK/dpo" ||
-  $SPEECHSUM dpo --ckpt "$WORK/kd" --pairs "$WORK/pairs" --out "$WORK/dpo" --max-steps "$DPO_STEPS" \
+  $SPEECHSUM dpo --model "$WORK/kd" --data "$WORK/pairs" --out "$WORK/dpo" --max-steps "$DPO_STEPS" \
     --batch-size 2 --lr "$LR" --logging-steps 2
 
 say "7/8 eval: sft vs kd vs dpo on the held-out test set, judge = the stand-in"

@@ -301,7 +301,7 @@ def test_teacher_reads_the_transcript_in_its_template_and_the_student_hears_the_
 
     lm = load(str(student), device="cpu", dtype="float32")
     tok = AutoTokenizer.from_pretrained(teacher)
-    cfg = DistillConfig(data=data, student=str(student), teacher=str(teacher), out=Path("unused"),
+    cfg = DistillConfig(data=data, model=str(student), teacher=str(teacher), out=Path("unused"),
                         teacher_device="cpu")
     n = check_vocab(lm.tokenizer, tok, student="s", teacher="t", family="qwen2_audio")
     t = load_teacher(cfg, tok)

@@ -102,7 +102,7 @@ def test_paper_recipe_prints_the_papers_chain_in_print_only_mode(tmp_path):
         assert "--lora-r 16 --lora-alpha 32" in lines[stage]
     assert "--loss reverse-kl --lmbda 1.0" in lines["distill"]
     assert "--k 2 --judge pairwise" in lines["pairs"]
-    assert f"--ckpt {tmp_path / 'paper'}/kd" in lines["dpo"]
+    assert f"--model {tmp_path / 'paper'}/kd" in lines["dpo"]
     assert not (tmp_path / "paper").exists()  # nothing ran
 
 

@@ -258,11 +258,15 @@ def test_eval_split_records_eval_loss(trainable_models, sft_data, tmp_path):
 
 
 def test_resume_continues_from_the_saved_step(trainable_models, sft_data, tmp_path, monkeypatch):
+    """The resume rule: re-running the interrupted command continues it; other settings are
+    refused (naming them) unless --restart; --resume with nothing to continue is an error."""
     from speechsum_cli.stages import sft as stage
+    from speechsum_cli.training.settings import TrainSettings
 
     out = tmp_path / "sft"
     cfg = stage.SftConfig(data=sft_data, model=str(trainable_models("qwen2_audio")), out=out,
-                          max_steps=4, save_steps=2, batch_size=4, lr=1e-2, logging_steps=1)
+                          train=TrainSettings(max_steps=4, save_steps=2, batch_size=4, lr=1e-2,
+                                              logging_steps=1))
     real_call = stage.SpeechCollator.__call__
     calls = {"n": 0}
 
@@ -280,16 +284,16 @@ def test_resume_continues_from_the_saved_step(trainable_models, sft_data, tmp_pa
     assert not out.exists()
     assert (partial / "checkpoint-2").is_dir()
 
-    again = sft("--data", str(sft_data), "--model", cfg.model, "--out", str(out), "--max-steps", "4")
-    assert again.exit_code == 1
-    assert "holds an interrupted run (last checkpoint: checkpoint-2)" in " ".join(again.stderr.split())
-    assert "--resume" in again.stderr
+    changed = sft("--data", str(sft_data), "--model", cfg.model, "--out", str(out), "--max-steps", "4",
+                  "--save-steps", "2", "--batch-size", "4", "--lr", "2e-2")
+    assert changed.exit_code == 1
+    message = " ".join(changed.stderr.split())
+    assert "holds an interrupted run (last checkpoint: checkpoint-2)" in message
+    assert "train.lr: 0.01 -> 0.02" in message and "--restart" in message
+    assert (partial / "checkpoint-2").is_dir()  # refused: nothing discarded
 
-    changed = stage.run  # a resumed run must not silently mix two trainings
-    with pytest.raises(stage.InputError, match=r"differ from the interrupted run \(lr: 0.01 -> 0.02\)"):
-        changed(dataclasses_replace(cfg, resume=True, lr=2e-2))
-
-    result = stage.run(dataclasses_replace(cfg, resume=True, logging_steps=2))
+    # the same settings (logging may change) continue the run by themselves
+    result = stage.run(train_replace(cfg, logging_steps=2))
     assert result.metrics["resumed_from_step"] == 2
     assert result.metrics["global_step"] == 4
     assert manifest(out)["metrics"]["resumed_from_step"] == 2
@@ -301,8 +305,25 @@ def test_resume_continues_from_the_saved_step(trainable_models, sft_data, tmp_pa
     assert "no checkpoint in" in nothing.stderr
 
 
-def dataclasses_replace(cfg, **changes):
+def test_restart_discards_an_interrupted_run(trainable_models, sft_data, tmp_path):
+    from speechsum_cli.stages import sft as stage
+    from speechsum_cli.training.settings import TrainSettings
+
+    out = tmp_path / "sft"
+    partial = tmp_path / ".sft.partial"
+    (partial / "checkpoint-7").mkdir(parents=True)
+    (partial / "checkpoint-7" / "trainer_state.json").write_text("{}")
+    cfg = stage.SftConfig(data=sft_data, model=str(trainable_models("qwen2_audio")), out=out,
+                          train=TrainSettings(max_steps=1, batch_size=4, restart=True))
+    result = stage.run(cfg)
+    assert "resumed_from_step" not in result.metrics and result.metrics["global_step"] == 1
+
+
+def train_replace(cfg, **changes):
     import dataclasses
+
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes))
+
 
     return dataclasses.replace(cfg, **changes)
 
@@ -415,14 +436,15 @@ def test_lora_is_kept_off_the_encoder_even_where_names_coincide(trainable_models
     """Phi-4-MM's speech encoder has o_proj/down_proj too: the LM prefix keeps LoRA off it."""
     import torch
 
-    from speechsum_cli.stages.sft import SftConfig, prepare_model
+    from speechsum_cli.training.model import prepare_model
+    from speechsum_cli.training.settings import TrainSettings
 
     family = FAMILIES["phi4_multimodal"]
     model = family.load_model(str(trainable_models("phi4_multimodal")), dtype=torch.float32, device="cpu")
     encoder_names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()
                      if n.startswith(family.audio_encoder_prefixes[0] + ".")}
     assert encoder_names & set(family.lora_targets)  # the trap exists
-    peft_model = prepare_model(model, family, SftConfig(data=Path("x"), model="m", out=Path("o")), "m")
+    peft_model = prepare_model(model, family, TrainSettings(), "m")
     wrapped = [n for n, m in peft_model.named_modules() if hasattr(m, "lora_A")]
     assert wrapped and not any(family.audio_encoder_prefixes[0] in n for n in wrapped)
 
@@ -456,7 +478,7 @@ def test_weights_the_forward_pass_never_reaches_fail_the_first_step():
     import torch
 
     from speechsum_cli.errors import ModelError
-    from speechsum_cli.stages.sft import _gradient_check_callback
+    from speechsum_cli.training.trainer import GradientCheck
 
     class Family:
         audio_encoder_prefixes, projector_prefixes, language_model_prefix = ("enc",), ("proj",), "lm"
@@ -464,7 +486,7 @@ def test_weights_the_forward_pass_never_reaches_fail_the_first_step():
     model = torch.nn.ModuleDict({"enc": torch.nn.Linear(2, 2), "proj": torch.nn.Linear(2, 2)})
     model["proj"](torch.ones(1, 2)).sum().backward()  # the encoder is trainable but never used
     with pytest.raises(ModelError, match="encoder received no gradient"):
-        _gradient_check_callback(model, Family()).on_pre_optimizer_step(None, None, None)
+        GradientCheck(model, Family()).on_pre_optimizer_step(None, None, None)
 
 
 # --- multi-process --------------------------------------------------------------------------

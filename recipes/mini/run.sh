@@ -78,7 +78,7 @@ timed sft "$WORK/sft" $SPEECHSUM sft --data "$CORPUS/sft.jsonl" --model "$WORK/w
   --max-steps "$SFT_STEPS" --batch-size "$SFT_BATCH" --lr "$SFT_LR" --warmup 0.05 --logging-steps "$LOG" --seed "$SEED"
 
 say "5/9 distill: on-policy reverse KL toward SmolLM2 reading the transcript, $KD_STEPS steps"
-timed distill "$WORK/kd" $SPEECHSUM distill --data "$CORPUS/train.jsonl" --student "$WORK/sft" --teacher "$LLM" \
+timed distill "$WORK/kd" $SPEECHSUM distill --data "$CORPUS/train.jsonl" --model "$WORK/sft" --teacher "$LLM" \
   --teacher-system "$TEACHER_SYSTEM" --out "$WORK/kd" --max-steps "$KD_STEPS" --batch-size "$BATCH" \
   --max-new-tokens "$KD_TOKENS" --lr "$KD_LR" --logging-steps "$LOG" --seed "$SEED"
 
@@ -88,7 +88,7 @@ timed pairs "$WORK/pairs" $SPEECHSUM pairs --model "$WORK/kd" --data "$CORPUS/pa
   --k 2 --max-new-tokens "$GEN_TOKENS" --batch-size 8 --judge offline --seed "$SEED" --no-progress
 
 say "7/9 dpo: reference = the KD model, $DPO_STEPS steps"
-timed dpo "$WORK/dpo" $SPEECHSUM dpo --ckpt "$WORK/kd" --pairs "$WORK/pairs" --out "$WORK/dpo" \
+timed dpo "$WORK/dpo" $SPEECHSUM dpo --model "$WORK/kd" --data "$WORK/pairs" --out "$WORK/dpo" \
   --max-steps "$DPO_STEPS" --batch-size "$BATCH" --lr "$DPO_LR" --beta "$DPO_BETA" --logging-steps "$LOG" --seed "$SEED"
 
 say "8/9 baselines: the teacher on the reference transcript (upper bound) and the cascade Whisper base -> SmolLM2"

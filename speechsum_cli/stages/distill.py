@@ -28,27 +28,24 @@ the teacher's probability of ending the turn there is distilled too — which is
 run-on repetition the paper warns about. A completion that reaches ``max_new_tokens`` without a
 stop token is scored as is, and counted (``hit_max_new_tokens``).
 
-LoRA: like dpo, an sft adapter given as ``--student`` is merged into its base first and a new
-LoRA trains on top (the output's base is the merged sft model). Training conventions (targets,
-parameter table, output layout, resume, accelerate) are sft's, imported from there.
+LoRA: an adapter given as ``--model`` (the sft output) is merged into its base first and a new
+LoRA trains on top (the output's base is the merged sft model). The method only — row contract,
+collator, sampling, scoring, divergence — on top of :mod:`speechsum_cli.training`.
 """
 
 from __future__ import annotations
 
 import inspect
 import random
-import shutil
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from speechsum_cli.console import info, warn
-from speechsum_cli.data.audio import iter_chunks, load_audio, probe
-from speechsum_cli.data.dataset import load_rows, require_columns, rows_with_empty
-from speechsum_cli.errors import AudioError, InputError, ModelError
-from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
-from speechsum_cli.stages import sft
+from speechsum_cli.data.dataset import ColumnMap, load_rows
+from speechsum_cli.data.long_audio import LongAudio
+from speechsum_cli.data.rows import AudioRowCollator, check_audio_rows, long_audio_plan
+from speechsum_cli.errors import InputError, ModelError
 from speechsum_cli.stages.distill_losses import (
     DEFAULT_CHUNK,
     DIVERGENCES,
@@ -59,24 +56,34 @@ from speechsum_cli.stages.distill_losses import (
     sampled_reverse_kl,
     token_logprobs,
 )
+from speechsum_cli.training.model import load_for_training, make_trainable
+from speechsum_cli.training.run import check_run, finish_run, start_run, train_metrics
+from speechsum_cli.training.settings import DISTILL_DEFAULTS, TrainSettings
+from speechsum_cli.training.trainer import SpeechTrainer, answer_token_loss
 
 TEACHER_USER = "Transcript of the recording:\n\n{transcript}\n\n{query}"
 """The teacher's user turn: what the student hears, as text, then the student's query."""
 SHOWN_TOKENS = 5
+DEFAULT_TRAIN = DISTILL_DEFAULTS
+STEP_LOG_KEYS = ("reverse_kl", "logp/teacher", "logp/student", "completion_length", "repetition",
+                 "hit_max_new_tokens")
+"""Logged every --logging-steps beside the loss (trainer logs, trackers, stderr)."""
 
 
 @dataclass(frozen=True)
 class DistillConfig:
-    """Settings of one ``speechsum distill`` run (training fields mean what they mean in sft)."""
+    """Settings of one ``speechsum distill`` run."""
 
     data: Path
     """Rows with audio, transcript, query (summary optional: --lmbda < 1 and --sft-alpha use it)."""
-    student: str
-    """Student checkpoint (audio LLM); an sft adapter dir is merged into its base first."""
+    model: str
+    """Student checkpoint (audio LLM); an adapter dir (the sft output) is merged into its base first."""
     teacher: str
     """Text causal LM (local dir or hub id) that reads transcript + query in its own chat template."""
     out: Path
     """Output directory (adapter or merged checkpoint + processor + speechsum.json)."""
+    train: TrainSettings = DEFAULT_TRAIN
+    """How it trains (shared with sft and dpo); batch_size counts rows before sampling."""
     loss: str = "reverse-kl"
     """reverse-kl (paper) | forward-kl | jsd."""
     beta: float = 0.5
@@ -100,40 +107,15 @@ class DistillConfig:
     teacher_device: str = "auto"
     """Device of the teacher (auto = cuda if visible, else cpu)."""
     teacher_dtype: str = "auto"
-    """Teacher weights' dtype (auto = bf16/fp16 on GPU, fp32 on CPU)."""
+    """Teacher weights' dtype (auto = bfloat16/float16 on GPU, float32 on CPU)."""
     teacher_system: str | None = None
     """System message of the teacher's conversation (default: its template's own)."""
     eval_data: Path | None = None
     """Held-out rows: reverse KL to the teacher on fixed student samples, before and after."""
     split: str | None = None
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    lora_targets: tuple[str, ...] | None = None
-    train_encoder: bool = False
-    full: bool = False
-    epochs: float = 1.0
-    max_steps: int = -1
-    lr: float = 1e-4
-    batch_size: int = 2
-    """Rows per device per step (each sampled samples_per_prompt times)."""
-    grad_accum: int = 1
-    warmup: float = 0.0
-    weight_decay: float = 0.0
-    group_by_length: bool = False
-    on_long_audio: str = "error"
-    """chunk | truncate | drop | error, as in sft (chunk: all windows of a recording in one prompt)."""
-    gradient_checkpointing: bool = False
-    precision: str = "auto"
-    resume: bool = False
-    merge: bool = False
-    report_to: str = "none"
-    logging_steps: int = 10
-    save_steps: int = 500
-    eval_steps: int | None = None
-    seed: int = 0
-    num_workers: int = 0
-    overwrite: bool = False
+    """Split of a DatasetDict in ``data``."""
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    """Names of the user's id/audio/transcript/query/summary columns."""
 
 
 @dataclass
@@ -164,10 +146,6 @@ def check_config(cfg: DistillConfig) -> None:
                         "--lmbda 1, or --estimator full to mix in reference summaries")
     if not 0.0 <= cfg.lmbda <= 1.0:
         problems.append(f"--lmbda must be in [0, 1], got {cfg.lmbda}")
-    if cfg.on_long_audio not in sft.SFT_LONG_AUDIO_CHOICES:
-        problems.append(f"--on-long-audio must be one of {', '.join(sft.SFT_LONG_AUDIO_CHOICES)}")
-    if cfg.merge and cfg.full:
-        problems.append("--merge applies to LoRA training; --full already writes a full checkpoint")
     if cfg.samples_per_prompt < 1 or cfg.max_new_tokens < 1:
         problems.append("--samples-per-prompt and --max-new-tokens must be >= 1")
     if problems:
@@ -179,31 +157,14 @@ def check_config(cfg: DistillConfig) -> None:
 
 def check_rows(ds: Any, source: Path, *, needs_summary: bool) -> list[float]:
     """Audio duration per row; one error naming every unusable row id and column."""
-    required = ["audio", "transcript", "query"] + (["summary"] if needs_summary else [])
-    require_columns(
-        ds, required, source,
-        "distill needs audio, transcript and query per row (the teacher reads the transcript): "
-        "'speechsum synth' output has them"
-        + (" — and a summary column for --lmbda < 1 / --sft-alpha." if needs_summary else "."),
+    return check_audio_rows(
+        ds, source, stage="distill",
+        required=["audio", "transcript", "query"] + (["summary"] if needs_summary else []),
+        nonempty=["transcript", "query"],
+        hint="distill needs audio, transcript and query per row (the teacher reads the transcript): "
+             "'speechsum synth' output has them"
+             + (" — and a summary column for --lmbda < 1 / --sft-alpha." if needs_summary else "."),
     )
-    problems = []
-    for column in ("transcript", "query"):
-        empty = rows_with_empty(ds, column)
-        if empty:
-            problems.append(f"{len(empty)} row(s) with an empty '{column}': ids {sft._shown(empty)}")
-    durations, unreadable = [], []
-    for row_id, audio in zip(ds["id"], ds["audio"]):
-        try:
-            durations.append(probe(audio).duration)
-        except AudioError as exc:
-            unreadable.append(f"{row_id!r}: {exc}")
-            durations.append(0.0)
-    if unreadable:
-        problems.append(f"{len(unreadable)} row(s) with unreadable 'audio' (first: {unreadable[0]})")
-    if problems:
-        raise InputError(f"data '{source}' has rows distill cannot train on: " + "; ".join(problems)
-                         + ". Fix or remove those rows.")
-    return durations
 
 
 def check_vocab(student_tok: Any, teacher_tok: Any, *, student: str, teacher: str, family: str) -> int:
@@ -541,110 +502,79 @@ def reference_completion(lm: Any, prompt: Any, stop_ids: list[int]) -> list[int]
 
 
 @dataclass
-class DistillCollator:
+class DistillCollator(AudioRowCollator):
     """Decode each row's audio; rows stay rows (sampling happens in the loss).
 
     Audio over one window is split into consecutive windows that fill one prompt with ``chunk``
-    (``--on-long-audio chunk``), else cut to the window (rows planned for truncation, or a
-    sample or two of resampling slack; long rows were refused or dropped before).
+    (``--on-long-audio chunk``), else cut to the window (rows planned for truncation).
     """
 
-    lm: Any
-    window: float
-    chunk: bool = False
-
-    def __call__(self, rows: list[dict[str, Any]]) -> dict[str, Any]:
-        sr = self.lm.sampling_rate
-        limit = int(self.window * sr)
-        out = []
-        for row in rows:
-            try:
-                wave: Any = load_audio(row["audio"], sr)
-                if self.chunk and len(wave) > limit:
-                    wave = [c.samples for c in iter_chunks(row["audio"], sr, self.window)]
-                else:
-                    wave = wave[:limit]
-            except AudioError as exc:
-                raise AudioError(f"row {row['id']!r}, column 'audio': {exc}") from None
-            out.append({"id": row["id"], "wave": wave, "query": row["query"],
-                        "transcript": row["transcript"], "summary": row.get("summary") or ""})
-        return {"rows": out}
+    def build(self, rows: list[dict[str, Any]], audios: list[Any]) -> dict[str, Any]:
+        return {"rows": [{"id": row["id"], "wave": wave, "query": row["query"],
+                          "transcript": row["transcript"], "summary": row.get("summary") or ""}
+                         for row, wave in zip(rows, audios)]}
 
 
-def distill_trainer_class() -> Any:
-    from transformers import Trainer
+class DistillTrainer(SpeechTrainer):
+    """Trainer whose loss samples from the student and pulls it toward the teacher."""
 
-    class DistillTrainer(Trainer):
-        """Trainer whose loss samples from the student and pulls it toward the teacher."""
+    step_log_keys = STEP_LOG_KEYS
 
-        def __init__(self, *args: Any, cfg: DistillConfig, batcher: Batcher, **kwargs: Any) -> None:
-            super().__init__(*args, **kwargs)
-            self.cfg, self.batcher = cfg, batcher
-            self._rng = random.Random(cfg.seed)
-            self._stats: dict[str, list[float]] = {}
-            self.totals = {"samples_drawn": 0, "off_policy_rows": 0, "completion_tokens": 0,
-                           "hit_max_new_tokens": 0, "student_only_tokens": 0, "repetition_sum": 0.0}
+    def __init__(self, *args: Any, cfg: DistillConfig, batcher: Batcher, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.cfg, self.batcher = cfg, batcher
+        self._rng = random.Random(cfg.train.seed)
+        self.totals = {"samples_drawn": 0, "off_policy_rows": 0, "completion_tokens": 0,
+                       "hit_max_new_tokens": 0, "student_only_tokens": 0, "repetition_sum": 0.0}
 
-        def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                         num_items_in_batch: Any = None) -> Any:
-            from speechsum_cli.families import Prompt
+    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
+                     num_items_in_batch: Any = None) -> Any:
+        from speechsum_cli.families import Prompt
 
-            cfg, b, lm = self.cfg, self.batcher, self.batcher.lm
-            unwrapped = self.accelerator.unwrap_model(model)
-            prompts, teacher_prompts, completions, references = [], [], [], []
-            on_policy = []
-            for row in inputs["rows"]:
-                prompt = Prompt(row["query"], row["wave"])
-                t_prompt = b.teacher.prompt_ids(row["transcript"], row["query"])
-                if row["summary"].strip():
-                    references.append(Prompt(row["query"], row["wave"], answer=row["summary"]))
-                if row["summary"].strip() and self._rng.random() >= cfg.lmbda:
-                    prompts.append(prompt)
-                    teacher_prompts.append(t_prompt)
-                    completions.append(reference_completion(lm, references[-1], b.stop_ids))
-                    self.totals["off_policy_rows"] += 1
-                else:
-                    on_policy += [(prompt, t_prompt)] * cfg.samples_per_prompt
-            if on_policy:
-                sampled, truncated = sample_completions(
-                    unwrapped, lm, [p for p, _ in on_policy], temperature=cfg.temperature,
-                    top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, stop_ids=b.stop_ids)
-                prompts += [p for p, _ in on_policy]
-                teacher_prompts += [t for _, t in on_policy]
-                completions += sampled
-                self.totals["samples_drawn"] += len(sampled)
-                self.totals["hit_max_new_tokens"] += sum(truncated)
-                self.totals["completion_tokens"] += sum(len(c) for c in sampled)
-                reps = [repetition_rate([t for t in c if t not in b.stop_ids]) for c in sampled]
-                self.totals["repetition_sum"] += sum(reps)
-                self._record({"completion_length": sum(len(c) for c in sampled) / len(sampled),
-                              "repetition": sum(reps) / len(reps),
-                              "hit_max_new_tokens": sum(truncated) / len(truncated)})
-            scored = b.score(model, prompts, teacher_prompts, completions, full=cfg.estimator == "full")
-            self.totals["student_only_tokens"] += scored.student_only
-            loss, stats = distill_loss(scored, kind=cfg.loss, beta=cfg.beta, estimator=cfg.estimator,
-                                       chunk_size=cfg.chunk_size)
-            if cfg.sft_alpha and references:
-                batch = lm.encode(references, padding_side="right").inputs
-                labels = batch.pop("labels")
-                outputs = model(**lm.to_model(batch))
-                ce = sft.summary_token_loss(outputs, labels.to(outputs.logits.device))
-                loss = loss + cfg.sft_alpha * ce
-                stats["sft_ce"] = float(ce.detach())
-            self._record(stats)
-            return (loss, None) if return_outputs else loss
-
-        def _record(self, stats: dict[str, float]) -> None:
-            for name, value in stats.items():
-                self._stats.setdefault(name, []).append(float(value))
-
-        def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
-            if "loss" in logs and self._stats:
-                logs = {**logs, **{k: sum(v) / len(v) for k, v in self._stats.items()}}
-                self._stats = {}
-            super().log(logs, *args, **kwargs)
-
-    return DistillTrainer
+        cfg, b, lm = self.cfg, self.batcher, self.batcher.lm
+        unwrapped = self.accelerator.unwrap_model(model)
+        prompts, teacher_prompts, completions, references = [], [], [], []
+        on_policy = []
+        for row in inputs["rows"]:
+            prompt = Prompt(row["query"], row["wave"])
+            t_prompt = b.teacher.prompt_ids(row["transcript"], row["query"])
+            if row["summary"].strip():
+                references.append(Prompt(row["query"], row["wave"], answer=row["summary"]))
+            if row["summary"].strip() and self._rng.random() >= cfg.lmbda:
+                prompts.append(prompt)
+                teacher_prompts.append(t_prompt)
+                completions.append(reference_completion(lm, references[-1], b.stop_ids))
+                self.totals["off_policy_rows"] += 1
+            else:
+                on_policy += [(prompt, t_prompt)] * cfg.samples_per_prompt
+        if on_policy:
+            sampled, truncated = sample_completions(
+                unwrapped, lm, [p for p, _ in on_policy], temperature=cfg.temperature,
+                top_p=cfg.top_p, max_new_tokens=cfg.max_new_tokens, stop_ids=b.stop_ids)
+            prompts += [p for p, _ in on_policy]
+            teacher_prompts += [t for _, t in on_policy]
+            completions += sampled
+            self.totals["samples_drawn"] += len(sampled)
+            self.totals["hit_max_new_tokens"] += sum(truncated)
+            self.totals["completion_tokens"] += sum(len(c) for c in sampled)
+            reps = [repetition_rate([t for t in c if t not in b.stop_ids]) for c in sampled]
+            self.totals["repetition_sum"] += sum(reps)
+            self.record({"completion_length": sum(len(c) for c in sampled) / len(sampled),
+                         "repetition": sum(reps) / len(reps),
+                         "hit_max_new_tokens": sum(truncated) / len(truncated)})
+        scored = b.score(model, prompts, teacher_prompts, completions, full=cfg.estimator == "full")
+        self.totals["student_only_tokens"] += scored.student_only
+        loss, stats = distill_loss(scored, kind=cfg.loss, beta=cfg.beta, estimator=cfg.estimator,
+                                   chunk_size=cfg.chunk_size)
+        if cfg.sft_alpha and references:
+            batch = lm.encode(references, padding_side="right").inputs
+            labels = batch.pop("labels")
+            outputs = model(**lm.to_model(batch))
+            ce = answer_token_loss(outputs, labels.to(outputs.logits.device))
+            loss = loss + cfg.sft_alpha * ce
+            stats["sft_ce"] = float(ce.detach())
+        self.record(stats)
+        return (loss, None) if return_outputs else loss
 
 
 def heldout_divergence(model: Any, batcher: Batcher, rows: list[dict[str, Any]],
@@ -678,52 +608,43 @@ def heldout_divergence(model: Any, batcher: Batcher, rows: list[dict[str, Any]],
 
 def heldout_rows(cfg: DistillConfig, lm: Any, window: float) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Decoded eval rows (long audio handled per --on-long-audio) and their counts."""
-    ds = load_rows(cfg.eval_data)
+    ds = load_rows(cfg.eval_data, columns=cfg.columns)
     durations = check_rows(ds, cfg.eval_data, needs_summary=False)
-    keep, _, counts = sft.long_audio_plan(ds["id"], durations, window, cfg.on_long_audio, cfg.eval_data)
-    collate = DistillCollator(lm, window, chunk=cfg.on_long_audio == "chunk")
-    rows = collate([ds[i] for i in keep])["rows"]
-    return rows, {"eval_rows": len(rows), **{f"eval_{k}": v for k, v in counts.items()}}
+    policy = LongAudio(cfg.train.on_long_audio)
+    plan = long_audio_plan(ds["id"], durations, window, policy, cfg.eval_data)
+    collate = DistillCollator(lm, window, chunk=policy is LongAudio.chunk)
+    rows = collate([{**ds[i], "truncate": t} for i, t in zip(plan.keep, plan.truncate)])["rows"]
+    return rows, {"eval_rows": len(rows), **{f"eval_{k}": v for k, v in plan.counts.items()}}
 
 
-def run(cfg: DistillConfig) -> DistillResult:
-    """Distill, then write the adapter (or merged checkpoint) + processor + speechsum.json."""
-    start = time.perf_counter()
-    check_config(cfg)
-    check_output_dir(cfg.out, overwrite=cfg.overwrite)
-    precision = sft.resolve_precision(cfg.precision)
-    rows = load_rows(cfg.data, split=cfg.split)
-    durations = check_rows(rows, cfg.data, needs_summary=cfg.lmbda < 1.0 or cfg.sft_alpha > 0)
+def load_checked_teacher(cfg: DistillConfig, rows: Any) -> tuple[Any, int, str]:
+    """Teacher tokenizer checked against the student's vocabulary and the teacher's template
+    (before any model loads); returns it, the shared vocabulary size, and the student's family."""
+    from speechsum_cli.families import adapter_base, get_family, read_model_type, resolve_source
 
-    from speechsum_cli.families import (
-        adapter_base,
-        get_family,
-        load,
-        read_model_type,
-        resolve_source,
-    )
-
-    source = resolve_source(cfg.student)
+    source = resolve_source(cfg.model)
     base = adapter_base(source)
     family = get_family(read_model_type(base if base is not None else source))
     teacher_tok = load_teacher_tokenizer(cfg.teacher)
     student_tok = family.tokenizer(family.load_processor(source))
-    n_shared = check_vocab(student_tok, teacher_tok, student=cfg.student, teacher=cfg.teacher,
+    n_shared = check_vocab(student_tok, teacher_tok, student=cfg.model, teacher=cfg.teacher,
                            family=family.model_type)
     check_teacher_template(Teacher(None, teacher_tok, cfg.teacher, cfg.teacher_system),
                            rows[0]["transcript"], rows[0]["query"])
+    return teacher_tok, n_shared, family.model_type
 
-    from accelerate import PartialState
 
-    work_dir = sft.work_dir_for(cfg.out)
-    args = sft.to_training_args(cfg, work_dir, precision=precision, has_eval=False)
-    _ = args.device  # sets up the process group under torchrun / accelerate launch (as in sft)
-    state = PartialState()
-    resume_from = sft.plan_resume(cfg, work_dir, state.is_main_process)
-    lm = load(source, device="cpu", dtype="float32" if precision == "fp32" or cfg.full else precision)
-    reference = str(Path(source).resolve()) if Path(source).exists() else cfg.student
-    if base is not None:
-        info(f"'{cfg.student}' is an adapter: merged into its base; a new LoRA trains on top.")
+def run(cfg: DistillConfig) -> DistillResult:
+    """Distill, then write the adapter (or merged checkpoint) + processor + speechsum.json."""
+    train = cfg.train
+    check_config(cfg)
+    precision = check_run(train, cfg.out)
+    rows = load_rows(cfg.data, columns=cfg.columns, split=cfg.split)
+    durations = check_rows(rows, cfg.data, needs_summary=cfg.lmbda < 1.0 or cfg.sft_alpha > 0)
+    teacher_tok, n_shared, _ = load_checked_teacher(cfg, rows)
+
+    run_ = start_run(cfg, train, cfg.out, precision)
+    lm, reference = load_for_training(cfg.model, run_.model_dtype(train), is_main=run_.is_main)
     teacher = load_teacher(cfg, teacher_tok)
     for name, model in (("student", lm.model), ("teacher", teacher.model)):
         width = model.get_output_embeddings().weight.shape[0]
@@ -732,65 +653,55 @@ def run(cfg: DistillConfig) -> DistillResult:
                              f"has {n_shared} tokens; its checkpoint and tokenizer disagree.")
     stop_ids = lm.stop_token_ids()
     window = lm.window_seconds
-    keep, _, counts = sft.long_audio_plan(rows["id"], durations, window, cfg.on_long_audio, cfg.data)
-    counts = {"rows_in": len(rows), **counts}
-    kept = rows.select(keep)
+    policy = LongAudio(train.on_long_audio)
+    plan = long_audio_plan(rows["id"], durations, window, policy, cfg.data)
+    counts: dict[str, Any] = {"rows_in": len(rows), **plan.counts}
+    kept = rows.select(plan.keep)
     from datasets import Dataset
 
     train_ds = Dataset.from_dict({
         "id": kept["id"], "audio": kept["audio"], "query": kept["query"],
         "transcript": kept["transcript"],
         "summary": kept["summary"] if "summary" in kept.column_names else [""] * len(kept),
-        "length": [int(durations[i] * 100) for i in keep],
+        "truncate": plan.truncate,
+        "length": [int(durations[i] * 100) for i in plan.keep],
     })
     counts["train_rows"] = len(train_ds)
 
-    from transformers import PrinterCallback, ProgressCallback, set_seed
-
-    set_seed(cfg.seed)
-    model = sft.prepare_model(lm.model, lm.family, cfg, reference)
-    groups = sft.parameter_groups(model, lm.family)
-    if state.is_main_process:
-        sft.print_parameter_table(groups)
-    if cfg.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
-        model.enable_input_require_grads()
+    model, groups = make_trainable(lm, train, reference, is_main=run_.is_main)
     batcher = Batcher(lm, teacher, n_shared, stop_ids, cfg.chunk_size)
 
     metrics: dict[str, Any] = {}
     held, fixed = None, None
     if cfg.eval_data is not None:
-        held, eval_counts = heldout_rows(cfg, lm, window)
-        counts.update(eval_counts)
+        from transformers import set_seed
+
         from speechsum_cli.families import Prompt
 
-        set_seed(cfg.seed)
+        held, eval_counts = heldout_rows(cfg, lm, window)
+        counts.update(eval_counts)
+        set_seed(train.seed)
         fixed, _ = sample_completions(model, lm, [Prompt(r["query"], r["wave"]) for r in held],
                                       temperature=cfg.temperature, top_p=cfg.top_p,
                                       max_new_tokens=cfg.max_new_tokens, stop_ids=stop_ids)
-        metrics["heldout_reverse_kl_before"] = heldout_divergence(model, batcher, held, fixed, cfg.batch_size)
+        metrics["heldout_reverse_kl_before"] = heldout_divergence(model, batcher, held, fixed, train.batch_size)
         info(f"held-out reverse KL before: {metrics['heldout_reverse_kl_before']:.4f} "
              f"({len(held)} rows, {sum(map(len, fixed))} completion tokens)")
 
-    trainer = distill_trainer_class()(
-        model=model, args=args, train_dataset=train_ds, data_collator=DistillCollator(lm, window, chunk=cfg.on_long_audio == "chunk"),
-        callbacks=[sft._log_callback()], cfg=cfg, batcher=batcher,
+    trainer = DistillTrainer(
+        model=model, args=run_.args, train_dataset=train_ds,
+        data_collator=DistillCollator(lm, window, chunk=policy is LongAudio.chunk),
+        family=lm.family, cfg=cfg, batcher=batcher,
     )
-    for noisy in (PrinterCallback, ProgressCallback):
-        trainer.remove_callback(noisy)
-    trainer.add_callback(_step_log_callback())
-    if not (trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled):  # sharded grads: skip
-        trainer.add_callback(sft._gradient_check_callback(model, lm.family))
-    if state.is_main_process:
+    if run_.is_main:
         info(f"distilling on {len(train_ds)} rows from teacher '{cfg.teacher}' "
              f"({cfg.loss}, estimator {cfg.estimator}, lmbda {cfg.lmbda:g})")
-    output = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
-    metrics.update(distill_metrics(trainer, output))
-    if resume_from is not None:  # sample counts below cover the resumed part of the run only
-        metrics["resumed_from_step"] = int(resume_from.name.rsplit("-", 1)[-1])
+    output = trainer.train(resume_from_checkpoint=run_.resume_argument)
+    metrics.update(train_metrics(trainer, output, run_, STEP_LOG_KEYS))
     if held is not None:
-        metrics["heldout_reverse_kl_after"] = heldout_divergence(model, batcher, held, fixed, cfg.batch_size)
+        metrics["heldout_reverse_kl_after"] = heldout_divergence(model, batcher, held, fixed, train.batch_size)
         info(f"held-out reverse KL after: {metrics['heldout_reverse_kl_after']:.4f}")
-    totals = dict(trainer.totals)
+    totals = dict(trainer.totals)  # sample counts cover the resumed part of a resumed run only
     repetition = totals.pop("repetition_sum")
     counts.update(totals)
     if totals["samples_drawn"]:
@@ -800,63 +711,17 @@ def run(cfg: DistillConfig) -> DistillResult:
         warn(f"{totals['student_only_tokens']} sampled token(s) exist only in the student's vocabulary; "
              "the teacher cannot score them, so they were left out of the loss.")
 
-    # Every rank takes part: FSDP/DeepSpeed gather the full weights inside save_model (as in sft).
-    saved = work_dir / "final"
-    trainer.save_model(str(saved))
-    if trainer.is_world_process_zero():
-        with atomic_output_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
-            if cfg.merge:
-                sft.write_merged(lm, saved, tmp)
-            else:
-                for item in saved.iterdir():
-                    if item.name != sft.TRAINER_ARGS_FILE:
-                        shutil.move(str(item), tmp / item.name)
-            lm.processor.save_pretrained(tmp)
-            write_manifest(
-                tmp, stage="distill", config=cfg,
-                inputs=[cfg.data, *([cfg.eval_data] if cfg.eval_data else []), source],
-                counts=counts, metrics=metrics, wall_time=round(time.perf_counter() - start, 2),
-                extra={
-                    "base_model": reference,
-                    "teacher": {"source": cfg.teacher, "device": str(teacher.device),
-                                "dtype": str(next(teacher.model.parameters()).dtype).removeprefix("torch."),
-                                "user_turn": TEACHER_USER, "shared_vocabulary": n_shared},
-                    "loss": cfg.loss, "estimator": cfg.estimator, "lmbda": cfg.lmbda,
-                    "output": "merged" if cfg.merge else ("full" if cfg.full else "adapter"),
-                    "parameters": [vars(g) for g in groups], "window_seconds": window,
-                    "world_size": state.num_processes,
-                },
-            )
-        shutil.rmtree(work_dir, ignore_errors=True)
-    state.wait_for_everyone()
+    finish_run(
+        trainer, run_, lm, stage="distill", config=cfg, train=train,
+        inputs=[cfg.data, *([cfg.eval_data] if cfg.eval_data else []), lm.source],
+        counts=counts, metrics=metrics,
+        extra={
+            "base_model": reference,
+            "teacher": {"source": cfg.teacher, "device": str(teacher.device),
+                        "dtype": str(next(teacher.model.parameters()).dtype).removeprefix("torch."),
+                        "user_turn": TEACHER_USER, "shared_vocabulary": n_shared},
+            "loss": cfg.loss, "estimator": cfg.estimator, "lmbda": cfg.lmbda,
+            "parameters": [vars(g) for g in groups], "window_seconds": window,
+        },
+    )
     return DistillResult(cfg.out, counts, metrics, groups)
-
-
-STEP_LOG_KEYS = ("reverse_kl", "logp/teacher", "logp/student", "completion_length", "repetition",
-                 "hit_max_new_tokens")
-"""Logged every --logging-steps beside the loss (trainer logs, trackers, stderr)."""
-
-
-def _step_log_callback() -> Any:
-    from transformers import TrainerCallback
-
-    class DistillLog(TrainerCallback):
-        """The distillation health figures on stderr (sft's callback prints the loss line)."""
-
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-            if state.is_world_process_zero and logs and "reverse_kl" in logs:
-                info("  " + ", ".join(f"{k} {logs[k]:.4g}" for k in STEP_LOG_KEYS if k in logs))
-
-    return DistillLog()
-
-
-def distill_metrics(trainer: Any, output: Any) -> dict[str, Any]:
-    logs = [h for h in trainer.state.log_history if "reverse_kl" in h]
-    metrics: dict[str, Any] = {"global_step": int(trainer.state.global_step),
-                               "train_loss_mean": float(output.training_loss)}
-    for key in ("loss", *STEP_LOG_KEYS):
-        values = [h[key] for h in logs if key in h]
-        if values:
-            metrics[f"{key}_first"] = float(values[0])
-            metrics[f"{key}_last"] = float(values[-1])
-    return metrics

@@ -1,0 +1,173 @@
+"""What trains: LoRA on the language model only, trainable projector, parameter groups, merging."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from speechsum_cli.console import err_console
+from speechsum_cli.errors import InputError, ModelError
+from speechsum_cli.training.settings import DTYPE_ALIASES, Precision, TrainSettings
+
+
+@dataclass
+class ParameterGroup:
+    name: str
+    total: int
+    trainable: int
+
+
+def lora_pattern(prefix: str, targets: tuple[str, ...]) -> str:
+    """Regex over full module names: ``targets`` inside the language model only."""
+    names = "|".join(re.escape(t) for t in targets)
+    return rf"^{re.escape(prefix)}\..*\.(?:{names})$"
+
+
+def _under(name: str, prefixes: tuple[str, ...]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in prefixes)
+
+
+def grouped_parameters(model: Any, family: Any) -> Iterator[tuple[str, Any]]:
+    """(group, parameter) for every weight of ``model``: encoder / projector / LM / LoRA / other."""
+    for name, param in model.named_parameters():
+        if ".original_module." in name:  # peft's frozen copy of a module it trains in full
+            continue
+        bare = name.removeprefix("base_model.model.").replace(".modules_to_save.default", "")
+        if "lora_" in bare:
+            yield "LoRA", param
+        elif _under(bare, family.audio_encoder_prefixes):
+            yield "encoder", param
+        elif _under(bare, family.projector_prefixes):
+            yield "projector", param
+        elif _under(bare, (family.language_model_prefix,)):
+            yield "language model", param
+        else:
+            yield "other", param
+
+
+def parameter_groups(model: Any, family: Any) -> list[ParameterGroup]:
+    """Total and trainable parameter counts per group: encoder / projector / LM / LoRA / other."""
+    groups = {n: ParameterGroup(n, 0, 0) for n in ("encoder", "projector", "language model", "LoRA", "other")}
+    for group, param in grouped_parameters(model, family):
+        groups[group].total += param.numel()
+        if param.requires_grad:
+            groups[group].trainable += param.numel()
+    return list(groups.values())
+
+
+def prepare_model(model: Any, family: Any, train: TrainSettings, base_source: str) -> Any:
+    """Freeze/unfreeze per the config and wrap with LoRA; fail if LoRA matched nothing."""
+    if train.full:
+        for name, param in model.named_parameters():
+            param.requires_grad = train.train_encoder or not _under(name, family.audio_encoder_prefixes)
+        return model
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    targets = tuple(train.lora_targets or family.lora_targets)
+    pattern = lora_pattern(family.language_model_prefix, targets)
+    matched = [name for name, _ in model.named_modules() if re.match(pattern, name)]
+    if not matched:
+        lm_names = sorted({
+            name.rsplit(".", 1)[-1] for name, module in model.named_modules()
+            if _under(name, (family.language_model_prefix,)) and type(module).__name__ == "Linear"
+        })
+        raise ModelError(
+            f"LoRA targets {', '.join(targets)} match no module of the language model "
+            f"('{family.language_model_prefix}') of '{base_source}', so training would change "
+            f"nothing there. Linear layers it has: {', '.join(lm_names) or 'none'}. Pass "
+            "--lora-targets with some of those names."
+        )
+    save = list(family.projector_prefixes) + (list(family.audio_encoder_prefixes) if train.train_encoder else [])
+    config = LoraConfig(
+        r=train.lora_r, lora_alpha=train.lora_alpha, lora_dropout=train.lora_dropout,
+        target_modules=pattern, modules_to_save=save, task_type="CAUSAL_LM",
+    )
+    peft_model = get_peft_model(model, config)
+    peft_model.peft_config["default"].base_model_name_or_path = base_source
+    for param in peft_model.parameters():  # trained weights stay fp32 under a bf16/fp16 base
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+    return peft_model
+
+
+def print_parameter_table(groups: list[ParameterGroup]) -> None:
+    from rich.table import Table
+
+    table = Table(title="Parameters", title_justify="left")
+    for column in ("group", "total", "trainable", "%"):
+        table.add_column(column, justify="left" if column == "group" else "right")
+    for g in groups:
+        if g.total or g.name == "LoRA":
+            share = f"{100 * g.trainable / g.total:.1f}" if g.total else "-"
+            table.add_row(g.name, f"{g.total:,}", f"{g.trainable:,}", share)
+    err_console.print(table)
+
+
+def resolve_precision(precision: Precision | str) -> Precision:
+    """auto -> bfloat16 on GPUs that support it, float16 on other GPUs, float32 on CPU."""
+    import torch
+
+    value = DTYPE_ALIASES.get(str(getattr(precision, "value", precision)), str(getattr(precision, "value", precision)))
+    try:
+        chosen = Precision(value)
+    except ValueError:
+        raise InputError(f"unknown precision {value!r}; choose one of "
+                         f"{', '.join(p.value for p in Precision)}.") from None
+    cuda = torch.cuda.is_available()
+    if chosen is Precision.auto:
+        if not cuda:
+            return Precision.float32
+        return Precision.bfloat16 if torch.cuda.is_bf16_supported() else Precision.float16
+    if chosen in (Precision.bfloat16, Precision.float16) and not cuda:
+        raise InputError(f"--precision {chosen.value} needs a GPU; none is visible. Use float32 (or auto).")
+    return chosen
+
+
+def write_merged(lm: Any, adapter_dir: Path, out: Path) -> None:
+    """A full checkpoint: the saved adapter merged into a fresh copy of the base weights.
+
+    Merging the saved adapter (rather than the in-memory model) works the same under DDP, FSDP
+    and DeepSpeed, whose in-memory weights may be sharded.
+    """
+    from speechsum_cli.families import attach_adapter, load
+
+    base = load(lm.source, device="cpu", dtype=str(lm.model.dtype).removeprefix("torch."))
+    attach_adapter(base.model, str(adapter_dir)).save_pretrained(out)
+
+
+
+
+def load_for_training(model_arg: str, dtype: str, *, is_main: bool = True) -> tuple[Any, str]:
+    """The starting checkpoint (an adapter chain is merged into its base) and the base to record.
+
+    The base recorded in the new adapter is the absolute path of a local starting checkpoint,
+    or the hub id as given.
+    """
+    from speechsum_cli.console import info
+    from speechsum_cli.families import adapter_base, load, resolve_source
+
+    source = resolve_source(model_arg)
+    lm = load(source, device="cpu", dtype=dtype)
+    base_source = str(Path(source).resolve()) if Path(model_arg).exists() else model_arg
+    if adapter_base(source) is not None and is_main:
+        info(f"'{model_arg}' is an adapter: merged into its base; a new LoRA trains on top.")
+    return lm, base_source
+
+
+def make_trainable(lm: Any, train: TrainSettings, base_source: str, *, is_main: bool = True
+                   ) -> tuple[Any, list[ParameterGroup]]:
+    """Seeded LoRA (or full) preparation, the parameter table on stderr, checkpointing hooks."""
+    from transformers import set_seed
+
+    set_seed(train.seed)  # LoRA's initialisation happens here, before the Trainer seeds anything
+    model = prepare_model(lm.model, lm.family, train, base_source)
+    groups = parameter_groups(model, lm.family)
+    if is_main:
+        print_parameter_table(groups)
+    if train.gradient_checkpointing and hasattr(model, "enable_input_require_grads"):
+        model.enable_input_require_grads()
+    return model, groups
