@@ -183,7 +183,7 @@ def test_tiny_model_overfits_eight_examples(model_type, trainable_models, sft_da
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)["metrics"]
     assert metrics == manifest(out)["metrics"]
-    assert metrics["train_loss_last"] <= 0.5 * metrics["train_loss_first"], metrics
+    assert metrics["loss_last"] <= 0.5 * metrics["loss_first"], metrics
 
 
 # --- padding, merge, resume -----------------------------------------------------------------
@@ -517,5 +517,5 @@ def test_ddp_two_processes_on_cpu_match_gradient_accumulation(trainable_models, 
     single = sft(*common, "--grad-accum", "2", "--out", str(tmp_path / "single"))
     assert single.exit_code == 0, single.output
     one = manifest(tmp_path / "single")["metrics"]
-    for key in ("train_loss_first", "train_loss_last"):
+    for key in ("loss_first", "loss_last"):
         assert ddp["metrics"][key] == pytest.approx(one[key], abs=1e-3), key

@@ -1,0 +1,195 @@
+"""The one training layer: sft, distill and dpo share their flags, their skeleton and its fixes."""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from speechsum_cli.app import app
+from tests.conftest import espeak
+
+runner = CliRunner()
+TRAINING_STAGES = ("sft", "distill", "dpo")
+SHARED_FLAGS = (
+    "--model --data --out --lr --max-steps --epochs --batch-size --grad-accum --warmup --weight-decay "
+    "--lora-r --lora-alpha --lora-dropout --lora-targets --seed --resume --restart --merge --precision "
+    "--json --on-long-audio --save-steps --logging-steps --report-to --gradient-checkpointing "
+    "--train-encoder --full --eval-steps --num-workers --overwrite --split --group-by-length"
+).split()
+PACKAGE = Path(__file__).resolve().parent.parent / "speechsum_cli"
+
+
+def command(name: str):
+    return typer.main.get_command(app).commands[name]
+
+
+def option(cmd, flag: str):
+    found = [p for p in cmd.params if flag in p.opts or flag in p.secondary_opts]
+    assert found, f"{cmd.name} has no {flag}"
+    return found[0]
+
+
+@pytest.mark.parametrize("flag", SHARED_FLAGS)
+def test_training_stages_share_each_flag_with_one_default_unless_the_help_says_why(flag):
+    params = {stage: option(command(stage), flag) for stage in TRAINING_STAGES}
+    sft = params["sft"]
+    for stage, param in params.items():
+        assert set(sft.opts) <= set(param.opts) and param.secondary_opts == sft.secondary_opts, (stage, flag)
+        if param.default != sft.default:
+            assert "(Here " in (param.help or ""), f"{stage} {flag}: default differs without a reason"
+
+
+def test_the_starting_checkpoint_is_model_with_ckpt_as_synonym_everywhere():
+    for stage in TRAINING_STAGES:
+        names = option(command(stage), "--model").opts
+        assert {"--model", "-m", "--ckpt"} <= set(names), (stage, names)
+    assert "--student" in option(command("distill"), "--model").opts
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)
+        elif isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+    return found
+
+
+def test_training_stages_import_nothing_from_each_other_and_the_layer_no_stage():
+    for stage in TRAINING_STAGES:
+        others = {f"speechsum_cli.stages.{o}" for o in TRAINING_STAGES if o != stage}
+        imported = _imports(PACKAGE / "stages" / f"{stage}.py")
+        assert not {i for i in imported if any(i == o or i.startswith(o + ".") for o in others)}, stage
+        assert "speechsum_cli.stages.sft" not in imported or stage == "sft"
+    for module in (PACKAGE / "training").glob("*.py"):
+        assert not any(i.startswith("speechsum_cli.stages") for i in _imports(module)), module.name
+
+
+def captured(seen: dict, cfg):
+    """Stand-in for a stage's run: keeps the config the CLI built (the CLI -> config translation
+    is what these tests check; the stages' runs are tested in their own files)."""
+    from types import SimpleNamespace
+
+    seen["cfg"] = cfg
+    return SimpleNamespace(out=cfg.out, counts={}, metrics={})
+
+
+@pytest.mark.parametrize("stage", TRAINING_STAGES)
+def test_every_training_field_reaches_the_stage_config(stage, monkeypatch, tmp_path):
+    """weight_decay, lora_dropout, train_encoder, eval_steps, num_workers could not be set from
+    some or all commands before; every stage now passes each one through."""
+    import importlib
+
+    module = importlib.import_module(f"speechsum_cli.stages.{stage}")
+    seen = {}
+    monkeypatch.setattr(module, "run", lambda cfg: captured(seen, cfg))
+    args = [stage, "--model", "m", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
+            "--weight-decay", "0.1", "--lora-dropout", "0.2", "--train-encoder", "--eval-steps", "7",
+            "--num-workers", "2", "--lora-targets", "q_proj, v_proj", "--precision", "float32",
+            "--on-long-audio", "chunk", "--warmup", "3"]
+    if stage == "distill":
+        args += ["--teacher", "t"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    train = seen["cfg"].train
+    assert (train.weight_decay, train.lora_dropout, train.train_encoder, train.eval_steps,
+            train.num_workers) == (0.1, 0.2, True, 7, 2)
+    assert train.lora_targets == ("q_proj", "v_proj") and train.warmup == 3
+    assert train.precision.value == "float32" and train.on_long_audio.value == "chunk"
+
+
+def test_old_dtype_spelling_works_with_a_deprecation_note(monkeypatch, tmp_path):
+    from speechsum_cli.stages import sft
+
+    seen = {}
+    monkeypatch.setattr(sft, "run", lambda cfg: captured(seen, cfg))
+    result = runner.invoke(app, ["sft", "-m", "m", "-d", str(tmp_path), "-o", str(tmp_path / "o"),
+                                 "--precision", "fp32"])
+    assert result.exit_code == 0, result.output
+    assert seen["cfg"].train.precision.value == "float32"
+    assert "deprecated" in result.stderr and "float32" in result.stderr
+
+
+# --- dpo, which had drifted from sft's skeleton ---------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pairs_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("pairs")
+    rows = []
+    for i, (chosen, rejected) in enumerate([("Alice opened the review.", "Carol opened it at 10."),
+                                            ("Bob sends the contract.", "Dana sends 5 contracts."),
+                                            ("The team hires three.", "The team hires 7. 7."),
+                                            ("The launch moves to March.", "It moves to April 2.")]):
+        espeak(chosen, folder / f"p{i}.wav")
+        rows.append({"id": f"p{i}", "audio": f"p{i}.wav", "query": "Summarize.", "chosen": chosen,
+                     "rejected": rejected})
+    path = folder / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_dpo_resumes_records_the_step_and_checks_gradients(tiny_models, pairs_data, tmp_path, monkeypatch):
+    from speechsum_cli.stages import dpo
+    from speechsum_cli.training.settings import TrainSettings
+    from speechsum_cli.training.trainer import GradientCheck
+
+    out = tmp_path / "dpo"
+    cfg = dpo.DpoConfig(data=pairs_data, model=str(tiny_models("qwen2_audio")), out=out,
+                        train=TrainSettings(max_steps=4, save_steps=2, batch_size=1, lr=1e-3, logging_steps=1))
+    real_call, calls, checks = dpo.PairCollator.__call__, {"n": 0}, []
+
+    def crash_on_fourth_batch(self, rows):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise RuntimeError("simulated crash")
+        return real_call(self, rows)
+
+    real_init = dpo.DpoTrainer.__init__
+
+    def spy_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        checks.append(any(isinstance(c, GradientCheck) for c in self.callback_handler.callbacks))
+
+    monkeypatch.setattr(dpo.DpoTrainer, "__init__", spy_init)
+    monkeypatch.setattr(dpo.PairCollator, "__call__", crash_on_fourth_batch)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        dpo.run(cfg)
+    monkeypatch.setattr(dpo.PairCollator, "__call__", real_call)
+    assert (tmp_path / ".dpo.partial" / "checkpoint-2").is_dir() and not out.exists()
+
+    result = dpo.run(cfg)  # the same settings: continues by itself
+    assert result.metrics["resumed_from_step"] == 2 and result.metrics["global_step"] == 4
+    assert checks == [True, True]
+    record = json.loads((out / "speechsum.json").read_text())
+    assert record["metrics"]["resumed_from_step"] == 2
+    assert "rewards/margins_last" in record["metrics"]
+
+
+def test_dpo_trains_on_long_audio_with_chunk(tiny_models, pairs_data, tmp_path):
+    """`dpo --help` offered --on-long-audio chunk and the run refused it; now it trains on every window."""
+    import soundfile as sf
+
+    rows = [json.loads(line) for line in pairs_data.read_text().splitlines()]
+    long_wav = tmp_path / "long.wav"
+    wave, sr = sf.read(pairs_data.parent / rows[0]["audio"])
+    import numpy as np
+
+    sf.write(long_wav, np.tile(wave, int(np.ceil(8 * sr / len(wave))))[: 8 * sr], sr)  # 8 s > 5 s window
+    rows[0]["audio"] = str(long_wav)
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps({**r, "audio": str(pairs_data.parent / r["audio"]) if r["id"] != "p0" else r["audio"]}) + "\n" for r in rows))
+    result = runner.invoke(app, ["dpo", "-m", str(tiny_models("qwen2_audio")), "-d", str(data),
+                                 "-o", str(tmp_path / "dpo"), "--max-steps", "2", "--on-long-audio", "chunk",
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)["counts"]
+    assert counts["chunked_long_audio"] == 1 and counts["train_pairs"] == 4
