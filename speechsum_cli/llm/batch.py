@@ -13,6 +13,7 @@ from typing import Any
 
 from speechsum_cli.llm.client import Completion, LLMClient
 from speechsum_cli.llm.config import LLMConfig
+from speechsum_cli.llm.pool import run_pool
 from speechsum_cli.llm.prices import BudgetExceeded
 
 
@@ -66,17 +67,10 @@ async def _run_calls(config: LLMConfig, calls: dict[Any, list[dict[str, str]]], 
                 batch.estimated_output_tokens += estimate.output_tokens
                 batch.estimated_cost_usd += estimate.cost_usd
             return batch
-        gate = asyncio.Semaphore(concurrency)
 
-        async def one(key: Any, messages: list[dict[str, str]]) -> None:
-            async with gate:
-                if batch.stopped_by_budget:
-                    return
-                try:
-                    done = await client.complete_json(messages, schema, prompt_version=prompt_version)
-                except BudgetExceeded:
-                    batch.stopped_by_budget = True
-                    return
+        async def one(call: tuple[Any, list[dict[str, str]]]) -> None:
+            key, messages = call
+            done = await client.complete_json(messages, schema, prompt_version=prompt_version)
             batch.results[key] = done
             batch.requests += done.requests
             batch.cache_hits += done.cache_hits
@@ -85,7 +79,8 @@ async def _run_calls(config: LLMConfig, calls: dict[Any, list[dict[str, str]]], 
             batch.cost_usd += done.cost_usd
             advance(1)
 
-        await asyncio.gather(*(one(k, m) for k, m in calls.items()))
+        stopped = await run_pool(calls.items(), one, concurrency=concurrency, stop_on=(BudgetExceeded,))
+        batch.stopped_by_budget = stopped is not None
         return batch
     finally:
         await client.aclose()

@@ -28,6 +28,7 @@ from speechsum_cli.data.tts import audio_name, check_tts, speak
 from speechsum_cli.data.workdir import WorkDir, work_dir_for
 from speechsum_cli.errors import InputError
 from speechsum_cli.llm import BudgetExceeded, LLMClient, LLMConfig, LLMError
+from speechsum_cli.llm.pool import run_pool
 from speechsum_cli.manifest import (
     MANIFEST_NAME,
     atomic_output_dir,
@@ -388,43 +389,30 @@ class _State:
 async def _generate(
     config: SynthConfig, plan: Plan, transcripts: Any, work: WorkDir, state: _State, client: LLMClient
 ) -> str | None:
-    """Run the pending jobs with ``concurrency`` workers; returns 'budget' when the budget stopped it."""
-    pending = (j for j in range(plan.n) if j not in state.done)
+    """Run the pending jobs with ``concurrency`` workers; returns 'budget' when the budget stopped it.
+
+    An LLMError (bad key, unknown model) stops it too and is raised once the jobs in flight are written."""
+    pending = (plan.job(j) for j in range(plan.n) if j not in state.done)
     writer = work.writer(config.shard_rows)
     schema = synth_schema()
     version = synth_prompt_version()
-    stop: dict[str, Any] = {}
-
-    async def worker(advance: Any) -> None:
-        while not stop:
-            try:
-                job = plan.job(next(pending))
-            except StopIteration:
-                return
-            messages = synth_messages(transcripts[job.source]["transcript"], job.facets)
-            try:
-                completion = await client.complete_json(messages, schema, prompt_version=version)
-            except BudgetExceeded:
-                stop.setdefault("reason", "budget")
-                return
-            except LLMError as exc:
-                stop.setdefault("reason", "error")
-                stop.setdefault("error", exc)
-                return
-            record = _record(job, completion, version, config, state.dedup)
-            writer.write(record)
-            state.add(record)
-            advance(record)
 
     try:
         with _progress(plan.n, len(state.done), state.usage, enabled=config.show_progress) as advance:
-            await asyncio.gather(*(worker(advance) for _ in range(config.llm.concurrency)))
+
+            async def one(job: Job) -> None:
+                messages = synth_messages(transcripts[job.source]["transcript"], job.facets)
+                completion = await client.complete_json(messages, schema, prompt_version=version)
+                record = _record(job, completion, version, config, state.dedup)
+                writer.write(record)
+                state.add(record)
+                advance(record)
+
+            stopped = await run_pool(pending, one, concurrency=config.llm.concurrency, stop_on=(BudgetExceeded,))
     finally:
         writer.close()
         await client.aclose()
-    if "error" in stop:
-        raise stop["error"]
-    return stop.get("reason")
+    return "budget" if stopped is not None else None
 
 
 def _record(job: Job, completion: Any, version: str, config: SynthConfig, dedup: Deduplicator) -> dict[str, Any]:
@@ -601,39 +589,30 @@ def _speak_remote(config: SynthConfig, ds: Any, work: WorkDir, spent: float) -> 
                                extra_body=None))
     text = ds.select_columns(["transcript"])
     failed: Counter = Counter()
-    stop: dict[str, str] = {}
-    pending = iter(sorted(sources.items()))
     (work.path / TTS_DIR).mkdir(exist_ok=True)
 
-    async def worker() -> None:
-        while not stop:
-            try:
-                index, name = next(pending)
-            except StopIteration:
-                return
-            try:
-                result = await client.speech(text[index]["transcript"])
-            except BudgetExceeded:
-                stop.setdefault("reason", "budget")
-                return
-            if result.audio is None:
-                failed[result.reason.split(":")[0].split(" (")[0]] += 1
-                continue
-            tmp = work.path / TTS_DIR / f".{name}.tmp"
-            tmp.write_bytes(result.audio)
-            tmp.replace(work.path / TTS_DIR / name)
+    async def speak_one(source: tuple[int, str]) -> None:
+        index, name = source
+        result = await client.speech(text[index]["transcript"])
+        if result.audio is None:
+            failed[result.reason.split(":")[0].split(" (")[0]] += 1
+            return
+        tmp = work.path / TTS_DIR / f".{name}.tmp"
+        tmp.write_bytes(result.audio)
+        tmp.replace(work.path / TTS_DIR / name)
 
-    async def speak_all() -> None:
+    async def speak_all() -> Exception | None:
         try:
-            await asyncio.gather(*(worker() for _ in range(config.llm.concurrency)))
+            return await run_pool(sorted(sources.items()), speak_one, concurrency=config.llm.concurrency,
+                                  stop_on=(BudgetExceeded,))
         finally:
             await client.aclose()
 
-    asyncio.run(speak_all())
+    stopped = asyncio.run(speak_all())
     ledger = client.ledger
     usage = {"model": client.config.model, "recordings": len(sources), "requests": ledger.requests,
              "cache_hits": ledger.cache_hits, "characters": ledger.input_tokens, "cost_usd": ledger.cost_usd}
-    return usage, dict(failed), stop.get("reason")
+    return usage, dict(failed), "budget" if stopped is not None else None
 
 
 __all__ = ["MANIFEST_NAME", "SynthConfig", "SynthResult", "run"]
