@@ -296,6 +296,17 @@ def test_summary_on_stderr_names_parameters_and_added_tokens(parts, tmp_path):
     assert result.stdout.strip() == str(tmp_path / "v")
 
 
+def test_json_prints_the_result_as_one_object(parts, tmp_path):
+    result = compose("--family", "qwen2_audio", "--encoder", str(parts["whisper"]), "--llm",
+                     str(parts["llama"]), "-o", str(tmp_path / "q"), "--json")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.stdout)
+    assert printed["out"] == str(tmp_path / "q") and printed["family"] == "qwen2_audio"
+    assert set(printed["parameters"]) == {"encoder", "projector", "language_model"}
+    assert printed["added_tokens"] and printed["vocab_size"][1] > printed["vocab_size"][0]
+    assert printed["window_seconds"] == 10  # all 500 positions of the tiny encoder
+
+
 # --- bad input ------------------------------------------------------------------------------
 
 

@@ -185,7 +185,7 @@ def test_judge_scores_failures_and_cache(test_set, tmp_path, monkeypatch):
     bad = predictions(tmp_path / "bad.jsonl", INVENTED)
     with FakeOpenAI(judge_reply) as server:
         args = ["--data", str(test_set), "--predictions", str(good), "--predictions", str(bad),
-                "--judge-base-url", server.base_url, "--judge-model", "judge", "--judge-cache", str(tmp_path / "cache"),
+                "--judge-base-url", server.base_url, "--judge-model", "judge", "--judge-cache-dir", str(tmp_path / "cache"),
                 "--resamples", "20"]
         result = run_eval(*args, "--out", str(tmp_path / "r1"))
         assert result.exit_code == 0, result.output
@@ -215,11 +215,20 @@ def test_judge_dry_run_sends_nothing_and_writes_nothing(test_set, tmp_path):
 
     with FakeOpenAI(judge_reply) as server:
         result = run_eval("--data", str(test_set), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
-                          "--judge-base-url", server.base_url, "--judge-cache", str(tmp_path / "cache"),
+                          "--judge-base-url", server.base_url, "--judge-cache-dir", str(tmp_path / "cache"),
                           "--dry-run", "--out", str(tmp_path / "r"))
+        as_json = run_eval("--data", str(test_set), "--predictions", str(tmp_path / "g.jsonl"),
+                           "--judge-base-url", server.base_url, "--judge-model", "unlisted-judge",
+                           "--judge-cache-dir", str(tmp_path / "cache"), "--price-in", "1000", "--price-out", "1000",
+                           "--dry-run", "--json", "--out", str(tmp_path / "r"))
         assert server.requests == 0
     assert result.exit_code == 0, result.output
     assert "Dry run: the judge would score 3 rows x 1 system(s)" in result.stdout
+    assert as_json.exit_code == 0, as_json.output
+    estimate = json.loads(as_json.stdout)
+    assert (estimate["dry_run"], estimate["rows"], estimate["systems"], estimate["requests"]) == (True, 3, 1, 3)
+    assert estimate["cost_usd"] > 0  # priced by --price-in/--price-out, not "no price known"
+    assert "no price known" not in as_json.stderr
     assert not (tmp_path / "r").exists()
 
 
@@ -245,7 +254,7 @@ def test_end_to_end_checkpoint_vs_file_with_a_judge_served_by_transformers(
         "--data", str(test_set), "--model", str(tiny_models("qwen2_audio")),
         "--predictions", str(predictions(tmp_path / "good.jsonl", FAITHFUL)),
         "--judge-base-url", base_url, "--judge-model", judge_model, "--judge-concurrency", "2", "--judge-max-tokens", "24",
-        "--judge-cache", str(tmp_path / "cache"), "--max-new-tokens", "4", "--wer-rows", "1",
+        "--judge-cache-dir", str(tmp_path / "cache"), "--max-new-tokens", "4", "--wer-rows", "1",
         "--resamples", "20", "--out", str(out),
     )
     assert result.exit_code == 0, result.output
@@ -255,3 +264,83 @@ def test_end_to_end_checkpoint_vs_file_with_a_judge_served_by_transformers(
     assert judge["failed"] == {"qwen2_audio": 3, "good": 3}
     assert "judge_overall" not in report["summary"]
     assert "rouge1" in report["summary"] and (out / "report.md").is_file()
+
+
+# --- the shared option vocabulary (issue 17) ---------------------------------------------------
+
+JUDGE_FLAGS = {"--judge-base-url", "--judge-model", "--judge-api-key-env", "--judge-concurrency",
+               "--judge-cache-dir", "--judge-max-tokens", "--max-cost", "--price-in", "--price-out", "--prices"}
+
+
+def judge_flags(command: str) -> dict[str, tuple]:
+    """Visible judge and budget options of a command: flag -> (default, help)."""
+    import typer
+
+    cmd = typer.main.get_command(app).commands[command]
+    return {opt: (param.default, param.help) for param in cmd.params if not getattr(param, "hidden", False)
+            for opt in param.opts if opt.startswith("--judge-") or opt in JUDGE_FLAGS}
+
+
+def test_pairs_and_eval_spell_the_judge_identically():
+    pairs, evaluate = judge_flags("pairs"), judge_flags("eval")
+    assert set(pairs) == set(evaluate) == JUDGE_FLAGS
+    for flag in JUDGE_FLAGS - {"--judge-max-tokens"}:
+        assert pairs[flag] == evaluate[flag], flag
+    # the one default that differs says why
+    assert pairs["--judge-max-tokens"][0] == 256 and evaluate["--judge-max-tokens"][0] == 512
+    assert "Here 256" in pairs["--judge-max-tokens"][1]
+
+
+def test_old_judge_cache_spelling_still_works_with_a_deprecation_note(test_set, tmp_path):
+    from tests.fake_openai import FakeOpenAI
+
+    good = predictions(tmp_path / "g.jsonl", FAITHFUL)
+    with FakeOpenAI(judge_reply) as server:
+        result = run_eval("-d", str(test_set), "-p", str(good), "-o", str(tmp_path / "r"), "--resamples", "20",
+                          "--judge-base-url", server.base_url, "--judge-cache", str(tmp_path / "old-cache"))
+    assert result.exit_code == 0, result.output
+    assert ("--judge-cache is deprecated and will be removed in the next release; use --judge-cache-dir."
+            in " ".join(result.stderr.split()))
+    assert any((tmp_path / "old-cache").iterdir())
+
+
+def test_json_prints_the_summary(test_set, tmp_path):
+    result = run_eval("--data", str(test_set), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
+                      "--out", str(tmp_path / "r"), "--no-judge", "--resamples", "20", "--json")
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["style_ok"]["g"]["mean"] == 1.0
+
+
+def test_no_judge_is_what_the_report_says(test_set, tmp_path):
+    result = run_eval("--data", str(test_set), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
+                      "--out", str(tmp_path / "r"), "--no-judge", "--resamples", "20")
+    assert result.exit_code == 0, result.output
+    assert "judge is off" not in result.stderr
+    assert "Judge: not run — turned off with --no-judge." in (tmp_path / "r" / "report.md").read_text()
+
+
+def test_judge_on_without_a_key_names_the_judge_flags(test_set, tmp_path, monkeypatch):
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    result = run_eval("--data", str(test_set), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
+                      "--out", str(tmp_path / "r"), "--judge")
+    assert result.exit_code == 1
+    assert ("no API key: environment variable OPENAI_API_KEY is not set. Export it, pass --judge-api-key-env "
+            "NAME for another variable, or --judge-base-url for a local server.") in " ".join(result.stderr.split())
+
+
+def test_column_flags_map_other_names(tmp_path):
+    data = write_jsonl(tmp_path / "t.jsonl", [
+        {"key": r["id"], "said": r["transcript"], "ask": r["query"], "style": r["style"], "ref": r["summary"]}
+        for r in ROWS])
+    result = run_eval("--data", str(data), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
+                      "--out", str(tmp_path / "r"), "--no-judge", "--resamples", "20", "--id-column", "key",
+                      "--transcript-column", "said", "--query-column", "ask", "--summary-column", "ref")
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["rows_compared"] == 3 and "rouge1" in report["summary"]
+
+
+def test_help_names_the_plot_extra():
+    result = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "200"})
+    assert "pip install 'speechsum[plot]'" in result.stdout

@@ -231,3 +231,43 @@ def test_remote_code_phi4_checkpoint_points_to_the_transformers_revision(speech_
 def test_unreachable_hub_revision_names_the_flag(speech_wav):
     assert_error(run_cli(str(speech_wav), "--model", "nobody/no-such-model@main"),
                  "cannot load model 'nobody/no-such-model@main'", "--model", "SPEECHSUM_MODEL")
+
+
+# --- the shared option vocabulary (issue 17) ---------------------------------------------------
+
+
+def test_json_is_format_json_and_ckpt_is_model(tiny_models, tmp_path):
+    audio = speech_of_duration(tmp_path / "short.wav", 3.0, workdir=tmp_path)
+    model = str(tiny_models("qwen2_audio"))
+    by_format = summarize_json(str(audio), "--model", model, "--max-new-tokens", "3")
+    result = runner.invoke(app, ["summarize", str(audio), "--ckpt", model, "--max-new-tokens", "3",
+                                 "--json", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    by_flag = json.loads(result.stdout)
+    assert by_flag["summary"] == by_format["summary"] and by_flag["chunks"] == by_format["chunks"]
+
+
+def test_json_and_format_md_conflict(speech_wav):
+    result = run_cli(str(speech_wav), "--json", "--format", "md")
+    assert result.exit_code == 2
+    assert "--json is --format json" in result.output
+
+
+@pytest.mark.parametrize("policy", ["truncate", "drop"])
+def test_on_long_audio_offers_only_chunk_and_error(speech_wav, policy):
+    result = run_cli(str(speech_wav), "--on-long-audio", policy)
+    assert result.exit_code == 2
+    assert f"'{policy}' is not a policy summarize supports; use chunk or error" in " ".join(
+        result.output.replace("│", " ").split())
+    help_line = next(x for x in runner.invoke(app, ["summarize", "--help"], env={"COLUMNS": "200"}).stdout.splitlines()
+                     if "--on-long-audio" in x)
+    assert "[chunk|error]" in help_line and "truncate|" not in help_line
+
+
+def test_dtype_speaks_the_shared_vocabulary(tiny_models, tmp_path):
+    audio = speech_of_duration(tmp_path / "short.wav", 2.0, workdir=tmp_path)
+    result = runner.invoke(app, ["summarize", str(audio), "--model", str(tiny_models("qwen2_audio")),
+                                 "--dtype", "fp32", "--max-new-tokens", "2", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    assert "the dtype 'fp32' is deprecated" in " ".join(result.stderr.split())
+    assert "Error" not in result.output

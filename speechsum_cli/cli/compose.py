@@ -1,4 +1,4 @@
-"""``speechsum compose``: flags -> ComposeConfig -> stages.compose.run -> summary on stderr."""
+"""``speechsum compose``: flags -> ComposeConfig -> stages.compose.run -> the path on stdout (a summary on stderr)."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from speechsum_cli.cli.options import Overwrite, json_option, out_option
 
 EPILOG = (
     "Examples:\n\n"
@@ -22,10 +24,11 @@ def compose(
     encoder: Annotated[str, typer.Option("--encoder", help="Whisper checkpoint: local dir or hub id (WhisperForConditionalGeneration or WhisperModel).", show_default=False)],
     llm: Annotated[str, typer.Option("--llm", help="Causal LM: local dir, hub id, .gguf file, or OWNER/REPO/FILE.gguf.", show_default=False)],
     family: Annotated[str, typer.Option("--family", help="Family of the checkpoint to build: qwen2_audio or voxtral.", show_default=False)],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output checkpoint directory.", show_default=False)],
+    out: Annotated[Path, out_option("Output checkpoint directory.")],
     window_seconds: Annotated[int | None, typer.Option(help="Audio window in seconds  \\[default: all the encoder's positions cover: 30 for Whisper].", min=1, show_default=False)] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace --out if it exists.")] = False,
+    overwrite: Overwrite = False,
     seed: Annotated[int, typer.Option(help="Seed of the projector's random initialisation.")] = 0,
+    as_json: Annotated[bool, json_option("the result (path, family, parameter counts, tokens added, window)")] = False,
 ) -> None:
     """Build a native audio-LLM checkpoint from a Whisper encoder + any causal LM (fresh projector)."""
     from speechsum_cli.cli.common import quiet_libraries
@@ -51,4 +54,10 @@ def compose(
     info(f"window: {result.window_seconds} s; chat template: {result.chat_template}")
     for note in result.notes:
         info(note)
-    typer.echo(str(result.out))
+    if as_json:
+        import json
+        from dataclasses import asdict
+
+        typer.echo(json.dumps(asdict(result), default=str))
+    else:
+        typer.echo(str(result.out))

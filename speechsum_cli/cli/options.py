@@ -7,14 +7,21 @@ stage whose default differs says why in its help (``DEFAULT_REASONS``).
 
 Old spellings keep working for one release: a hidden option (:func:`deprecated_option`) or a
 value alias (``--precision bf16``) prints a deprecation note on stderr and maps to the new one.
+
+The commands that are not training stages share the rest: :func:`endpoint_options` spells an
+OpenAI-compatible LLM the same way everywhere (``--ROLE-base-url --ROLE-model ...`` with the role
+as prefix, e.g. pairs' and eval's judge; unprefixed, with ``--llm`` for the model, where a command
+talks to one LLM and has no checkpoint, as synth), :func:`column_options` the ``--X-column`` flags,
+:func:`long_audio_option` the subset of :class:`LongAudio` a command supports.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
+import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -48,9 +55,12 @@ MODEL_HELP = ("Starting checkpoint: local dir, hub id or hub_id@revision (an ada
               "into its base).")
 
 
-def model_option(help: str = MODEL_HELP, *extra: str) -> Any:
-    """``--model/-m``, the checkpoint a stage starts from; ``--ckpt`` is its synonym everywhere."""
-    return typer.Option("--model", "-m", "--ckpt", *extra, help=help, show_default=False)
+def model_option(help: str = MODEL_HELP, *extra: str, **settings: Any) -> Any:
+    """``--model/-m``, the checkpoint a stage starts from; ``--ckpt`` is its synonym everywhere.
+
+    ``settings`` go to ``typer.Option`` (e.g. ``envvar`` for summarize's ``SPEECHSUM_MODEL``).
+    """
+    return typer.Option("--model", "-m", "--ckpt", *extra, help=help, show_default=False, **settings)
 
 
 def data_option(help: str) -> Any:
@@ -61,7 +71,12 @@ def out_option(help: str) -> Any:
     return typer.Option("--out", "-o", help=help, show_default=False)
 
 
-Json = Annotated[bool, typer.Option("--json", help="Print the result (path, counts, metrics) as JSON on stdout.")]
+def json_option(what: str = "the result (path, counts, metrics)", help: str | None = None) -> Any:
+    """``--json``: the command's result as JSON on stdout (every stage has it)."""
+    return typer.Option("--json", help=help or f"Print {what} as JSON on stdout.")
+
+
+Json = Annotated[bool, json_option()]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")]
 Split = Annotated[Optional[str], typer.Option(help="Split of a saved DatasetDict in --data.")]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
@@ -164,30 +179,26 @@ def _settings_from(values: dict[str, Any]) -> TrainSettings:
     return TrainSettings(**values)
 
 
-def train_options(stage: str, columns: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Give a command the shared training flags (and ``--X-column`` flags for ``columns``).
+def inject(params: list[inspect.Parameter], build: Callable[[dict[str, Any]], dict[str, Any]],
+           replaces: tuple[str, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the shared ``params`` in place of its ``replaces`` arguments.
 
-    The command declares ``train: TrainSettings`` (and ``columns: ColumnMap`` when ``columns``
-    is given) instead of the individual flags; it receives them built from the flags.
+    ``build`` takes the shared flags' values (popped from the call) and returns the command's
+    ``replaces`` arguments (e.g. one ``TrainSettings`` from 27 flags). Decorators stack.
     """
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(func, eval_str=True)
         own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values()
-               if p.name not in ("train", "columns")]
-        shared = _train_params(stage) + column_params(columns)
+               if p.name not in replaces]
+        names = [p.name for p in params]
 
         @functools.wraps(func)
         def wrapper(**kwargs: Any) -> Any:
-            from speechsum_cli.data.dataset import ColumnMap
+            shared = {name: kwargs.pop(name) for name in names}
+            return func(**kwargs, **build(shared))
 
-            train = _settings_from({name: kwargs.pop(name) for name in TRAIN_FLAGS})
-            extra = {"train": train}
-            if columns:
-                extra["columns"] = ColumnMap(**{n: kwargs.pop(f"{n}_column") for n in columns})
-            return func(**kwargs, **extra)
-
-        parameters = own + shared
+        parameters = own + params
         wrapper.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
         wrapper.__annotations__ = {p.name: p.annotation for p in parameters}
         del wrapper.__wrapped__  # Typer must read the new signature, not the function's
@@ -196,9 +207,235 @@ def train_options(stage: str, columns: tuple[str, ...] = ()) -> Callable[[Callab
     return decorate
 
 
-def deprecated_option(old: str, new: str) -> Any:
-    """A hidden option for an old spelling; :func:`prefer` maps it to the new one with a note."""
-    return typer.Option(old, hidden=True, help=f"Deprecated: use {new}.")
+def _column_map(names: tuple[str, ...], values: dict[str, Any]) -> Any:
+    from speechsum_cli.data.dataset import ColumnMap
+
+    return ColumnMap(**{n: values.pop(f"{n}_column") for n in names})
+
+
+def train_options(stage: str, columns: tuple[str, ...] = ()) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Give a command the shared training flags (and ``--X-column`` flags for ``columns``).
+
+    The command declares ``train: TrainSettings`` (and ``columns: ColumnMap`` when ``columns``
+    is given) instead of the individual flags; it receives them built from the flags.
+    """
+
+    def build(values: dict[str, Any]) -> dict[str, Any]:
+        extra: dict[str, Any] = {"columns": _column_map(columns, values)} if columns else {}
+        return {"train": _settings_from(values), **extra}
+
+    return inject(_train_params(stage) + column_params(columns), build, ("train", "columns"))
+
+
+def column_options(columns: tuple[str, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """``--X-column`` flags for the contract ``columns`` a command reads; it receives ``columns: ColumnMap``."""
+    return inject(column_params(columns), lambda values: {"columns": _column_map(columns, values)}, ("columns",))
+
+
+# --- long audio --------------------------------------------------------------------------------
+
+
+def long_audio_option(allowed: tuple[LongAudio, ...], help: str) -> Any:
+    """``--on-long-audio`` limited to the policies a command supports; the command gets a :class:`LongAudio`.
+
+    ``--help`` lists only ``allowed``; another value is a usage error naming them.
+    """
+    values = [a.value for a in allowed]
+
+    def check(ctx: typer.Context, value: Any) -> LongAudio:
+        value = getattr(value, "value", value)
+        if value not in values:
+            raise typer.BadParameter(
+                f"'{value}' is not a policy {ctx.info_name} supports; use {' or '.join(values)}."
+            )
+        return LongAudio(value)
+
+    return typer.Option("--on-long-audio", help=help, metavar="[" + "|".join(values) + "]", callback=check)
+
+
+# --- LLM endpoints -----------------------------------------------------------------------------
+
+DEFAULT_LLM = "gpt-4.1"
+DEFAULT_LLM_CACHE = Path.home() / ".cache" / "speechsum" / "llm"
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
+BUDGET_FIELDS = ("max_cost", "price_in", "price_out", "prices")
+"""Never prefixed: a command calls one LLM under one budget."""
+
+
+def endpoint_flag(role: str | None, name: str) -> str:
+    """``--judge-base-url`` for the judge; ``--base-url`` and ``--llm`` (the model) without a role."""
+    if name in BUDGET_FIELDS:
+        return "--" + name.replace("_", "-")
+    if role is None:
+        return "--llm" if name == "model" else "--" + name.replace("_", "-")
+    return f"--{role}-{name.replace('_', '-')}"
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    """One OpenAI-compatible LLM as its flags describe it (see :func:`endpoint_options`)."""
+
+    role: str | None
+    """Flag prefix: 'judge' (--judge-base-url ...), or None (--base-url, --llm)."""
+    base_url: str | None
+    model: str
+    api_key_env: str
+    concurrency: int
+    cache_dir: Path | None
+    """None: the default cache, ~/.cache/speechsum/llm."""
+    max_tokens: int
+    max_cost: float | None
+    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def flag(self, name: str) -> str:
+        return endpoint_flag(self.role, name)
+
+    @property
+    def configured(self) -> bool:
+        """An endpoint is given, or the key variable is set."""
+        return self.base_url is not None or bool(os.environ.get(self.api_key_env))
+
+    def check_key(self, *, dry_run: bool = False) -> None:
+        """Fail before any work when api.openai.com is meant but the key is missing, naming this role's flags."""
+        from speechsum_cli.errors import InputError
+
+        if not dry_run and not self.configured:
+            raise InputError(
+                f"no API key: environment variable {self.api_key_env} is not set. Export it, pass "
+                f"{self.flag('api_key_env')} NAME for another variable, or {self.flag('base_url')} for a "
+                "local server."
+            )
+
+    def llm_config(self, *, cache: bool = True, **settings: Any) -> Any:
+        """The client's :class:`~speechsum_cli.llm.LLMConfig`; ``settings`` add the rest (temperature...)."""
+        from speechsum_cli.llm import LLMConfig
+
+        return LLMConfig(
+            base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
+            concurrency=self.concurrency, max_tokens=self.max_tokens, max_cost=self.max_cost,
+            cache_dir=(self.cache_dir or DEFAULT_LLM_CACHE) if cache else None, prices=dict(self.prices),
+            **settings,
+        )
+
+
+def price_table(model: str, price_in: float | None, price_out: float | None,
+                prices: Path | None) -> dict[str, tuple[float, float]]:
+    """``--prices FILE`` plus ``--price-in/--price-out`` for ``model`` (both or neither)."""
+    from speechsum_cli.errors import InputError
+    from speechsum_cli.llm import load_price_file
+
+    table = load_price_file(prices) if prices else {}
+    if (price_in is None) != (price_out is None):
+        raise InputError("--price-in and --price-out go together; pass both (USD per 1M tokens).")
+    if price_in is not None:
+        table[model] = (price_in, price_out)
+    return table
+
+
+def _endpoint_specs(role: str | None, who: str, model_help: str, max_tokens: int,
+                    max_tokens_help: str) -> dict[str, tuple[Any, Any, str, dict[str, Any]]]:
+    """field -> (CLI type, default, help, extra typer.Option arguments)."""
+    model = endpoint_flag(role, "model")
+    return {
+        "base_url": (Optional[str], None, f"OpenAI-compatible endpoint of the {who}, e.g. "
+                     "http://127.0.0.1:8000/v1  \\[default: api.openai.com].", {"show_default": False}),
+        "model": (str, DEFAULT_LLM, model_help, {}),
+        "api_key_env": (str, DEFAULT_KEY_ENV, f"Environment variable holding the {who}'s API key (only "
+                        "its name is recorded).", {}),
+        "concurrency": (int, 8, f"{who[0].upper() + who[1:]} requests in flight at once.", {"min": 1}),
+        "cache_dir": (Optional[Path], None, f"Response cache of the {who}  \\[default: ~/.cache/speechsum/llm].",
+                      {"show_default": False}),
+        "max_tokens": (int, max_tokens, max_tokens_help, {"min": 16}),
+        "max_cost": (Optional[float], None, f"Stop calling the {who} before spending more than this many USD.",
+                     {"min": 0.0}),
+        "price_in": (Optional[float], None, f"USD per 1M input tokens for {model} (overrides the price table).",
+                     {"min": 0.0}),
+        "price_out": (Optional[float], None, f"USD per 1M output tokens for {model} (overrides the price table).",
+                      {"min": 0.0}),
+        "prices": (Optional[Path], None, "JSON file of model -> [USD/1M in, USD/1M out] (overrides the price table).", {}),
+    }
+
+
+def _given(ctx: Any, name: str, value: Any, default: Any) -> bool:
+    """Whether the user set parameter ``name`` (not its default)."""
+    from click.core import ParameterSource
+
+    source = ctx.get_parameter_source(name) if ctx is not None else None
+    if source is None:
+        return value != default
+    return source not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
+
+
+def endpoint_options(role: str | None, *, into: str, who: str, panel: str, model_help: str,
+                     max_tokens: int, max_tokens_help: str,
+                     deprecated: dict[tuple[str, ...], str] | None = None,
+                     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The flags of one OpenAI-compatible LLM, spelled the same in every command.
+
+    With a ``role`` every endpoint flag has it as prefix (``--judge-base-url --judge-model
+    --judge-api-key-env --judge-concurrency --judge-cache-dir --judge-max-tokens``); without one
+    they are ``--base-url --llm --api-key-env --concurrency --cache-dir --max-tokens``. The budget
+    flags ``--max-cost --price-in --price-out --prices`` come with them. The command declares
+    ``into: Endpoint`` and receives it built from the flags. ``deprecated`` maps old spellings to
+    a field: hidden options that keep working for one release with a note on stderr.
+    """
+    specs = _endpoint_specs(role, who, model_help, max_tokens, max_tokens_help)
+    prefix = f"{role or 'llm'}_"
+    params = []
+    for name, (kind, default, help, extra) in specs.items():
+        option = typer.Option(endpoint_flag(role, name), help=help, rich_help_panel=panel, **extra)
+        params.append(inspect.Parameter(prefix + name, inspect.Parameter.KEYWORD_ONLY, default=default,
+                                        annotation=Annotated[kind, option]))
+    old_flags = dict(deprecated or {})
+    for flags, name in old_flags.items():
+        option = deprecated_option(flags[0], endpoint_flag(role, name), *flags[1:])
+        params.append(inspect.Parameter(f"deprecated_{prefix}{name}", inspect.Parameter.KEYWORD_ONLY,
+                                        default=None, annotation=Annotated[Optional[specs[name][0]], option]))
+
+    def build(values: dict[str, Any]) -> dict[str, Any]:
+        import click
+
+        ctx = click.get_current_context(silent=True)
+        fields = {name: values[prefix + name] for name in specs}
+        for flags, name in old_flags.items():
+            old = values[f"deprecated_{prefix}{name}"]
+            if old is None:
+                continue
+            deprecation(flags[0], endpoint_flag(role, name))
+            if not _given(ctx, prefix + name, fields[name], specs[name][1]):
+                fields[name] = old
+        prices = price_table(fields["model"], fields.pop("price_in"), fields.pop("price_out"),
+                             fields.pop("prices"))
+        return {into: Endpoint(role=role, prices=prices, **fields)}
+
+    return inject(params, build, (into,))
+
+
+JUDGE_PANEL = "LLM judge (the same flags in pairs and eval)"
+JUDGE_MAX_TOKENS = {
+    "eval": (512, "Reply budget per judge request (rubric scores, invented facts and a rationale)."),
+    "pairs": (256, "Reply budget per judge request. (Here 256: a pairwise verdict is a letter and a "
+                   "rationale; eval's rubric replies, which list invented facts, get 512: raise it for "
+                   "--judge rubric.)"),
+}
+
+
+def judge_options(command: str, deprecated: dict[tuple[str, ...], str] | None = None
+                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """The LLM judge's flags (``--judge-base-url`` ... ``--prices``), defined once for pairs and eval.
+
+    The command declares ``judge_llm: Endpoint``.
+    """
+    max_tokens, max_tokens_help = JUDGE_MAX_TOKENS[command]
+    return endpoint_options("judge", into="judge_llm", who="judge", panel=JUDGE_PANEL,
+                            model_help=f"Judge model (the paper: {DEFAULT_LLM}).", max_tokens=max_tokens,
+                            max_tokens_help=max_tokens_help, deprecated=deprecated)
+
+
+def deprecated_option(old: str, new: str, *also: str) -> Any:
+    """A hidden option for an old spelling (and ``also`` its short forms); :func:`prefer` maps it
+    to the new one with a note."""
+    return typer.Option(old, *also, hidden=True, help=f"Deprecated: use {new}.", show_default=False)
 
 
 def prefer(new_value: Any, old_value: Any, *, new: str, old: str, required: bool = True) -> Any:
@@ -210,6 +447,16 @@ def prefer(new_value: Any, old_value: Any, *, new: str, old: str, required: bool
     if new_value is None and required:
         raise typer.BadParameter(f"Missing option '{new}'.", param_hint=new)
     return new_value
+
+
+def estimate_json(batch: Any, **extra: Any) -> str:
+    """A dry run's estimate (requests, tokens, USD) of an LLM call batch, for ``--json``."""
+    import json
+
+    return json.dumps({"dry_run": True, "requests": batch.estimated_requests,
+                       "input_tokens": batch.estimated_input_tokens,
+                       "output_tokens": batch.estimated_output_tokens,
+                       "cost_usd": round(batch.estimated_cost_usd, 6), **extra})
 
 
 def echo_result(result: Any, as_json: bool) -> None:

@@ -4,15 +4,35 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
+from speechsum_cli.cli.options import (
+    Device,
+    Dtype,
+    Endpoint,
+    Overwrite,
+    Progress,
+    Split,
+    column_options,
+    data_option,
+    estimate_json,
+    json_option,
+    judge_options,
+    long_audio_option,
+    model_option,
+    out_option,
+)
+from speechsum_cli.data.dataset import ColumnMap
+from speechsum_cli.data.long_audio import LongAudio
+
 EPILOG = (
     "Examples:\n\n"
-    "  speechsum pairs --model runs/kd --data prompts/ --out runs/pairs --base-url http://127.0.0.1:8000/v1 --judge-model MODEL\n\n"
-    "  speechsum pairs --model runs/kd --data prompts/ --out runs/pairs --judge offline\n\n"
-    "The pairwise judge sees both orders of every pair and keeps only consistent verdicts."
+    "  speechsum pairs --model runs/kd --data prompts/ --out runs/pairs --judge-base-url http://127.0.0.1:8000/v1 --judge-model MODEL\n\n"
+    "  speechsum pairs -m runs/kd -d prompts/ -o runs/pairs --judge offline\n\n"
+    "The pairwise judge sees both orders of every pair and keeps only consistent verdicts. The "
+    "judge flags are the same as eval's."
 )
 
 
@@ -22,15 +42,15 @@ class Judge(str, Enum):
     offline = "offline"
 
 
-class LongAudio(str, Enum):
-    error = "error"
-    drop = "drop"
-
-
+@judge_options("pairs", deprecated={("--base-url",): "base_url", ("--api-key-env",): "api_key_env",
+                                    ("--concurrency",): "concurrency", ("--cache-dir",): "cache_dir"})
+@column_options(("id", "audio", "transcript", "query"))
 def pairs(
-    model: Annotated[str, typer.Option("--model", "-m", help="Checkpoint that samples candidates (the KD student).")],
-    data: Annotated[Path, typer.Option("--data", "-d", help="Prompts: dataset dir/.parquet/.jsonl with id, audio, transcript, query.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset directory of preference pairs.")],
+    model: Annotated[str, model_option("Checkpoint that samples candidates (the KD student).")],
+    data: Annotated[Path, data_option("Prompts: dataset dir/.parquet/.jsonl with id, audio, transcript, query.")],
+    out: Annotated[Path, out_option("Output dataset directory of preference pairs.")],
+    judge_llm: Endpoint,
+    columns: ColumnMap,
     k: Annotated[int, typer.Option("--k", help="Candidates sampled per prompt.", min=2)] = 2,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0).")] = 1.0,
     top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
@@ -38,50 +58,56 @@ def pairs(
     batch_size: Annotated[int, typer.Option(help="Prompts sampled together.", min=1)] = 4,
     judge: Annotated[Judge, typer.Option(help="pairwise (the paper's), rubric (1-7 scores), or offline (no LLM).")] = Judge.pairwise,
     min_margin: Annotated[float, typer.Option(help="rubric: keep pairs whose best - worst score >= this.")] = 1.0,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint of the judge.")] = None,
-    judge_model: Annotated[str, typer.Option(help="Judge model (the paper: gpt-4.1).")] = "gpt-4.1",
-    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the judge's key.")] = "OPENAI_API_KEY",
-    concurrency: Annotated[int, typer.Option(help="Judge requests in flight.", min=1)] = 8,
-    judge_max_tokens: Annotated[int, typer.Option(help="Reply budget per judge request.", min=16)] = 256,
-    cache_dir: Annotated[Optional[Path], typer.Option(help="Judge response cache  \\[default: ~/.cache/speechsum/llm].", show_default=False)] = None,
-    max_cost: Annotated[Optional[float], typer.Option(help="Stop judging before spending more than this many USD.", min=0.0)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Sample, then estimate judge requests and cost; send and write nothing.")] = False,
-    on_long_audio: Annotated[LongAudio, typer.Option(help="Audio longer than the model's window: error, or drop (counted).")] = LongAudio.error,
+    on_long_audio: Annotated[str, long_audio_option(
+        (LongAudio.error, LongAudio.drop),
+        "Audio longer than the model's window: error, or drop (counted). Candidates are sampled from "
+        "one window, so chunk and truncate are not offered.")] = LongAudio.error.value,
     seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
-    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")] = "auto",
-    dtype: Annotated[str, typer.Option(help="auto, float32, bfloat16 or float16.")] = "auto",
-    split: Annotated[Optional[str], typer.Option(help="Split of a saved DatasetDict.")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")] = True,
+    device: Device = "auto",
+    dtype: Dtype = "auto",
+    split: Split = None,
+    overwrite: Overwrite = False,
+    as_json: Annotated[bool, json_option("the output path and counts")] = False,
+    progress: Progress = True,
 ) -> None:
     """Sample k candidates per prompt and let a judge build chosen/rejected pairs (stage 3)."""
     import json
 
     from speechsum_cli.cli.common import quiet_libraries
-    from speechsum_cli.llm import LLMConfig
+    from speechsum_cli.errors import InputError
     from speechsum_cli.stages.pairs import PairsConfig, run
 
-    quiet_libraries()
     llm = None
     if judge is not Judge.offline:
-        llm = LLMConfig(base_url=base_url, model=judge_model, api_key_env=api_key_env, temperature=0.0,
-                        max_tokens=judge_max_tokens, max_cost=max_cost, dry_run=dry_run,
-                        cache_dir=cache_dir or Path.home() / ".cache" / "speechsum" / "llm")
+        judge_llm.check_key(dry_run=dry_run)
+        llm = judge_llm.llm_config(temperature=0.0, dry_run=dry_run)
     elif dry_run:
-        from speechsum_cli.errors import InputError
-
         raise InputError("--dry-run estimates LLM judge costs; the offline judge costs nothing. Drop --dry-run.")
+    quiet_libraries()
     config = PairsConfig(
         model=model, data=data, out=out, k=k, temperature=temperature, top_p=top_p,
         max_new_tokens=max_new_tokens, batch_size=batch_size, judge=judge.value, min_margin=min_margin,
-        llm=llm, concurrency=concurrency, on_long_audio=on_long_audio.value, seed=seed, device=device,
-        dtype=dtype, split=split, overwrite=overwrite, show_progress=progress,
+        llm=llm, concurrency=judge_llm.concurrency, on_long_audio=on_long_audio, seed=seed, device=device,
+        dtype=dtype, split=split, columns=columns, overwrite=overwrite, show_progress=progress,
     )
     result = run(config)
     if dry_run:
         batch = result.llm
+        if as_json:
+            typer.echo(estimate_json(batch, counts=result.counts))
+            return
         typer.echo(f"Dry run: {batch.estimated_requests} judge requests (~{batch.estimated_input_tokens} input, "
                    f"~{batch.estimated_output_tokens} output tokens), estimated ${batch.estimated_cost_usd:.4f}; "
                    "nothing was sent or written.")
         return
-    typer.echo(json.dumps({"out": str(result.out), **result.counts}))
+    c = result.counts
+    if as_json:
+        typer.echo(json.dumps({"out": str(result.out), "counts": c}))
+        return
+    lost = {key: c.get(key, 0) for key in ("ties", "inconsistent", "below_margin", "judge_failed",
+                                           "not_judged_budget", "prompts_without_two_distinct_candidates",
+                                           "long_audio_dropped")}
+    detail = ", ".join(f"{key.replace('_', ' ')} {n}" for key, n in lost.items() if n)
+    typer.echo(f"{result.out}: {c['pairs_kept']} pairs kept of {c['prompts']} prompts"
+               + (f" ({detail})" if detail else ""))

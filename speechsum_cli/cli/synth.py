@@ -8,88 +8,82 @@ from typing import Annotated, Optional
 
 import typer
 
-DEFAULT_CACHE = Path.home() / ".cache" / "speechsum" / "llm"
+from speechsum_cli.cli.options import (
+    Endpoint,
+    Overwrite,
+    Progress,
+    Split,
+    column_options,
+    data_option,
+    endpoint_options,
+    json_option,
+    out_option,
+)
+from speechsum_cli.data.dataset import ColumnMap
 
 EPILOG = (
     "Examples:\n\n"
     "  speechsum synth --data corpus/ --out data/sft --n 100000 --per-audio 2 --max-cost 200\n\n"
-    "  speechsum synth --data talks.jsonl --out data/sft --base-url http://127.0.0.1:8000/v1 --model MODEL\n\n"
+    "  speechsum synth -d talks.jsonl -o data/sft --base-url http://127.0.0.1:8000/v1 --llm MODEL\n\n"
     "  speechsum synth --data corpus/ --out data/sft --n 100000 --dry-run\n\n"
     "Interrupted (Ctrl-C, kill -9, --max-cost)? Run the same command again: it resumes from the "
     "rows already written, and paid responses come from the cache."
 )
 
 
+@endpoint_options(None, into="llm", who="LLM", panel="LLM (any OpenAI-compatible endpoint)",
+                  model_help="Model that writes the queries and summaries (the paper: gpt-4.1).",
+                  max_tokens=1024, max_tokens_help="Completion budget per request (a query and its summary).",
+                  deprecated={("--model", "-m"): "model"})
+@column_options(("id", "audio", "transcript"))
 def synth(
-    data: Annotated[Path, typer.Option("--data", "-d", help="Corpus: dataset dir, .parquet/.jsonl file, or folder of audio with .txt transcripts.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset directory (save_to_disk + speechsum.json).")],
+    data: Annotated[Path, data_option("Corpus: dataset dir, .parquet/.jsonl file, or folder of audio with .txt transcripts.")],
+    out: Annotated[Path, out_option("Output dataset directory (save_to_disk + speechsum.json).")],
+    llm: Endpoint,
+    columns: ColumnMap,
     n: Annotated[Optional[int], typer.Option("--n", help="Rows to generate  \\[default: one pass: recordings x --per-audio]; cycles through the corpus with fresh facets.", show_default=False)] = None,
     per_audio: Annotated[int, typer.Option(help="Pairs per recording per pass, each with distinct facets.")] = 1,
-    base_url: Annotated[Optional[str], typer.Option(help="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1  \\[default: api.openai.com].", show_default=False)] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Generator model name.")] = "gpt-4.1",
-    api_key_env: Annotated[str, typer.Option(help="Environment variable holding the API key (only its name is recorded).")] = "OPENAI_API_KEY",
-    concurrency: Annotated[int, typer.Option(help="Requests in flight at once.")] = 8,
     rpm: Annotated[Optional[int], typer.Option(help="Requests-per-minute limit.", min=1)] = None,
     tpm: Annotated[Optional[int], typer.Option(help="Tokens-per-minute limit (estimated).", min=1)] = None,
     max_retries: Annotated[int, typer.Option(help="HTTP retries on 429/5xx/timeouts (backoff + Retry-After), then the row fails.", min=0)] = 5,
     json_retries: Annotated[int, typer.Option(help="Repair attempts when a reply is not valid JSON.", min=0)] = 2,
     timeout: Annotated[float, typer.Option(help="Seconds per request.", min=0.1)] = 120.0,
     temperature: Annotated[float, typer.Option(help="Sampling temperature.", min=0.0)] = 0.7,
-    max_tokens: Annotated[int, typer.Option(help="Completion budget per request.", min=16)] = 1024,
     extra_body: Annotated[Optional[str], typer.Option(help="Extra JSON fields per request, e.g. '{\"generation_config\": \"{\\\"do_sample\\\": true}\"}' for transformers serve.")] = None,
-    max_cost: Annotated[Optional[float], typer.Option(help="Stop cleanly before spending more USD than this (resumable).")] = None,
-    price_in: Annotated[Optional[float], typer.Option(help="USD per 1M input tokens for --model (overrides the table).")] = None,
-    price_out: Annotated[Optional[float], typer.Option(help="USD per 1M output tokens for --model (overrides the table).")] = None,
-    prices: Annotated[Optional[Path], typer.Option(help="JSON file of model -> [USD/1M in, USD/1M out].")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the estimated requests, tokens and cost; send nothing.")] = False,
-    cache_dir: Annotated[Path, typer.Option(help="Response cache directory.")] = DEFAULT_CACHE,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Do not read or write the response cache.")] = False,
     seed: Annotated[int, typer.Option(help="Seeds the corpus order and facet draws.")] = 0,
     min_importance: Annotated[int, typer.Option(help="Leave out (and count) queries the LLM rates below this (1-5).", min=1, max=5)] = 1,
     dedup_threshold: Annotated[float, typer.Option(help="Similarity (0-100) at which two queries of one recording are duplicates.")] = 90.0,
-    audio_column: Annotated[str, typer.Option(help="Corpus column holding the audio.")] = "audio",
-    transcript_column: Annotated[str, typer.Option(help="Corpus column holding the transcript.")] = "transcript",
-    id_column: Annotated[str, typer.Option(help="Corpus column holding the id.")] = "id",
-    split: Annotated[Optional[str], typer.Option(help="Split of a saved DatasetDict corpus.")] = None,
+    split: Split = None,
     skip_missing: Annotated[bool, typer.Option("--skip-missing", help="Skip rows without a transcript (counted) instead of failing.")] = False,
     tts: Annotated[Optional[str], typer.Option(help="Make audio from the transcripts of a text-only corpus: 'espeak' (offline) or 'openai:MODEL' (e.g. openai:tts-1, same endpoint and key).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output.")] = False,
+    overwrite: Overwrite = False,
     restart: Annotated[bool, typer.Option("--restart", help="Discard unfinished work of an earlier run instead of resuming it.")] = False,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bar on stderr.")] = True,
+    as_json: Annotated[bool, json_option("the result (path, counts, usage; with --dry-run the estimate)")] = False,
+    progress: Progress = True,
 ) -> None:
     """Write diverse (query, summary) pairs from transcripts with any OpenAI-compatible LLM."""
     from speechsum_cli.cli.common import quiet_libraries
     from speechsum_cli.console import info
-    from speechsum_cli.data.dataset import ColumnMap
     from speechsum_cli.data.workdir import work_dir_for
     from speechsum_cli.errors import InputError
-    from speechsum_cli.llm import LLMConfig, load_price_file
     from speechsum_cli.stages.synth import SynthConfig, run
 
     quiet_libraries()
-    table = load_price_file(prices) if prices else {}
-    if (price_in is None) != (price_out is None):
-        raise InputError("--price-in and --price-out go together; pass both (USD per 1M tokens).")
-    if price_in is not None:
-        table[model] = (price_in, price_out)
     body = None
     if extra_body:
         try:
             body = json.loads(extra_body)
         except ValueError as exc:
             raise InputError(f"--extra-body is not JSON: {exc}.") from None
-    llm = LLMConfig(
-        base_url=base_url, model=model, api_key_env=api_key_env, concurrency=concurrency, rpm=rpm,
-        tpm=tpm, max_retries=max_retries, json_retries=json_retries, timeout=timeout,
-        temperature=temperature, max_tokens=max_tokens, extra_body=body, max_cost=max_cost,
-        dry_run=dry_run, cache_dir=None if no_cache else cache_dir, prices=table,
-    )
     config = SynthConfig(
-        data=data, out=out, llm=llm, n=n, per_audio=per_audio, seed=seed, min_importance=min_importance,
+        data=data, out=out, n=n, per_audio=per_audio, seed=seed, min_importance=min_importance,
+        llm=llm.llm_config(cache=not no_cache, rpm=rpm, tpm=tpm, max_retries=max_retries,
+                           json_retries=json_retries, timeout=timeout, temperature=temperature,
+                           extra_body=body, dry_run=dry_run),
         dedup_threshold=dedup_threshold, split=split, skip_missing=skip_missing, tts=tts,
-        columns=ColumnMap(id=id_column, audio=audio_column, transcript=transcript_column),
-        overwrite=overwrite, restart=restart, show_progress=progress,
+        columns=columns, overwrite=overwrite, restart=restart, show_progress=progress,
     )
     try:
         result = run(config)

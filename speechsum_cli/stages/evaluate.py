@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from speechsum_cli.data.audio import load_audio, probe
-from speechsum_cli.data.dataset import load_rows, require_columns, rows_with_empty
+from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
+from speechsum_cli.data.rows import shown_ids
 from speechsum_cli.errors import InputError
 from speechsum_cli.metrics.aggregate import Estimate, bootstrap
 from speechsum_cli.metrics.scores import offline_scores
@@ -40,6 +41,8 @@ class EvalConfig:
     """Display names, one per system in order models..., predictions... (default: derived)."""
     split: str | None = None
     """Split of a saved DatasetDict test set."""
+    columns: ColumnMap = ColumnMap()
+    """Names of the test set's id, audio, transcript, query and summary columns (--X-column)."""
     overwrite: bool = False
     """Replace an existing report directory."""
     wer_rows: int = 20
@@ -60,6 +63,8 @@ class EvalConfig:
     """LLMConfig of the judge (None = no judge metric; the report says so)."""
     judge_concurrency: int = 8
     """Judge requests in flight at once."""
+    judge_off: str = ""
+    """Why the judge did not run, for the report (e.g. 'turned off with --no-judge')."""
     show_progress: bool = True
 
 
@@ -93,14 +98,14 @@ class EvalResult:
 
 
 def load_test_rows(config: EvalConfig) -> list[dict[str, Any]]:
-    ds = load_rows(config.data, split=config.split)
+    ds = load_rows(config.data, columns=config.columns, split=config.split)
     required = ["transcript", "query"] + (["audio"] if config.models else [])
-    require_columns(ds, required, config.data, "The test set needs the columns of synth output.")
+    require_columns(ds, required, config.data, "The test set needs the columns of synth output (other "
+                    "names map with --transcript-column, --query-column, --audio-column).")
     empty = rows_with_empty(ds, "transcript")
     if empty:
-        shown = ", ".join(empty[:5]) + (" ..." if len(empty) > 5 else "")
         raise InputError(
-            f"{len(empty)} test row(s) in '{config.data}' have an empty 'transcript' (ids: {shown}); "
+            f"{len(empty)} test row(s) in '{config.data}' have an empty 'transcript' (ids: {shown_ids(empty)}); "
             "the judge and the hallucination check need it."
         )
     return list(ds)
@@ -312,6 +317,8 @@ def run(config: EvalConfig) -> EvalResult:
     summary = summarize_scores(per_row, systems, config.resamples)
     summary.update(wer_estimates(systems, rows_by_id, config.resamples))
     report = build_report(config, systems, common, per_row, summary, rows_by_id, judged)
+    if config.judge is None and config.judge_off:
+        report["judge"]["why"] = config.judge_off  # the CLI knows whether --no-judge was passed
     with atomic_output_dir(config.out, overwrite=config.overwrite) as tmp:
         write_report(tmp, report, summary, plot=config.plot)
         write_manifest(

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 from speechsum_cli.data.audio import load_audio, probe
-from speechsum_cli.data.dataset import load_rows, require_columns, rows_with_empty
+from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
+from speechsum_cli.data.long_audio import LongAudio
+from speechsum_cli.data.rows import long_audio_plan, shown_ids
 from speechsum_cli.errors import InputError
 from speechsum_cli.metrics import preference
 
 JUDGES = ("pairwise", "rubric", "offline")
-LONG_AUDIO = ("error", "drop")
+LONG_AUDIO = (LongAudio.error, LongAudio.drop)
+"""Candidates are sampled from one window: chunk and truncate are not offered."""
 
 
 @dataclass(frozen=True)
@@ -46,12 +49,14 @@ class PairsConfig:
     """LLMConfig of the judge (pairwise/rubric)."""
     concurrency: int = 8
     """Judge requests in flight."""
-    on_long_audio: str = "error"
-    """Audio longer than the model's window: error (default) or drop (counted)."""
+    on_long_audio: LongAudio = LongAudio.error
+    """Audio longer than the model's window: error (default) or drop (counted and warned)."""
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"
     split: str | None = None
+    columns: ColumnMap = ColumnMap()
+    """Names of the prompts' id, audio, transcript and query columns (--X-column)."""
     overwrite: bool = False
     show_progress: bool = True
 
@@ -74,10 +79,13 @@ def check_config(config: PairsConfig) -> None:
     if config.temperature <= 0:
         problems.append("--temperature must be > 0: greedy decoding gives k identical candidates")
     if config.on_long_audio not in LONG_AUDIO:
-        problems.append(f"--on-long-audio must be one of {', '.join(LONG_AUDIO)}")
+        allowed = " or ".join(p.value for p in LONG_AUDIO)
+        got = getattr(config.on_long_audio, "value", config.on_long_audio)
+        problems.append(f"--on-long-audio must be {allowed} for pairs (candidates are sampled from one "
+                        f"window), got '{got}'")
     if config.judge != "offline" and config.llm is None:
-        problems.append(f"--judge {config.judge} needs an LLM: pass --base-url or set the key variable, "
-                        "or use --judge offline")
+        problems.append(f"--judge {config.judge} needs an LLM: pass --judge-base-url or set the key variable "
+                        "(--judge-api-key-env), or use --judge offline")
     if problems:
         raise InputError("; ".join(problems) + ".")
     if config.llm is not None:
@@ -87,28 +95,33 @@ def check_config(config: PairsConfig) -> None:
 
 
 def load_prompts(config: PairsConfig) -> list[dict[str, Any]]:
-    ds = load_rows(config.data, split=config.split)
+    ds = load_rows(config.data, columns=config.columns, split=config.split)
     require_columns(ds, ["audio", "transcript", "query"], config.data,
-                    "pairs needs prompts with audio, transcript and query (synth output works).")
+                    "pairs needs prompts with audio, transcript and query (synth output works; other "
+                    "names map with --audio-column, --transcript-column, --query-column).")
     empty = rows_with_empty(ds, "transcript")
     if empty:
         raise InputError(f"{len(empty)} row(s) of '{config.data}' have an empty 'transcript' "
-                         f"(ids: {', '.join(empty[:5])}); the judge needs it.")
+                         f"(ids: {shown_ids(empty)}); the judge needs it.")
     return list(ds)
 
 
-def split_long(rows: list[dict[str, Any]], window: float, policy: str) -> tuple[list[dict[str, Any]], list[str]]:
-    """Rows that fit one window, and ids of the ones that do not (error unless policy is drop)."""
-    fits, long = [], []
-    for row in rows:
-        (fits if probe(row["audio"]).duration <= window else long).append(row)
-    if long and policy == "error":
-        ids = ", ".join(r["id"] for r in long[:5])
-        raise InputError(
-            f"{len(long)} prompt(s) have audio longer than the model's {window:g} s window (ids: {ids}); "
-            "preference pairs train on whole prompts. Pass --on-long-audio drop to skip them (counted)."
-        )
-    return fits, [r["id"] for r in long]
+def split_long(rows: list[dict[str, Any]], window: float, policy: LongAudio | str,
+               source: Path) -> tuple[list[dict[str, Any]], int]:
+    """Rows that fit one window, and how many were dropped (error unless policy is drop)."""
+    policy = LongAudio(policy)
+    ids = [row["id"] for row in rows]
+    durations = [probe(row["audio"]).duration for row in rows]
+    if policy is LongAudio.error:
+        long = [i for i, d in zip(ids, durations) if d > window + 1e-6]
+        if long:
+            raise InputError(
+                f"{len(long)} prompt(s) have audio longer than the model's {window:g} s window (ids: "
+                f"{shown_ids(long)}); candidates are sampled from one window. Pass --on-long-audio drop "
+                "to leave them out (counted), or split the recordings first."
+            )
+    plan = long_audio_plan(ids, durations, window, policy, source)
+    return [rows[i] for i in plan.keep], plan.counts["dropped_long_audio"]
 
 
 def sample_candidates(config: PairsConfig, rows: list[dict[str, Any]], lm: Any) -> list[list[str]]:
@@ -166,11 +179,11 @@ def run(config: PairsConfig) -> PairsResult:
         check_output_dir(config.out, overwrite=config.overwrite)
     rows = load_prompts(config)
     lm = load(config.model, device=config.device, dtype=config.dtype)
-    rows, long_ids = split_long(rows, lm.window_seconds, config.on_long_audio)
+    rows, dropped = split_long(rows, lm.window_seconds, config.on_long_audio, config.data)
     texts = sample_candidates(config, rows, lm)
     del lm
     keep = [distinct_candidates(c) for c in texts]
-    counts = {"prompts": len(rows) + len(long_ids), "long_audio_dropped": len(long_ids),
+    counts = {"prompts": len(rows) + dropped, "long_audio_dropped": dropped,
               "empty_candidates": sum(1 for c in texts for t in c if not preference.normalized(t)),
               # samples dropped because an earlier sample of the same prompt says the same
               "identical_candidates": sum(

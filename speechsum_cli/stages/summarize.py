@@ -25,11 +25,13 @@ from speechsum_cli.data.audio import (
     iter_chunks,
     probe,
 )
+from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.errors import AudioError, InputError
 from speechsum_cli.families import GenerationSettings, Prompt, SpeechLM, load
 from speechsum_cli.prompts.styles import combine_query, resolve_query
 
-LONG_AUDIO_CHOICES = ("chunk", "error")
+LONG_AUDIO_CHOICES = (LongAudio.chunk, LongAudio.error)
+"""A summary covers the whole recording: truncate and drop are not offered."""
 REDUCE_FAN_IN = 12
 """At most this many partial summaries are combined in one prompt (quality, not only context)."""
 CONTEXT_MARGIN_TOKENS = 32
@@ -58,7 +60,7 @@ class SummarizeConfig:
     """auto | float32 | bfloat16 | float16."""
     chunk_seconds: float | None = None
     """Window length; default and maximum: the model family's audio window."""
-    on_long_audio: str = "chunk"
+    on_long_audio: LongAudio = LongAudio.chunk
     """chunk (map-reduce) | error (refuse audio longer than one window)."""
     batch_size: int = 4
     """Windows generated together (across files)."""
@@ -156,10 +158,12 @@ def resolve_window(model_window: float, chunk_seconds: float | None) -> float:
     return chunk_seconds
 
 
-def check_long_audio(infos: list[AudioInfo], window: float, policy: str) -> None:
+def check_long_audio(infos: list[AudioInfo], window: float, policy: LongAudio | str) -> None:
     if policy not in LONG_AUDIO_CHOICES:
-        raise InputError(f"--on-long-audio must be one of {', '.join(LONG_AUDIO_CHOICES)}, got '{policy}'.")
-    if policy == "error":
+        allowed = " or ".join(p.value for p in LONG_AUDIO_CHOICES)
+        raise InputError(f"--on-long-audio must be {allowed} for summarize (a summary covers the whole "
+                         f"recording), got '{getattr(policy, 'value', policy)}'.")
+    if policy == LongAudio.error:
         long = [i for i in infos if i.duration > window]
         if long:
             names = ", ".join(f"'{i.name}' ({i.duration:.1f} s)" for i in long)
