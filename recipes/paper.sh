@@ -62,11 +62,10 @@ else
   TRAIN=("$PYTHON" -m speechsum_cli)
 fi
 RUN=("$PYTHON" -m speechsum_cli)
-LLM=(--model "$LLM_MODEL" --api-key-env "$API_KEY_ENV")
-JUDGE=(--judge-model "$LLM_MODEL" --api-key-env "$API_KEY_ENV")
-EVAL_JUDGE=(--judge-model "$LLM_MODEL" --judge-api-key-env "$API_KEY_ENV")
+LLM=(--llm "$LLM_MODEL" --api-key-env "$API_KEY_ENV")
+JUDGE=(--judge-model "$LLM_MODEL" --judge-api-key-env "$API_KEY_ENV")   # the same judge flags in pairs and eval
 if [ -n "$LLM_BASE_URL" ]; then
-  LLM+=(--base-url "$LLM_BASE_URL"); JUDGE+=(--base-url "$LLM_BASE_URL"); EVAL_JUDGE+=(--judge-base-url "$LLM_BASE_URL")
+  LLM+=(--base-url "$LLM_BASE_URL"); JUDGE+=(--judge-base-url "$LLM_BASE_URL")
 fi
 SYNTH_SIZE=(); [ -n "$SYNTH_N" ] && SYNTH_SIZE=(--n "$SYNTH_N")
 KD_DATA="${KD_DATA:-$WORK/synth}"
@@ -103,4 +102,4 @@ stage dpo "$WORK/dpo" "${TRAIN[@]}" dpo --model "$WORK/kd" --data "$WORK/pairs" 
   --batch-size "$BATCH" --grad-accum "$GRAD_ACCUM" --gradient-checkpointing
 
 stage eval "$WORK/eval" "${RUN[@]}" eval --data "$TEST" --model "$WORK/sft" --model "$WORK/kd" --model "$WORK/dpo" \
-  --name sft --name kd --name dpo --out "$WORK/eval" "${EVAL_JUDGE[@]}" --max-cost "$JUDGE_MAX_COST" --plot
+  --name sft --name kd --name dpo --out "$WORK/eval" "${JUDGE[@]}" --max-cost "$JUDGE_MAX_COST" --plot

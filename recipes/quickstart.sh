@@ -9,7 +9,7 @@
 # The models are tiny and RANDOM: they write nonsense. The quickstart proves the pipeline runs end to
 # end on your machine, not that it summarizes. The "LLM" for synth and the judges is
 # examples/extractive_llm_server.py, a RULE-BASED stand-in (no neural model) on 127.0.0.1; for real
-# data pass your own endpoint and model (--base-url/--model, --judge-base-url/--judge-model), see
+# data pass your own endpoint and model (--base-url/--llm for synth, --judge-base-url/--judge-model for pairs and eval), see
 # recipes/paper.sh.
 set -euo pipefail
 
@@ -76,7 +76,7 @@ done
 say "2/8 synth: $SYNTH_N (query, summary) pairs from the transcripts"
 done_already "$WORK/synth" ||
   $SPEECHSUM synth --data "$WORK/corpus/train" --out "$WORK/synth" --n "$SYNTH_N" --per-audio 2 \
-    --base-url "$BASE_URL" --model "$LLM_MODEL" --cache-dir "$CACHE" --concurrency 4 --no-progress
+    --base-url "$BASE_URL" --llm "$LLM_MODEL" --cache-dir "$CACHE" --concurrency 4 --no-progress
 
 say "3/8 sft: LoRA on the composed student ($SFT_STEPS steps)"
 done_already "$WORK/sft" ||
@@ -91,8 +91,8 @@ done_already "$WORK/kd" ||
 say "5/8 pairs: 2 candidates per prompt from the KD model, pairwise judge (the stand-in)"
 done_already "$WORK/pairs" ||
   $SPEECHSUM pairs --model "$WORK/kd" --data "$WORK/synth" --out "$WORK/pairs" --k 2 \
-    --max-new-tokens "$GEN_TOKENS" --judge pairwise --base-url "$BASE_URL" --judge-model "$LLM_MODEL" \
-    --cache-dir "$CACHE" --no-progress
+    --max-new-tokens "$GEN_TOKENS" --judge pairwise --judge-base-url "$BASE_URL" --judge-model "$LLM_MODEL" \
+    --judge-cache-dir "$CACHE" --no-progress
 
 say "6/8 dpo: the KD model is the reference ($DPO_STEPS steps)"
 done_already "$WORK/dpo" ||
@@ -103,7 +103,7 @@ say "7/8 eval: sft vs kd vs dpo on the held-out test set, judge = the stand-in"
 done_already "$WORK/eval" ||
   $SPEECHSUM eval --data "$WORK/corpus/test.jsonl" --model "$WORK/sft" --model "$WORK/kd" --model "$WORK/dpo" \
     --name sft --name kd --name dpo --out "$WORK/eval" --max-new-tokens "$GEN_TOKENS" --wer-rows 0 \
-    --resamples 200 --judge-base-url "$BASE_URL" --judge-model "$LLM_MODEL" --judge-cache "$CACHE" --no-progress
+    --resamples 200 --judge-base-url "$BASE_URL" --judge-model "$LLM_MODEL" --judge-cache-dir "$CACHE" --no-progress
 echo "   (the eval table above is also in $WORK/eval/report.md; an existing eval is not reprinted)" >&2
 
 say "8/8 summarize a held-out recording with the DPO model"
