@@ -66,11 +66,13 @@ def load(source: str, *, device: str = "auto", dtype: str = "auto") -> SpeechLM:
 
     A PEFT adapter directory (``adapter_config.json``, no config.json) loads its base checkpoint
     and merges the adapter; the processor is read from the adapter directory, where sft saves it.
+    A base written relative to the adapter (``./base``, ``../models/student``) is found beside it.
     """
     source = resolve_source(source)
-    # A chain of adapters (dpo on kd on sft on a base): load the full checkpoint at the bottom,
-    # then merge the adapters in training order. Transformers' own adapter loading follows one
-    # level only, so a dpo adapter over a kd adapter over an sft adapter would not load otherwise.
+    # A chain of adapters (dpo on kd on sft on a base, as earlier versions wrote them; the stages
+    # now keep the merged starting weights in the adapter's ./base): load the full checkpoint at
+    # the bottom, then merge the adapters in training order. Transformers' own adapter loading
+    # follows one level only, so such a chain would not load otherwise.
     chain: list[str] = []
     base = source
     while (parent := adapter_base(base)) is not None:

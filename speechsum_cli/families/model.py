@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -78,12 +79,43 @@ def resolve_source(source: str) -> str:
 ADAPTER_CONFIG = "adapter_config.json"
 """The file that marks a PEFT adapter directory (written by ``speechsum sft`` without --merge)."""
 
+BASE_SUBFOLDER = "base"
+"""Where a training stage that started from an adapter keeps the merged starting weights (a full
+``save_pretrained`` checkpoint inside the output), so the new adapter's base loads without us."""
+
+
+def is_relative_base(base: str) -> bool:
+    """True for a base written relative to the adapter dir (``./base``, ``../models/student``)."""
+    return base in (".", "..") or base.startswith(("./", "../", ".\\", "..\\"))
+
+
+def recorded_base(base: str, adapter_dir: Path) -> str:
+    """How an adapter saved at ``adapter_dir`` names ``base`` in ``base_model_name_or_path``.
+
+    A local checkpoint inside the folder that holds the adapter (``runs/models/student`` for
+    ``runs/sft``, the ``base`` subfolder of the adapter itself) is written relative to the adapter
+    dir (``../models/student``, ``./base``), so the folder can move as a whole; a local checkpoint
+    elsewhere (a shared models folder) keeps its absolute path; a hub id is kept as given.
+    :func:`adapter_base` reads it back.
+    """
+    path = Path(base)
+    if not path.is_absolute():
+        return base
+    here = adapter_dir.resolve()
+    target = path.resolve()
+    if not target.is_relative_to(here.parent):
+        return base
+    relative = Path(os.path.relpath(target, here)).as_posix()
+    return relative if relative.startswith("..") else f"./{relative}"
+
 
 def adapter_base(source: str) -> str | None:
     """The base checkpoint of a local PEFT adapter directory, or None if ``source`` is not one.
 
     An adapter dir has ``adapter_config.json`` (naming its base in ``base_model_name_or_path``)
-    and no config.json of its own.
+    and no config.json of its own. A base written relative to the adapter (``./base``,
+    ``../models/student``; see :func:`recorded_base`) is resolved against the adapter dir; a
+    hub id or an absolute path is returned as written.
     """
     path = Path(source)
     adapter_file = path / ADAPTER_CONFIG
@@ -98,7 +130,20 @@ def adapter_base(source: str) -> str | None:
             f"'{adapter_file}' has no 'base_model_name_or_path', so its base model is unknown. "
             "Set it to the base checkpoint's directory or hub id."
         )
-    return str(base)
+    base = str(base)
+    if Path(base).is_absolute():
+        return base
+    beside = path.resolve() / base
+    if is_relative_base(base):
+        if not beside.exists():
+            raise ModelError(
+                f"'{source}' is an adapter over '{base}' (relative to the adapter: "
+                f"'{beside.resolve()}'), which does not exist. Move the adapter together with the "
+                "folder its base is in, or "
+                f"set base_model_name_or_path in '{adapter_file}' to where the base is now."
+            )
+        return str(beside.resolve())
+    return str(beside.resolve()) if beside.is_dir() else base  # a hub id (or a path from the cwd)
 
 
 def attach_adapter(model: Any, adapter_dir: str) -> Any:

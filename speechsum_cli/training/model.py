@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -142,10 +143,11 @@ def write_merged(lm: Any, adapter_dir: Path, out: Path) -> None:
 
 
 def load_for_training(model_arg: str, dtype: str, *, is_main: bool = True) -> tuple[Any, str]:
-    """The starting checkpoint (an adapter chain is merged into its base) and the base to record.
+    """The starting checkpoint (an adapter chain is merged into its base) and where it came from.
 
-    The base recorded in the new adapter is the absolute path of a local starting checkpoint,
-    or the hub id as given.
+    The second value is the absolute path of a local starting checkpoint, or the hub id as
+    given: the lineage recorded in ``speechsum.json``. The adapter written at the end names a
+    base plain transformers can load instead (:func:`write_adapter_base`).
     """
     from speechsum_cli.console import info
     from speechsum_cli.families import adapter_base, load, resolve_source
@@ -154,8 +156,39 @@ def load_for_training(model_arg: str, dtype: str, *, is_main: bool = True) -> tu
     lm = load(source, device="cpu", dtype=dtype)
     base_source = str(Path(source).resolve()) if Path(model_arg).exists() else model_arg
     if adapter_base(source) is not None and is_main:
-        info(f"'{model_arg}' is an adapter: merged into its base; a new LoRA trains on top.")
+        info(f"'{model_arg}' is an adapter: merged into its base; a new LoRA trains on top "
+             "(the merged base is saved in the output's base/ folder).")
     return lm, base_source
+
+
+def write_adapter_base(lm: Any, adapter_dir: Path, out: Path, dtype: str) -> str:
+    """Point the adapter in ``adapter_dir`` (to become ``out``) at a base plain transformers loads.
+
+    When training started from an adapter, that base exists nowhere as a checkpoint: a fresh load
+    of the starting checkpoint (its adapters merged, in ``dtype``: the weights the new adapter
+    trained on) is saved with the processor in ``adapter_dir/base``, and the adapter names
+    ``./base``. Otherwise the adapter names the starting checkpoint as
+    :func:`speechsum_cli.families.model.recorded_base` writes it (relative when it sits beside
+    ``out``).
+    Reads saved files and loads afresh, so it works whatever the in-memory model's sharding.
+    Returns the recorded base.
+    """
+    from speechsum_cli.families import adapter_base, load
+    from speechsum_cli.families.model import ADAPTER_CONFIG, BASE_SUBFOLDER, recorded_base
+
+    config_file = adapter_dir / ADAPTER_CONFIG
+    config = json.loads(config_file.read_text())
+    if adapter_base(lm.source) is not None:
+        merged = load(lm.source, device="cpu", dtype=dtype)
+        merged.model.save_pretrained(adapter_dir / BASE_SUBFOLDER)
+        merged.processor.save_pretrained(adapter_dir / BASE_SUBFOLDER)
+        del merged
+        base = f"./{BASE_SUBFOLDER}"
+    else:
+        base = recorded_base(str(config["base_model_name_or_path"]), out)
+    config["base_model_name_or_path"] = base
+    config_file.write_text(json.dumps(config, indent=2, sort_keys=True))
+    return base
 
 
 def make_trainable(lm: Any, train: TrainSettings, base_source: str, *, is_main: bool = True

@@ -12,6 +12,13 @@ insists on continuing: it is an error when there is nothing to continue.
 **Saving** goes through ``Trainer.save_model`` on every rank, so FSDP and DeepSpeed gather the
 full weights; ``--merge`` merges the *saved* adapter into a fresh copy of the base, which works
 the same whatever the in-memory model's sharding.
+
+**Every output loads without speechsum.** An adapter names a base plain ``from_pretrained``
+understands: a run that started from an adapter also writes the merged starting weights (a fresh
+load, not the trained in-memory model) as a full checkpoint in ``OUT/base/`` and the adapter
+names ``./base``; a local starting checkpoint beside the output is named relative to it, one
+elsewhere by its absolute path, a hub id as given
+(:func:`speechsum_cli.families.model.recorded_base`).
 """
 
 from __future__ import annotations
@@ -28,7 +35,7 @@ from speechsum_cli.console import info
 from speechsum_cli.data.workdir import work_dir_for
 from speechsum_cli.errors import InputError
 from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
-from speechsum_cli.training.model import resolve_precision, write_merged
+from speechsum_cli.training.model import resolve_precision, write_adapter_base, write_merged
 from speechsum_cli.training.settings import (
     RESUME_FREE_FIELDS,
     LongAudio,
@@ -205,22 +212,23 @@ def finish_run(trainer: Any, run: TrainingRun, lm: Any, *, stage: str, config: A
     saved = run.work_dir / "final"
     trainer.save_model(str(saved))
     if trainer.is_world_process_zero():
+        output = "merged" if train.merge else ("full" if train.full else "adapter")
         with atomic_output_dir(run.out, overwrite=train.overwrite) as tmp:
+            recorded: dict[str, Any] = {}
             if train.merge:
                 write_merged(lm, saved, tmp)
             else:
                 for item in saved.iterdir():
                     if item.name != TRAINER_ARGS_FILE:
                         shutil.move(str(item), tmp / item.name)
+                if output == "adapter":
+                    dtype = run.model_dtype(train)
+                    recorded["adapter_base"] = write_adapter_base(lm, tmp, run.out, dtype)
             lm.processor.save_pretrained(tmp)
             write_manifest(
                 tmp, stage=stage, config=config, inputs=inputs, counts=counts, metrics=metrics,
                 wall_time=round(time.perf_counter() - run.started, 2),
-                extra={
-                    **extra,
-                    "output": "merged" if train.merge else ("full" if train.full else "adapter"),
-                    "world_size": run.state.num_processes,
-                },
+                extra={**extra, **recorded, "output": output, "world_size": run.state.num_processes},
             )
         shutil.rmtree(run.work_dir, ignore_errors=True)
     run.state.wait_for_everyone()
