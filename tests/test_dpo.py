@@ -83,12 +83,12 @@ def test_pairs_then_dpo_chain(tiny_models, tmp_path):
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     ckpt = str(tiny_models("qwen2_audio"))
     made = runner.invoke(app, ["pairs", "--model", ckpt, "--data", str(prompts), "--out", str(tmp_path / "pairs"),
-                               "--judge", "offline", "--k", "4", "--max-new-tokens", "8", "--no-progress"])
+                               "--judge", "offline", "--k", "4", "--max-new-tokens", "8", "--no-progress", "--json"])
     assert made.exit_code == 0, made.output
     trained = run_dpo("--ckpt", ckpt, "--pairs", str(tmp_path / "pairs"), "--out", str(tmp_path / "dpo"),
                       "--max-steps", "4", "--lr", "1e-3")
     assert trained.exit_code == 0, trained.output
-    assert json.loads(trained.stdout)["counts"]["train_pairs"] == json.loads(made.stdout)["pairs_kept"]
+    assert json.loads(trained.stdout)["counts"]["train_pairs"] == json.loads(made.stdout)["counts"]["pairs_kept"]
 
 
 def test_pairs_without_rejected_column_says_what_to_run(tiny_models, tmp_path):

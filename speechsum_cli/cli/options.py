@@ -98,13 +98,6 @@ DTYPE_HELP = "auto (bfloat16/float16 on GPU, float32 on CPU), float32, bfloat16 
 Dtype = Annotated[str, typer.Option(help=DTYPE_HELP, callback=normalize_dtype)]
 
 
-@dataclass(frozen=True)
-class ColumnOptions:
-    """Which of the contract columns a stage's ``--X-column`` flags map."""
-
-    names: tuple[str, ...]
-
-
 def column_params(names: tuple[str, ...]) -> list[inspect.Parameter]:
     return [
         inspect.Parameter(

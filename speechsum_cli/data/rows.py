@@ -19,8 +19,8 @@ import numpy as np
 from speechsum_cli.console import warn
 from speechsum_cli.data.audio import iter_chunks, load_audio, probe
 from speechsum_cli.data.dataset import require_columns, rows_with_empty
-from speechsum_cli.errors import AudioError, InputError
 from speechsum_cli.data.long_audio import LongAudio
+from speechsum_cli.errors import AudioError, InputError
 
 SHOWN_IDS = 5
 """Row ids quoted in one error message."""

@@ -37,12 +37,12 @@ from __future__ import annotations
 
 import inspect
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from speechsum_cli.console import info, warn
-from speechsum_cli.data.dataset import ColumnMap, load_rows
+from speechsum_cli.data.dataset import load_rows
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import AudioRowCollator, check_audio_rows, long_audio_plan
 from speechsum_cli.errors import InputError, ModelError
@@ -57,8 +57,8 @@ from speechsum_cli.stages.distill_losses import (
     token_logprobs,
 )
 from speechsum_cli.training.model import load_for_training, make_trainable
-from speechsum_cli.training.run import check_run, finish_run, start_run, train_metrics
-from speechsum_cli.training.settings import DISTILL_DEFAULTS, TrainSettings
+from speechsum_cli.training.run import TrainResult, check_run, finish_run, start_run, train_metrics
+from speechsum_cli.training.settings import DISTILL_DEFAULTS, StageConfig, TrainSettings
 from speechsum_cli.training.trainer import SpeechTrainer, answer_token_loss
 
 TEACHER_USER = "Transcript of the recording:\n\n{transcript}\n\n{query}"
@@ -70,20 +70,14 @@ STEP_LOG_KEYS = ("reverse_kl", "logp/teacher", "logp/student", "completion_lengt
 """Logged every --logging-steps beside the loss (trainer logs, trackers, stderr)."""
 
 
-@dataclass(frozen=True)
-class DistillConfig:
+@dataclass(frozen=True, kw_only=True)
+class DistillConfig(StageConfig):
     """Settings of one ``speechsum distill`` run."""
 
-    data: Path
-    """Rows with audio, transcript, query (summary optional: --lmbda < 1 and --sft-alpha use it)."""
-    model: str
-    """Student checkpoint (audio LLM); an adapter dir (the sft output) is merged into its base first."""
     teacher: str
     """Text causal LM (local dir or hub id) that reads transcript + query in its own chat template."""
-    out: Path
-    """Output directory (adapter or merged checkpoint + processor + speechsum.json)."""
     train: TrainSettings = DEFAULT_TRAIN
-    """How it trains (shared with sft and dpo); batch_size counts rows before sampling."""
+    """How it trains; batch_size counts rows before sampling."""
     loss: str = "reverse-kl"
     """reverse-kl (paper) | forward-kl | jsd."""
     beta: float = 0.5
@@ -112,18 +106,9 @@ class DistillConfig:
     """System message of the teacher's conversation (default: its template's own)."""
     eval_data: Path | None = None
     """Held-out rows: reverse KL to the teacher on fixed student samples, before and after."""
-    split: str | None = None
-    """Split of a DatasetDict in ``data``."""
-    columns: ColumnMap = field(default_factory=ColumnMap)
-    """Names of the user's id/audio/transcript/query/summary columns."""
 
 
-@dataclass
-class DistillResult:
-    out: Path
-    counts: dict[str, Any]
-    metrics: dict[str, Any]
-    parameters: list[Any] = field(default_factory=list)
+DistillResult = TrainResult
 
 
 # --- checks (before any model loads) --------------------------------------------------------

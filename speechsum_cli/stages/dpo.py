@@ -20,19 +20,19 @@ sigmoid/ipo/hinge, ``rpo_alpha``).
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from speechsum_cli.console import info
-from speechsum_cli.data.dataset import ColumnMap, load_rows
+from speechsum_cli.data.dataset import load_rows
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import AudioRowCollator, check_audio_rows, long_audio_plan, shown_ids
 from speechsum_cli.errors import InputError
 from speechsum_cli.training.lengths import estimate_lengths
 from speechsum_cli.training.model import load_for_training, make_trainable
-from speechsum_cli.training.run import check_run, finish_run, start_run, train_metrics
-from speechsum_cli.training.settings import DPO_DEFAULTS, TrainSettings
+from speechsum_cli.training.run import TrainResult, check_run, finish_run, start_run, train_metrics
+from speechsum_cli.training.settings import DPO_DEFAULTS, StageConfig, TrainSettings
 from speechsum_cli.training.trainer import SpeechTrainer
 
 LOSSES = ("sigmoid", "ipo", "hinge")
@@ -42,36 +42,21 @@ STEP_LOG_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewar
 """Logged every --logging-steps beside the loss (trainer logs, trackers, stderr)."""
 
 
-@dataclass(frozen=True)
-class DpoConfig:
+@dataclass(frozen=True, kw_only=True)
+class DpoConfig(StageConfig):
     """Settings of one ``speechsum dpo`` run."""
 
-    data: Path
-    """Pairs dataset: id, audio, query, chosen, rejected (``speechsum pairs`` output)."""
-    model: str
-    """Policy initialisation and reference (the KD checkpoint); adapter dirs are merged first."""
-    out: Path
-    """Output directory (adapter or merged checkpoint + processor + speechsum.json)."""
     train: TrainSettings = DEFAULT_TRAIN
-    """How it trains (shared with sft and distill); --full: the reference is a frozen copy."""
+    """How it trains; --full: the reference is a frozen copy."""
     beta: float = 0.1
     """Strength of the KL anchor to the reference (DPO's beta)."""
     loss: str = "sigmoid"
     """sigmoid (DPO) | ipo | hinge."""
     rpo_alpha: float = 0.0
     """Weight of an added NLL term on the chosen answers (RPO); 0 = plain DPO."""
-    split: str | None = None
-    """Split of a DatasetDict in ``data``."""
-    columns: ColumnMap = field(default_factory=ColumnMap)
-    """Names of the user's id/audio/query columns."""
 
 
-@dataclass
-class DpoResult:
-    out: Path
-    counts: dict[str, Any]
-    metrics: dict[str, Any]
-    parameters: list[Any] = field(default_factory=list)
+DpoResult = TrainResult
 
 
 def check_pairs(ds: Any, source: Path) -> list[float]:

@@ -15,53 +15,38 @@ here because audio rows must go through the family's encoder and placeholder exp
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from speechsum_cli.console import info
-from speechsum_cli.data.dataset import ColumnMap, load_rows
+from speechsum_cli.data.dataset import load_rows
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import AudioRowCollator, check_audio_rows, long_audio_plan
 from speechsum_cli.errors import InputError
 from speechsum_cli.training.lengths import estimate_lengths
-from speechsum_cli.training.model import ParameterGroup, load_for_training, make_trainable
-from speechsum_cli.training.run import check_run, finish_run, start_run, train_metrics
-from speechsum_cli.training.settings import SFT_DEFAULTS, TrainSettings
+from speechsum_cli.training.model import load_for_training, make_trainable
+from speechsum_cli.training.run import TrainResult, check_run, finish_run, start_run, train_metrics
+from speechsum_cli.training.settings import SFT_DEFAULTS, StageConfig, TrainSettings
 from speechsum_cli.training.trainer import SpeechTrainer, answer_token_loss
 
 REQUIRED_COLUMNS = ["audio", "query", "summary"]
 DEFAULT_TRAIN = SFT_DEFAULTS
 
 
-@dataclass(frozen=True)
-class SftConfig:
+@dataclass(frozen=True, kw_only=True)
+class SftConfig(StageConfig):
     """Settings of one ``speechsum sft`` run."""
 
-    data: Path
-    """Training rows (save_to_disk dir, parquet/jsonl) with audio, query, summary."""
-    model: str
-    """Base checkpoint: local dir, hub id, or an earlier adapter dir (merged first)."""
-    out: Path
-    """Output directory (adapter or full checkpoint + processor + speechsum.json)."""
     train: TrainSettings = DEFAULT_TRAIN
-    """How it trains (shared with distill and dpo)."""
-    split: str | None = None
-    """Split of a DatasetDict in ``data``."""
-    columns: ColumnMap = field(default_factory=ColumnMap)
-    """Names of the user's columns for id/audio/query/summary."""
+    """How it trains: the paper's stage-1 defaults."""
     eval_data: Path | None = None
     """Separate evaluation rows; eval loss is computed at the end of every epoch/eval step."""
     eval_split: float = 0.0
     """Fraction of ``data`` held out for eval loss (ignored when ``eval_data`` is given)."""
 
 
-@dataclass
-class SftResult:
-    out: Path
-    counts: dict[str, Any]
-    metrics: dict[str, Any]
-    parameters: list[ParameterGroup] = field(default_factory=list)
+SftResult = TrainResult
 
 
 # --- rows -----------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ import json
 import math
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +141,17 @@ def plan_resume(config: Any, train: TrainSettings, work_dir: Path, is_main: bool
         work_dir.mkdir(parents=True)
         (work_dir / RUN_CONFIG_FILE).write_text(json.dumps(now, indent=2) + "\n")
     return None
+
+
+@dataclass
+class TrainResult:
+    """What a training stage returns: where its output is, its counts and metrics."""
+
+    out: Path
+    counts: dict[str, Any]
+    metrics: dict[str, Any]
+    parameters: list[Any] = field(default_factory=list)
+    """The parameter groups (encoder / projector / LM / LoRA) with total and trainable counts."""
 
 
 @dataclass

@@ -10,9 +10,11 @@ Light on purpose (no torch): the CLI builds its options from these defaults.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import Enum
+from pathlib import Path
 
+from speechsum_cli.data.dataset import ColumnMap
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.errors import InputError
 
@@ -118,6 +120,24 @@ DEFAULT_REASONS: dict[str, dict[str, str]] = {
     },
 }
 """Why a stage's default differs from sft's (shown in that stage's --help)."""
+
+@dataclass(frozen=True, kw_only=True)
+class StageConfig:
+    """What every training stage's config holds; a stage's config adds its method's fields."""
+
+    data: Path
+    """The stage's rows: a save_to_disk dir, .parquet or .jsonl file."""
+    model: str
+    """Starting checkpoint: local dir, hub id, or an earlier stage's adapter (merged first)."""
+    out: Path
+    """Output directory (adapter, or merged/full checkpoint, + processor + speechsum.json)."""
+    train: TrainSettings = SFT_DEFAULTS
+    """How it trains (the fields shared by every training stage)."""
+    split: str | None = None
+    """Split of a DatasetDict in ``data``."""
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    """Names of the user's columns for the contract columns the stage reads."""
+
 
 RESUME_FREE_FIELDS = frozenset({
     "resume", "restart", "overwrite", "logging_steps", "save_steps", "report_to", "num_workers",
