@@ -13,8 +13,8 @@ so the quickstart runs offline without downloading an LLM (a tiny random model s
   ranking as `speechsum pairs --judge offline`, so both orders give consistent verdicts;
 * the rubric judge (prompts/judge.json): 1-7 scores derived from the same metrics.
 
-Replace it with a real LLM for real data: pass your endpoint and model to `--base-url/--model`
-(synth), `--base-url/--judge-model` (pairs) and `--judge-base-url/--judge-model` (eval).
+Replace it with a real LLM for real data: pass your endpoint and model to `--base-url/--llm`
+(synth) and `--judge-base-url/--judge-model` (pairs and eval).
 Also serves `GET /v1/models` and `GET /health`. Standard library only (plus speechsum's metrics).
 """
 

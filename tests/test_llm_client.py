@@ -201,6 +201,24 @@ def test_key_is_sent_but_never_leaks_into_reasons_or_errors(server, monkeypatch)
     assert "FAKE_KEY" in str(info.value)
 
 
+def test_refusals_and_missing_keys_name_the_flags_of_the_endpoints_role(server, monkeypatch):
+    """A judge's refusal names --judge-model/--judge-base-url, synth's --llm/--base-url: flags
+    that exist on the command that called."""
+    monkeypatch.setenv("FAKE_KEY", SECRET)
+    server.fail_next("401")
+    with pytest.raises(LLMError) as judge:
+        call(make_client(server, api_key_env="FAKE_KEY", role="judge"))
+    assert "--judge-model" in str(judge.value) and "--judge-base-url" in str(judge.value)
+    server.fail_next("401")
+    with pytest.raises(LLMError) as writer:
+        call(make_client(server, api_key_env="FAKE_KEY"))
+    assert "--llm" in str(writer.value) and "--base-url" in str(writer.value)
+    assert "--model" not in str(writer.value)
+    monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
+    with pytest.raises(LLMError, match="--judge-api-key-env NAME"):
+        LLMClient(LLMConfig(api_key_env="NO_SUCH_KEY_VAR", role="judge"))
+
+
 def test_rate_limiter_spaces_requests():
     async def go():
         limiter = RateLimiter(rpm=2, window=0.5)

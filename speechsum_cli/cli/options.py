@@ -28,6 +28,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from speechsum_cli.data.long_audio import LongAudio
+from speechsum_cli.llm.config import endpoint_flag
 from speechsum_cli.training.settings import (
     DEFAULT_REASONS,
     DISTILL_DEFAULTS,
@@ -251,17 +252,6 @@ def long_audio_option(allowed: tuple[LongAudio, ...], help: str) -> Any:
 DEFAULT_LLM = "gpt-4.1"
 DEFAULT_LLM_CACHE = Path.home() / ".cache" / "speechsum" / "llm"
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-BUDGET_FIELDS = ("max_cost", "price_in", "price_out", "prices")
-"""Never prefixed: a command calls one LLM under one budget."""
-
-
-def endpoint_flag(role: str | None, name: str) -> str:
-    """``--judge-base-url`` for the judge; ``--base-url`` and ``--llm`` (the model) without a role."""
-    if name in BUDGET_FIELDS:
-        return "--" + name.replace("_", "-")
-    if role is None:
-        return "--llm" if name == "model" else "--" + name.replace("_", "-")
-    return f"--{role}-{name.replace('_', '-')}"
 
 
 @dataclass(frozen=True)
@@ -307,7 +297,7 @@ class Endpoint:
             base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
             concurrency=self.concurrency, max_tokens=self.max_tokens, max_cost=self.max_cost,
             cache_dir=(self.cache_dir or DEFAULT_LLM_CACHE) if cache else None, prices=dict(self.prices),
-            **settings,
+            role=self.role, **settings,
         )
 
 

@@ -26,7 +26,7 @@ import openai
 from speechsum_cli.console import warn
 from speechsum_cli.errors import SpeechsumError
 from speechsum_cli.llm.cache import ResponseCache, cache_key
-from speechsum_cli.llm.config import LLMConfig
+from speechsum_cli.llm.config import LLMConfig, endpoint_flag
 from speechsum_cli.llm.jsonout import InvalidJSON, parse_json
 from speechsum_cli.llm.prices import BudgetExceeded, Ledger, estimate_tokens, price_for
 from speechsum_cli.llm.ratelimit import RateLimiter
@@ -91,7 +91,8 @@ def check_credentials(config: LLMConfig) -> None:
     if not os.environ.get(config.api_key_env) and config.base_url is None and not config.dry_run:
         raise LLMError(
             f"no API key: environment variable {config.api_key_env} is not set. Export it, pass "
-            "--api-key-env NAME for another variable, or --base-url for a local server."
+            f"{endpoint_flag(config.role, 'api_key_env')} NAME for another variable, or "
+            f"{endpoint_flag(config.role, 'base_url')} for a local server."
         )
 
 
@@ -308,7 +309,8 @@ class LLMClient:
             raise LLMError(self.scrub(
                 f"{self.config.base_url or 'api.openai.com'} refused the request "
                 f"(HTTP {exc.status_code}: {_short(exc)}). Check the key in ${self.config.api_key_env}, "
-                f"--model '{self.config.model}' and --base-url."
+                f"{endpoint_flag(self.config.role, 'model')} '{self.config.model}' and "
+                f"{endpoint_flag(self.config.role, 'base_url')}."
             )) from None
         except openai.APITimeoutError:
             raise _RowFailure(f"timeout: no reply within {self.config.timeout:g} s "

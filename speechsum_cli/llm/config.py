@@ -9,6 +9,17 @@ from typing import Any
 DEFAULT_MODEL = "gpt-4.1"
 """The paper's generator."""
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+BUDGET_FIELDS = ("max_cost", "price_in", "price_out", "prices")
+"""Never prefixed: a command calls one LLM under one budget."""
+
+
+def endpoint_flag(role: str | None, name: str) -> str:
+    """``--judge-base-url`` for the judge; ``--base-url`` and ``--llm`` (the model) without a role."""
+    if name in BUDGET_FIELDS:
+        return "--" + name.replace("_", "-")
+    if role is None:
+        return "--llm" if name == "model" else "--" + name.replace("_", "-")
+    return f"--{role}-{name.replace('_', '-')}"
 
 
 @dataclass(frozen=True)
@@ -17,6 +28,8 @@ class LLMConfig:
 
     base_url: str | None = None
     """OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1; None = api.openai.com."""
+    role: str | None = None
+    """Whose endpoint this is, as its flags are prefixed: 'judge', 'teacher', or None (synth's LLM)."""
     model: str = DEFAULT_MODEL
     """Model name sent with every request (for ``transformers serve``: the served directory)."""
     api_key_env: str = DEFAULT_API_KEY_ENV
