@@ -13,6 +13,7 @@ against the input's directory. Missing ids get stable ones from the row position
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -148,13 +149,23 @@ def _apply_column_map(ds: Any, columns: ColumnMap, path: Path) -> Any:
     return ds.rename_columns(renames) if renames else ds
 
 
+SHOWN_IDS = 5
+"""Row ids quoted in one error message."""
+
+
+def shown_ids(ids: Sequence[Any]) -> str:
+    """``'a', 'b', 'c' and 4 more``: the first ids of a list, for messages."""
+    more = f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else ""
+    return ", ".join(repr(i) for i in ids[:SHOWN_IDS]) + more
+
+
 def _check_unique_ids(ds: Any, path: Path) -> None:
     ids = ds["id"]
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dupes = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
-        shown = ", ".join(dupes[:5]) + (" ..." if len(dupes) > 5 else "")
-        raise InputError(f"data '{path}' has {len(dupes)} duplicate id(s): {shown}. Ids must be unique.")
+        raise InputError(f"data '{path}' has {len(dupes)} duplicate id(s): {shown_ids(dupes)}. "
+                         "Ids must be unique.")
 
 
 def _replace_column(ds: Any, name: str, values: list[Any]) -> Any:

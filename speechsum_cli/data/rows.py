@@ -18,18 +18,11 @@ import numpy as np
 
 from speechsum_cli.console import warn
 from speechsum_cli.data.audio import iter_chunks, load_audio, probe
-from speechsum_cli.data.dataset import require_columns, rows_with_empty
+from speechsum_cli.data.dataset import require_columns, rows_with_empty, shown_ids
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.errors import AudioError, InputError
 
-SHOWN_IDS = 5
-"""Row ids quoted in one error message."""
-
-
-def shown_ids(ids: Sequence[Any]) -> str:
-    """``'a', 'b', 'c' and 4 more``: the first ids of a list, for messages."""
-    more = f" and {len(ids) - SHOWN_IDS} more" if len(ids) > SHOWN_IDS else ""
-    return ", ".join(repr(i) for i in ids[:SHOWN_IDS]) + more
+__all__ = ["shown_ids", "check_audio_rows", "long_audio_plan", "decode_row_audio", "AudioRowCollator"]
 
 
 def audio_seconds(audio: Any) -> float:
