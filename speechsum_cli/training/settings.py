@@ -10,7 +10,7 @@ Light on purpose (no torch): the CLI builds its options from these defaults.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
@@ -144,7 +144,6 @@ RESUME_FREE_FIELDS = frozenset({
 })
 """Settings a resumed run may change; any other difference would mix two trainings."""
 
-FIELD_NAMES = tuple(f.name for f in fields(TrainSettings))
 
 
 def check_settings(train: TrainSettings, *, long_audio: tuple[LongAudio, ...] = tuple(LongAudio)) -> None:
