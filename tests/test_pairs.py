@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from speechsum_cli.app import app
 from speechsum_cli.metrics.preference import rank_offline, resolve_pairwise, tournament
+from speechsum_cli.stages.pairs import STUDENT, TEACHER, add_teacher_answers
 from tests.conftest import espeak, speech_of_duration
 
 runner = CliRunner()
@@ -33,8 +34,8 @@ def prompts(tmp_path_factory):
     return folder / "prompts.jsonl"
 
 
-def run_pairs(*args):
-    return runner.invoke(app, ["pairs", *args, "--no-progress", "--max-new-tokens", "8"])
+def run_pairs(*args, max_new_tokens=8):
+    return runner.invoke(app, ["pairs", *args, "--no-progress", "--max-new-tokens", str(max_new_tokens)])
 
 
 # --- decisions on hand-written cases -------------------------------------------------------
@@ -282,3 +283,213 @@ def test_on_long_audio_help_lists_only_what_pairs_supports():
     result = runner.invoke(app, ["pairs", "--help"], env={"COLUMNS": "200"})
     line = next(x for x in result.stdout.splitlines() if "--on-long-audio" in x)
     assert "[error|drop]" in line and "chunk|" not in line and "truncate|" not in line
+
+
+# --- the teacher's own answer as a candidate (issue 18) ----------------------------------------
+
+FAITHFUL = "The meeting started at nine."
+"""What the scripted teacher answers to every prompt: supported by TEACHER_ROWS' transcript."""
+TEACHER_TRANSCRIPT = "The meeting started at nine. Alice Chen presented the budget."
+TEACHER_ROWS = [("t1", "Summarize the meeting."), ("t2", "When did it start?"), ("t3", "One sentence, please.")]
+
+
+def scripted_lm(source, out, answer):
+    """A copy of the tiny chat LM whose greedy answer to any prompt is ``answer``.
+
+    Attention and MLP outputs are zeroed, so each position's logits depend on its own token only
+    (a bigram model); embeddings and the output layer then spell the chain: the generation
+    prompt's last token -> the answer's tokens -> end of turn; any other token -> end of turn.
+    """
+    import torch
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    tok = AutoTokenizer.from_pretrained(source)
+    model = LlamaForCausalLM.from_pretrained(source)
+    prompt = tok.apply_chat_template([{"role": "user", "content": "x"}], tokenize=False, add_generation_prompt=True)
+    chain = [tok(prompt, add_special_tokens=False)["input_ids"][-1]] + tok(answer, add_special_tokens=False)["input_ids"]
+    successor = dict(zip(chain, chain[1:] + [tok.eos_token_id]))
+    assert len(successor) == len(chain) < model.config.hidden_size  # distinct tokens, one direction each
+    with torch.no_grad():
+        for layer in model.model.layers:
+            layer.self_attn.o_proj.weight.zero_()
+            layer.mlp.down_proj.weight.zero_()
+        embed, head = model.model.embed_tokens.weight, model.lm_head.weight
+        embed.zero_()
+        embed[:, 0] = 1.0
+        head.zero_()
+        head[tok.eos_token_id, 0] = 1.0
+        for slot, token in enumerate(chain, start=1):
+            embed[token] = 0.0
+            embed[token, slot] = 1.0
+            head[successor[token], slot] = 1.0
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def faithful_teacher(tiny_text_lm, tmp_path_factory):
+    return scripted_lm(tiny_text_lm, tmp_path_factory.mktemp("faithful-teacher"), FAITHFUL)
+
+
+@pytest.fixture(scope="module")
+def teacher_prompts(tmp_path_factory):
+    """Prompts whose reference summary is FAITHFUL (the offline judge also ranks by ROUGE-L)."""
+    folder = tmp_path_factory.mktemp("teacher-prompts")
+    espeak(TEACHER_TRANSCRIPT, folder / "meeting.wav")
+    path = folder / "prompts.jsonl"
+    path.write_text("".join(json.dumps({"id": row_id, "audio": "meeting.wav", "transcript": TEACHER_TRANSCRIPT,
+                                        "query": query, "summary": FAITHFUL}) + "\n"
+                            for row_id, query in TEACHER_ROWS))
+    return path
+
+
+def test_the_scripted_teacher_says_its_answer(faithful_teacher):
+    """The premise of the tests below: the teacher's greedy answer is FAITHFUL, whatever it reads."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(faithful_teacher)
+    model = AutoModelForCausalLM.from_pretrained(faithful_teacher)
+    for transcript in (TEACHER_TRANSCRIPT, "Bob sends the contract by Friday."):
+        text = tok.apply_chat_template([{"role": "user", "content": transcript}], tokenize=False,
+                                       add_generation_prompt=True)
+        ids = tok(text, return_tensors="pt", add_special_tokens=False)
+        new = model.generate(**ids, max_new_tokens=20, do_sample=False)[0, ids["input_ids"].shape[1]:]
+        assert tok.decode(new, skip_special_tokens=True) == FAITHFUL
+
+
+def test_teacher_answers_join_at_seeded_positions_once_each():
+    students = [["a one", "b two"]] * 60
+    texts, sources, counts = add_teacher_answers(students, ["teacher says"] * 60, seed=3)
+    assert counts == {"teacher_answers": 60, "teacher_candidates": 60, "teacher_same_as_student": 0,
+                      "teacher_empty": 0}
+    positions = [src.index(TEACHER) for src in sources]
+    assert set(positions) == {0, 1, 2}  # not always last (nor first): tie-breaks by position are fair
+    for row_texts, src in zip(texts, sources):
+        assert [t for t, s in zip(row_texts, src) if s == STUDENT] == ["a one", "b two"]  # student order kept
+        assert row_texts[src.index(TEACHER)] == "teacher says"
+    assert add_teacher_answers(students, ["teacher says"] * 60, seed=3)[1] == sources  # the seed decides
+    assert add_teacher_answers(students, ["teacher says"] * 60, seed=4)[1] != sources
+
+    # an answer a student sample already says (case/space aside) stays once, as the student's; an
+    # empty one is not a candidate; both are counted
+    texts, sources, counts = add_teacher_answers([["A  One", "b two"], ["a one", "b two"]], ["a one", " "], seed=0)
+    assert texts == [["A  One", "b two"], ["a one", "b two"]]
+    assert sources == [[STUDENT, STUDENT]] * 2
+    assert counts == {"teacher_answers": 2, "teacher_candidates": 0, "teacher_same_as_student": 1,
+                      "teacher_empty": 1}
+
+
+def test_a_faithful_teacher_answer_is_chosen_over_invented_samples(teacher_prompts, faithful_teacher,
+                                                                   tiny_models, tmp_path):
+    """The random student invents (unsupported items, no overlap with the reference); the
+    teacher's answer joins as one more candidate and the offline judge must prefer it."""
+    out = tmp_path / "pairs"
+    result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(teacher_prompts), "--out", str(out),
+                       "--judge", "offline", "--k", "2", "--teacher", str(faithful_teacher), "--json",
+                       max_new_tokens=16)  # FAITHFUL is 12 tokens
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)["counts"]
+    assert json.loads((out / "speechsum.json").read_text())["counts"] == counts
+    assert counts["teacher_answers"] == counts["teacher_candidates"] == counts["prompts"] == 3
+    assert counts["pairs_kept"] == counts["chosen_teacher"] == 3 and counts["rejected_teacher"] == 0
+    assert counts["teacher_hit_max_new_tokens"] == 0
+    ds = load_from_disk(str(out))
+    assert set(ds["chosen"]) == {FAITHFUL}
+    assert set(ds["chosen_source"]) == {TEACHER} and set(ds["rejected_source"]) == {STUDENT}
+    manifest = json.loads((out / "speechsum.json").read_text())
+    assert manifest["config"]["teacher"] == str(faithful_teacher)
+
+    # dpo reads these rows as any others: the teacher's answer is just a chosen text to it
+    trained = runner.invoke(app, ["dpo", "--model", str(tiny_models("qwen2_audio")), "--data", str(out),
+                                  "--out", str(tmp_path / "dpo"), "--max-steps", "2", "--json"])
+    assert trained.exit_code == 0, trained.output
+    assert json.loads(trained.stdout)["counts"]["train_pairs"] == 3
+
+    # a budget too small for the answer: it is cut, kept, and counted
+    cut = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(teacher_prompts), "--out",
+                    str(tmp_path / "cut"), "--judge", "offline", "--k", "2", "--teacher", str(faithful_teacher),
+                    "--json", max_new_tokens=4)
+    assert cut.exit_code == 0, cut.output
+    assert json.loads(cut.stdout)["counts"]["teacher_hit_max_new_tokens"] == 3
+
+
+def test_random_teacher_candidates_are_counted_and_sourced(prompts, tiny_models, tiny_text_lm, tmp_path):
+    out = tmp_path / "pairs"
+    result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(prompts), "--out", str(out),
+                       "--judge", "offline", "--k", "2", "--teacher", str(tiny_text_lm),
+                       "--teacher-system", "Answer from the transcript only.")
+    assert result.exit_code == 0, result.output
+    counts = json.loads((out / "speechsum.json").read_text())["counts"]
+    assert counts["teacher_answers"] == counts["prompts"] == 3
+    assert counts["teacher_candidates"] + counts["teacher_same_as_student"] + counts["teacher_empty"] == 3
+    assert counts["chosen_teacher"] + counts["rejected_teacher"] <= counts["pairs_kept"]
+    ds = load_from_disk(str(out))
+    assert set(ds["chosen_source"]) | set(ds["rejected_source"]) <= {STUDENT, TEACHER}
+    assert counts["chosen_teacher"] == ds["chosen_source"].count(TEACHER)
+    assert counts["rejected_teacher"] == ds["rejected_source"].count(TEACHER)
+    # one human line that says how often the teacher's answer won
+    assert len(result.stdout.splitlines()) == 1
+    assert result.stdout.startswith(f"{out}: {counts['pairs_kept']} pairs kept of 3 prompts")
+    assert result.stdout.rstrip().endswith(
+        f"; the teacher's answer was chosen in {counts['chosen_teacher']} and rejected in "
+        f"{counts['rejected_teacher']} of them ({counts['teacher_candidates']} of 3 answers were candidates)")
+
+
+def test_without_teacher_every_candidate_is_the_students(prompts, tiny_models, tmp_path):
+    out = tmp_path / "pairs"
+    result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(prompts), "--out", str(out),
+                       "--judge", "offline", "--k", "3", "--json")
+    assert result.exit_code == 0, result.output
+    assert "chosen_teacher" not in json.loads(result.stdout)["counts"]
+    ds = load_from_disk(str(out))
+    assert set(ds["chosen_source"]) == set(ds["rejected_source"]) == {STUDENT}
+
+
+def test_the_pairwise_judge_never_sees_sources_and_sees_the_teacher_in_both_places(
+        teacher_prompts, faithful_teacher, tiny_models, tmp_path):
+    from tests.fake_openai import FakeOpenAI
+
+    seen: list[str] = []
+
+    def record(messages):
+        seen.append(json.dumps(messages))
+        return prefer_fewer_digits(messages)
+
+    with FakeOpenAI(record) as server:
+        result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(teacher_prompts),
+                           "--out", str(tmp_path / "p"), "--k", "2", "--teacher", str(faithful_teacher),
+                           "--judge-base-url", server.base_url, "--judge-model", "j",
+                           "--judge-cache-dir", str(tmp_path / "c"), "--json", max_new_tokens=16)
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)["counts"]
+    assert counts["teacher_candidates"] == 3
+    as_a = sum(f"Summary A:\\n<<<\\n{FAITHFUL}\\n>>>" in m for m in seen)
+    as_b = sum(f"Summary B:\\n<<<\\n{FAITHFUL}\\n>>>" in m for m in seen)
+    assert as_a == as_b > 0  # judged, in both orders
+    for message in seen:
+        assert not any(word in message.lower() for word in (TEACHER, STUDENT, "source"))
+
+
+def test_teacher_needs_the_transcript_before_any_model_loads(tmp_path):
+    data = tmp_path / "p.jsonl"
+    data.write_text(json.dumps({"id": "a", "audio": "a.wav", "query": "q"}) + "\n")
+    result = run_pairs("--model", str(tmp_path / "no-model"), "--data", str(data), "--out", str(tmp_path / "o"),
+                       "--judge", "offline", "--teacher", str(tmp_path / "no-teacher"))
+    assert result.exit_code == 1
+    stderr = " ".join(result.stderr.replace("│", " ").split())
+    assert f"data '{data}' has no column 'transcript'" in stderr
+    assert "the judge and the --teacher read it" in stderr
+
+
+def test_a_teacher_without_chat_template_is_refused_before_the_student_loads(prompts, tiny_text_lm, tmp_path):
+    from transformers import AutoTokenizer
+
+    plain = tmp_path / "plain-lm"
+    tok = AutoTokenizer.from_pretrained(tiny_text_lm)
+    tok.chat_template = None
+    tok.save_pretrained(plain)
+    result = run_pairs("--model", str(tmp_path / "no-model"), "--data", str(prompts), "--out", str(tmp_path / "o"),
+                       "--judge", "offline", "--teacher", str(plain))
+    assert result.exit_code == 1
+    assert f"--teacher '{plain}' has no chat template" in " ".join(result.stderr.replace("│", " ").split())

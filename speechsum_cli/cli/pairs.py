@@ -31,8 +31,11 @@ EPILOG = (
     "Examples:\n\n"
     "  speechsum pairs --model runs/kd --data prompts/ --out runs/pairs --judge-base-url http://127.0.0.1:8000/v1 --judge-model MODEL\n\n"
     "  speechsum pairs -m runs/kd -d prompts/ -o runs/pairs --judge offline\n\n"
+    "  speechsum pairs -m runs/kd -d prompts/ -o runs/pairs --judge offline --teacher Qwen/Qwen2-7B-Instruct\n\n"
     "The pairwise judge sees both orders of every pair and keeps only consistent verdicts. The "
-    "judge flags are the same as eval's."
+    "judge flags are the same as eval's. --teacher adds the text teacher's own greedy answer (it "
+    "reads the transcript, as in distill) to each prompt's k candidates; the judge does not know "
+    "which candidate is whose, and each pair records chosen_source / rejected_source."
 )
 
 
@@ -63,7 +66,12 @@ def pairs(
         (LongAudio.error, LongAudio.drop),
         "Audio longer than the model's window: error, or drop (counted). Candidates are sampled from "
         "one window, so chunk and truncate are not offered.")] = LongAudio.error.value,
-    seed: Annotated[int, typer.Option(help="Sampling seed.")] = 0,
+    teacher: Annotated[str | None, typer.Option(
+        help="Text chat LM (local dir or hub id) reading transcript + query, as distill's teacher: its "
+             "greedy answer joins each prompt's candidates.", show_default=False)] = None,
+    teacher_system: Annotated[str | None, typer.Option(
+        help="System message for the teacher  \\[default: its template's].", show_default=False)] = None,
+    seed: Annotated[int, typer.Option(help="Sampling seed (also places the teacher's answer among the candidates).")] = 0,
     device: Device = "auto",
     dtype: Dtype = "auto",
     split: Split = None,
@@ -89,7 +97,8 @@ def pairs(
         model=model, data=data, out=out, k=k, temperature=temperature, top_p=top_p,
         max_new_tokens=max_new_tokens, batch_size=batch_size, judge=judge.value, min_margin=min_margin,
         llm=llm, concurrency=judge_llm.concurrency, on_long_audio=on_long_audio, seed=seed, device=device,
-        dtype=dtype, split=split, columns=columns, overwrite=overwrite, show_progress=progress,
+        dtype=dtype, teacher=teacher, teacher_system=teacher_system, split=split, columns=columns,
+        overwrite=overwrite, show_progress=progress,
     )
     result = run(config)
     if dry_run:
@@ -109,5 +118,8 @@ def pairs(
                                            "not_judged_budget", "prompts_without_two_distinct_candidates",
                                            "long_audio_dropped")}
     detail = ", ".join(f"{key.replace('_', ' ')} {n}" for key, n in lost.items() if n)
+    teacher_part = "" if "chosen_teacher" not in c else (
+        f"; the teacher's answer was chosen in {c['chosen_teacher']} and rejected in {c['rejected_teacher']} "
+        f"of them ({c['teacher_candidates']} of {c['teacher_answers']} answers were candidates)")
     typer.echo(f"{result.out}: {c['pairs_kept']} pairs kept of {c['prompts']} prompts"
-               + (f" ({detail})" if detail else ""))
+               + (f" ({detail})" if detail else "") + teacher_part)

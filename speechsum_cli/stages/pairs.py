@@ -3,10 +3,17 @@
 Stage 3 of the recipe: the distilled student samples ``k`` summaries per prompt; a judge (the
 pairwise LLM judge of the paper, a 1-7 rubric, or the offline check) picks the better and the
 worse, aimed at hallucination and repetition. Output: a dataset of preference pairs for ``dpo``.
+
+With ``--teacher``, a text LM reading the transcript (distill's teacher, in distill's prompt) writes
+its own greedy answer, which joins each prompt's candidates at a seeded random position — the
+self-synthesis of Reinforced Behavior Alignment: when every student sample invents details, the
+teacher's answer gives the judge a faithful option. The judge sees texts only, never where they
+came from; each pair records ``chosen_source`` / ``rejected_source`` (student | teacher).
 """
 
 from __future__ import annotations
 
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,10 +23,12 @@ from speechsum_cli.data.audio import load_audio, probe
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import long_audio_plan, shown_ids
-from speechsum_cli.errors import InputError
+from speechsum_cli.errors import InputError, ModelError
 from speechsum_cli.metrics import preference
 
 JUDGES = ("pairwise", "rubric", "offline")
+STUDENT, TEACHER = "student", "teacher"
+"""Where a candidate came from (``chosen_source`` / ``rejected_source``); the judge never sees it."""
 LONG_AUDIO = (LongAudio.error, LongAudio.drop)
 """Candidates are sampled from one window: chunk and truncate are not offered."""
 
@@ -54,6 +63,11 @@ class PairsConfig:
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"
+    teacher: str | None = None
+    """Text chat LM (local dir or hub id) whose greedy answer to transcript + query joins the
+    candidates (None = student samples only)."""
+    teacher_system: str | None = None
+    """System message of the teacher's conversation (default: its template's own)."""
     split: str | None = None
     columns: ColumnMap = ColumnMap()
     """Names of the prompts' id, audio, transcript and query columns (--X-column)."""
@@ -95,14 +109,15 @@ def check_config(config: PairsConfig) -> None:
 
 
 def load_prompts(config: PairsConfig) -> list[dict[str, Any]]:
+    readers = "the judge and the --teacher read it" if config.teacher else "the judge reads it"
     ds = load_rows(config.data, columns=config.columns, split=config.split)
     require_columns(ds, ["audio", "transcript", "query"], config.data,
-                    "pairs needs prompts with audio, transcript and query (synth output works; other "
-                    "names map with --audio-column, --transcript-column, --query-column).")
+                    f"pairs needs prompts with audio, transcript ({readers}) and query (synth output "
+                    "works; other names map with --audio-column, --transcript-column, --query-column).")
     empty = rows_with_empty(ds, "transcript")
     if empty:
         raise InputError(f"{len(empty)} row(s) of '{config.data}' have an empty 'transcript' "
-                         f"(ids: {shown_ids(empty)}); the judge needs it.")
+                         f"(ids: {shown_ids(empty)}); {readers}.")
     return list(ds)
 
 
@@ -156,16 +171,112 @@ def distinct_candidates(candidates: list[str]) -> list[int]:
     return sorted(seen.values())
 
 
-def pairwise_calls(rows: list[dict[str, Any]], candidates: list[list[int]], texts: list[list[str]]) -> dict[Any, Any]:
+def pairwise_calls(rows: list[dict[str, Any]], candidates: list[list[str]]) -> dict[Any, Any]:
+    """Both orders of every pair of a row's candidates (texts only: the judge never sees sources)."""
     from speechsum_cli.metrics.judge import pairwise_messages
 
     calls = {}
-    for r, (row, keep) in enumerate(zip(rows, candidates)):
-        for i, j in preference.candidate_pairs(len(keep)):
-            a, b = texts[r][keep[i]], texts[r][keep[j]]
+    for r, (row, texts) in enumerate(zip(rows, candidates)):
+        for i, j in preference.candidate_pairs(len(texts)):
+            a, b = texts[i], texts[j]
             calls[(r, i, j, "ab")] = pairwise_messages(row["transcript"], row["query"], a, b)
             calls[(r, i, j, "ba")] = pairwise_messages(row["transcript"], row["query"], b, a)
     return calls
+
+
+# --- the teacher's answer -------------------------------------------------------------------
+
+
+def check_teacher(config: PairsConfig, rows: list[dict[str, Any]]) -> Any:
+    """The teacher's tokenizer, its chat template checked on the first row (before any model loads)."""
+    from speechsum_cli.stages.distill import Teacher, check_teacher_template, load_teacher_tokenizer
+
+    tokenizer = load_teacher_tokenizer(config.teacher)
+    check_teacher_template(Teacher(None, tokenizer, config.teacher, config.teacher_system),
+                           rows[0]["transcript"], rows[0]["query"])
+    return tokenizer
+
+
+def load_teacher(config: PairsConfig, tokenizer: Any) -> Any:
+    """The teacher, frozen, on pairs' --device / --dtype."""
+    from transformers import AutoModelForCausalLM
+
+    from speechsum_cli.families import resolve_device, resolve_dtype
+    from speechsum_cli.stages.distill import Teacher
+
+    device = resolve_device(config.device)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(config.teacher, dtype=resolve_dtype(config.dtype, device))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"--teacher '{config.teacher}': cannot load it as a causal LM "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from None
+    model = model.to(device).eval().requires_grad_(False)
+    return Teacher(model, tokenizer, config.teacher, config.teacher_system)
+
+
+def teacher_stop_ids(teacher: Any) -> list[int]:
+    """Every end token of the teacher: its generation config's eos ids, then the tokenizer's."""
+    ids: list[int] = []
+    for candidate in (teacher.model.generation_config.eos_token_id, teacher.tokenizer.eos_token_id):
+        if candidate is not None:
+            ids.extend(candidate if isinstance(candidate, list) else [candidate])
+    return list(dict.fromkeys(ids))
+
+
+def teacher_answers(config: PairsConfig, rows: list[dict[str, Any]], tokenizer: Any) -> tuple[list[str], int]:
+    """The teacher's greedy answer to each row's transcript + query (batched), and how many
+    answers reached --max-new-tokens without an end token (kept as they are, counted)."""
+    import torch
+
+    from speechsum_cli.console import progress_bar
+
+    teacher = load_teacher(config, tokenizer)
+    tokenizer.padding_side = "left"
+    stop = teacher_stop_ids(teacher)
+    answers: list[str] = []
+    hit_max = 0
+    with progress_bar("Teacher answers", len(rows), enabled=config.show_progress) as advance:
+        for start in range(0, len(rows), config.batch_size):
+            chunk = rows[start : start + config.batch_size]
+            prompts = [teacher.render(row["transcript"], row["query"]) for row in chunk]
+            enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(teacher.device)
+            with torch.inference_mode():
+                output = teacher.model.generate(**enc, max_new_tokens=config.max_new_tokens, do_sample=False,
+                                                temperature=None, top_p=None, top_k=None,
+                                                eos_token_id=stop, pad_token_id=teacher.pad_id)
+            new = output[:, enc["input_ids"].shape[1] :].cpu()
+            hit_max += sum(1 for ids in new.tolist() if not set(ids) & set(stop))
+            answers += [text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True)]
+            advance(len(chunk))
+    return answers, hit_max
+
+
+def add_teacher_answers(candidates: list[list[str]], answers: list[str], seed: int
+                        ) -> tuple[list[list[str]], list[list[str]], dict[str, int]]:
+    """Each row's distinct student candidates with the teacher's answer inserted at a seeded random
+    position (so no judge's tie-break by position favours either source), and every candidate's
+    source. An empty answer is left out; an answer a student sample already says (same normalized
+    text) is not added twice — the student's copy stays, as the student's: it is on-policy text."""
+    rng = random.Random(seed)
+    texts: list[list[str]] = []
+    sources: list[list[str]] = []
+    counts = {"teacher_answers": len(answers), "teacher_candidates": 0, "teacher_same_as_student": 0,
+              "teacher_empty": 0}
+    for cands, answer in zip(candidates, answers, strict=True):
+        row_texts, row_sources = list(cands), [STUDENT] * len(cands)
+        said = {preference.normalized(c) for c in cands}
+        if not preference.normalized(answer):
+            counts["teacher_empty"] += 1
+        elif preference.normalized(answer) in said:
+            counts["teacher_same_as_student"] += 1
+        else:
+            at = rng.randint(0, len(cands))
+            row_texts.insert(at, answer)
+            row_sources.insert(at, TEACHER)
+            counts["teacher_candidates"] += 1
+        texts.append(row_texts)
+        sources.append(row_sources)
+    return texts, sources, counts
 
 
 def run(config: PairsConfig) -> PairsResult:
@@ -178,21 +289,27 @@ def run(config: PairsConfig) -> PairsResult:
     if not (config.llm is not None and config.llm.dry_run):
         check_output_dir(config.out, overwrite=config.overwrite)
     rows = load_prompts(config)
+    teacher_tokenizer = check_teacher(config, rows) if config.teacher else None
     lm = load(config.model, device=config.device, dtype=config.dtype)
     rows, dropped = split_long(rows, lm.window_seconds, config.on_long_audio, config.data)
     texts = sample_candidates(config, rows, lm)
     del lm
-    keep = [distinct_candidates(c) for c in texts]
+    candidates = [[c[i] for i in distinct_candidates(c)] for c in texts]
+    sources = [[STUDENT] * len(c) for c in candidates]
     counts = {"prompts": len(rows) + dropped, "long_audio_dropped": dropped,
               "empty_candidates": sum(1 for c in texts for t in c if not preference.normalized(t)),
               # samples dropped because an earlier sample of the same prompt says the same
               "identical_candidates": sum(
-                  sum(1 for t in c if preference.normalized(t)) - len(k) for c, k in zip(texts, keep))}
-    counts["prompts_without_two_distinct_candidates"] = sum(1 for k in keep if len(k) < 2)
-    judgeable = [r for r, k in enumerate(keep) if len(k) >= 2]
+                  sum(1 for t in c if preference.normalized(t)) - len(d) for c, d in zip(texts, candidates))}
+    if teacher_tokenizer is not None:
+        answers, hit_max = teacher_answers(config, rows, teacher_tokenizer)
+        candidates, sources, teacher_counts = add_teacher_answers(candidates, answers, config.seed)
+        counts.update(teacher_counts, teacher_hit_max_new_tokens=hit_max)
+    counts["prompts_without_two_distinct_candidates"] = sum(1 for c in candidates if len(c) < 2)
+    judgeable = [r for r, c in enumerate(candidates) if len(c) >= 2]
     decide = {"offline": judge_offline, "pairwise": judge_pairwise, "rubric": judge_rubric}[config.judge]
     decisions, batch, judge_counts = decide(config, [rows[r] for r in judgeable],
-                                            [keep[r] for r in judgeable], [texts[r] for r in judgeable])
+                                            [candidates[r] for r in judgeable])
     counts.update(judge_counts)
     if batch is not None and config.llm.dry_run:
         return PairsResult(None, counts, [], batch)
@@ -204,11 +321,15 @@ def run(config: PairsConfig) -> PairsResult:
         row = rows[r]
         pairs.append({
             "id": row["id"], "audio": row["audio"], "transcript": row["transcript"], "query": row["query"],
-            "style": row.get("style"), "chosen": texts[r][best], "rejected": texts[r][worst],
+            "style": row.get("style"), "chosen": candidates[r][best], "rejected": candidates[r][worst],
             "chosen_score": float(best_score), "rejected_score": float(worst_score),
             "judge_rationale": rationale, "judge": config.judge,
+            "chosen_source": sources[r][best], "rejected_source": sources[r][worst],
         })
     counts["pairs_kept"] = len(pairs)
+    if teacher_tokenizer is not None:
+        counts["chosen_teacher"] = sum(1 for p in pairs if p["chosen_source"] == TEACHER)
+        counts["rejected_teacher"] = sum(1 for p in pairs if p["rejected_source"] == TEACHER)
     if not pairs:
         raise InputError(
             f"no preference pair was kept out of {counts['prompts']} prompts (counts: {counts}). "
@@ -224,7 +345,8 @@ def run(config: PairsConfig) -> PairsResult:
             "stopped_by_budget": batch.stopped_by_budget,
             "failure_reasons": sorted(set(batch.failed.values()))[:20],
         }
-        write_manifest(tmp, stage="pairs", config=config, inputs=[config.data, config.model],
+        inputs = [config.data, config.model] + ([config.teacher] if config.teacher else [])
+        write_manifest(tmp, stage="pairs", config=config, inputs=inputs,
                        counts=counts, metrics={"llm": llm_usage}, wall_time=time.perf_counter() - started)
     return PairsResult(config.out, counts, pairs, batch)
 
@@ -232,36 +354,36 @@ def run(config: PairsConfig) -> PairsResult:
 Decision = tuple[int, int, float, float, str] | None
 
 
-def judge_offline(config: PairsConfig, rows, keep, texts) -> tuple[list[Decision], None, dict[str, int]]:
+def judge_offline(config: PairsConfig, rows, candidates) -> tuple[list[Decision], None, dict[str, int]]:
     decisions: list[Decision] = []
     ties = 0
-    for row, idx, cands in zip(rows, keep, texts):
-        best, worst, scores, tie = preference.rank_offline([cands[i] for i in idx], row)
+    for row, cands in zip(rows, candidates):
+        best, worst, scores, tie = preference.rank_offline(cands, row)
         if tie:
             ties += 1
             decisions.append(None)
             continue
-        decisions.append((idx[best], idx[worst], scores[best], scores[worst],
+        decisions.append((best, worst, scores[best], scores[worst],
                           "offline: fewer unsupported numbers/names, less repetition, style, ROUGE-L"))
     return decisions, None, {"ties": ties}
 
 
-def judge_pairwise(config: PairsConfig, rows, keep, texts):
+def judge_pairwise(config: PairsConfig, rows, candidates):
     from speechsum_cli.console import progress_bar
     from speechsum_cli.llm.batch import run_calls
     from speechsum_cli.metrics.judge import pairwise_prompt, pairwise_schema
 
-    calls = pairwise_calls(rows, keep, texts)
+    calls = pairwise_calls(rows, candidates)
     show = config.show_progress and not config.llm.dry_run
     with progress_bar("Judging pairs (both orders)", len(calls), enabled=show) as advance:
         batch = run_calls(config.llm, calls, pairwise_schema(), prompt_version=f"pairwise-{pairwise_prompt()['version']}",
                           concurrency=config.concurrency, advance=advance)
     counts = {"ties": 0, "inconsistent": 0, "judge_failed": 0, "not_judged_budget": 0}
     decisions: list[Decision] = []
-    for r, idx in enumerate(keep):
+    for r, cands in enumerate(candidates):
         outcomes: dict[tuple[int, int], str] = {}
         rationale = ""
-        for i, j in preference.candidate_pairs(len(idx)):
+        for i, j in preference.candidate_pairs(len(cands)):
             ab, ba = batch.results.get((r, i, j, "ab")), batch.results.get((r, i, j, "ba"))
             if ab is None or ba is None:
                 counts["not_judged_budget"] += 1
@@ -278,20 +400,20 @@ def judge_pairwise(config: PairsConfig, rows, keep, texts):
         if not outcomes:
             decisions.append(None)
             continue
-        best, worst, wins, tie = preference.tournament(len(idx), outcomes)
+        best, worst, wins, tie = preference.tournament(len(cands), outcomes)
         if tie:
             counts["ties"] += 1
             decisions.append(None)
             continue
-        decisions.append((idx[best], idx[worst], wins[best], wins[worst], rationale))
+        decisions.append((best, worst, wins[best], wins[worst], rationale))
     return decisions, batch, counts
 
 
-def judge_rubric(config: PairsConfig, rows, keep, texts):
+def judge_rubric(config: PairsConfig, rows, candidates):
     from speechsum_cli.metrics.judge import judge_all
 
-    items = {(r, i): (row["transcript"], row["query"], texts[r][i])
-             for r, (row, idx) in enumerate(zip(rows, keep)) for i in idx}
+    items = {(r, i): (row["transcript"], row["query"], text)
+             for r, (row, cands) in enumerate(zip(rows, candidates)) for i, text in enumerate(cands)}
     from speechsum_cli.console import progress_bar
 
     show = config.show_progress and not config.llm.dry_run
@@ -299,8 +421,8 @@ def judge_rubric(config: PairsConfig, rows, keep, texts):
         judged = judge_all(config.llm, items, concurrency=config.concurrency, advance=advance)
     counts = {"ties": 0, "below_margin": 0, "judge_failed": len(judged.failed)}
     decisions: list[Decision] = []
-    for r, idx in enumerate(keep):
-        scored = [(i, judged.scores[(r, i)]["judge_overall"]) for i in idx if (r, i) in judged.scores]
+    for r, cands in enumerate(candidates):
+        scored = [(i, judged.scores[(r, i)]["judge_overall"]) for i in range(len(cands)) if (r, i) in judged.scores]
         if len(scored) < 2:
             decisions.append(None)
             continue
