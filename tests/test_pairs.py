@@ -414,6 +414,24 @@ def test_a_faithful_teacher_answer_is_chosen_over_invented_samples(teacher_promp
     assert json.loads(cut.stdout)["counts"]["teacher_hit_max_new_tokens"] == 3
 
 
+def test_a_lora_adapter_teacher_works_like_its_merged_model(teacher_prompts, faithful_teacher, tiny_models, tmp_path):
+    """An adapter dir (adapter + tokenizer) loads through transformers' PEFT integration."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    adapter = tmp_path / "teacher-adapter"
+    lora = get_peft_model(AutoModelForCausalLM.from_pretrained(faithful_teacher),
+                          LoraConfig(r=2, target_modules=["q_proj"]))  # B = 0: same answers as its base
+    lora.save_pretrained(adapter)
+    AutoTokenizer.from_pretrained(faithful_teacher).save_pretrained(adapter)
+    result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(teacher_prompts),
+                       "--out", str(tmp_path / "p"), "--judge", "offline", "--teacher", str(adapter), "--json",
+                       max_new_tokens=16)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["counts"]["chosen_teacher"] == 3
+    assert set(load_from_disk(str(tmp_path / "p"))["chosen"]) == {FAITHFUL}
+
+
 def test_random_teacher_candidates_are_counted_and_sourced(prompts, tiny_models, tiny_text_lm, tmp_path):
     out = tmp_path / "pairs"
     result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(prompts), "--out", str(out),
