@@ -145,6 +145,9 @@ def _train_option_specs() -> dict[str, tuple[Any, tuple[str, ...], str, dict[str
         "save_steps": (int, ("--save-steps",), "Resumable checkpoint every N steps.", {"min": 1}),
         "eval_steps": (Optional[int], ("--eval-steps",), "Eval every N steps  \\[default: every epoch, or at the end with --max-steps].", {"min": 1, "show_default": False}),
         "num_workers": (int, ("--num-workers",), "DataLoader worker processes decoding audio.", {"min": 0}),
+        "feature_cache": (bool, ("--feature-cache/--no-feature-cache",), "Compute the frozen audio encoder's output for each window once and reuse it (every epoch, every stage reading the same audio).", {}),
+        "feature_cache_dir": (Optional[Path], ("--feature-cache-dir",), "Directory of the feature cache  \\[default: .feature-cache beside --out].", {"show_default": False}),
+        "feature_cache_gb": (float, ("--feature-cache-gb",), "Disk bound of the feature cache (least recently used windows go first).", {"min": 0.001}),
     }
 
 

@@ -96,6 +96,9 @@ class AudioFamily(ABC):
     """Module path prefixes of the audio encoder (frozen by default)."""
     projector_prefixes: ClassVar[tuple[str, ...]]
     """Module path prefixes of the audio projector (trainable by default)."""
+    encoder_output_per_window: ClassVar[bool] = False
+    """Whether the encoder's output for one clip depends only on that clip (every clip padded to
+    one fixed window), so the feature cache may store it per clip."""
 
     # --- loading ---------------------------------------------------------------------------
     @abstractmethod

@@ -46,6 +46,7 @@ class Qwen2AudioFamily(AudioFamily):
     language_model_prefix = "model.language_model"
     audio_encoder_prefixes = ("model.audio_tower",)
     projector_prefixes = ("model.multi_modal_projector",)
+    encoder_output_per_window = True  # every clip is padded to one full window
     compose_tokens = ("<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>")
     compose_template_tokens = ("<|im_start|>", "<|im_end|>")
     audio_content = "<|audio_bos|><|AUDIO|><|audio_eos|>\n"

@@ -135,6 +135,7 @@ class VoxtralFamily(AudioFamily):
     language_model_prefix = "model.language_model"
     audio_encoder_prefixes = ("model.audio_tower",)
     projector_prefixes = ("model.multi_modal_projector",)
+    encoder_output_per_window = True  # every clip is padded to one full window
     compose_tokens = REQUIRED_TOKENS
     compose_template_tokens = (BEGIN_SYSTEM, END_SYSTEM)
     audio_content = f"{BEGIN_AUDIO_TOKEN}{AUDIO_TOKEN}"

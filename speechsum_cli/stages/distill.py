@@ -654,6 +654,7 @@ def run(cfg: DistillConfig) -> DistillResult:
     counts["train_rows"] = len(train_ds)
 
     model, groups = make_trainable(lm, train, reference, is_main=run_.is_main)
+    run_.use_feature_cache(model, lm.family, train)
     batcher = Batcher(lm, teacher, n_shared, stop_ids, cfg.chunk_size)
 
     metrics: dict[str, Any] = {}

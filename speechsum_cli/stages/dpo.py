@@ -189,6 +189,7 @@ def run(cfg: DpoConfig) -> DpoResult:
 
     ref_model = copy.deepcopy(lm.model).eval().requires_grad_(False) if train.full else None
     model, groups = make_trainable(lm, train, reference, is_main=run_.is_main)
+    run_.use_feature_cache(model, lm.family, train)
     trainer = DpoTrainer(
         model=model, args=run_.args, train_dataset=train_ds,
         data_collator=PairCollator(lm, window, chunk=policy is LongAudio.chunk,

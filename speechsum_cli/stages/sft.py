@@ -141,6 +141,7 @@ def run(cfg: SftConfig) -> SftResult:
 
     base_dtype = lm.model.dtype
     model, groups = make_trainable(lm, train, base_source, is_main=run_.is_main)
+    run_.use_feature_cache(model, lm.family, train)
     trainer = SpeechTrainer(
         model=model, args=run_.args, train_dataset=train_ds, eval_dataset=eval_ds,
         data_collator=SpeechCollator(lm, lm.window_seconds, chunk=policy is LongAudio.chunk, dtype=base_dtype),

@@ -166,6 +166,14 @@ class TrainingRun:
     resume_from: Path | None
     precision: Precision
     started: float
+    feature_cache: Any = None
+    """The stage's :class:`~speechsum_cli.training.feature_cache.FeatureCache`, if it uses one."""
+
+    def use_feature_cache(self, model: Any, family: Any, train: TrainSettings) -> None:
+        """Serve ``model``'s frozen encoder from the feature cache (unless switched off)."""
+        from speechsum_cli.training.feature_cache import cache_for_training
+
+        self.feature_cache = cache_for_training(model, family, train, self.out)
 
     @property
     def is_main(self) -> bool:
@@ -236,6 +244,10 @@ def finish_run(trainer: Any, run: TrainingRun, lm: Any, *, stage: str, config: A
                     dtype = run.model_dtype(train)
                     recorded["adapter_base"] = write_adapter_base(lm, tmp, run.out, dtype)
             lm.processor.save_pretrained(tmp)
+            if run.feature_cache is not None:
+                from speechsum_cli.training.feature_cache import report
+
+                recorded["feature_cache"] = report(run.feature_cache)
             write_manifest(
                 tmp, stage=stage, config=config, inputs=inputs, counts=counts, metrics=metrics,
                 wall_time=round(time.perf_counter() - run.started, 2),

@@ -96,6 +96,12 @@ class TrainSettings:
     """DataLoader worker processes that decode audio."""
     overwrite: bool = False
     """Replace an existing output (and discard an interrupted run)."""
+    feature_cache: bool = True
+    """Cache the frozen audio encoder's output per window on disk (unused with train_encoder)."""
+    feature_cache_dir: Path | None = None
+    """Where the feature cache lives; default: ``.feature-cache`` beside the output directory."""
+    feature_cache_gb: float = 20.0
+    """Disk bound of the feature cache; least recently used windows are deleted past it."""
 
 
 SFT_DEFAULTS = TrainSettings()
@@ -141,6 +147,7 @@ class StageConfig:
 
 RESUME_FREE_FIELDS = frozenset({
     "resume", "restart", "overwrite", "logging_steps", "save_steps", "report_to", "num_workers",
+    "feature_cache", "feature_cache_dir", "feature_cache_gb",
 })
 """Settings a resumed run may change; any other difference would mix two trainings."""
 
