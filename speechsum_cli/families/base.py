@@ -177,6 +177,21 @@ class AudioFamily(ABC):
         :attr:`audio_content` (one placeholder)."""
         return text.count(self.audio_placeholder) == 1 and self.audio_content.strip() in text
 
+    # --- alignment (``speechsum align``) ----------------------------------------------------
+    def encoder_states(self, model: Any, features: dict[str, Any]) -> Any:
+        """The audio encoder's output ``[clips, frames, width]`` for :meth:`audio_features`'
+        tensors, computed as the model's own forward computes it (so the feature cache serves both)."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its encoder states")
+
+    def project(self, model: Any, states: Any) -> Any:
+        """The projector's audio embeddings ``[clips, tokens, hidden]`` for :meth:`encoder_states`."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its projector")
+
+    @property
+    def alignable(self) -> bool:
+        """Whether ``speechsum align`` can train this family's projector on its own."""
+        return type(self).encoder_states is not AudioFamily.encoder_states
+
     # --- tests -----------------------------------------------------------------------------
     @abstractmethod
     def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:

@@ -119,6 +119,25 @@ class Qwen2AudioFamily(AudioFamily):
             [output_tokens(int(n)) for n in lengths],
         )
 
+    def encoder_states(self, model: Any, features: dict[str, Any]) -> Any:
+        """The tower's pooled output under the padding mask Qwen2-Audio's forward builds."""
+        import torch
+        from transformers.masking_utils import create_bidirectional_mask
+
+        tower = model.get_submodule(self.audio_encoder_prefixes[0])
+        input_features = features["input_features"]
+        feat_lengths, _ = tower._get_feat_extract_output_lengths(features["feature_attention_mask"].sum(-1))
+        batch, _, mel_frames = input_features.shape
+        frames = (mel_frames - 2) // 2 + 1
+        positions = torch.arange(frames, dtype=feat_lengths.dtype, device=feat_lengths.device)
+        mask_2d = (positions[None, :] < feat_lengths[:, None]).to(torch.long)
+        dummy = torch.zeros((batch, frames, 1), dtype=input_features.dtype, device=input_features.device)
+        mask = create_bidirectional_mask(config=tower.config, inputs_embeds=dummy, attention_mask=mask_2d)
+        return tower(input_features, attention_mask=mask).last_hidden_state
+
+    def project(self, model: Any, states: Any) -> Any:
+        return model.get_submodule(self.projector_prefixes[0])(states)
+
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
         tok = self.tokenizer(processor)
         template = getattr(processor, "chat_template", None) or tok.chat_template

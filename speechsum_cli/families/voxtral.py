@@ -299,6 +299,15 @@ class VoxtralFamily(AudioFamily):
         n_tokens = tokens_per_window(audio_config)
         return AudioFeatures({"input_features": features}, [n_tokens] * len(waveforms))
 
+    def encoder_states(self, model: Any, features: dict[str, Any]) -> Any:
+        tower = model.get_submodule(self.audio_encoder_prefixes[0])
+        return tower(features["input_features"], return_dict=True).last_hidden_state
+
+    def project(self, model: Any, states: Any) -> Any:
+        """Groups of ``intermediate_size / hidden_size`` frames -> one embedding (as the model does)."""
+        projector = model.get_submodule(self.projector_prefixes[0])
+        return projector(states.reshape(states.shape[0], -1, model.config.audio_config.intermediate_size))
+
     # --- text ------------------------------------------------------------------------------
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
         """The checkpoint's chat template if it renders audio as ``[BEGIN_AUDIO][AUDIO]``, else

@@ -1,0 +1,383 @@
+"""``align``: teach a fresh projector to hear, without paying for the language model.
+
+Before the LM-in-the-loop warm-up (``sft`` on transcription rows), the projector alone is
+trained on (audio, transcript) rows by CTC over the LM's own input embeddings
+(:mod:`speechsum_cli.training.alignment`). The frozen encoder runs once per window (through the
+feature cache, so a re-run and the later ``sft`` on the same audio read it from disk); the
+training steps then touch only the projector and a ``[frames, corpus vocabulary]`` product.
+
+Output: the whole checkpoint with the new projector (encoder and LM unchanged), ready for
+``speechsum sft --model OUT``. ``speechsum.json`` records the held-out WER curve against minutes
+of compute (the projector's CTC transcript, greedy) and whether the alignment stalled.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speechsum_cli.console import info, progress_bar, warn
+from speechsum_cli.data.dataset import ColumnMap, load_rows
+from speechsum_cli.data.long_audio import LongAudio
+from speechsum_cli.data.rows import check_audio_rows, decode_row_audio, long_audio_plan
+from speechsum_cli.errors import InputError, ModelError, SpeechsumError
+from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
+
+REQUIRED_COLUMNS = ["audio", "transcript"]
+ENCODE_BATCH = 8
+STALL_MIN_STEPS = 20
+"""Steps past warm-up before a blank plateau counts as a stall (CTC often sits there a while)."""
+LONG_AUDIO = (LongAudio.error, LongAudio.drop)
+"""A row is one window; longer rows are refused or dropped (counted), never cut."""
+
+
+class AlignmentStalled(SpeechsumError):
+    """The alignment sat at the blank plateau past its warm-up (``--on-stall error``)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AlignConfig:
+    """Settings of one ``speechsum align`` run."""
+
+    data: Path
+    """Transcription rows: id, audio, transcript (one window each)."""
+    model: str
+    """The checkpoint whose projector learns (``speechsum compose`` output, or any alignable family)."""
+    out: Path
+    """Output checkpoint directory (the whole model, new projector)."""
+    heldout: Path | None = None
+    """Rows for the WER curve; default: ``heldout_rows`` rows split off ``data`` (seeded)."""
+    heldout_rows: int = 100
+    """Rows split off ``data`` for the WER curve when ``heldout`` is not given."""
+    epochs: float = 4.0
+    """Passes over the training rows (ignored when max_steps > 0)."""
+    max_steps: int = -1
+    """Stop after this many steps (> 0 overrides epochs)."""
+    lr: float = 1e-3
+    """Peak learning rate of the projector (AdamW)."""
+    batch_size: int = 32
+    """Rows per step."""
+    warmup: float = 0.1
+    """Linear warm-up: a fraction of the steps if < 1, else a number of steps; then cosine decay."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    evals: int = 8
+    """Held-out WER measurements spread over the run (the curve), plus one before training."""
+    on_stall: str = "warn"
+    """A blank plateau past warm-up + 10% of the steps: warn (recorded) | error (nothing written)."""
+    on_long_audio: LongAudio = LongAudio.error
+    """Rows longer than the model's window: error | drop (counted)."""
+    seed: int = 0
+    """Seed of the held-out split, the shuffling and the blank's initialisation."""
+    feature_cache: bool = True
+    """Read and fill the frozen-encoder feature cache."""
+    feature_cache_dir: Path | None = None
+    """Default: ``.feature-cache`` beside ``out``."""
+    feature_cache_gb: float = 20.0
+    """Disk bound of the feature cache."""
+    train_encoder: bool = False
+    """Never true here (the encoder is frozen); present for the feature cache's settings check."""
+    device: str = "auto"
+    split: str | None = None
+    columns: ColumnMap = field(default_factory=ColumnMap)
+    overwrite: bool = False
+    show_progress: bool = True
+
+
+@dataclass
+class AlignResult:
+    out: Path
+    counts: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+@dataclass
+class Clip:
+    """One row as the projector sees it: cached encoder states of its real frames + its target."""
+
+    row_id: str
+    transcript: str
+    states: Any
+    """``[frames, width]`` float16, only the frames behind the clip's real audio tokens."""
+    tokens: int
+    """Audio embeddings the projector makes of ``states``."""
+    target: list[int]
+    """The transcript's LM token ids."""
+
+
+def check_config(cfg: AlignConfig) -> None:
+    problems = []
+    if cfg.on_stall not in ("warn", "error"):
+        problems.append(f"--on-stall must be warn or error, got '{cfg.on_stall}'")
+    if cfg.epochs <= 0 and cfg.max_steps <= 0:
+        problems.append("--epochs must be > 0 unless --max-steps is given")
+    if LongAudio(cfg.on_long_audio) not in LONG_AUDIO:
+        problems.append("--on-long-audio must be error or drop (a row is one window)")
+    if problems:
+        raise InputError("; ".join(problems) + ".")
+    check_output_dir(cfg.out, overwrite=cfg.overwrite)
+
+
+def check_rows(ds: Any, source: Path) -> list[float]:
+    return check_audio_rows(
+        ds, source, stage="align", required=REQUIRED_COLUMNS, nonempty=["transcript"],
+        hint="align needs audio and its transcript per row: build a transcription corpus "
+             "(recipes/mini/make_hearing.py) or map your columns with --audio-column/--transcript-column.",
+    )
+
+
+def split_heldout(ds: Any, n: int, seed: int) -> tuple[Any, Any]:
+    """(train, held-out): ``n`` rows chosen with ``seed``; an error if that leaves too little."""
+    if len(ds) < n + 2:
+        raise InputError(f"--heldout-rows {n} leaves too few of the {len(ds)} rows to train on; "
+                         "pass --heldout FILE or a smaller --heldout-rows.")
+    order = list(range(len(ds)))
+    random.Random(seed).shuffle(order)
+    return ds.select(sorted(order[n:])), ds.select(sorted(order[:n]))
+
+
+# --- encoding (once; the feature cache keeps it) -------------------------------------------------
+
+
+def encode_clips(lm: Any, ds: Any, window: float, *, label: str, show_progress: bool) -> list[Clip]:
+    """Every row's encoder states (real frames only) and target ids, through the feature cache."""
+    import torch
+
+    family, sr = lm.family, lm.sampling_rate
+    tok = lm.tokenizer
+    clips: list[Clip] = []
+    rows = list(ds)
+    with progress_bar(f"encoding {label}", len(rows), enabled=show_progress) as advance:
+        for start in range(0, len(rows), ENCODE_BATCH):
+            part = rows[start : start + ENCODE_BATCH]
+            waves = [decode_row_audio(row, sr, window, chunk=False) for row in part]
+            features = family.audio_features(lm.processor, lm.config, waves)
+            tensors = lm.to_model(features.tensors)
+            with torch.no_grad():
+                states = family.encoder_states(lm.model, tensors)
+                full_tokens = family.project(lm.model, states[:1]).shape[1]
+            frames_per_token = states.shape[1] // full_tokens
+            for row, wave, n_tokens, row_states in zip(part, waves, features.num_tokens, states):
+                real = min(n_tokens, full_tokens, math.ceil(len(wave) / sr / window * full_tokens) + 1)
+                target = list(tok(row["transcript"], add_special_tokens=False)["input_ids"])
+                clips.append(Clip(row["id"], row["transcript"],
+                                  row_states[: real * frames_per_token].to("cpu", torch.float16).clone(),
+                                  real, target))
+            advance(len(part))
+    return clips
+
+
+# --- training -------------------------------------------------------------------------------
+
+
+def batch_inputs(lm: Any, clips: list[Clip], device: Any) -> tuple[Any, Any]:
+    """Padded encoder states ``[batch, frames, width]`` and each clip's embedding count."""
+    import torch
+
+    width = max(c.states.shape[0] for c in clips)
+    states = torch.zeros((len(clips), width, clips[0].states.shape[1]), dtype=lm.model.dtype)
+    for i, clip in enumerate(clips):
+        states[i, : clip.states.shape[0]] = clip.states.to(lm.model.dtype)
+    return states.to(device), torch.tensor([c.tokens for c in clips], dtype=torch.long)
+
+
+def project_batch(lm: Any, clips: list[Clip], device: Any) -> tuple[Any, Any]:
+    """The projector's embeddings of a batch of clips, and their lengths."""
+    states, lengths = batch_inputs(lm, clips, device)
+    hidden = lm.family.project(lm.model, states)
+    return hidden[:, : int(lengths.max())], lengths
+
+
+def heldout_wer(lm: Any, head: Any, clips: list[Clip], vocab: Any, device: Any, batch: int) -> tuple[float, float, list[str]]:
+    """Greedy CTC transcripts of ``clips``: corpus WER, non-blank share, and the texts."""
+    import torch
+
+    from speechsum_cli.metrics.wer import error_rates
+    from speechsum_cli.training.alignment import greedy_decode, nonblank_share
+
+    texts: list[str] = []
+    shares: list[float] = []
+    with torch.no_grad():
+        for start in range(0, len(clips), batch):
+            part = clips[start : start + batch]
+            hidden, lengths = project_batch(lm, part, device)
+            log_probs = head(hidden)
+            shares.append(nonblank_share(log_probs, lengths) * len(part))
+            texts += [lm.tokenizer.decode(ids, skip_special_tokens=True).strip()
+                      for ids in greedy_decode(log_probs, lengths, vocab)]
+    wer = error_rates([c.transcript for c in clips], texts).wer
+    return float(wer), sum(shares) / len(clips), texts
+
+
+def projector_parameters(lm: Any) -> list[Any]:
+    """Freeze everything but the family's projector; return the projector's parameters."""
+    from speechsum_cli.training.model import _under
+
+    params = []
+    for name, param in lm.model.named_parameters():
+        param.requires_grad = _under(name, lm.family.projector_prefixes)
+        if param.requires_grad:
+            params.append(param)
+    if not params:
+        raise ModelError(f"'{lm.source}': no parameter under {', '.join(lm.family.projector_prefixes)}; "
+                         "the checkpoint has no projector to align.")
+    return params
+
+
+# --- run ------------------------------------------------------------------------------------
+
+
+def load_inputs(cfg: AlignConfig) -> tuple[Any, Any, list[float], list[float]]:
+    """Training and held-out rows (checked before any model loads) and their durations."""
+    rows = load_rows(cfg.data, columns=cfg.columns, split=cfg.split)
+    seconds = check_rows(rows, cfg.data)
+    if cfg.heldout is not None:
+        heldout = load_rows(cfg.heldout, columns=cfg.columns)
+        return rows, heldout, seconds, check_rows(heldout, cfg.heldout)
+    train, heldout = split_heldout(rows.add_column("_seconds", seconds), cfg.heldout_rows, cfg.seed)
+    return (train.remove_columns("_seconds"), heldout.remove_columns("_seconds"),
+            list(train["_seconds"]), list(heldout["_seconds"]))
+
+
+def run(cfg: AlignConfig) -> AlignResult:
+    """Encode once, align the projector by CTC, write the checkpoint + WER curve."""
+    import torch
+
+    from speechsum_cli.families import resolve_device
+    from speechsum_cli.training.alignment import (
+        CorpusVocab,
+        CtcHead,
+        StallWatch,
+        ctc_feasible,
+        ctc_loss,
+        lr_factor,
+        nonblank_share,
+    )
+    from speechsum_cli.training.feature_cache import cache_for_training, report
+    from speechsum_cli.training.model import load_for_training
+
+    started = time.perf_counter()
+    check_config(cfg)
+    train_rows, heldout_rows, train_seconds, heldout_seconds = load_inputs(cfg)
+
+    torch.manual_seed(cfg.seed)
+    lm, base_source = load_for_training(cfg.model, "float32")
+    if not lm.family.alignable:
+        raise ModelError(f"'{cfg.model}' is a {lm.family.model_type} checkpoint; align supports the "
+                         "families that expose their encoder and projector (voxtral, qwen2_audio). "
+                         "Train its projector with sft instead.")
+    device = resolve_device(cfg.device)
+    lm.model.to(device).eval()
+    window = lm.window_seconds
+    counts: dict[str, Any] = {"rows_in": len(train_rows), "heldout_rows_in": len(heldout_rows)}
+    plan = long_audio_plan(train_rows["id"], train_seconds, window, cfg.on_long_audio, cfg.data)
+    train_rows = train_rows.select(plan.keep)
+    counts.update(plan.counts)
+    held_plan = long_audio_plan(heldout_rows["id"], heldout_seconds, window, cfg.on_long_audio,
+                                cfg.heldout or cfg.data)
+    heldout_rows = heldout_rows.select(held_plan.keep)
+    counts["train_audio_hours"] = round(sum(train_seconds[i] for i in plan.keep) / 3600, 4)
+
+    params = projector_parameters(lm)  # the encoder is frozen before the cache looks at it
+    cache = cache_for_training(lm.model, lm.family, cfg, cfg.out)
+    t0 = time.perf_counter()
+    clips = encode_clips(lm, train_rows, window, label="training rows", show_progress=cfg.show_progress)
+    held = encode_clips(lm, heldout_rows, window, label="held-out rows", show_progress=cfg.show_progress)
+    encode_minutes = (time.perf_counter() - t0) / 60
+
+    vocab = CorpusVocab.of([c.target for c in clips])
+    infeasible = [c.row_id for c in clips if not ctc_feasible(len(vocab.classes(c.target)), c.tokens)]
+    if infeasible:
+        warn(f"{len(infeasible)} training row(s) have more transcript tokens than audio embeddings "
+             "and cannot be aligned by CTC; they are left out (counted in speechsum.json).")
+    clips = [c for c in clips if c.row_id not in set(infeasible)]
+    if not clips:
+        raise InputError(f"data '{cfg.data}': no row has fewer transcript tokens than audio embeddings.")
+    counts.update(train_rows=len(clips), heldout_rows=len(held), infeasible_rows=len(infeasible),
+                  vocabulary=len(vocab.ids))
+
+    head = CtcHead(lm.model.get_input_embeddings().weight, vocab).to(device)
+    optimizer = torch.optim.AdamW([{"params": params}, {"params": list(head.parameters()), "weight_decay": 0.0}],
+                                  lr=cfg.lr, weight_decay=cfg.weight_decay)
+    steps_per_epoch = math.ceil(len(clips) / cfg.batch_size)
+    total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
+    warmup = int(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup)
+    watch = StallWatch(check_from=warmup + max(STALL_MIN_STEPS, total // 10))
+    eval_at = sorted({min(total, round(total * (k + 1) / max(1, cfg.evals))) for k in range(cfg.evals)})
+
+    wer, share, _ = heldout_wer(lm, head, held, vocab, device, cfg.batch_size)
+    curve = [{"step": 0, "epoch": 0.0, "minutes": round(encode_minutes, 2), "wer": round(wer, 4),
+              "nonblank_share": round(share, 4)}]
+    info(f"align: {len(clips)} rows ({counts['train_audio_hours']:.2f} h), vocabulary {len(vocab.ids)} "
+         f"tokens, {total} steps of {cfg.batch_size}; held-out WER before: {wer:.3f}")
+    rng = random.Random(cfg.seed)
+    order: list[int] = []
+    losses: list[float] = []
+    t_train = time.perf_counter()
+    lm.model.train()
+    with progress_bar("aligning the projector", total, enabled=cfg.show_progress) as advance:
+        for step in range(total):
+            if not order:
+                order = list(range(len(clips)))
+                rng.shuffle(order)
+            batch = [clips[i] for i in order[: cfg.batch_size]]
+            order = order[cfg.batch_size :]
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * lr_factor(step, total, warmup)
+            hidden, lengths = project_batch(lm, batch, device)
+            log_probs = head(hidden)
+            loss = ctc_loss(log_probs, lengths, [vocab.classes(c.target) for c in batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params + list(head.parameters()), 1.0)
+            optimizer.step()
+            losses.append(loss.item())
+            if watch.update(step + 1, nonblank_share(log_probs.detach(), lengths)):
+                message = (f"the alignment has stalled at the blank plateau: after {step + 1} of {total} "
+                           f"steps the projector still emits only blanks (CTC loss {losses[-1]:.2f}). "
+                           "Try a lower --lr, a longer --warmup, or more varied speech.")
+                if cfg.on_stall == "error":
+                    raise AlignmentStalled(message + " Nothing was written.")
+                warn(message)
+            advance(1)
+            if step + 1 in eval_at:
+                lm.model.eval()
+                wer, share, _ = heldout_wer(lm, head, held, vocab, device, cfg.batch_size)
+                lm.model.train()
+                minutes = encode_minutes + (time.perf_counter() - t_train) / 60
+                curve.append({"step": step + 1, "epoch": round((step + 1) / steps_per_epoch, 2),
+                              "minutes": round(minutes, 2), "loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
+                              "wer": round(wer, 4), "nonblank_share": round(share, 4)})
+                info(f"align step {step + 1}/{total}: loss {curve[-1]['loss']:.3f}, held-out WER {wer:.3f}, "
+                     f"non-blank frames {share:.2f} ({minutes:.1f} min)")
+    lm.model.eval()
+    _, _, examples = heldout_wer(lm, head, held[:3], vocab, device, cfg.batch_size)
+    with torch.no_grad():
+        norm = float(project_batch(lm, held[:8], device)[0].norm(dim=-1).mean())
+
+    metrics: dict[str, Any] = {
+        "steps": total, "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]),
+        "wer_before": curve[0]["wer"], "wer_after": curve[-1]["wer"], "curve": curve,
+        "stalled": watch.stalled, "stalled_at_step": watch.stalled_at,
+        "logit_scale": head.log_scale.exp().item(), "audio_embedding_norm": norm,
+        "token_embedding_norm": head.embedding_norm, "encode_minutes": round(encode_minutes, 2),
+        "train_minutes": round((time.perf_counter() - t_train) / 60, 2),
+        "examples": [{"id": c.row_id, "reference": c.transcript, "ctc": text} for c, text in zip(held, examples)],
+    }
+    for param in lm.model.parameters():
+        param.requires_grad = False
+    with atomic_output_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
+        lm.model.save_pretrained(tmp)
+        lm.processor.save_pretrained(tmp)
+        write_manifest(
+            tmp, stage="align", config=cfg,
+            inputs=[cfg.data, *([cfg.heldout] if cfg.heldout else []), lm.source],
+            counts=counts, metrics=metrics, wall_time=round(time.perf_counter() - started, 2),
+            extra={"base_model": base_source, "window_seconds": window,
+                   **({"feature_cache": report(cache)} if cache is not None else {})},
+        )
+    return AlignResult(cfg.out, counts, metrics)

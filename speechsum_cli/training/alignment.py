@@ -1,0 +1,133 @@
+"""Projector alignment without the language model: CTC over the LM's own input embeddings.
+
+The projector maps frozen encoder states to vectors the LM reads as input embeddings. Here it
+learns that mapping directly: each audio embedding ``h_t`` is scored against the LM's input
+embedding ``e_v`` of every token ``v`` of the corpus (``logit = scale * h_t . e_v``, plus one
+learned *blank* vector), and CTC aligns the sequence with the transcript's tokens. No LM forward
+or backward is paid, so thousands of steps cost what a few LM-in-the-loop steps cost; the encoder
+states come from the feature cache. Restricting the softmax to the corpus's tokens keeps the
+``[frames, vocabulary]`` logits small.
+
+CTC can stall: everything predicts blank (loss on a plateau, no token emitted) for a long time.
+:class:`StallWatch` makes that visible: the share of non-blank argmax frames is tracked, and a
+run past its warm-up whose share stays near zero is reported as stalled.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+BLANK = 0
+"""Index of the blank class; token ``vocab[i]`` is class ``i + 1``."""
+STALL_SHARE = 0.02
+"""Below this share of non-blank frames (mean of the last steps) the alignment has not started."""
+STALL_WINDOW = 10
+
+
+@dataclass(frozen=True)
+class CorpusVocab:
+    """The LM token ids the corpus's transcripts use, in class order (blank excluded)."""
+
+    ids: tuple[int, ...]
+
+    @classmethod
+    def of(cls, targets: list[list[int]]) -> CorpusVocab:
+        return cls(tuple(sorted({t for row in targets for t in row})))
+
+    def classes(self, row: list[int]) -> list[int]:
+        """``row``'s token ids as CTC classes; tokens outside the vocabulary are skipped."""
+        index = {t: i + 1 for i, t in enumerate(self.ids)}
+        return [index[t] for t in row if t in index]
+
+
+def ctc_feasible(target_length: int, frames: int) -> bool:
+    """Whether CTC can emit ``target_length`` tokens from ``frames`` (repeats need a blank between;
+    a margin of one frame per 8 tokens is kept for them)."""
+    return 0 < target_length and target_length + target_length // 8 <= frames
+
+
+class CtcHead(torch.nn.Module):
+    """Scores audio embeddings against the LM's (frozen) input embeddings of the corpus vocabulary."""
+
+    def __init__(self, embeddings: Any, vocab: CorpusVocab) -> None:
+        super().__init__()
+        table = embeddings[list(vocab.ids)].detach().float().clone()
+        self.register_buffer("table", table)
+        self.blank = torch.nn.Parameter(table.mean(0).clone())
+        """The blank's vector, learned (it starts at the mean token embedding)."""
+        self.log_scale = torch.nn.Parameter(torch.zeros(()))
+        """Logit temperature, learned, so sharpening need not inflate the audio embeddings' norm."""
+        self.embedding_norm = float(table.norm(dim=-1).mean())
+
+    def forward(self, hidden: Any) -> Any:
+        """``[batch, frames, 1 + vocab]`` log-probabilities (class 0 = blank)."""
+        weights = torch.cat([self.blank[None, :], self.table], dim=0)
+        logits = torch.matmul(hidden.float(), weights.T) * self.log_scale.exp()
+        return torch.log_softmax(logits, dim=-1)
+
+
+def ctc_loss(log_probs: Any, lengths: Any, targets: list[list[int]]) -> Any:
+    """Mean CTC loss per target token (torch's ``reduction='mean'``)."""
+    flat = torch.tensor([c for row in targets for c in row], dtype=torch.long)
+    target_lengths = torch.tensor([len(row) for row in targets], dtype=torch.long)
+    return torch.nn.functional.ctc_loss(
+        log_probs.transpose(0, 1), flat, lengths.cpu(), target_lengths, blank=BLANK,
+        reduction="mean", zero_infinity=True,
+    )
+
+
+def greedy_decode(log_probs: Any, lengths: Any, vocab: CorpusVocab) -> list[list[int]]:
+    """Best path per row: argmax, repeats collapsed, blanks dropped; as LM token ids."""
+    best = log_probs.argmax(-1).tolist()
+    out = []
+    for row, n in zip(best, lengths.tolist()):
+        ids, previous = [], BLANK
+        for c in row[:n]:
+            if c != previous and c != BLANK:
+                ids.append(vocab.ids[c - 1])
+            previous = c
+        out.append(ids)
+    return out
+
+
+def nonblank_share(log_probs: Any, lengths: Any) -> float:
+    """Share of real frames whose best class is not blank."""
+    frames = torch.arange(log_probs.shape[1], device=log_probs.device)[None, :] < lengths.to(log_probs.device)[:, None]
+    emitted = (log_probs.argmax(-1) != BLANK) & frames
+    return float(emitted.sum()) / max(1, int(frames.sum()))
+
+
+@dataclass
+class StallWatch:
+    """Flags an alignment that still predicts only blanks once its warm-up is over."""
+
+    check_from: int
+    """The step from which a blank plateau counts as a stall (after warm-up)."""
+    recent: deque = field(default_factory=lambda: deque(maxlen=STALL_WINDOW))
+    stalled_at: int | None = None
+
+    def update(self, step: int, share: float) -> bool:
+        """Record ``share`` at ``step``; True exactly once, when the stall is first detected."""
+        self.recent.append(share)
+        full = len(self.recent) == self.recent.maxlen
+        if self.stalled_at is None and step >= self.check_from and full and max(self.recent) < STALL_SHARE:
+            self.stalled_at = step
+            return True
+        return False
+
+    @property
+    def stalled(self) -> bool:
+        return self.stalled_at is not None
+
+
+def lr_factor(step: int, total: int, warmup: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+    if step < warmup:
+        return (step + 1) / max(1, warmup)
+    progress = (step - warmup) / max(1, total - warmup)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))

@@ -1,0 +1,115 @@
+"""``speechsum align``: CTC over the LM's embeddings trains the projector alone, visibly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from typer.testing import CliRunner
+
+from speechsum_cli.app import app
+from speechsum_cli.training.alignment import (
+    BLANK,
+    CorpusVocab,
+    StallWatch,
+    ctc_feasible,
+    greedy_decode,
+)
+
+runner = CliRunner()
+PHRASES = ["the budget moved to march", "alice sends the contract", "bob opened the review at nine",
+           "the team shipped the product"]
+
+
+@pytest.fixture(scope="module")
+def asr_rows(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("asr")
+    lines = []
+    for i in range(16):
+        wav = folder / f"{i}.wav"
+        subprocess.run(["espeak-ng", "-s", str(140 + 4 * i), "-w", str(wav), PHRASES[i % 4]], check=True)
+        lines.append(json.dumps({"id": f"r{i}", "audio": wav.name, "transcript": PHRASES[i % 4]}))
+    rows = folder / "asr.jsonl"
+    rows.write_text("\n".join(lines) + "\n")
+    return rows
+
+
+def weights(folder: Path) -> dict[str, torch.Tensor]:
+    out: dict[str, torch.Tensor] = {}
+    for shard in sorted(folder.glob("*.safetensors")):
+        out.update(load_file(shard))
+    return out
+
+
+def align(rows: Path, model: Path, out: Path, *extra: str):
+    return runner.invoke(app, ["align", "--data", str(rows), "--model", str(model), "--out", str(out),
+                               "--heldout-rows", "4", "--batch-size", "4", "--evals", "2",
+                               "--no-progress", *extra])
+
+
+def test_align_lowers_the_ctc_loss_and_changes_only_the_projector(asr_rows, tiny_models, tmp_path):
+    model = tiny_models("voxtral")
+    out = tmp_path / "aligned"
+    result = align(asr_rows, model, out, "--max-steps", "40", "--lr", "3e-3")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "speechsum.json").read_text())
+    metrics = manifest["metrics"]
+    assert metrics["loss_last"] < 0.9 * metrics["loss_first"]
+    assert [p["step"] for p in metrics["curve"]] == [0, 20, 40]
+    assert all(0 <= p["wer"] for p in metrics["curve"])
+    assert manifest["counts"]["train_rows"] + manifest["counts"]["infeasible_rows"] == 12
+
+    before, after = weights(model), weights(out)
+    assert before.keys() == after.keys()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all("multi_modal_projector." in k for k in changed), changed
+
+    # The encoder ran once per window: a second run reads every window from the cache.
+    again = align(asr_rows, model, tmp_path / "again", "--max-steps", "2")
+    assert again.exit_code == 0, again.output
+    cache = json.loads((tmp_path / "again" / "speechsum.json").read_text())["feature_cache"]
+    assert cache["misses"] == 0 and cache["hits"] >= 16
+
+
+def test_a_stalled_alignment_is_reported_and_can_fail_the_run(asr_rows, tiny_models, tmp_path):
+    # A random tiny LM's embeddings are nearly orthogonal noise: CTC sits at the blank plateau.
+    model = tiny_models("voxtral")
+    result = align(asr_rows, model, tmp_path / "stuck", "--max-steps", "40", "--lr", "5e-3",
+                   "--on-stall", "error")
+    if result.exit_code == 0:  # this seed aligned: the stall watch must have stayed silent
+        metrics = json.loads((tmp_path / "stuck" / "speechsum.json").read_text())["metrics"]
+        assert not metrics["stalled"] and metrics["curve"][-1]["nonblank_share"] > 0
+        pytest.skip("the tiny model did not stall with this seed")
+    assert "stalled at the blank plateau" in result.output and "Nothing was written" in result.output
+    assert not (tmp_path / "stuck").exists()
+
+
+def test_stall_watch_flags_a_blank_plateau_once_and_only_after_warmup():
+    watch = StallWatch(check_from=15)
+    flagged = [watch.update(step, 0.0) for step in range(1, 31)]
+    assert flagged.index(True) == 14 and sum(flagged) == 1  # step 15, then silent
+    moving = StallWatch(check_from=5)
+    assert not any(moving.update(step, 0.0 if step % 3 else 0.2) for step in range(1, 40))
+
+
+def test_ctc_pieces_decode_collapse_and_feasibility():
+    vocab = CorpusVocab.of([[50, 7, 7, 9]])
+    assert vocab.ids == (7, 9, 50) and vocab.classes([9, 50, 3]) == [2, 3]
+    log_probs = torch.full((1, 6, 4), -9.0)
+    for t, c in enumerate([1, 1, BLANK, 1, 3, 3]):
+        log_probs[0, t, c] = 0.0
+    assert greedy_decode(log_probs, torch.tensor([6]), vocab) == [[7, 7, 50]]
+    assert greedy_decode(log_probs, torch.tensor([2]), vocab) == [[7]]
+    assert ctc_feasible(8, 9) and not ctc_feasible(8, 8) and not ctc_feasible(0, 5)
+
+
+def test_align_refuses_rows_without_a_transcript_before_loading_a_model(tmp_path, tiny_models):
+    rows = tmp_path / "rows.jsonl"
+    rows.write_text(json.dumps({"id": "a", "audio": "x.wav", "summary": "s"}) + "\n")
+    result = align(rows, tmp_path / "no-such-model", tmp_path / "out")
+    assert result.exit_code == 1
+    assert "transcript" in result.output and "--transcript-column" in result.output
