@@ -111,9 +111,9 @@ SENTENCE_BREAK = re.compile(r"(?<=[.!?])\s+(?=[A-Z])")
 PLAIN_WORD = re.compile(r"[A-Za-z]+(?:['-][A-Za-z]+)*")
 JARGON = frozenset(
     words(
-        "self cls args kwargs kwarg argv str int bool dict dtype dtypes func obj attr attrs param "
-        "params repr len init stdin stdout stderr utf eval exec lambda async await def etc vs cf al "
-        "ie eg viz approx resp"
+        "self cls args kwargs kwarg argv str int bool dict dtype dtypes func obj attr attrs "
+        "param params repr len init stdin stdout stderr utf eval exec lambda async await def "
+        "etc vs cf al ie eg viz approx resp"
     )
 )
 """Lower-case words that are code or abbreviations espeak does not say as written."""
@@ -793,16 +793,18 @@ def main(argv: list[str] | None = None) -> int:
     tmp.rename(args.out)
     rows, hours, fit = info["rows"], info["hours"], info["fit"]
     print(
-        f"wrote {rows['train']} train clips ({hours['train']:.2f} h) and {rows['heldout']} held-out "
-        f"clips ({hours['heldout']:.2f} h) to {args.out}: {info['distinct_words']['all']} distinct "
-        f"words, longest clip {info['clip_seconds']['longest']} s, "
+        f"wrote {rows['train']} train clips ({hours['train']:.2f} h) and {rows['heldout']} "
+        f"held-out clips ({hours['heldout']:.2f} h) to {args.out}: "
+        f"{info['distinct_words']['all']} distinct words, "
+        f"longest clip {info['clip_seconds']['longest']} s, "
         f"{fit['clips_shortened']} clips shortened to fit ({fit['sentences_dropped']} sentences "
         f"left out), {fit['clips_dropped']} dropped, {info['wall_seconds']['total']:.0f} s",
         file=sys.stderr,
     )
     if info["short_of_target"]:
         print(
-            f"Warning: only {hours['train']:.2f} of {args.hours} h: the docstring sentences ran out",
+            f"Warning: only {hours['train']:.2f} of {args.hours} h of train audio: the docstring "
+            "sentences ran out",
             file=sys.stderr,
         )
     return 0
