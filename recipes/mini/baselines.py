@@ -7,6 +7,8 @@
                       upper bound: what the student would say if it heard perfectly)
   OUT/cascade.jsonl   id, prediction, transcription: Whisper transcribes the audio, then the same
                       teacher summarizes Whisper's transcript (the pipeline an audio LLM replaces)
+  OUT/teacher-sft.jsonl  with --tuned-teacher DIR: that teacher (``speechsum sft`` in text mode)
+                      reading the reference transcript, the teacher distill and pairs then use
 
 Both ask the teacher exactly what ``speechsum distill`` asks it (its ``Teacher`` prompt: the
 transcript, then the row's query, in the teacher's own chat template, with ``--teacher-system``),
@@ -96,6 +98,7 @@ def main() -> int:
     parser.add_argument("--teacher", required=True, help="text chat LM checkpoint dir")
     parser.add_argument("--whisper", required=True, help="WhisperForConditionalGeneration checkpoint dir")
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--tuned-teacher", default=None, help="the text-mode sft of --teacher (adapter or full dir)")
     parser.add_argument("--teacher-system", default=None, help="system turn (as distill --teacher-system)")
     parser.add_argument("--max-new-tokens", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=8)
@@ -112,8 +115,14 @@ def main() -> int:
     write_jsonl(args.out / "teacher.jsonl", [{"id": r["id"], "prediction": p} for r, p in zip(rows, teacher)])
     write_jsonl(args.out / "cascade.jsonl", [{"id": r["id"], "prediction": p, "transcription": h}
                                              for r, p, h in zip(rows, cascade, heard)])
-    print(f"{len(rows)} rows: transcribed in {t_asr:.0f} s, summarized twice in {time.time() - t0 - t_asr:.0f} s "
-          f"-> {args.out}/teacher.jsonl, {args.out}/cascade.jsonl", file=sys.stderr)
+    written = [args.out / "teacher.jsonl", args.out / "cascade.jsonl"]
+    if args.tuned_teacher:
+        tuned = summarize_text(args.tuned_teacher, args.teacher_system, both[: len(rows)],
+                               args.max_new_tokens, args.batch_size)
+        write_jsonl(args.out / "teacher-sft.jsonl", [{"id": r["id"], "prediction": p} for r, p in zip(rows, tuned)])
+        written.append(args.out / "teacher-sft.jsonl")
+    print(f"{len(rows)} rows: transcribed in {t_asr:.0f} s, summarized in {time.time() - t0 - t_asr:.0f} s "
+          f"-> {', '.join(map(str, written))}", file=sys.stderr)
     return 0
 
 

@@ -1,6 +1,7 @@
 """The mini table, one row per system like the paper's, from an eval's report.json.
 
     python recipes/mini/table.py runs/mini/eval/report.json [--times runs/mini/times.tsv]
+        [--json results.json --systems untrained,sft,kd,dpo,teacher,teacher-sft,cascade]
 
 Columns: ROUGE-1/2/L, the offline hallucination measures, style compliance, repetition, length,
 WER of the transcription prompt (where the system has one) and the judge (when it ran). Cells
@@ -43,6 +44,28 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+JSON_METRICS = {"rouge1": "rouge1", "rouge2": "rouge2", "rougeL": "rougeL",
+                "hallucinated_share": "has_unsupported", "unsupported_items": "unsupported_items",
+                "style_ok": "style_ok", "wer": "wer"}
+"""results.json's field -> the eval summary's metric."""
+
+
+def results(report: dict[str, Any], keys: list[str]) -> dict[str, Any]:
+    """``{"rows": [{"system": key, metric: mean or None}]}``, one row per eval system, in order."""
+    names = [s["name"] for s in report["systems"]]
+    if len(keys) != len(names):
+        raise SystemExit(f"--systems names {len(keys)} systems but the report has {len(names)}: {names}")
+    summary = report["summary"]
+    rows = []
+    for key, name in zip(keys, names):
+        row: dict[str, Any] = {"system": key}
+        for field, metric in JSON_METRICS.items():
+            estimate = summary.get(metric, {}).get(name)
+            row[field] = None if estimate is None else round(float(estimate["mean"]), 4)
+        rows.append(row)
+    return {"rows": rows}
+
+
 def render_times(path: Path) -> str:
     rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
     return "\n".join(["| stage | wall time |", "| --- | --- |"]
@@ -53,8 +76,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path, help="report.json written by speechsum eval")
     parser.add_argument("--times", type=Path, help="times.tsv written by recipes/mini/run.sh")
+    parser.add_argument("--json", type=Path, help="also write the table as JSON here")
+    parser.add_argument("--systems", default="", help="comma-separated keys of the report's systems, in order")
     args = parser.parse_args()
     report = json.loads(args.report.read_text())
+    if args.json:
+        keys = [k.strip() for k in args.systems.split(",") if k.strip()]
+        args.json.write_text(json.dumps(results(report, keys), indent=2) + "\n")
     print(f"{report['rows_compared']} held-out rows; bold = best.\n")
     print(render(report))
     if args.times and args.times.is_file():
