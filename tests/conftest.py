@@ -91,6 +91,31 @@ def tiny_text_lm(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_teacher(tiny_text_lm, tmp_path_factory) -> Path:
+    """A tiny chat Llama with the tiny_text_lm tokenizer and peaked (context-dependent) predictions.
+
+    Default-initialised tiny models predict nearly uniform tokens whatever the context, which
+    makes every divergence ~0 (and LoRA barely moves them); a larger initializer range gives the
+    teacher opinions.
+    """
+    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from speechsum_cli.families.tiny import seed_everything
+
+    out = tmp_path_factory.mktemp("tiny-teacher")
+    tok = AutoTokenizer.from_pretrained(tiny_text_lm)
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, initializer_range=0.2)
+    seed_everything(3)
+    model = LlamaForCausalLM(config)
+    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    model.save_pretrained(out)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="session")
 def transformers_server(tiny_text_lm, tmp_path_factory):
     """A real OpenAI-compatible server: ``transformers serve`` of the tiny text model on 127.0.0.1.
 

@@ -192,27 +192,9 @@ def held(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def teacher(tiny_text_lm, tmp_path_factory) -> Path:
-    """A tiny chat Llama with the tiny_text_lm tokenizer and peaked (context-dependent) predictions.
-
-    Default-initialised tiny models predict nearly uniform tokens whatever the context, which
-    makes every divergence ~0; a larger initializer range gives the teacher opinions.
-    """
-    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
-
-    from speechsum_cli.families.tiny import seed_everything
-
-    out = tmp_path_factory.mktemp("distill-teacher")
-    tok = AutoTokenizer.from_pretrained(tiny_text_lm)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, initializer_range=0.2)
-    seed_everything(3)
-    model = LlamaForCausalLM(config)
-    model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model.save_pretrained(out)
-    tok.save_pretrained(out)
-    return out
+def teacher(tiny_teacher) -> Path:
+    """The tiny opinionated chat Llama (conftest), sharing the tiny_text_lm tokenizer."""
+    return tiny_teacher
 
 
 @pytest.fixture(scope="module")

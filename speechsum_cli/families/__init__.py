@@ -6,6 +6,8 @@ model names or types.
 
 from __future__ import annotations
 
+from typing import Any
+
 from speechsum_cli.errors import ModelError, UnsupportedFamilyError
 from speechsum_cli.families.base import AudioFamily, AudioFeatures, Batch, Prompt
 from speechsum_cli.families.model import (
@@ -14,12 +16,19 @@ from speechsum_cli.families.model import (
     adapter_base,
     attach_adapter,
     read_model_type,
-    resolve_source,
     resolve_device,
     resolve_dtype,
+    resolve_source,
 )
 from speechsum_cli.families.phi4_multimodal import Phi4MultimodalFamily
 from speechsum_cli.families.qwen2_audio import Qwen2AudioFamily
+from speechsum_cli.families.text import (
+    TEXT_FAMILY,
+    TextLM,
+    is_causal_lm_type,
+    load_causal_lm,
+    load_text_tokenizer,
+)
 from speechsum_cli.families.voxtral import VoxtralFamily
 
 FAMILIES: dict[str, AudioFamily] = {
@@ -35,8 +44,11 @@ __all__ = [
     "GenerationSettings",
     "Prompt",
     "SpeechLM",
+    "TextLM",
     "get_family",
+    "is_text_lm",
     "load",
+    "load_text_model",
 ]
 
 
@@ -61,18 +73,25 @@ def get_family(model_type: str) -> AudioFamily:
         ) from None
 
 
-def load(source: str, *, device: str = "auto", dtype: str = "auto") -> SpeechLM:
-    """Load a checkpoint (local dir, hub id, or ``hub_id@revision``) of any supported family.
+def is_text_lm(source: str) -> bool:
+    """Whether ``source`` (dir, hub id, adapter dir) is a plain causal LM rather than a checkpoint
+    of an audio family: its model_type has no family here and transformers loads it as a causal
+    LM. False when its config cannot be read (loading it as an audio LLM then says why)."""
+    try:
+        model_type = read_model_type(resolve_source(source))
+    except ModelError:
+        return False
+    return model_type not in FAMILIES and is_causal_lm_type(model_type)
 
-    A PEFT adapter directory (``adapter_config.json``, no config.json) loads its base checkpoint
-    and merges the adapter; the processor is read from the adapter directory, where sft saves it.
-    A base written relative to the adapter (``./base``, ``../models/student``) is found beside it.
+
+def adapter_chain(source: str) -> tuple[str, list[str]]:
+    """The full checkpoint at the bottom of ``source`` and the adapters above it, top first.
+
+    A chain of adapters (dpo on kd on sft on a base, as earlier versions wrote them; the stages
+    now keep the merged starting weights in the adapter's ./base) is merged in training order by
+    :func:`merge_chain`. Transformers' own adapter loading follows one level only, and does not
+    resolve a base written relative to the adapter, so such outputs would not load otherwise.
     """
-    source = resolve_source(source)
-    # A chain of adapters (dpo on kd on sft on a base, as earlier versions wrote them; the stages
-    # now keep the merged starting weights in the adapter's ./base): load the full checkpoint at
-    # the bottom, then merge the adapters in training order. Transformers' own adapter loading
-    # follows one level only, so such a chain would not load otherwise.
     chain: list[str] = []
     base = source
     while (parent := adapter_base(base)) is not None:
@@ -80,9 +99,39 @@ def load(source: str, *, device: str = "auto", dtype: str = "auto") -> SpeechLM:
         base = resolve_source(parent)
         if len(chain) > 32:
             raise ModelError(f"'{source}': adapter chain longer than 32 (a cycle in base_model_name_or_path?)")
-    family = get_family(read_model_type(base))
-    resolved_device = resolve_device(device)
-    model = family.load_model(base, dtype=resolve_dtype(dtype, resolved_device), device=resolved_device)
+    return base, chain
+
+
+def merge_chain(model: Any, chain: list[str]) -> Any:
+    """``model`` with the adapters of :func:`adapter_chain` merged in, bottom first."""
     for adapter in reversed(chain):  # LoRA outputs of sft/distill/dpo: merged in for inference
         model = attach_adapter(model, adapter).eval()
+    return model
+
+
+def load(source: str, *, device: str = "auto", dtype: str = "auto", text: bool = False) -> SpeechLM | TextLM:
+    """Load a checkpoint (local dir, hub id, or ``hub_id@revision``) of any supported family.
+
+    A PEFT adapter directory (``adapter_config.json``, no config.json) loads its base checkpoint
+    and merges the adapter; the processor is read from the adapter directory, where sft saves it.
+    A base written relative to the adapter (``./base``, ``../models/student``) is found beside it.
+    ``text``: ``source`` is a plain causal LM (see :func:`is_text_lm`); returns a :class:`TextLM`
+    (model + tokenizer), adapters handled the same way.
+    """
+    source = resolve_source(source)
+    base, chain = adapter_chain(source)
+    resolved_device = resolve_device(device)
+    torch_dtype = resolve_dtype(dtype, resolved_device)
+    if text:
+        model = merge_chain(load_causal_lm(base, dtype=torch_dtype, device=resolved_device), chain)
+        return TextLM(TEXT_FAMILY, model, load_text_tokenizer(source), source)
+    family = get_family(read_model_type(base))
+    model = merge_chain(family.load_model(base, dtype=torch_dtype, device=resolved_device), chain)
     return SpeechLM(family, model, family.load_processor(source), source)
+
+
+def load_text_model(source: str, *, dtype: Any, device: str) -> Any:
+    """A causal LM's model alone (dir, hub id, ``hub_id@revision`` or adapter dir; adapters
+    merged), in eval mode on ``device``: the text teacher."""
+    base, chain = adapter_chain(resolve_source(source))
+    return merge_chain(load_causal_lm(base, dtype=dtype, device=device), chain)

@@ -6,7 +6,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from speechsum_cli.errors import ModelError
 from speechsum_cli.families.base import AudioFamily, Batch, Prompt
@@ -198,6 +198,8 @@ class SpeechLM:
     model: Any
     processor: Any
     source: str
+    text_only: ClassVar[bool] = False
+    """False: an audio LLM (a :class:`~speechsum_cli.families.text.TextLM` is the text-only kind)."""
 
     @property
     def config(self) -> Any:

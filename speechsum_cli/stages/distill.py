@@ -10,7 +10,9 @@ Each training step, for every row of the batch:
 2. **Score**: the teacher reads ``[system?, user: transcript + query]`` rendered by *its own* chat
    template with the generation prompt, followed by the student's completion **token ids**
    (never re-tokenized text), so position ``j`` of the completion is the same token for both
-   models. Teacher under ``torch.inference_mode()`` on its own device and dtype.
+   models. Teacher under ``torch.inference_mode()`` on its own device and dtype. The conversation
+   is :mod:`speechsum_cli.teacher`'s, which ``speechsum sft`` fine-tunes a teacher on (text mode);
+   such a teacher (an adapter dir too) is asked with the system turn it was trained with.
 3. **Update**: the student re-reads prompt + completion with gradients; the divergence between
    the two next-token distributions is computed on the completion positions only (prompt and
    post-stop padding masked), over the shared vocabulary, in chunks (see ``distill_losses``).
@@ -56,13 +58,18 @@ from speechsum_cli.stages.distill_losses import (
     sampled_reverse_kl,
     token_logprobs,
 )
+from speechsum_cli.teacher import (
+    TEACHER_USER,
+    Teacher,
+    check_teacher_template,
+    load_teacher_tokenizer,
+    trained_system,
+)
 from speechsum_cli.training.model import load_for_training, make_trainable
 from speechsum_cli.training.run import TrainResult, check_run, finish_run, start_run, train_metrics
 from speechsum_cli.training.settings import DISTILL_DEFAULTS, StageConfig, TrainSettings
 from speechsum_cli.training.trainer import SpeechTrainer, answer_token_loss
 
-TEACHER_USER = "Transcript of the recording:\n\n{transcript}\n\n{query}"
-"""The teacher's user turn: what the student hears, as text, then the student's query."""
 SHOWN_TOKENS = 5
 DEFAULT_TRAIN = DISTILL_DEFAULTS
 STEP_LOG_KEYS = ("reverse_kl", "logp/teacher", "logp/student", "completion_length", "repetition",
@@ -187,91 +194,22 @@ def check_vocab(student_tok: Any, teacher_tok: Any, *, student: str, teacher: st
     )
 
 
-def load_teacher_tokenizer(source: str) -> Any:
-    from transformers import AutoTokenizer
-
-    try:
-        tok = AutoTokenizer.from_pretrained(source)
-    except (OSError, ValueError, KeyError) as exc:
-        raise ModelError(
-            f"--teacher '{source}': cannot load its tokenizer ({type(exc).__name__}). Pass a local "
-            "directory of a causal LM with its tokenizer, or a hub id while online."
-        ) from None
-    if not getattr(tok, "chat_template", None):
-        raise InputError(f"--teacher '{source}' has no chat template; the teacher reads the "
-                         "transcript in its own chat format. Pick an instruction-tuned (chat) LM.")
-    return tok
-
-
-def check_teacher_template(teacher: Any, transcript: str, query: str) -> None:
-    """Render one row in the teacher's template now, so template errors surface before training."""
-    try:
-        text = teacher.render(transcript, query)
-    except Exception as exc:  # noqa: BLE001 - jinja raises anything (TemplateError, exceptions it raises)
-        hint = " (drop --teacher-system: its template may not take a system turn)" if teacher.system else ""
-        raise InputError(f"--teacher '{teacher.source}': its chat template cannot render the "
-                         f"transcript + query conversation: {exc}{hint}.") from None
-    if transcript.strip() not in text:
-        raise InputError(f"--teacher '{teacher.source}': its chat template drops the user turn's "
-                         "text, so the teacher would not read the transcript.")
-
-
 # --- the teacher ----------------------------------------------------------------------------
-
-
-@dataclass
-class Teacher:
-    """A text causal LM scoring student completions after transcript + query in its own format."""
-
-    model: Any
-    tokenizer: Any
-    source: str
-    system: str | None = None
-
-    @property
-    def device(self) -> Any:
-        return next(self.model.parameters()).device
-
-    @property
-    def end_id(self) -> int:
-        """The teacher's end-of-turn token (its generation config's first eos, else the tokenizer's)."""
-        eos = self.model.generation_config.eos_token_id if self.model is not None else None
-        if isinstance(eos, list):
-            eos = eos[0] if eos else None
-        return int(eos if eos is not None else self.tokenizer.eos_token_id)
-
-    @property
-    def pad_id(self) -> int:
-        tok = self.tokenizer
-        return int(tok.pad_token_id if tok.pad_token_id is not None else self.end_id)
-
-    def messages(self, transcript: str, query: str) -> list[dict[str, str]]:
-        user = {"role": "user", "content": TEACHER_USER.format(transcript=transcript, query=query)}
-        return ([{"role": "system", "content": self.system}] if self.system else []) + [user]
-
-    def render(self, transcript: str, query: str) -> str:
-        """The teacher's prompt text up to its generation prompt (the student's answer follows)."""
-        return self.tokenizer.apply_chat_template(
-            self.messages(transcript, query), tokenize=False, add_generation_prompt=True)
-
-    def prompt_ids(self, transcript: str, query: str) -> list[int]:
-        return list(self.tokenizer(self.render(transcript, query), add_special_tokens=False)["input_ids"])
 
 
 def load_teacher(cfg: DistillConfig, tokenizer: Any) -> Teacher:
     """The teacher, frozen, on ``--teacher-device`` (auto: this process's accelerator device)."""
     from accelerate import PartialState
-    from transformers import AutoModelForCausalLM
 
-    from speechsum_cli.families import resolve_device, resolve_dtype
+    from speechsum_cli.families import load_text_model, resolve_device, resolve_dtype
 
     device = str(PartialState().device) if cfg.teacher_device == "auto" else resolve_device(cfg.teacher_device)
-    try:
-        model = AutoModelForCausalLM.from_pretrained(cfg.teacher, dtype=resolve_dtype(cfg.teacher_dtype, device))
+    try:  # an adapter dir (text-mode sft output) is merged into its base
+        model = load_text_model(cfg.teacher, dtype=resolve_dtype(cfg.teacher_dtype, device), device=device)
     except (OSError, ValueError) as exc:
         raise ModelError(f"--teacher '{cfg.teacher}': cannot load it as a causal LM "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from None
-    model = model.to(device).eval().requires_grad_(False)
+    model = model.requires_grad_(False)
     return Teacher(model, tokenizer, cfg.teacher, cfg.teacher_system)
 
 
@@ -616,7 +554,23 @@ def load_checked_teacher(cfg: DistillConfig, rows: Any) -> tuple[Any, int, str]:
                            family=family.model_type)
     check_teacher_template(Teacher(None, teacher_tok, cfg.teacher, cfg.teacher_system),
                            rows[0]["transcript"], rows[0]["query"])
+    warn_system_mismatch(cfg.teacher, cfg.teacher_system)
     return teacher_tok, n_shared, family.model_type
+
+
+def warn_system_mismatch(teacher: str, system: str | None) -> None:
+    """A teacher fine-tuned by ``speechsum sft`` (text mode) asked with another system turn."""
+    known, trained = trained_system(teacher)
+    if known and trained != system:
+        warn(f"--teacher '{teacher}' was fine-tuned by 'speechsum sft' with {_flag_text('--system', trained)}, "
+             f"but distill asks it with {_flag_text('--teacher-system', system)}: pass the same system "
+             "message, so the teacher reads the conversation it was trained on.")
+
+
+def _flag_text(flag: str, value: str | None) -> str:
+    if not value:
+        return f"no {flag}"
+    return f"{flag} {value[:60] + ('...' if len(value) > 60 else '')!r}"
 
 
 def run(cfg: DistillConfig) -> DistillResult:
