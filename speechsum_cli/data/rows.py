@@ -1,5 +1,5 @@
 """What every stage that reads audio rows shares: the row checker, the long-audio plan and the
-collator that decodes a batch's audio.
+collator that decodes a batch's audio (and the checker of rows without audio, for a text LM).
 
 One long-audio vocabulary (:class:`~speechsum_cli.data.long_audio.LongAudio`): ``error``
 refuses and names the rows, ``chunk`` keeps the recording whole (consecutive windows in one
@@ -22,7 +22,7 @@ from speechsum_cli.data.dataset import require_columns, rows_with_empty, shown_i
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.errors import AudioError, InputError
 
-__all__ = ["shown_ids", "check_audio_rows", "long_audio_plan", "decode_row_audio", "AudioRowCollator"]
+__all__ = ["shown_ids", "check_audio_rows", "check_text_rows", "long_audio_plan", "decode_row_audio", "AudioRowCollator"]
 
 
 def audio_seconds(audio: Any) -> float:
@@ -40,11 +40,7 @@ def check_audio_rows(ds: Any, source: Path, *, stage: str, required: list[str], 
     be blank; every row's ``audio`` must decode. ``extra_problems`` are a stage's own findings.
     """
     require_columns(ds, required, source, hint)
-    problems = list(extra_problems)
-    for column in nonempty:
-        empty = rows_with_empty(ds, column)
-        if empty:
-            problems.append(f"{len(empty)} row(s) with an empty '{column}': ids {shown_ids(empty)}")
+    problems = list(extra_problems) + empty_problems(ds, nonempty)
     durations: list[float] = []
     unreadable: list[str] = []
     first_reason = ""
@@ -58,10 +54,31 @@ def check_audio_rows(ds: Any, source: Path, *, stage: str, required: list[str], 
     if unreadable:
         problems.append(f"{len(unreadable)} row(s) with unreadable 'audio': ids {shown_ids(unreadable)} "
                         f"(first: {first_reason})")
+    refuse_rows(problems, source, stage)
+    return durations
+
+
+def check_text_rows(ds: Any, source: Path, *, stage: str, required: list[str], hint: str) -> None:
+    """Rows without audio (a text LM's): every ``required`` column present and non-blank; one
+    error naming every missing column, or every bad row id and column."""
+    require_columns(ds, required, source, hint)
+    refuse_rows(empty_problems(ds, required), source, stage)
+
+
+def empty_problems(ds: Any, columns: list[str]) -> list[str]:
+    """One line per column with blank values, naming the rows."""
+    problems = []
+    for column in columns:
+        empty = rows_with_empty(ds, column)
+        if empty:
+            problems.append(f"{len(empty)} row(s) with an empty '{column}': ids {shown_ids(empty)}")
+    return problems
+
+
+def refuse_rows(problems: Sequence[str], source: Path, stage: str) -> None:
     if problems:
         raise InputError(f"data '{source}' has rows {stage} cannot use: " + "; ".join(problems)
                          + ". Fix or remove those rows.")
-    return durations
 
 
 @dataclass

@@ -22,13 +22,16 @@ class ParameterGroup:
 
 
 def lora_pattern(prefix: str, targets: tuple[str, ...]) -> str:
-    """Regex over full module names: ``targets`` inside the language model only."""
+    """Regex over full module names: ``targets`` inside the language model only (the empty
+    prefix: anywhere in the model, a plain causal LM)."""
     names = "|".join(re.escape(t) for t in targets)
-    return rf"^{re.escape(prefix)}\..*\.(?:{names})$"
+    inside = rf"{re.escape(prefix)}\..*\." if prefix else r"(?:.*\.)?"
+    return rf"^{inside}(?:{names})$"
 
 
 def _under(name: str, prefixes: tuple[str, ...]) -> bool:
-    return any(name == p or name.startswith(p + ".") for p in prefixes)
+    """Whether module/parameter ``name`` is one of ``prefixes`` or inside one ("" = the root)."""
+    return any(not p or name == p or name.startswith(p + ".") for p in prefixes)
 
 
 def grouped_parameters(model: Any, family: Any) -> Iterator[tuple[str, Any]]:
@@ -136,14 +139,18 @@ def write_merged(lm: Any, adapter_dir: Path, out: Path) -> None:
     """
     from speechsum_cli.families import attach_adapter, load
 
-    base = load(lm.source, device="cpu", dtype=str(lm.model.dtype).removeprefix("torch."))
+    base = load(lm.source, device="cpu", dtype=str(lm.model.dtype).removeprefix("torch."), text=lm.text_only)
     attach_adapter(base.model, str(adapter_dir)).save_pretrained(out)
 
 
 
 
-def load_for_training(model_arg: str, dtype: str, *, is_main: bool = True) -> tuple[Any, str]:
+def load_for_training(model_arg: str, dtype: str, *, text: bool = False, is_main: bool = True
+                      ) -> tuple[Any, str]:
     """The starting checkpoint (an adapter chain is merged into its base) and where it came from.
+
+    ``text``: a plain causal LM (sft's text mode), loaded as a
+    :class:`~speechsum_cli.families.TextLM`; otherwise an audio family's :class:`SpeechLM`.
 
     The second value is the absolute path of a local starting checkpoint, or the hub id as
     given: the lineage recorded in ``speechsum.json``. The adapter written at the end names a
@@ -153,7 +160,7 @@ def load_for_training(model_arg: str, dtype: str, *, is_main: bool = True) -> tu
     from speechsum_cli.families import adapter_base, load, resolve_source
 
     source = resolve_source(model_arg)
-    lm = load(source, device="cpu", dtype=dtype)
+    lm = load(source, device="cpu", dtype=dtype, text=text)
     base_source = str(Path(source).resolve()) if Path(model_arg).exists() else model_arg
     if adapter_base(source) is not None and is_main:
         info(f"'{model_arg}' is an adapter: merged into its base; a new LoRA trains on top "
@@ -179,7 +186,7 @@ def write_adapter_base(lm: Any, adapter_dir: Path, out: Path, dtype: str) -> str
     config_file = adapter_dir / ADAPTER_CONFIG
     config = json.loads(config_file.read_text())
     if adapter_base(lm.source) is not None:
-        merged = load(lm.source, device="cpu", dtype=dtype)
+        merged = load(lm.source, device="cpu", dtype=dtype, text=lm.text_only)
         merged.model.save_pretrained(adapter_dir / BASE_SUBFOLDER)
         merged.processor.save_pretrained(adapter_dir / BASE_SUBFOLDER)
         del merged
