@@ -180,6 +180,36 @@ def test_the_output_is_distills_teacher(trained, runs, tmp_path, monkeypatch):
     assert manifest["teacher"]["source"] == str(out)
 
 
+def test_the_output_answers_in_the_mini_baselines_and_in_pairs(trained, runs, tmp_path, monkeypatch):
+    """recipes/mini/baselines.py --tuned-teacher and pairs --teacher load the adapter (its base
+    named relative to it) into the same weights distill's teacher has."""
+    import importlib.util
+
+    from speechsum_cli.stages.distill import DistillConfig, load_teacher
+    from speechsum_cli.stages.pairs import PairsConfig
+    from speechsum_cli.stages.pairs import load_teacher as load_pairs_teacher
+    from speechsum_cli.teacher import load_teacher_tokenizer
+
+    out, _ = trained
+    monkeypatch.chdir(tmp_path)
+    tok = load_teacher_tokenizer(str(out))
+    distilled = load_teacher(DistillConfig(data=Path("x"), model="x", teacher=str(out), out=Path("x"),
+                                           teacher_device="cpu"), tok).model
+    paired = load_pairs_teacher(PairsConfig(model="x", data=Path("x"), out=Path("x"), teacher=str(out),
+                                            device="cpu", dtype="float32"), tok).model
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.inference_mode():
+        assert torch.allclose(paired(ids).logits, distilled(ids).logits, atol=1e-6)
+
+    path = Path(__file__).resolve().parents[1] / "recipes" / "mini" / "baselines.py"
+    spec = importlib.util.spec_from_file_location("mini_baselines", path)
+    baselines = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(baselines)
+    answers = baselines.summarize_text(str(out), SYSTEM, [(ROWS[0][1], QUERY), (ROWS[1][1], QUERY)],
+                                       max_new_tokens=4, batch_size=2)
+    assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
+
+
 def test_distill_warns_when_asked_without_the_trained_system_turn(trained, capsys):
     from speechsum_cli.stages.distill import warn_system_mismatch
     from speechsum_cli.teacher import trained_system

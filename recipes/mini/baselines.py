@@ -66,12 +66,14 @@ def summarize_text(teacher_dir: str, system: str | None, pairs: list[tuple[str, 
                    max_new_tokens: int, batch_size: int) -> list[str]:
     """The teacher's greedy answer to each (transcript, query), in distill's prompt format."""
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    from speechsum_cli.stages.distill import Teacher
+    from speechsum_cli.families import load_text_model
+    from speechsum_cli.teacher import Teacher
 
     tok = AutoTokenizer.from_pretrained(teacher_dir, padding_side="left")
-    model = AutoModelForCausalLM.from_pretrained(teacher_dir).eval()
+    # a full checkpoint, or a text-mode sft adapter (merged into its base, named relative to it)
+    model = load_text_model(teacher_dir, dtype="auto", device="cpu")
     teacher = Teacher(model, tok, teacher_dir, system)
     pad = teacher.pad_id
     out: list[str] = []

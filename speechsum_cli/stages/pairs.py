@@ -189,7 +189,7 @@ def pairwise_calls(rows: list[dict[str, Any]], candidates: list[list[str]]) -> d
 
 def check_teacher(config: PairsConfig, rows: list[dict[str, Any]]) -> Any:
     """The teacher's tokenizer, its chat template checked on the first row (before any model loads)."""
-    from speechsum_cli.stages.distill import Teacher, check_teacher_template, load_teacher_tokenizer
+    from speechsum_cli.teacher import Teacher, check_teacher_template, load_teacher_tokenizer
 
     tokenizer = load_teacher_tokenizer(config.teacher)
     check_teacher_template(Teacher(None, tokenizer, config.teacher, config.teacher_system),
@@ -198,19 +198,18 @@ def check_teacher(config: PairsConfig, rows: list[dict[str, Any]]) -> Any:
 
 
 def load_teacher(config: PairsConfig, tokenizer: Any) -> Any:
-    """The teacher, frozen, on pairs' --device / --dtype."""
-    from transformers import AutoModelForCausalLM
-
-    from speechsum_cli.families import resolve_device, resolve_dtype
-    from speechsum_cli.stages.distill import Teacher
+    """The teacher, frozen, on pairs' --device / --dtype (an adapter dir, e.g. a text-mode sft
+    output whose base is named relative to it, is merged into its base)."""
+    from speechsum_cli.families import load_text_model, resolve_device, resolve_dtype
+    from speechsum_cli.teacher import Teacher
 
     device = resolve_device(config.device)
     try:
-        model = AutoModelForCausalLM.from_pretrained(config.teacher, dtype=resolve_dtype(config.dtype, device))
+        model = load_text_model(config.teacher, dtype=resolve_dtype(config.dtype, device), device=device)
     except (OSError, ValueError) as exc:
         raise ModelError(f"--teacher '{config.teacher}': cannot load it as a causal LM "
                          f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from None
-    model = model.to(device).eval().requires_grad_(False)
+    model = model.requires_grad_(False)
     return Teacher(model, tokenizer, config.teacher, config.teacher_system)
 
 
