@@ -154,10 +154,12 @@ def generate_predictions(model: str, name: str, rows: list[dict[str, Any]], conf
         resolve_window,
         summarize_recordings,
     )
+    from speechsum_cli.training.feature_cache import cache_for_inference
 
     check_chunk_seconds(config.chunk_seconds)
     infos = [probe(row["audio"]) for row in rows]
     lm = load(model, device=config.device, dtype=config.dtype)
+    cache_for_inference(lm, config.out)  # the students of one runs folder share their encoder's output
     window = resolve_window(lm.window_seconds, config.chunk_seconds)
     settings = GenerationSettings(max_new_tokens=config.max_new_tokens)
     recordings = [

@@ -282,6 +282,7 @@ def run(config: PairsConfig) -> PairsResult:
     """Sample, judge, and write the pairs dataset (nothing written on a dry run)."""
     from speechsum_cli.families import load
     from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
+    from speechsum_cli.training.feature_cache import cache_for_inference
 
     started = time.perf_counter()
     check_config(config)
@@ -290,6 +291,7 @@ def run(config: PairsConfig) -> PairsResult:
     rows = load_prompts(config)
     teacher_tokenizer = check_teacher(config, rows) if config.teacher else None
     lm = load(config.model, device=config.device, dtype=config.dtype)
+    cache_for_inference(lm, config.out)  # k samples of a clip (and eval's students) encode it once
     rows, dropped = split_long(rows, lm.window_seconds, config.on_long_audio, config.data)
     texts = sample_candidates(config, rows, lm)
     del lm

@@ -322,6 +322,18 @@ def cache_for_training(model: Any, family: Any, train: Any, out: Path) -> Featur
     return cache
 
 
+def cache_for_inference(lm: Any, out: Path) -> FeatureCache | None:
+    """The feature cache beside ``out`` for a stage that only generates (eval, pairs): the same
+    entries as training's, so a runs folder's students share their (frozen, identical) encoder's
+    output, and k samples of one clip encode it once."""
+    if not lm.family.encoder_output_per_window:
+        return None
+    encoder_module(lm.model, lm.family).requires_grad_(False)
+    cache = FeatureCache(default_directory(out))
+    attach(lm.model, lm.family, cache)
+    return cache
+
+
 def report(cache: FeatureCache) -> dict[str, Any]:
     """What goes into speechsum.json: where, how many hits/misses/writes, size."""
     stats = cache.stats.as_dict()
