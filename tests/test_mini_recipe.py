@@ -58,11 +58,31 @@ def test_every_stage_of_the_mini_recipe_ran_and_the_student_writes_text(mini_run
         assert texts and all(isinstance(t, str) and t.strip() for t in texts), (name, texts)
         # real text from SmolLM2's vocabulary, not placeholder or control tokens
         assert not any("[AUDIO]" in t or "<|im_end|>" in t for t in texts), (name, texts)
-    for stage in ("warmup", "sft", "kd", "pairs", "dpo"):
+    for stage in ("aligned", "warmup", "sft", "teacher-sft", "kd", "pairs", "dpo"):
         manifest = json.loads((mini_run / stage / "speechsum.json").read_text())
-        assert manifest["stage"] in {"sft", "distill", "pairs", "dpo"}, manifest["stage"]
+        assert manifest["stage"] in {"align", "sft", "distill", "pairs", "dpo"}, manifest["stage"]
     times = dict(line.split("\t") for line in (mini_run / "times.tsv").read_text().splitlines())
-    assert {"sft-warmup", "sft", "distill", "pairs", "dpo", "eval", "total"} <= set(times)
+    assert {"hearing", "align", "sft-warmup", "sft", "teacher-sft", "distill", "pairs", "dpo", "eval",
+            "total"} <= set(times)
+
+
+def test_the_recipe_writes_results_json_with_every_row_of_the_table(mini_run):
+    rows = json.loads((mini_run / "results.json").read_text())["rows"]
+    assert [r["system"] for r in rows] == ["untrained", "sft", "kd", "dpo", "teacher", "teacher-sft", "cascade"]
+    for row in rows:
+        for key in ("rouge1", "rouge2", "rougeL", "hallucinated_share", "unsupported_items", "style_ok"):
+            assert isinstance(row[key], float) and 0 <= row[key], (row, key)
+        # the text teachers read the transcript: no WER; the students and the cascade have one
+        assert (row["wer"] is None) == (row["system"] in ("teacher", "teacher-sft")), row
+
+
+def test_the_teacher_was_fine_tuned_in_text_mode_and_joined_the_pairs(mini_run):
+    teacher = json.loads((mini_run / "teacher-sft" / "speechsum.json").read_text())
+    assert teacher["stage"] == "sft" and teacher["metrics"]["global_step"] > 0
+    pairs = json.loads((mini_run / "pairs" / "speechsum.json").read_text())
+    assert pairs["counts"]["teacher_answers"] > 0
+    aligned = json.loads((mini_run / "aligned" / "speechsum.json").read_text())
+    assert aligned["metrics"]["curve"][0]["step"] == 0 and aligned["metrics"]["steps"] > 0
 
 
 def test_the_warmup_lowers_the_transcription_loss_on_held_out_speech(mini_run):

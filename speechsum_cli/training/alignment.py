@@ -27,6 +27,9 @@ BLANK = 0
 STALL_SHARE = 0.02
 """Below this share of non-blank frames (mean of the last steps) the alignment has not started."""
 STALL_WINDOW = 10
+HEAD_LR_FACTOR = 10.0
+"""The head's few parameters (blank vector and bias, temperature) learn this much faster than the
+projector: at the projector's rate the blank's logit cannot catch up with thousands of tokens'."""
 
 
 @dataclass(frozen=True)
@@ -62,13 +65,18 @@ class CtcHead(torch.nn.Module):
         """The blank's vector, learned (it starts at the mean token embedding)."""
         self.log_scale = torch.nn.Parameter(torch.zeros(()))
         """Logit temperature, learned, so sharpening need not inflate the audio embeddings' norm."""
+        self.blank_bias = torch.nn.Parameter(torch.zeros(()))
+        """A free logit for the blank. Without it the blank (a vector near the embeddings' large
+        common component) never beats the best of thousands of tokens, CTC cannot use it, and the
+        projector collapses to repeating frequent tokens ("the the the")."""
         self.embedding_norm = float(table.norm(dim=-1).mean())
 
     def forward(self, hidden: Any) -> Any:
         """``[batch, frames, 1 + vocab]`` log-probabilities (class 0 = blank)."""
         weights = torch.cat([self.blank[None, :], self.table], dim=0)
         logits = torch.matmul(hidden.float(), weights.T) * self.log_scale.exp()
-        return torch.log_softmax(logits, dim=-1)
+        blank = torch.zeros_like(logits[..., :1]) + self.blank_bias
+        return torch.log_softmax(torch.cat([logits[..., :1] + blank, logits[..., 1:]], dim=-1), dim=-1)
 
 
 def ctc_loss(log_probs: Any, lengths: Any, targets: list[list[int]]) -> Any:
