@@ -228,6 +228,15 @@ def projector_parameters(lm: Any) -> list[Any]:
     return params
 
 
+def stall_message(kind: str, step: int, total: int, loss: float) -> str:
+    what = ("the projector still emits only blanks" if kind == "blank" else
+            "the projector emits tokens on far more frames than the transcripts have tokens: it has "
+            "collapsed to repeating frequent words")
+    return (f"the alignment has stalled ({kind}): after {step} of {total} steps {what} (CTC loss "
+            f"{loss:.2f}). Try another --lr or --warmup, smaller --batch-size (more updates), or "
+            "more varied speech.")
+
+
 # --- run ------------------------------------------------------------------------------------
 
 
@@ -339,10 +348,10 @@ def run(cfg: AlignConfig) -> AlignResult:
             torch.nn.utils.clip_grad_norm_(params + list(head.parameters()), 1.0)
             optimizer.step()
             losses.append(loss.item())
-            if watch.update(step + 1, nonblank_share(log_probs.detach(), lengths)):
-                message = (f"the alignment has stalled at the blank plateau: after {step + 1} of {total} "
-                           f"steps the projector still emits only blanks (CTC loss {losses[-1]:.2f}). "
-                           "Try a lower --lr, a longer --warmup, or more varied speech.")
+            targets = sum(len(vocab.classes(c.target)) for c in batch)
+            kind = watch.update(step + 1, nonblank_share(log_probs.detach(), lengths), targets / int(lengths.sum()))
+            if kind is not None:
+                message = stall_message(kind, step + 1, total, losses[-1])
                 if cfg.on_stall == "error":
                     raise AlignmentStalled(message + " Nothing was written.")
                 warn(message)
@@ -365,7 +374,7 @@ def run(cfg: AlignConfig) -> AlignResult:
     metrics: dict[str, Any] = {
         "steps": total, "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]),
         "wer_before": curve[0]["wer"], "wer_after": curve[-1]["wer"], "curve": curve,
-        "stalled": watch.stalled, "stalled_at_step": watch.stalled_at,
+        "stalled": watch.stalled, "stalled_at_step": watch.stalled_at, "stall_kind": watch.kind,
         "logit_scale": head.log_scale.exp().item(), "audio_embedding_norm": norm,
         "token_embedding_norm": head.embedding_norm, "encode_minutes": round(encode_minutes, 2),
         "train_minutes": round((time.perf_counter() - t_train) / 60, 2),
