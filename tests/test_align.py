@@ -98,11 +98,15 @@ def test_stall_watch_flags_a_blank_plateau_once_and_only_after_warmup():
 
 def test_stall_watch_flags_the_repeat_collapse_but_not_a_healthy_alignment():
     # measured on the mini student: collapsed 0.71 of frames emitting for 0.26 needed; healthy 0.27
-    collapsed = StallWatch(check_from=5)
-    assert [collapsed.update(s, 0.71, 0.26) for s in range(1, 12)].count("repeats") == 1
-    assert collapsed.kind == "repeats" and collapsed.stalled_at == 10
-    healthy = StallWatch(check_from=5)
+    collapsed = StallWatch(check_from=5, repeats_from=20)
+    assert [collapsed.update(s, 0.71, 0.26) for s in range(1, 40)].count("repeats") == 1
+    assert collapsed.kind == "repeats" and collapsed.stalled_at == 20
+    healthy = StallWatch(check_from=5, repeats_from=20)
     assert not any(healthy.update(s, 0.27, 0.26) for s in range(1, 40)) and not healthy.stalled
+    # the measured healthy run passed through a repeating phase before the repeat check starts
+    passing = StallWatch(check_from=5, repeats_from=20)
+    shares = [0.65] * 10 + [0.5] * 8 + [0.25] * 30
+    assert not any(passing.update(s, share, 0.26) for s, share in enumerate(shares, 1))
 
 
 def test_ctc_pieces_decode_collapse_and_feasibility():

@@ -318,7 +318,8 @@ def run(cfg: AlignConfig) -> AlignResult:
     steps_per_epoch = math.ceil(len(clips) / cfg.batch_size)
     total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
     warmup = int(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup)
-    watch = StallWatch(check_from=warmup + max(STALL_MIN_STEPS, total // 10))
+    watch = StallWatch(check_from=warmup + max(STALL_MIN_STEPS, total // 10),
+                       repeats_from=warmup + max(STALL_MIN_STEPS, total * 3 // 10))
     eval_at = sorted({min(total, round(total * (k + 1) / max(1, cfg.evals))) for k in range(cfg.evals)})
 
     wer, share, _ = heldout_wer(lm, head, held, vocab, device, cfg.batch_size)

@@ -129,7 +129,11 @@ class StallWatch:
     """
 
     check_from: int
-    """The step from which a dead end counts as a stall (after warm-up)."""
+    """The step from which a blank plateau counts as a stall (after warm-up)."""
+    repeats_from: int = 0
+    """The step from which the repeat collapse counts: later, as a healthy run passes through a
+    repeating phase on its way out of the blank start (measured: 0.65 of frames at step 75, 0.50 at
+    150, 0.25 from 225 of 600)."""
     recent: deque = field(default_factory=lambda: deque(maxlen=STALL_WINDOW))
     stalled_at: int | None = None
     kind: str | None = None
@@ -144,7 +148,7 @@ class StallWatch:
         needs = sum(n for _, n in self.recent) / len(self.recent)
         if max(shares) < STALL_SHARE:
             self.kind = "blank"
-        elif needs > 0 and min(shares) > REPEAT_FACTOR * needs:
+        elif step >= self.repeats_from and needs > 0 and min(shares) > REPEAT_FACTOR * needs:
             self.kind = "repeats"
         else:
             return None
