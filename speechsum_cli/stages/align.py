@@ -259,6 +259,7 @@ def run(cfg: AlignConfig) -> AlignResult:
     from speechsum_cli.families import resolve_device
     from speechsum_cli.training.alignment import (
         HEAD_LR_FACTOR,
+        NORM_WEIGHT,
         CorpusVocab,
         CtcHead,
         StallWatch,
@@ -344,6 +345,7 @@ def run(cfg: AlignConfig) -> AlignResult:
             hidden, lengths = project_batch(lm, batch, device)
             log_probs = head(hidden)
             loss = ctc_loss(log_probs, lengths, [vocab.classes(c.target) for c in batch])
+            loss = loss + NORM_WEIGHT * head.norm_penalty()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params + list(head.parameters()), 1.0)

@@ -27,6 +27,8 @@ BLANK = 0
 STALL_SHARE = 0.02
 """Below this share of non-blank frames (mean of the last steps) the alignment has not started."""
 STALL_WINDOW = 10
+NORM_WEIGHT = 0.1
+"""Weight of :meth:`CtcHead.norm_penalty` in the alignment loss."""
 BLANK_BIAS_START = 5.0
 """The blank's logit starts this far ahead, so training starts where CTC usually does (blank on
 most frames) and tokens emerge from it; started at 0, one of two runs of the mini student fell into
@@ -79,11 +81,25 @@ class CtcHead(torch.nn.Module):
         self.embedding_norm = float(table.norm(dim=-1).mean())
 
     def forward(self, hidden: Any) -> Any:
-        """``[batch, frames, 1 + vocab]`` log-probabilities (class 0 = blank)."""
+        """``[batch, frames, 1 + vocab]`` log-probabilities (class 0 = blank).
+
+        The audio embeddings are scored at the tokens' mean norm (their direction decides), so the
+        projector cannot win by inflating norms: with raw dot products it did (audio norm 25 vs
+        token 2.8), every logit outgrew the blank's and the alignment collapsed to repeating
+        frequent words. :meth:`norm_penalty` keeps the norms the LM will read near the tokens'.
+        """
+        hidden = hidden.float()
+        self.last_norms = hidden.norm(dim=-1)
+        scaled = torch.nn.functional.normalize(hidden, dim=-1) * self.embedding_norm
         weights = torch.cat([self.blank[None, :], self.table], dim=0)
-        logits = torch.matmul(hidden.float(), weights.T) * self.log_scale.exp()
+        logits = torch.matmul(scaled, weights.T) * self.log_scale.exp()
         blank = torch.zeros_like(logits[..., :1]) + self.blank_bias
         return torch.log_softmax(torch.cat([logits[..., :1] + blank, logits[..., 1:]], dim=-1), dim=-1)
+
+    def norm_penalty(self) -> Any:
+        """Mean squared relative gap between the last batch's audio-embedding norms and the
+        tokens' mean norm."""
+        return ((self.last_norms / self.embedding_norm - 1) ** 2).mean()
 
 
 def ctc_loss(log_probs: Any, lengths: Any, targets: list[list[int]]) -> Any:
