@@ -234,10 +234,11 @@ def draft_item(split: str, index: int, seed: int, attempt: int) -> Item | None:
     return Item(item_id(split, index), scenario.kind, transcript, rows)
 
 
-def speak(text: str, wav: Path, speed: int) -> float:
-    """Render ``text`` with espeak-ng; its duration in seconds."""
+def speak(text: str, wav: Path, speed: int, voice: str | None = None) -> float:
+    """Render ``text`` with espeak-ng (its default voice unless ``voice``); duration in seconds."""
     subprocess.run(
-        ["espeak-ng", "-s", str(speed), "-w", str(wav), text], check=True, capture_output=True
+        ["espeak-ng", *(["-v", voice] if voice else []), "-s", str(speed), "-w", str(wav), "--stdin"],
+        input=text.encode(), check=True, capture_output=True,
     )
     return sf.info(str(wav)).duration
 

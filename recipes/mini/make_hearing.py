@@ -62,8 +62,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-import soundfile as sf
-from make_corpus import WORD, positive_int, template_fields, write_jsonl
+from make_corpus import WORD, positive_int, speak, template_fields, write_jsonl
 from pools import POOLS, draw_slots, words
 from rich.console import Console
 from rich.progress import Progress
@@ -499,24 +498,13 @@ def plan_clips(
         yield Plan(index, source, voice, speed, tuple(taken))
 
 
-def speak(text: str, wav: Path, voice: str, speed: int) -> float:
-    """Render ``text`` with espeak-ng; its duration in seconds."""
-    subprocess.run(
-        ["espeak-ng", "-v", voice, "-s", str(speed), "-w", str(wav), "--stdin"],
-        input=text.encode(),
-        check=True,
-        capture_output=True,
-    )
-    return sf.info(str(wav)).duration
-
-
 def render_clip(plan: Plan, out: Path, max_seconds: float) -> Clip:
     """Render a plan, dropping trailing sentences until it fits ``max_seconds`` (never cutting
     audio); a clip whose first sentence alone is too long comes back empty, without a wav."""
     sentences = list(plan.sentences)
     wav = out / plan.audio
     while sentences:
-        seconds = speak(" ".join(s.text for s in sentences), wav, plan.voice, plan.speed)
+        seconds = speak(" ".join(s.text for s in sentences), wav, plan.speed, plan.voice)
         if seconds <= max_seconds:
             return Clip(plan, tuple(sentences), seconds)
         sentences.pop()
