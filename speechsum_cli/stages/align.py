@@ -79,8 +79,6 @@ class AlignConfig:
     """Default: ``.feature-cache`` beside ``out``."""
     feature_cache_gb: float = 20.0
     """Disk bound of the feature cache."""
-    train_encoder: bool = False
-    """Never true here (the encoder is frozen); present for the feature cache's settings check."""
     device: str = "auto"
     split: str | None = None
     columns: ColumnMap = field(default_factory=ColumnMap)
@@ -294,7 +292,8 @@ def run(cfg: AlignConfig) -> AlignResult:
     counts["train_audio_hours"] = round(sum(train_seconds[i] for i in plan.keep) / 3600, 4)
 
     params = projector_parameters(lm)  # the encoder is frozen before the cache looks at it
-    cache = cache_for_training(lm.model, lm.family, cfg, cfg.out)
+    cache = cache_for_training(lm.model, lm.family, cfg.out, enabled=cfg.feature_cache,
+                               directory=cfg.feature_cache_dir, max_gb=cfg.feature_cache_gb)
     t0 = time.perf_counter()
     clips = encode_clips(lm, train_rows, window, label="training rows", show_progress=cfg.show_progress)
     held = encode_clips(lm, heldout_rows, window, label="held-out rows", show_progress=cfg.show_progress)

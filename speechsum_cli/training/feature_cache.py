@@ -308,16 +308,17 @@ def open_cache(directory: Path | None, out: Path, max_gb: float) -> FeatureCache
     return FeatureCache(directory or default_directory(out), int(max_gb * 1e9))
 
 
-def cache_for_training(model: Any, family: Any, train: Any, out: Path) -> FeatureCache | None:
+def cache_for_training(model: Any, family: Any, out: Path, *, enabled: bool, directory: Path | None,
+                       max_gb: float, train_encoder: bool = False) -> FeatureCache | None:
     """The feature cache a training stage uses (attached to ``model``'s encoder), or None when
-    ``--no-feature-cache`` or ``--train-encoder`` (a trained encoder's output changes every step)."""
-    if not train.feature_cache or train.train_encoder:
+    switched off or the encoder trains (its output then changes every step)."""
+    if not enabled or train_encoder:
         return None
     if not family.encoder_output_per_window:
         info(f"feature cache: not used for {family.model_type}, whose encoder output for a clip "
              "depends on the other clips in its batch")
         return None
-    cache = open_cache(train.feature_cache_dir, out, train.feature_cache_gb)
+    cache = open_cache(directory, out, max_gb)
     attach(model, family, cache)
     return cache
 

@@ -173,7 +173,9 @@ class TrainingRun:
         """Serve ``model``'s frozen encoder from the feature cache (unless switched off)."""
         from speechsum_cli.training.feature_cache import cache_for_training
 
-        self.feature_cache = cache_for_training(model, family, train, self.out)
+        self.feature_cache = cache_for_training(
+            model, family, self.out, enabled=train.feature_cache, directory=train.feature_cache_dir,
+            max_gb=train.feature_cache_gb, train_encoder=train.train_encoder)
 
     @property
     def is_main(self) -> bool:
