@@ -19,11 +19,11 @@ from speechsum_cli.cli import distill as distill_cli
 from speechsum_cli.cli import dpo as dpo_cli
 from speechsum_cli.cli import evaluate as evaluate_cli
 from speechsum_cli.cli import pairs as pairs_cli
-from speechsum_cli.cli import summarize as summarize_cli
 from speechsum_cli.cli import sft as sft_cli
+from speechsum_cli.cli import summarize as summarize_cli
 from speechsum_cli.cli import synth as synth_cli
 from speechsum_cli.console import error
-from speechsum_cli.errors import SpeechsumError
+from speechsum_cli.errors import EXIT_INTERRUPTED, SpeechsumError
 
 app = typer.Typer(
     name="speechsum",
@@ -36,7 +36,7 @@ app = typer.Typer(
 
 
 def funnel(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn :class:`SpeechsumError` into a red ``Error:`` line and exit 1 (SPEECHSUM_DEBUG=1: raise)."""
+    """Turn :class:`SpeechsumError` into a red ``Error:`` line and its exit code (SPEECHSUM_DEBUG=1: raise)."""
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -46,10 +46,10 @@ def funnel(command: Callable[..., Any]) -> Callable[..., Any]:
             if os.environ.get("SPEECHSUM_DEBUG") == "1":
                 raise
             error(str(exc))
-            raise typer.Exit(1) from None
+            raise typer.Exit(exc.exit_code) from None
         except KeyboardInterrupt:
             error("interrupted; no output was written.")
-            raise typer.Exit(130) from None
+            raise typer.Exit(EXIT_INTERRUPTED) from None
 
     return wrapper
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from speechsum_cli import __version__
 from speechsum_cli.errors import InputError
-from speechsum_cli.fs import atomic_write_text
+from speechsum_cli.fs import atomic_write_text, make_ordinary
 
 MANIFEST_NAME = "speechsum.json"
 SECRET_KEY = re.compile(r"(?:^|_)(?:api_?key|token|secret|password|credentials?)$", re.IGNORECASE)
@@ -120,7 +120,11 @@ def check_output_dir(out: Path, *, overwrite: bool, flag: str = "--out") -> None
 
 @contextmanager
 def atomic_output_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
-    """Yield a temp dir beside ``out``; on success it replaces ``out``, on failure it is removed."""
+    """Yield a temp dir beside ``out``; on success it replaces ``out``, on failure it is removed.
+
+    Everything written into it gets ordinary permissions (the umask's) before the rename, whatever
+    wrote it: safetensors, for one, writes its files with mode 0600.
+    """
     out = Path(out)
     check_output_dir(out, overwrite=overwrite)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -132,6 +136,7 @@ def atomic_output_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[P
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    make_ordinary(tmp)
     if out.exists():
         old = out.parent / f".{out.name}.old-{os.getpid()}"
         os.replace(out, old)
