@@ -22,6 +22,11 @@ from rich.progress import (
 err_console = Console(stderr=True, highlight=False)
 
 
+def plural(n: int, noun: str, many: str | None = None) -> str:
+    """'1 row', '2 rows' (``many`` for irregular plurals: plural(n, 'reply', 'replies'))."""
+    return f"{n} {noun}" if n == 1 else f"{n} {many or noun + 's'}"
+
+
 def warn(message: str) -> None:
     """Print a yellow warning line on stderr."""
     err_console.print(f"[yellow]Warning:[/yellow] {escape(message)}", soft_wrap=True)

@@ -138,7 +138,8 @@ def test_failures_filters_and_duplicates_are_counted_never_dropped(tmp_path, ser
                            "importance": importance})
 
     server.responder = responder
-    result = run(config(tmp_path, server, n=10, per_audio=2, min_importance=3, llm={"json_retries": 1}))
+    result = run(config(tmp_path, server, n=10, per_audio=2, min_importance=3,
+                        llm={"json_retries": 1, "max_failed_share": 0.5}))
     c = result.counts
     assert c["failed_by_reason"] == {"invalid JSON": 2}
     assert c["filtered_importance"] == 2
@@ -150,9 +151,72 @@ def test_failures_filters_and_duplicates_are_counted_never_dropped(tmp_path, ser
 
 def test_http_errors_after_retries_become_failed_rows(tmp_path, server):
     server.fail_next(*["500"] * 2)
-    result = run(config(tmp_path, server, n=3, llm={"max_retries": 1, "concurrency": 1}))
+    result = run(config(tmp_path, server, n=3, llm={"max_retries": 1, "concurrency": 1, "max_failed_share": 0.5}))
     assert result.counts["failed_by_reason"] == {"HTTP 500": 1}
     assert result.counts["written"] == 2
+
+
+def test_nothing_listening_fails_loudly_and_leaves_nothing_that_looks_finished(tmp_path):
+    """Connection refused on every request: exit 3 with the first error and the counts by reason,
+    and no --out (a recipe skips a stage whose output exists)."""
+    write_corpus(tmp_path / "corpus.jsonl", n=3)
+    args = ["synth", "--data", str(tmp_path / "corpus.jsonl"), "--out", str(tmp_path / "out"),
+            "--base-url", "http://127.0.0.1:9/v1", "--llm", "fake", "--cache-dir", str(tmp_path / "cache"),
+            "--max-retries", "0", "--no-progress"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 3, result.output
+    assert "every request failed: 3 of 3 requests failed (connection error: 3)" in result.output
+    assert "first error: connection error" in result.output
+    assert "--retry-failed" in result.output and "--base-url http://127.0.0.1:9/v1" in result.output
+    assert not (tmp_path / "out").exists()
+    again = CliRunner().invoke(app, args)  # still nothing: the same failure, not a finished output
+    assert again.exit_code == 3 and not (tmp_path / "out").exists()
+
+
+def test_partial_failure_writes_warns_and_retry_failed_resends_only_those(tmp_path, server):
+    server.fail_next("500", "500")  # the first request fails for good (1 retry)
+    first = CliRunner().invoke(app, cli(tmp_path, server, "--n", "10", "--concurrency", "1", "--max-retries", "1"))
+    assert first.exit_code == 0, first.output
+    assert "1 of 10 requests failed (HTTP 500: 1); first error: HTTP 500: boom" in first.output
+    assert "run the same command with --retry-failed" in first.output
+    assert len(load_rows(tmp_path / "out")) == 9
+    assert manifest(tmp_path / "out")["llm_failures"]["failed"] == 1
+    assert (tmp_path / ".out.partial").exists()  # the failed row waits there for --retry-failed
+    sent = server.requests
+    retried = CliRunner().invoke(app, cli(tmp_path, server, "--n", "10", "--retry-failed"))
+    assert retried.exit_code == 0, retried.output
+    assert server.requests == sent + 1, "only the failed request is sent again"
+    assert len(load_rows(tmp_path / "out")) == 10
+    assert manifest(tmp_path / "out")["llm_failures"]["failed"] == 0
+    assert not (tmp_path / ".out.partial").exists()
+    nothing = CliRunner().invoke(app, cli(tmp_path, server, "--n", "10", "--retry-failed"))
+    assert nothing.exit_code == 1 and "nothing to retry" in nothing.output
+
+
+def test_too_many_failures_fail_the_run_unless_the_share_is_raised(tmp_path, server):
+    server.fail_next(*["500"] * 6)  # 3 requests x (1 try + 1 retry)
+    args = cli(tmp_path, server, "--n", "10", "--concurrency", "1", "--max-retries", "1")
+    failed = CliRunner().invoke(app, args)
+    assert failed.exit_code == 3, failed.output
+    assert "too many requests failed (30% > --max-failed-share 0.1): 3 of 10 requests failed (HTTP 500: 3)" \
+        in failed.output
+    assert not (tmp_path / "out").exists()
+    sent = server.requests
+    accepted = CliRunner().invoke(app, [*args, "--max-failed-share", "0.5"])
+    assert accepted.exit_code == 0, accepted.output
+    assert server.requests == sent  # the finished rows are reused: nothing is sent again
+    assert len(load_rows(tmp_path / "out")) == 7
+
+
+def test_retry_failed_asks_again_where_the_cache_holds_an_invalid_reply(tmp_path, server):
+    server.fail_next("garbage")
+    args = cli(tmp_path, server, "--n", "10", "--concurrency", "1", "--json-retries", "0")
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0 and "1 of 10 requests failed (invalid JSON: 1)" in first.output
+    retried = CliRunner().invoke(app, [*args, "--retry-failed"])
+    assert retried.exit_code == 0, retried.output
+    assert server.requests == 11  # the cached garbage was not replayed
+    assert len(load_rows(tmp_path / "out")) == 10
 
 
 def test_rerun_is_served_from_the_cache(tmp_path, server):
@@ -251,7 +315,7 @@ def test_the_key_never_reaches_output_manifest_or_stderr(tmp_path, server, monke
     proc = subprocess.run(
         [sys.executable, "-m", "speechsum_cli", *cli(tmp_path, server, "--n", "4", "--api-key-env",
                                                      "SYNTH_TEST_KEY", "--max-retries", "1",
-                                                     "--concurrency", "1")],
+                                                     "--concurrency", "1", "--max-failed-share", "0.5")],
         capture_output=True, text=True, env={**os.environ, "SYNTH_TEST_KEY": SECRET}, timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
@@ -320,18 +384,15 @@ def test_real_server_round_trip_records_invalid_json_with_reason(tmp_path, trans
         "--base-url", base_url, "--llm", model_dir, "--cache-dir", str(tmp_path / "cache"),
         "--json-retries", "1", "--max-tokens", "16", "--concurrency", "2", "--no-progress", "--json",
     ])
-    assert result.exit_code == 0, result.output
-    payload = json.loads(result.output[result.output.index("{"):])
-    assert payload["counts"]["requested"] == 3
-    assert payload["counts"]["failed_by_reason"] == {"invalid JSON": 3}
-    assert payload["usage"]["requests"] == 6  # 3 rows x (1 try + 1 repair turn)
-    assert payload["usage"]["input_tokens"] > 100 and payload["usage"]["output_tokens"] > 0
-    m = manifest(tmp_path / "out")
-    assert m["counts"]["failed"] == 3 and m["counts"]["written"] == 0
-    assert m["metrics"]["usage"]["cost_usd"] == 0.0  # no price known for a local dir
-    from datasets import load_from_disk
-
-    assert len(load_from_disk(str(tmp_path / "out"))) == 0
+    assert result.exit_code == 3, result.output  # nothing usable: no output, the records kept
+    assert "every request failed: 3 of 3 requests failed (invalid JSON: 3)" in result.output
+    assert not (tmp_path / "out").exists()
+    records = [json.loads(line) for shard in sorted((tmp_path / ".out.partial").glob("shard-*.jsonl"))
+               for line in shard.read_text().splitlines()]
+    assert [r["status"] for r in records] == ["failed"] * 3
+    assert all(r["reason"].startswith("invalid JSON") for r in records)
+    assert sum(r["requests"] for r in records) == 6  # 3 rows x (1 try + 1 repair turn)
+    assert sum(r["input_tokens"] for r in records) > 100 and sum(r["output_tokens"] for r in records) > 0
 
 
 def test_tts_espeak_turns_a_text_corpus_into_speech(tmp_path, server):

@@ -29,6 +29,7 @@ import typer
 
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.llm.config import endpoint_flag
+from speechsum_cli.llm.failures import DEFAULT_MAX_FAILED_SHARE
 from speechsum_cli.training.settings import (
     DEFAULT_REASONS,
     DISTILL_DEFAULTS,
@@ -271,6 +272,10 @@ class Endpoint:
     """None: the default cache, ~/.cache/speechsum/llm."""
     max_tokens: int
     max_cost: float | None
+    max_failed_share: float
+    """A run whose failed calls exceed this share fails (exit 3) instead of writing a partial output."""
+    retry_failed: bool
+    """Re-send only the calls that failed in the previous run of the same command."""
     prices: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def flag(self, name: str) -> str:
@@ -299,6 +304,7 @@ class Endpoint:
         return LLMConfig(
             base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
             concurrency=self.concurrency, max_tokens=self.max_tokens, max_cost=self.max_cost,
+            max_failed_share=self.max_failed_share, retry_failed=self.retry_failed,
             cache_dir=(self.cache_dir or DEFAULT_LLM_CACHE) if cache else None, prices=dict(self.prices),
             role=self.role, **settings,
         )
@@ -339,6 +345,13 @@ def _endpoint_specs(role: str | None, who: str, model_help: str, max_tokens: int
         "price_out": (Optional[float], None, f"USD per 1M output tokens for {model} (overrides the price table).",
                       {"min": 0.0}),
         "prices": (Optional[Path], None, "JSON file of model -> [USD/1M in, USD/1M out] (overrides the price table).", {}),
+        "max_failed_share": (float, DEFAULT_MAX_FAILED_SHARE,
+                             (f"Fail the run (exit 3, no output) when more than this share of {who} requests "
+                              "fail after their retries; every request failing always fails it."),
+                             {"min": 0.0, "max": 1.0}),
+        "retry_failed": (bool, False, (f"Re-send only the {who} requests that failed in the previous run of "
+                                       "this command (answers already received come from the response cache)."),
+                         {}),
     }
 
 
@@ -361,7 +374,8 @@ def endpoint_options(role: str | None, *, into: str, who: str, panel: str, model
     With a ``role`` every endpoint flag has it as prefix (``--judge-base-url --judge-model
     --judge-api-key-env --judge-concurrency --judge-cache-dir --judge-max-tokens``); without one
     they are ``--base-url --llm --api-key-env --concurrency --cache-dir --max-tokens``. The budget
-    flags ``--max-cost --price-in --price-out --prices`` come with them. The command declares
+    flags ``--max-cost --price-in --price-out --prices`` and the failure policy ``--max-failed-share
+    --retry-failed`` come with them. The command declares
     ``into: Endpoint`` and receives it built from the flags. ``deprecated`` maps old spellings to
     a field: hidden options that keep working for one release with a note on stderr.
     """

@@ -27,7 +27,8 @@ EPILOG = (
     "  speechsum synth -d talks.jsonl -o data/sft --base-url http://127.0.0.1:8000/v1 --llm MODEL\n\n"
     "  speechsum synth --data corpus/ --out data/sft --n 100000 --dry-run\n\n"
     "Interrupted (Ctrl-C, kill -9, --max-cost)? Run the same command again: it resumes from the "
-    "rows already written, and paid responses come from the cache."
+    "rows already written, and paid responses come from the cache. Some requests failed? "
+    "--retry-failed re-sends only those."
 )
 
 
@@ -65,7 +66,7 @@ def synth(
 ) -> None:
     """Write diverse (query, summary) pairs from transcripts with any OpenAI-compatible LLM."""
     from speechsum_cli.cli.common import quiet_libraries
-    from speechsum_cli.console import info
+    from speechsum_cli.console import info, plural, warn
     from speechsum_cli.data.workdir import work_dir_for
     from speechsum_cli.errors import InputError
     from speechsum_cli.stages.synth import SynthConfig, run
@@ -112,15 +113,20 @@ def synth(
         payload = {"out": str(result.out), "complete": result.complete, "stopped": result.stopped,
                    "counts": result.counts, "usage": result.usage}
         typer.echo(json.dumps(payload, indent=2))
+        if result.warning:
+            warn(result.warning)
         return
     c, u = result.counts, result.usage
     failed = ", ".join(f"{k}: {v}" for k, v in c["failed_by_reason"].items()) or "none"
     typer.echo(
-        f"{result.out}: {c['written']} rows written of {c['requested']} requested "
+        f"{result.out}: {plural(c['written'], 'row')} written of {c['requested']} requested "
         f"(failed {c['failed']} [{failed}], filtered by importance {c['filtered_importance']}, "
-        f"duplicates {c['deduplicated']}); {u['requests']} requests, {u['cache_hits']} cache hits, "
-        f"{u['input_tokens'] + u['output_tokens']:,} tokens, ${u['cost_usd']:.4f}"
+        f"duplicates {c['deduplicated']}); {plural(u['requests'], 'request')}, "
+        f"{plural(u['cache_hits'], 'cache hit')}, {u['input_tokens'] + u['output_tokens']:,} tokens, "
+        f"${u['cost_usd']:.4f}"
     )
+    if result.warning:
+        warn(result.warning)
     if result.stopped == "budget":
         info(f"stopped by --max-cost after ${u['cost_usd']:.4f}: {c['remaining']} rows remain. "
              "Raise --max-cost and run the same command again to continue.")

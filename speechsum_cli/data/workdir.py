@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -70,6 +70,31 @@ class WorkDir:
                 for line in fh:
                     if line.strip():
                         yield json.loads(line)
+
+    def discard(self, drop: Callable[[dict[str, Any]], bool]) -> int:
+        """Rewrite the shards without the records ``drop`` selects (their jobs become pending again).
+
+        The kept records go to one new shard first; the old shards are deleted after it is in
+        place, so an interruption leaves at worst the old records (first seen wins on reading).
+        """
+        old = sorted(self.path.glob(SHARD_GLOB))
+        if not old:
+            return 0
+        run = 1 + max(int(p.name.split("-")[1]) for p in old)
+        tmp = self.path / f".compact-{run:04d}.tmp"
+        dropped = 0
+        with open(tmp, "w", encoding="utf-8") as fh:
+            for record in self.records():
+                if drop(record):
+                    dropped += 1
+                else:
+                    fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, self.path / f"shard-{run:04d}-00000.jsonl")
+        for shard in old:
+            shard.unlink()
+        return dropped
 
     def writer(self, shard_rows: int) -> ShardWriter:
         return ShardWriter(self.path, shard_rows)

@@ -144,10 +144,18 @@ class LLMClient:
         :class:`LLMError` (auth/model/URL errors that would fail every row); everything else
         becomes ``Completion(reason=...)``.
         """
+        result = await self._complete_json(messages, schema, prompt_version, fresh=False)
+        if not result.ok and result.cache_hits and self.config.retry_failed:
+            return self._merged(result, await self._complete_json(messages, schema, prompt_version, fresh=True))
+        return result
+
+    async def _complete_json(self, messages: list[dict[str, str]], schema: dict[str, Any],
+                             prompt_version: str | int, *, fresh: bool) -> Completion:
+        """The attempts of one call; ``fresh`` asks the server even where the cache has a reply."""
         result = Completion()
         convo = list(messages)
         for attempt in range(self.config.json_retries + 1):
-            text = await self._reply(convo, prompt_version, attempt, result)
+            text = await self._reply(convo, prompt_version, attempt, result, fresh=fresh)
             if text is None:
                 return result
             result.raw = text
@@ -163,6 +171,16 @@ class LLMClient:
                 ]
         result.reason = self.scrub(f"{result.reason} (after {self.config.json_retries + 1} attempts)")
         return result
+
+    @staticmethod
+    def _merged(cached: Completion, fresh: Completion) -> Completion:
+        """The fresh outcome, with the usage of both tries."""
+        fresh.requests += cached.requests
+        fresh.cache_hits += cached.cache_hits
+        fresh.input_tokens += cached.input_tokens
+        fresh.output_tokens += cached.output_tokens
+        fresh.cost_usd += cached.cost_usd
+        return fresh
 
     async def speech(self, text: str, *, voice: str = DEFAULT_VOICE) -> Speech:
         """Text to speech (``/audio/speech``, wav) with the same cache, budget, limits and retries.
@@ -248,11 +266,12 @@ class LLMClient:
         return self._client
 
     async def _reply(
-        self, messages: list[dict[str, str]], prompt_version: str | int, attempt: int, result: Completion
+        self, messages: list[dict[str, str]], prompt_version: str | int, attempt: int, result: Completion,
+        *, fresh: bool = False,
     ) -> str | None:
-        """Reply text from the cache or the server; None with ``result.reason`` set on failure."""
+        """Reply text from the cache (unless ``fresh``) or the server; None with ``result.reason`` set on failure."""
         key = cache_key(self._key_payload(messages, prompt_version, attempt))
-        if self._cache is not None:
+        if self._cache is not None and not fresh:
             hit = self._cache.get(key)
             if hit is not None:
                 self.ledger.cache_hits += 1

@@ -6,11 +6,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speechsum_cli.llm.failures import DEFAULT_MAX_FAILED_SHARE
+
 DEFAULT_MODEL = "gpt-4.1"
 """The paper's generator."""
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
-BUDGET_FIELDS = ("max_cost", "price_in", "price_out", "prices")
-"""Never prefixed: a command calls one LLM under one budget."""
+BUDGET_FIELDS = ("max_cost", "price_in", "price_out", "prices", "max_failed_share", "retry_failed")
+"""Never prefixed: a command calls one LLM under one budget and one failure policy."""
 
 
 def endpoint_flag(role: str | None, name: str) -> str:
@@ -63,3 +65,9 @@ class LLMConfig:
     """Price overrides: model -> (USD per 1M input tokens, USD per 1M output tokens)."""
     expected_output_tokens: int = 400
     """Output tokens assumed per request for estimates and budget reservations."""
+    max_failed_share: float = DEFAULT_MAX_FAILED_SHARE
+    """A run whose failed calls (retries spent) exceed this share fails (exit 3) instead of
+    writing a partial output; a run where every call failed always does."""
+    retry_failed: bool = False
+    """Re-send the calls that failed in an earlier run: a cached reply that does not parse is asked
+    again instead of replayed (answers that parsed still come from the cache)."""

@@ -23,11 +23,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from speechsum_cli.console import plural
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
 from speechsum_cli.data.tts import audio_name, check_tts, speak
 from speechsum_cli.data.workdir import WorkDir, work_dir_for
-from speechsum_cli.errors import InputError
+from speechsum_cli.errors import InputError, NothingUsableError
 from speechsum_cli.llm import BudgetExceeded, LLMClient, LLMConfig, LLMError
+from speechsum_cli.llm.config import endpoint_flag
+from speechsum_cli.llm.failures import MANIFEST_KEY as FAILURES_KEY
+from speechsum_cli.llm.failures import Failures, check_failures, reason_category
 from speechsum_cli.llm.pool import run_pool
 from speechsum_cli.manifest import (
     MANIFEST_NAME,
@@ -103,8 +107,12 @@ class SynthResult:
     counts: dict[str, Any]
     usage: dict[str, Any]
     work_dir: Path | None = None
+    """Kept beside the output while rows remain: unfinished (resume) or failed (--retry-failed)."""
     estimate: dict[str, Any] | None = None
     wall_time: float = 0.0
+    failures: Failures | None = None
+    warning: str | None = None
+    """Some requests failed: how many, why, and how to retry them."""
 
 
 @dataclass(frozen=True)
@@ -233,8 +241,12 @@ def _remote_tts_model(tts: str | None) -> str | None:
 
 
 def check_output(config: SynthConfig) -> None:
-    """An existing output may be replaced by --overwrite, or by resuming the run that stopped it."""
+    """An existing output may be replaced by --overwrite, by resuming the run that stopped it, or
+    by --retry-failed when its run kept failed rows in the work dir."""
     out = config.out
+    if config.llm.retry_failed:
+        check_retry(config)
+        return
     if out.exists() and not config.overwrite:
         manifest = read_manifest(out) if out.is_dir() else None
         resumable = manifest is not None and manifest.get("complete") is False and work_dir_for(out).exists()
@@ -242,6 +254,23 @@ def check_output(config: SynthConfig) -> None:
             check_output_dir(out, overwrite=False)
     elif out.exists():
         check_output_dir(out, overwrite=True)
+
+
+def check_retry(config: SynthConfig) -> None:
+    """--retry-failed needs the work dir of an earlier run of this output (it holds the failed rows)."""
+    work = work_dir_for(config.out)
+    if not work.exists():
+        done = " (its speechsum.json records no failed row)" if config.out.exists() else ""
+        raise InputError(
+            f"--retry-failed: nothing to retry for '{config.out}'{done}: no earlier run's rows in '{work}'. "
+            "Run without --retry-failed" + (", with --overwrite to redo it." if config.out.exists() else ".")
+        )
+
+
+def replaces_finished(config: SynthConfig) -> bool:
+    """--overwrite of a finished output starts over, even where its failed rows wait for --retry-failed."""
+    manifest = read_manifest(config.out) if config.overwrite and config.out.is_dir() else None
+    return bool(manifest and manifest.get("complete"))
 
 
 def fingerprint(config: SynthConfig) -> dict[str, Any]:
@@ -274,7 +303,9 @@ def run(config: SynthConfig) -> SynthResult:
 
     client = LLMClient(config.llm)  # a missing key fails here, before any work dir exists
     try:
-        work = WorkDir(config.out, fingerprint(config), restart=config.restart)
+        work = WorkDir(config.out, fingerprint(config), restart=config.restart or replaces_finished(config))
+        if config.llm.retry_failed:
+            work.discard(lambda record: record["status"] == STATUS_FAILED)
         state = _State.from_records(work.records(), config.dedup_threshold)
         client.ledger.spent_before = state.usage["cost_usd"]  # earlier runs count against --max-cost
         stopped = asyncio.run(_generate(config, plan, transcripts, work, state, client))
@@ -292,11 +323,36 @@ def run(config: SynthConfig) -> SynthResult:
         usage["tts"] = tts_usage
         counts["tts_failed_recordings"] = tts_failed
     complete = stopped is None and state.done_jobs() >= plan.n
-    _finalize(config, ds, work, plan, counts, usage, complete, stopped, time.perf_counter() - started)
-    if complete:
+    failures = state.failures()
+    warning = check_synth_failures(config, state, failures, work.path) if complete else None
+    _finalize(config, ds, work, plan, counts, usage, complete, stopped, time.perf_counter() - started,
+              failures)
+    if complete and not failures.failed:
         work.remove()
-    return SynthResult(config.out, complete, stopped, counts, usage,
-                       None if complete else work.path, wall_time=time.perf_counter() - started)
+    keep = not complete or failures.failed
+    return SynthResult(config.out, complete, stopped, counts, usage, work.path if keep else None,
+                       wall_time=time.perf_counter() - started, failures=failures, warning=warning)
+
+
+def check_synth_failures(config: SynthConfig, state: _State, failures: Failures, work: Path) -> str | None:
+    """Fail the run (nothing written, the rows kept in the work dir) when every request failed, more
+    than --max-failed-share did, or no row survived; else the partial-failure warning (or None)."""
+    left = (f"Nothing was written to '{config.out}'" if not config.out.exists()
+            else f"'{config.out}' was left as it was") + f" (the run's records are kept in '{work}')."
+    retry = (f"Fix the cause (is {endpoint_flag(None, 'base_url')} {config.llm.base_url or 'api.openai.com'} "
+             "answering?) and run the same command with --retry-failed: only the failed requests are sent "
+             "again, answers already paid for come from the response cache.")
+    warning = check_failures(failures, max_share=config.llm.max_failed_share, unit="request", left=left,
+                             retry=retry)
+    if state.status[STATUS_OK] == 0:
+        lost = ", ".join(f"{name} {n}" for name, n in state.status.items() if n)
+        raise NothingUsableError(
+            f"no row was written: all {plural(state.done_jobs(), 'request')} finished without a usable row "
+            f"({lost}). {left} Lower --min-importance or --dedup-threshold, or check the LLM's replies."
+        )
+    if warning is not None:
+        warning += f" Until then the failed rows are missing from '{config.out}' and kept in '{work}'."
+    return warning
 
 
 def _dry_run(config: SynthConfig, plan: Plan, transcripts: Any, skipped: int, started: float) -> SynthResult:
@@ -343,6 +399,8 @@ class _State:
         self.done: set[int] = set()
         self.status = Counter()
         self.failed = Counter()
+        self.reasons: list[str] = []
+        """Every failed job's reason, in the order written (the first is reported in full)."""
         self.usage = {"requests": 0, "cache_hits": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
         self.dedup = Deduplicator(threshold)
 
@@ -361,9 +419,13 @@ class _State:
         self.done.add(record["job"])
         self.status[record["status"]] += 1
         if record["status"] == STATUS_FAILED:
-            self.failed[record["reason"].split(":")[0].split(" (")[0]] += 1
+            self.failed[reason_category(record["reason"])] += 1
+            self.reasons.append(record["reason"])
         for key in self.usage:
             self.usage[key] += record.get(key, 0)
+
+    def failures(self) -> Failures:
+        return Failures.tally(len(self.done), self.reasons)
 
     def done_jobs(self) -> int:
         return len(self.done)
@@ -478,7 +540,7 @@ def _progress(total: int, done: int, usage: dict[str, Any], *, enabled: bool) ->
 
 def _finalize(
     config: SynthConfig, ds: Any, work: WorkDir, plan: Plan, counts: dict[str, Any], usage: dict[str, Any],
-    complete: bool, stopped: str | None, wall_time: float,
+    complete: bool, stopped: str | None, wall_time: float, failures: Failures,
 ) -> None:
     """Shards -> one save_to_disk dataset (sorted by job) + speechsum.json, atomically."""
     from datasets import Dataset
@@ -505,7 +567,8 @@ def _finalize(
         write_manifest(
             tmp, stage="synth", config=config, inputs=[config.data], counts=counts,
             metrics={"usage": usage, "prompt_version": synth_prompt_version()},
-            wall_time=wall_time, extra={"complete": complete, "stopped": stopped},
+            wall_time=wall_time,
+            extra={"complete": complete, "stopped": stopped, FAILURES_KEY: failures.as_record()},
         )
     parquet.unlink(missing_ok=True)
 
@@ -595,7 +658,7 @@ def _speak_remote(config: SynthConfig, ds: Any, work: WorkDir, spent: float) -> 
         index, name = source
         result = await client.speech(text[index]["transcript"])
         if result.audio is None:
-            failed[result.reason.split(":")[0].split(" (")[0]] += 1
+            failed[reason_category(result.reason)] += 1
             return
         tmp = work.path / TTS_DIR / f".{name}.tmp"
         tmp.write_bytes(result.audio)

@@ -1,0 +1,94 @@
+"""When failed LLM calls fail the run: one policy for every stage that calls an LLM.
+
+synth's writer and the judges of pairs and eval tally their failed calls into :class:`Failures`
+and hand them to :func:`check_failures`:
+
+* every call failed, or more than ``--max-failed-share`` of them: :class:`NothingUsableError`
+  (exit 3) with the first error and the counts by reason — the stage then writes no output that
+  a later run or a recipe would take for finished;
+* some failed: the output is written and the returned warning says how many, why, and that
+  ``--retry-failed`` re-sends only those (answers already paid for come from the response cache).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from speechsum_cli.console import plural
+from speechsum_cli.errors import NothingUsableError
+
+DEFAULT_MAX_FAILED_SHARE = 0.1
+"""More than 1 in 10 calls failing after their retries is a broken endpoint, not bad luck."""
+MANIFEST_KEY = "llm_failures"
+"""Where ``speechsum.json`` records the tally (``--retry-failed`` reads it)."""
+
+
+def reason_category(reason: str) -> str:
+    """'HTTP 500: boom (after 5 retries)' -> 'HTTP 500'; 'connection error: ...' -> 'connection error'."""
+    return reason.split(":")[0].split(" (")[0].strip() or "unknown failure"
+
+
+@dataclass(frozen=True)
+class Failures:
+    """What failed among ``attempted`` calls."""
+
+    attempted: int
+    by_reason: dict[str, int] = field(default_factory=dict)
+    """Failure category -> calls (e.g. {'connection error': 4})."""
+    first_error: str | None = None
+    """The first failure's full reason (the key scrubbed)."""
+
+    @classmethod
+    def tally(cls, attempted: int, reasons: Iterable[str]) -> Failures:
+        reasons = list(reasons)
+        counts = Counter(reason_category(r) for r in reasons)
+        return cls(attempted, dict(counts.most_common()), reasons[0] if reasons else None)
+
+    @property
+    def failed(self) -> int:
+        return sum(self.by_reason.values())
+
+    @property
+    def share(self) -> float:
+        return self.failed / self.attempted if self.attempted else 0.0
+
+    def describe(self, unit: str = "request") -> str:
+        """'4 of 4 requests failed (connection error: 4); first error: connection error: ...'"""
+        reasons = ", ".join(f"{reason}: {n}" for reason, n in self.by_reason.items())
+        return (f"{self.failed} of {plural(self.attempted, unit)} failed ({reasons}); "
+                f"first error: {self.first_error}")
+
+    def as_record(self) -> dict[str, Any]:
+        return {"attempted": self.attempted, "failed": self.failed, "by_reason": self.by_reason,
+                "first_error": self.first_error}
+
+
+def check_failures(failures: Failures, *, max_share: float, unit: str, left: str, retry: str) -> str | None:
+    """Raise when the calls produced nothing usable; else the warning for a partial failure (or None).
+
+    ``left`` says what the stage leaves on disk when it fails; ``retry`` how to send the failed
+    calls again (both end a sentence).
+    """
+    if failures.failed == 0:
+        return None
+    if failures.failed >= failures.attempted:
+        raise NothingUsableError(f"every {unit} failed: {failures.describe(unit)}. {left} {retry}")
+    if failures.share > max_share:
+        raise NothingUsableError(
+            f"too many {unit}s failed ({failures.share:.0%} > --max-failed-share {max_share:g}): "
+            f"{failures.describe(unit)}. {left} {retry} Or raise --max-failed-share to accept a "
+            "partial result."
+        )
+    return f"{failures.describe(unit)}. {retry}"
+
+
+def recorded_failures(manifest: dict[str, Any] | None) -> int:
+    """Failed calls an earlier run recorded in its ``speechsum.json`` (0 when none or no manifest)."""
+    record = (manifest or {}).get(MANIFEST_KEY) or {}
+    return int(record.get("failed") or 0)
+
+
+__all__ = ["DEFAULT_MAX_FAILED_SHARE", "Failures", "check_failures", "reason_category", "recorded_failures"]
