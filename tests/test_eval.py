@@ -86,6 +86,11 @@ def test_two_prediction_files_side_by_side(test_set, tmp_path):
     assert "| style compliance (share) ↑ | **1.000 [1.000, 1.000]** | 0.000 [0.000, 0.000] |" in md
     assert "(zz)" in md and "(m3)" in md
     assert (out / "rouge1.png").read_bytes()[:4] == b"\x89PNG"
+    pngs = {p.name for p in out.glob("*.png")}
+    assert "## Plots" in md and "![ROUGE-1 F1](rouge1.png)" in md
+    assert {line.split("](")[1].rstrip(")") for line in md.splitlines() if line.startswith("![")} == pngs
+    assert set(json.loads((out / "report.json").read_text())["plots"]) == pngs
+    assert f"Plots ({len(pngs)}): " in result.stdout and str(out / "rouge1.png") in result.stdout
     manifest = json.loads((out / "speechsum.json").read_text())
     assert manifest["counts"]["rows_compared"] == 2
     assert manifest["counts"]["missing[bad]"] == 1
@@ -112,12 +117,34 @@ def test_checkpoint_and_predictions_file_with_wer_and_speed(test_set, tmp_path, 
     assert f"- `cascade`: predictions `{tmp_path / 'good.jsonl'}`" in md
 
 
-def test_no_common_rows_is_an_error(test_set, tmp_path):
+def test_no_common_rows_is_an_error_naming_expected_and_found_ids(test_set, tmp_path):
     other = predictions(tmp_path / "other.jsonl", {"x1": "a", "x2": "b"})
     result = run_eval("--data", str(test_set), "--predictions", str(other), "--out", str(tmp_path / "r"))
     assert result.exit_code == 1
-    assert "no test id" in result.stderr and "has a prediction from every system" in result.stderr
+    message = " ".join(result.stderr.split())
+    assert "no test id" in message and "has a prediction from every system" in message
+    assert "the test set has ids 'm1', 'm2', 'm3'; 'other' has 'x1', 'x2'" in message
     assert not (tmp_path / "r").exists()
+
+
+def test_rows_that_do_not_join_are_a_warning_per_system_and_strict_makes_them_an_error(test_set, tmp_path):
+    good = predictions(tmp_path / "good.jsonl", FAITHFUL, extra=[{"id": "zz", "prediction": "stray"}])
+    bad = predictions(tmp_path / "bad.jsonl", {"m1": INVENTED["m1"]})
+    args = ["--data", str(test_set), "--predictions", str(good), "--predictions", str(bad), "--no-judge",
+            "--resamples", "20"]
+    result = run_eval(*args, "--out", str(tmp_path / "r"))
+    assert result.exit_code == 0, result.output
+    stderr = " ".join(result.stderr.split())
+    assert (f"'bad' ({bad}): 2 test ids without a prediction ('m2', 'm3'): compared on the 1 row every "
+            "system has (of 3).") in stderr
+    assert f"'good' ({good}): 1 prediction id not in the test set ('zz'): compared on the 1 row" in stderr
+    assert "1 row compared" in (tmp_path / "r" / "report.md").read_text()
+    assert "1 row ·" in result.stdout and "1 rows" not in result.stdout
+
+    strict = run_eval(*args, "--out", str(tmp_path / "s"), "--strict")
+    assert strict.exit_code == 1
+    assert "--strict: the predictions do not match the test set's ids: 'good'" in " ".join(strict.stderr.split())
+    assert not (tmp_path / "s").exists()
 
 
 @pytest.mark.parametrize(
@@ -186,7 +213,7 @@ def test_judge_scores_failures_and_cache(test_set, tmp_path, monkeypatch):
     with FakeOpenAI(judge_reply) as server:
         args = ["--data", str(test_set), "--predictions", str(good), "--predictions", str(bad),
                 "--judge-base-url", server.base_url, "--judge-model", "judge", "--judge-cache-dir", str(tmp_path / "cache"),
-                "--resamples", "20"]
+                "--resamples", "20", "--max-failed-share", "0.5"]
         result = run_eval(*args, "--out", str(tmp_path / "r1"))
         assert result.exit_code == 0, result.output
         first = server.requests
@@ -210,6 +237,39 @@ def test_judge_scores_failures_and_cache(test_set, tmp_path, monkeypatch):
     assert "failed (retries spent" in (tmp_path / "r1" / "report.md").read_text()
 
 
+def test_judge_failures_fail_the_run_or_warn_and_retry_failed_resends_only_those(test_set, tmp_path, monkeypatch):
+    from tests.fake_openai import FakeOpenAI
+
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    good = predictions(tmp_path / "good.jsonl", FAITHFUL)
+
+    def args(out, server, *more):
+        return ("--data", str(test_set), "--predictions", str(good), "--judge-base-url", server.base_url,
+                "--judge-model", "judge", "--judge-cache-dir", str(tmp_path / f"cache-{out}"),
+                "--judge-concurrency", "1", "--resamples", "20", "--out", str(tmp_path / out), *more)
+
+    with FakeOpenAI(lambda messages: "no scores today") as broken:
+        every = run_eval(*args("all", broken))
+    assert every.exit_code == 3, every.output
+    stderr = " ".join(every.stderr.split())
+    assert "every judge request failed: 3 of 3 judge requests failed (invalid JSON: 3)" in stderr
+    assert "Nothing was written to" in stderr and "--retry-failed" in stderr
+    assert not (tmp_path / "all").exists()
+
+    with FakeOpenAI(judge_reply) as server:
+        server.fail_next("garbage", "garbage", "garbage")  # m1's try and both repair turns
+        partial = run_eval(*args("r", server, "--max-failed-share", "0.5"))
+        assert partial.exit_code == 0, partial.output
+        assert "1 of 3 judge requests failed (invalid JSON: 1)" in " ".join(partial.stderr.split())
+        sent = server.requests
+        retried = run_eval(*args("r", server, "--retry-failed"))
+        assert retried.exit_code == 0, retried.output
+        assert server.requests == sent + 1
+    report = json.loads((tmp_path / "r" / "report.json").read_text())
+    assert report["judge"]["failed"] == {"good": 0}
+    assert report["summary"]["judge_overall"]["good"]["n"] == 3
+
+
 def test_judge_dry_run_sends_nothing_and_writes_nothing(test_set, tmp_path):
     from tests.fake_openai import FakeOpenAI
 
@@ -223,7 +283,7 @@ def test_judge_dry_run_sends_nothing_and_writes_nothing(test_set, tmp_path):
                            "--dry-run", "--json", "--out", str(tmp_path / "r"))
         assert server.requests == 0
     assert result.exit_code == 0, result.output
-    assert "Dry run: the judge would score 3 rows x 1 system(s)" in result.stdout
+    assert "Dry run: the judge would score 3 rows x 1 system;" in result.stdout
     assert as_json.exit_code == 0, as_json.output
     estimate = json.loads(as_json.stdout)
     assert (estimate["dry_run"], estimate["rows"], estimate["systems"], estimate["requests"]) == (True, 3, 1, 3)
@@ -342,5 +402,14 @@ def test_column_flags_map_other_names(tmp_path):
 
 
 def test_help_names_the_plot_extra():
+    import re
+    from pathlib import Path
+
+    import tomllib
+
     result = runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "200"})
     assert "pip install 'speechsum[plot]'" in result.stdout
+    project = tomllib.loads((Path(__file__).resolve().parents[1] / "pyproject.toml").read_text())["project"]
+    extra = re.search(r"pip install '(\w+)\[(\w+)\]'", result.stdout)
+    assert extra.group(1) == project["name"]
+    assert any(dep.startswith("matplotlib") for dep in project["optional-dependencies"][extra.group(2)])

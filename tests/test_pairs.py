@@ -133,6 +133,41 @@ def test_pairwise_judge_asks_both_orders_and_keeps_consistent_verdicts(prompts, 
     assert not (tmp_path / "q").exists()
 
 
+def test_judge_failures_fail_the_run_or_warn_and_retry_failed_resends_only_those(prompts, tiny_models, tmp_path):
+    from tests.fake_openai import FakeOpenAI
+
+    model = str(tiny_models("qwen2_audio"))
+
+    def args(out, server, *more):
+        return ("--model", model, "--data", str(prompts), "--out", str(tmp_path / out), "--judge-base-url",
+                server.base_url, "--judge-model", "j", "--judge-cache-dir", str(tmp_path / f"c-{out}"),
+                "--judge-concurrency", "1", *more)
+
+    with FakeOpenAI(lambda messages: "I prefer not to answer in JSON.") as broken:
+        every = run_pairs(*args("all", broken))
+    assert every.exit_code == 3, every.output
+    assert "every judge request failed:" in every.stderr and "(invalid JSON: " in every.stderr
+    assert "first error: invalid JSON" in every.stderr and "--retry-failed" in every.stderr
+    assert not (tmp_path / "all").exists()
+
+    with FakeOpenAI(prefer_fewer_digits) as server:
+        server.fail_next("garbage", "garbage", "garbage")  # the first call: its try and 2 repair turns
+        too_many = run_pairs(*args("p", server))
+        assert too_many.exit_code == 3, too_many.output
+        assert "too many judge requests failed" in too_many.stderr and "(invalid JSON: 1)" in too_many.stderr
+        assert not (tmp_path / "p").exists()
+        accepted = run_pairs(*args("p", server, "--max-failed-share", "0.5"))
+        assert accepted.exit_code == 0, accepted.output
+        assert "1 of " in accepted.stderr and "judge requests failed (invalid JSON: 1)" in accepted.stderr
+        manifest = json.loads((tmp_path / "p" / "speechsum.json").read_text())
+        assert manifest["llm_failures"]["failed"] == 1
+        sent = server.requests
+        retried = run_pairs(*args("p", server, "--retry-failed"))
+        assert retried.exit_code == 0, retried.output
+        assert server.requests == sent + 1  # the cached invalid reply is asked again; the rest is cached
+    assert json.loads((tmp_path / "p" / "speechsum.json").read_text())["llm_failures"]["failed"] == 0
+
+
 def test_rubric_judge_keeps_pairs_above_the_margin(prompts, tiny_models, tmp_path):
     from tests.fake_openai import FakeOpenAI
 

@@ -75,6 +75,7 @@ def evaluate(
     plot: Annotated[bool, typer.Option("--plot", help="Write a PNG bar chart per metric (pip install 'speechsum\\[plot]').")] = False,
     judge: Annotated[Optional[bool], typer.Option("--judge/--no-judge", help="LLM judge scores 1-7  \\[default: on when --judge-base-url is given or the key variable is set].", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Estimate judge requests, tokens and cost; call nothing, write nothing.")] = False,
+    strict: Annotated[bool, typer.Option("--strict", help="Fail when a system lacks a test id or has ids the test set does not (default: warn, and compare the rows every system has).")] = False,
     overwrite: Overwrite = False,
     json_out: Annotated[bool, json_option("report.json's summary (instead of the table)")] = False,
     progress: Progress = True,
@@ -85,6 +86,7 @@ def evaluate(
     from rich.console import Console
 
     from speechsum_cli.cli.common import quiet_libraries
+    from speechsum_cli.console import plural, warn
     from speechsum_cli.metrics.report import rich_table
     from speechsum_cli.stages.evaluate import EvalConfig, run
 
@@ -95,7 +97,7 @@ def evaluate(
         names=tuple(name or ()), split=split, columns=columns, overwrite=overwrite, wer_rows=wer_rows,
         max_new_tokens=max_new_tokens, batch_size=batch_size, device=device, dtype=dtype,
         chunk_seconds=chunk_seconds, resamples=resamples, plot=plot, show_progress=progress,
-        judge=judge_config, judge_concurrency=judge_llm.concurrency, judge_off=judge_off,
+        judge=judge_config, judge_concurrency=judge_llm.concurrency, judge_off=judge_off, strict=strict,
     )
     result = run(config)
     if dry_run:
@@ -103,11 +105,15 @@ def evaluate(
         if json_out:
             typer.echo(estimate_json(judged.batch, rows=result.rows_compared, systems=len(result.systems)))
             return
-        typer.echo(f"Dry run: the judge would score {result.rows_compared} rows x {len(result.systems)} "
-                   f"system(s); estimated cost ${judged.estimated_cost_usd:.4f} (nothing was sent).")
+        typer.echo(f"Dry run: the judge would score {plural(result.rows_compared, 'row')} x "
+                   f"{plural(len(result.systems), 'system')}; estimated cost ${judged.estimated_cost_usd:.4f} (nothing was sent).")
         return
     if json_out:
         typer.echo(json.dumps(result.report["summary"], indent=2))
     else:
         Console().print(rich_table(result.report, result.summary))
         typer.echo(f"Report written to {result.out}/report.md")
+        if result.plots:
+            typer.echo(f"Plots ({len(result.plots)}): " + ", ".join(str(p) for p in result.plots))
+    if result.warning:
+        warn(result.warning)

@@ -83,6 +83,7 @@ def pairs(
     import json
 
     from speechsum_cli.cli.common import quiet_libraries
+    from speechsum_cli.console import plural, warn
     from speechsum_cli.errors import InputError
     from speechsum_cli.stages.pairs import PairsConfig, run
 
@@ -113,6 +114,8 @@ def pairs(
     c = result.counts
     if as_json:
         typer.echo(json.dumps({"out": str(result.out), "counts": c}))
+        if result.warning:
+            warn(result.warning)
         return
     lost = {key: c.get(key, 0) for key in ("ties", "inconsistent", "below_margin", "judge_failed",
                                            "not_judged_budget", "prompts_without_two_distinct_candidates",
@@ -121,5 +124,7 @@ def pairs(
     teacher_part = "" if "chosen_teacher" not in c else (
         f"; the teacher's answer was chosen in {c['chosen_teacher']} and rejected in {c['rejected_teacher']} "
         f"of them ({c['teacher_candidates']} of {c['teacher_answers']} answers were candidates)")
-    typer.echo(f"{result.out}: {c['pairs_kept']} pairs kept of {c['prompts']} prompts"
+    typer.echo(f"{result.out}: {plural(c['pairs_kept'], 'pair')} kept of {plural(c['prompts'], 'prompt')}"
                + (f" ({detail})" if detail else "") + teacher_part)
+    if result.warning:
+        warn(result.warning)

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from speechsum_cli.console import plural
@@ -91,4 +92,21 @@ def recorded_failures(manifest: dict[str, Any] | None) -> int:
     return int(record.get("failed") or 0)
 
 
-__all__ = ["DEFAULT_MAX_FAILED_SHARE", "Failures", "check_failures", "reason_category", "recorded_failures"]
+def retry_replaces(out: Path, retry_failed: bool) -> bool:
+    """Whether ``--retry-failed`` may replace ``out``: it must record failed calls in its speechsum.json.
+
+    Stages that are not resumable (pairs, eval) retry by running again: the calls that succeeded
+    come from the response cache, so only the failed ones are sent.
+    """
+    from speechsum_cli.errors import InputError
+    from speechsum_cli.manifest import read_manifest
+
+    if not retry_failed or not out.exists():
+        return False
+    if recorded_failures(read_manifest(out)) == 0:
+        raise InputError(f"--retry-failed: '{out}' records no failed request (its speechsum.json); there is "
+                         "nothing to retry. Pass --overwrite to redo it.")
+    return True
+
+
+__all__ = ["DEFAULT_MAX_FAILED_SHARE", "Failures", "check_failures", "reason_category", "recorded_failures", "retry_replaces"]

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from speechsum_cli.console import plural
 from speechsum_cli.errors import InputError
 from speechsum_cli.metrics.aggregate import HIGHER_IS_BETTER, Estimate, best_systems
 
@@ -89,7 +90,7 @@ def judge_section(config: Any, systems: list[Any], judged: Any) -> dict[str, Any
     """Whether the judge ran, with which model, its cost, and failures per system."""
     if config.judge is None:
         return {"ran": False, "why": "no judge configured (pass --judge-base-url, or set the judge's "
-                                     "API key variable; --no-judge silences this)"}
+                                     "API key variable)"}
     failed: dict[str, int] = {}
     for (_, name) in judged.failed:
         failed[name] = failed.get(name, 0) + 1
@@ -116,7 +117,7 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, Estimate]]) ->
     lines = [
         f"# Evaluation on `{report['test_set']}`",
         "",
-        f"{report['rows_compared']} rows compared (the rows every system has). "
+        f"{plural(report['rows_compared'], 'row')} compared (the rows every system has). "
         "Cells: mean [bootstrap 95% interval]; **bold** = best; ↑/↓ = higher/lower is better.",
         "",
         "| metric | " + " | ".join(names) + " |",
@@ -152,6 +153,8 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, Estimate]]) ->
     ]
     if problems:
         lines += ["", "## Rows that did not join", "", *problems]
+    if report.get("plots"):
+        lines += ["", "## Plots", "", *(f"![{label(Path(name).stem)}]({name})" for name in report["plots"])]
     return "\n".join(lines) + "\n"
 
 
@@ -164,7 +167,7 @@ def rich_table(report: dict[str, Any], summary: dict[str, dict[str, Estimate]]) 
     from rich.table import Table
 
     names = [s["name"] for s in report["systems"]]
-    table = Table(title=f"{report['rows_compared']} rows · mean [95% CI] · best in bold",
+    table = Table(title=f"{plural(report['rows_compared'], 'row')} · mean [95% CI] · best in bold",
                   caption="\n".join(f"{s['name']} = {s['kind']} {s['source']}" for s in report["systems"]))
     table.add_column("metric")
     for name in names:
@@ -204,8 +207,11 @@ def plot_metrics(out_dir: Path, summary: dict[str, dict[str, Estimate]]) -> list
     return paths
 
 
-def write_report(out_dir: Path, report: dict[str, Any], summary: dict[str, dict[str, Estimate]], *, plot: bool) -> None:
+def write_report(out_dir: Path, report: dict[str, Any], summary: dict[str, dict[str, Estimate]], *,
+                 plot: bool) -> list[Path]:
+    """report.json, report.md and (``plot``) one PNG per metric, which both reports list; returns the PNGs."""
+    plots = plot_metrics(out_dir, summary) if plot else []
+    report["plots"] = [p.name for p in plots]
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
     (out_dir / "report.md").write_text(markdown(report, summary))
-    if plot:
-        plot_metrics(out_dir, summary)
+    return plots

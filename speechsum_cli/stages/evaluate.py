@@ -13,10 +13,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speechsum_cli.console import plural, warn
 from speechsum_cli.data.audio import load_audio, probe
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
 from speechsum_cli.data.rows import shown_ids
 from speechsum_cli.errors import InputError
+from speechsum_cli.llm.batch import check_batch_failures
+from speechsum_cli.llm.failures import MANIFEST_KEY as FAILURES_KEY
+from speechsum_cli.llm.failures import retry_replaces
 from speechsum_cli.metrics.aggregate import Estimate, bootstrap
 from speechsum_cli.metrics.scores import offline_scores
 from speechsum_cli.metrics.wer import error_rates
@@ -65,6 +69,9 @@ class EvalConfig:
     """Judge requests in flight at once."""
     judge_off: str = ""
     """Why the judge did not run, for the report (e.g. 'turned off with --no-judge')."""
+    strict: bool = False
+    """A test id without a prediction, or a prediction id not in the test set, is an error
+    (default: a warning per system, and the systems are compared on the rows they all have)."""
     show_progress: bool = True
 
 
@@ -95,6 +102,10 @@ class EvalResult:
     report: dict[str, Any]
     judge: Any = None
     """The JudgeRun (requests, cost, failures), when the judge ran or was estimated."""
+    warning: str | None = None
+    """Some judge requests failed: how many, why, and how to retry them."""
+    plots: list[Path] = field(default_factory=list)
+    """The PNG charts written with --plot (listed in report.md too)."""
 
 
 def load_test_rows(config: EvalConfig) -> list[dict[str, Any]]:
@@ -142,6 +153,38 @@ def join(system: System, test_ids: list[str]) -> None:
     known = set(test_ids)
     system.missing = [i for i in test_ids if i not in system.predictions]
     system.extra = sorted(i for i in system.predictions if i not in known)
+
+
+def join_problems(systems: list[System]) -> list[str]:
+    """One line per system whose ids do not match the test set's: how many and which, missing and extra."""
+    lines = []
+    for s in systems:
+        parts = []
+        if s.missing:
+            parts.append(f"{plural(len(s.missing), 'test id')} without a prediction ({shown_ids(s.missing)})")
+        if s.extra:
+            parts.append(f"{plural(len(s.extra), 'prediction id')} not in the test set ({shown_ids(s.extra)})")
+        if parts:
+            lines.append(f"'{s.name}' ({s.source}): " + "; ".join(parts))
+    return lines
+
+
+def check_join(config: EvalConfig, systems: list[System], test_ids: list[str], common: list[str]) -> None:
+    """Refuse when no row joins (naming expected and found ids) or, with --strict, when any id does
+    not; otherwise warn per system that the comparison uses only the rows every system has."""
+    problems = join_problems(systems)
+    if not common:
+        found = "; ".join(f"'{s.name}' has {shown_ids(sorted(s.predictions))}" for s in systems)
+        raise InputError(
+            f"no test id of '{config.data}' has a prediction from every system: the test set has ids "
+            f"{shown_ids(test_ids)}; {found}. Check that the predictions files use the test "
+            "set's ids (map another id column of the test set with --id-column)."
+        )
+    if problems and config.strict:
+        raise InputError("--strict: the predictions do not match the test set's ids: " + "; ".join(problems)
+                         + ". Fix the predictions, or drop --strict to compare the rows every system has.")
+    for line in problems:
+        warn(f"{line}: compared on the {plural(len(common), 'row')} every system has (of {len(test_ids)}).")
 
 
 def generate_predictions(model: str, name: str, rows: list[dict[str, Any]], config: EvalConfig) -> System:
@@ -292,8 +335,9 @@ def run(config: EvalConfig) -> EvalResult:
         from speechsum_cli.llm.client import check_credentials
 
         check_credentials(config.judge)
+    overwrite = config.overwrite or retry_replaces(config.out, config.judge is not None and config.judge.retry_failed)
     if not (config.judge is not None and config.judge.dry_run):
-        check_output_dir(config.out, overwrite=config.overwrite)
+        check_output_dir(config.out, overwrite=overwrite)
     rows = load_test_rows(config)
     rows_by_id = {row["id"]: row for row in rows}
     test_ids = [row["id"] for row in rows]
@@ -307,22 +351,21 @@ def run(config: EvalConfig) -> EvalResult:
         for model, name in zip(config.models, names)
     ] + systems
     common = [i for i in test_ids if all(i in s.predictions for s in systems)]
-    if not common:
-        raise InputError(
-            f"no test id of '{config.data}' has a prediction from every system; check that the "
-            "predictions files use the test set's ids."
-        )
+    check_join(config, systems, test_ids, common)
     per_row = score(systems, rows_by_id, common)
     judged = run_judge(config, systems, rows_by_id, common, per_row) if config.judge is not None else None
     if judged is not None and config.judge.dry_run:
         return EvalResult(config.out, systems, len(common), {}, {}, judged)
+    warning = None
+    if judged is not None:
+        warning = check_batch_failures(judged.batch, config.judge, config.out, "judge request")
     summary = summarize_scores(per_row, systems, config.resamples)
     summary.update(wer_estimates(systems, rows_by_id, config.resamples))
     report = build_report(config, systems, common, per_row, summary, rows_by_id, judged)
     if config.judge is None and config.judge_off:
         report["judge"]["why"] = config.judge_off  # the CLI knows whether --no-judge was passed
-    with atomic_output_dir(config.out, overwrite=config.overwrite) as tmp:
-        write_report(tmp, report, summary, plot=config.plot)
+    with atomic_output_dir(config.out, overwrite=overwrite) as tmp:
+        plots = write_report(tmp, report, summary, plot=config.plot)
         write_manifest(
             tmp, stage="eval", config=config,
             inputs=[config.data, *config.models, *config.predictions],
@@ -331,6 +374,8 @@ def run(config: EvalConfig) -> EvalResult:
                     **{f"extra[{s.name}]": len(s.extra) for s in systems}},
             metrics={m: {n: e.mean for n, e in by.items()} for m, by in summary.items()},
             wall_time=time.perf_counter() - started,
-            extra={"judge": report["judge"]},
+            extra={"judge": report["judge"],
+                   **({FAILURES_KEY: judged.batch.failures().as_record()} if judged is not None else {})},
         )
-    return EvalResult(config.out, systems, len(common), summary, report, judged)
+    return EvalResult(config.out, systems, len(common), summary, report, judged, warning,
+                      [config.out / p.name for p in plots])

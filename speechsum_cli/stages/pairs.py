@@ -24,6 +24,9 @@ from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, ro
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import long_audio_plan, shown_ids
 from speechsum_cli.errors import InputError, ModelError
+from speechsum_cli.llm.batch import check_batch_failures
+from speechsum_cli.llm.failures import MANIFEST_KEY as FAILURES_KEY
+from speechsum_cli.llm.failures import retry_replaces
 from speechsum_cli.metrics import preference
 
 JUDGES = ("pairwise", "rubric", "offline")
@@ -82,6 +85,8 @@ class PairsResult:
     pairs: list[dict[str, Any]] = field(default_factory=list)
     llm: Any = None
     """The CallBatch of the LLM judge (requests, cost, dry-run estimates)."""
+    warning: str | None = None
+    """Some judge requests failed: how many, why, and how to retry them."""
 
 
 def check_config(config: PairsConfig) -> None:
@@ -286,8 +291,9 @@ def run(config: PairsConfig) -> PairsResult:
 
     started = time.perf_counter()
     check_config(config)
+    overwrite = config.overwrite or retry_replaces(config.out, config.llm is not None and config.llm.retry_failed)
     if not (config.llm is not None and config.llm.dry_run):
-        check_output_dir(config.out, overwrite=config.overwrite)
+        check_output_dir(config.out, overwrite=overwrite)
     rows = load_prompts(config)
     teacher_tokenizer = check_teacher(config, rows) if config.teacher else None
     lm = load(config.model, device=config.device, dtype=config.dtype)
@@ -314,6 +320,7 @@ def run(config: PairsConfig) -> PairsResult:
     counts.update(judge_counts)
     if batch is not None and config.llm.dry_run:
         return PairsResult(None, counts, [], batch)
+    warning = None if batch is None else check_batch_failures(batch, config.llm, config.out, "judge request")
     pairs = []
     for r, decision in zip(judgeable, decisions):
         if decision is None:
@@ -338,7 +345,7 @@ def run(config: PairsConfig) -> PairsResult:
         )
     from datasets import Dataset
 
-    with atomic_output_dir(config.out, overwrite=config.overwrite) as tmp:
+    with atomic_output_dir(config.out, overwrite=overwrite) as tmp:
         Dataset.from_list(pairs).save_to_disk(str(tmp))
         llm_usage = {} if batch is None else {
             "requests": batch.requests, "cache_hits": batch.cache_hits, "input_tokens": batch.input_tokens,
@@ -347,9 +354,10 @@ def run(config: PairsConfig) -> PairsResult:
             "failure_reasons": sorted(set(batch.failed.values()))[:20],
         }
         inputs = [config.data, config.model] + ([config.teacher] if config.teacher else [])
-        write_manifest(tmp, stage="pairs", config=config, inputs=inputs,
-                       counts=counts, metrics={"llm": llm_usage}, wall_time=time.perf_counter() - started)
-    return PairsResult(config.out, counts, pairs, batch)
+        failures = {} if batch is None else {FAILURES_KEY: batch.failures().as_record()}
+        write_manifest(tmp, stage="pairs", config=config, inputs=inputs, counts=counts,
+                       metrics={"llm": llm_usage}, wall_time=time.perf_counter() - started, extra=failures)
+    return PairsResult(config.out, counts, pairs, batch, warning)
 
 
 Decision = tuple[int, int, float, float, str] | None
