@@ -31,6 +31,7 @@ WORK="$(cd "$WORK" && pwd)"
 CACHE="$WORK/llm-cache"   # the LLM response cache stays inside WORK
 
 say() { printf '\n== %s\n' "$*" >&2; }
+steps() { if [ "$1" = 1 ]; then echo "1 step"; else echo "$1 steps"; fi; }
 done_already() { [ -e "$1" ] && { echo "   $1 exists: skipped (delete it to redo)" >&2; return 0; }; return 1; }
 T0=$(date +%s)
 
@@ -78,12 +79,12 @@ done_already "$WORK/synth" ||
   $SPEECHSUM synth --data "$WORK/corpus/train" --out "$WORK/synth" --n "$SYNTH_N" --per-audio 2 \
     --base-url "$BASE_URL" --llm "$LLM_MODEL" --cache-dir "$CACHE" --concurrency 4 --no-progress
 
-say "3/8 sft: LoRA on the composed student ($SFT_STEPS steps)"
+say "3/8 sft: LoRA on the composed student ($(steps "$SFT_STEPS"))"
 done_already "$WORK/sft" ||
   $SPEECHSUM sft --data "$WORK/synth" --model "$WORK/models/student" --out "$WORK/sft" \
     --max-steps "$SFT_STEPS" --batch-size 4 --lr "$LR" --logging-steps 4
 
-say "4/8 distill: on-policy reverse KL toward the text teacher reading the transcript ($KD_STEPS steps)"
+say "4/8 distill: on-policy reverse KL toward the text teacher reading the transcript ($(steps "$KD_STEPS"))"
 done_already "$WORK/kd" ||
   $SPEECHSUM distill --data "$WORK/synth" --model "$WORK/sft" --teacher "$WORK/models/text-lm" --out "$WORK/kd" \
     --max-steps "$KD_STEPS" --batch-size 2 --max-new-tokens "$GEN_TOKENS" --lr "$LR" --logging-steps 2
@@ -94,7 +95,7 @@ done_already "$WORK/pairs" ||
     --max-new-tokens "$GEN_TOKENS" --judge pairwise --judge-base-url "$BASE_URL" --judge-model "$LLM_MODEL" \
     --judge-cache-dir "$CACHE" --no-progress
 
-say "6/8 dpo: the KD model is the reference ($DPO_STEPS steps)"
+say "6/8 dpo: the KD model is the reference ($(steps "$DPO_STEPS"))"
 done_already "$WORK/dpo" ||
   $SPEECHSUM dpo --model "$WORK/kd" --data "$WORK/pairs" --out "$WORK/dpo" --max-steps "$DPO_STEPS" \
     --batch-size 2 --lr "$LR" --logging-steps 2

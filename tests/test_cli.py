@@ -48,3 +48,43 @@ def test_python_dash_m_runs_the_app():
     out = subprocess.run([sys.executable, "-m", "speechsum_cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0
     assert out.stdout.strip() == f"speechsum {__version__}"
+
+
+def _flags_in(text: str) -> set[str]:
+    import re
+
+    return set(re.findall(r"(?<![\w-])--[a-z][a-z-]*[a-z]", text))
+
+
+def test_every_flag_an_llm_hint_names_exists_on_each_command_that_calls_an_llm(tmp_path):
+    """The price warning, the failure messages and the retry hint name only flags the command has."""
+    import contextlib
+    import io
+
+    from speechsum_cli.llm import LLMClient, LLMConfig
+    from speechsum_cli.llm.failures import Failures, check_failures
+
+    stderr = io.StringIO()
+    with contextlib.redirect_stderr(stderr):
+        LLMClient(LLMConfig(base_url="http://127.0.0.1:9/v1", model="no-such-price")).close()
+    hints = stderr.getvalue()
+    for share in (0.0, 1.0):
+        try:
+            hints += check_failures(Failures.tally(4, ["HTTP 500: boom"]), max_share=share, unit="request",
+                                    left="", retry="Run it with --retry-failed.") or ""
+        except Exception as exc:  # noqa: BLE001 - the message is what is checked
+            hints += str(exc)
+    named = _flags_in(hints)
+    assert {"--price-in", "--price-out", "--prices", "--retry-failed", "--max-failed-share"} <= named
+    for command in ("synth", "pairs", "eval"):
+        help_text = runner.invoke(app, [command, "--help"], env={"COLUMNS": "300"}).stdout
+        assert named | {"--max-cost"} <= _flags_in(help_text), command
+
+
+def test_the_report_of_an_unconfigured_judge_does_not_offer_no_judge_as_a_fix():
+    from types import SimpleNamespace
+
+    from speechsum_cli.metrics.report import judge_section
+
+    why = judge_section(SimpleNamespace(judge=None), [], None)["why"]
+    assert "--no-judge" not in why and "--judge-base-url" in why

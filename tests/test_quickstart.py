@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 import os
 import subprocess
@@ -55,6 +56,18 @@ def test_stand_in_llm_pairwise_verdicts_are_consistent_and_prefer_the_faithful_s
     assert scores_good["hallucination"] > scores_bad["hallucination"] and scores_bad["invented_facts"]
 
 
+def foreign_warnings(stderr: str) -> list[str]:
+    """Lines that mention a Warning and are not ours (ours start with 'Warning: ', from console.warn)."""
+    return [line for line in stderr.splitlines() if "Warning" in line and not line.startswith("Warning: ")]
+
+
+def test_foreign_warnings_are_told_from_ours():
+    stderr = ("Warning: no price known for model 'x'\n"
+              "/site-packages/transformers/modeling_utils.py:3312: FutureWarning: `is_gradient_checkpointing` ...\n"
+              "/site-packages/peft/utils/save_and_load.py:313: UserWarning: Could not find a config file\n")
+    assert len(foreign_warnings(stderr)) == 2
+
+
 def pid_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -78,6 +91,11 @@ def test_quickstart_runs_every_stage_and_cleans_up(tmp_path):
     for stage in ("synth", "sft", "kd", "pairs", "dpo"):
         assert (work / stage / "speechsum.json").is_file(), stage
     assert "rule-based" in run.stderr and "nonsense" in run.stderr
+    assert foreign_warnings(run.stderr) == [], "library warnings leak into the quickstart's stderr"
+    for stage in run.stderr.split("\n== ")[1:]:  # each stage's section of the log
+        steps = [line.split(":")[0] for line in stage.splitlines() if line.startswith("step ")]
+        assert all(a != b for a, b in itertools.pairwise(steps)), f"a step line is printed twice: {stage[:40]}"
+    assert "1 steps" not in run.stderr and "1 rows" not in run.stdout + run.stderr
     server_pid = int((work / "llm-server.pid").read_text())
     assert not pid_alive(server_pid), "the stand-in LLM server was left running"
 

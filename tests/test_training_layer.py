@@ -193,3 +193,17 @@ def test_dpo_trains_on_long_audio_with_chunk(tiny_models, pairs_data, tmp_path):
     assert result.exit_code == 0, result.output
     counts = json.loads(result.stdout)["counts"]
     assert counts["chunked_long_audio"] == 1 and counts["train_pairs"] == 4
+
+
+def test_a_step_logged_twice_gets_one_step_line(capsys):
+    """The training log and an eval log of the same step: one 'step N/N' header, then the eval loss."""
+    from types import SimpleNamespace
+
+    from speechsum_cli.training.trainer import StderrLog
+
+    log = StderrLog(("rewards/accuracies",))
+    state = SimpleNamespace(is_world_process_zero=True, global_step=24, max_steps=24)
+    log.on_log(None, state, None, logs={"loss": 1.5, "rewards/accuracies": 0.75})
+    log.on_log(None, state, None, logs={"eval_loss": 2.0})
+    err = capsys.readouterr().err
+    assert err.count("step 24/24") == 1 and "eval_loss 2" in err and "rewards/accuracies 0.75" in err

@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speechsum_cli.console import info, warn
+from speechsum_cli.console import info, plural, warn
 from speechsum_cli.data.dataset import load_rows
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import AudioRowCollator, check_audio_rows, long_audio_plan
@@ -634,7 +634,7 @@ def run(cfg: DistillConfig) -> DistillResult:
         family=lm.family, cfg=cfg, batcher=batcher,
     )
     if run_.is_main:
-        info(f"distilling on {len(train_ds)} rows from teacher '{cfg.teacher}' "
+        info(f"distilling on {plural(len(train_ds), 'row')} from teacher '{cfg.teacher}' "
              f"({cfg.loss}, estimator {cfg.estimator}, lmbda {cfg.lmbda:g})")
     output = trainer.train(resume_from_checkpoint=run_.resume_argument)
     metrics.update(train_metrics(trainer, output, run_, STEP_LOG_KEYS))

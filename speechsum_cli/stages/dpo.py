@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speechsum_cli.console import info
+from speechsum_cli.console import info, plural
 from speechsum_cli.data.dataset import load_rows
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import AudioRowCollator, check_audio_rows, long_audio_plan, shown_ids
@@ -197,7 +197,7 @@ def run(cfg: DpoConfig) -> DpoResult:
         family=lm.family, beta=cfg.beta, loss_kind=cfg.loss, rpo_alpha=cfg.rpo_alpha, ref_model=ref_model,
     )
     if run_.is_main:
-        info(f"dpo on {len(train_ds)} pairs, reference '{cfg.model}' (beta {cfg.beta:g}, {cfg.loss})")
+        info(f"dpo on {plural(len(train_ds), 'pair')}, reference '{cfg.model}' (beta {cfg.beta:g}, {cfg.loss})")
     output = trainer.train(resume_from_checkpoint=run_.resume_argument)
     metrics = train_metrics(trainer, output, run_, STEP_LOG_KEYS)
     finish_run(

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from speechsum_cli.console import info
+from speechsum_cli.console import info, plural
 from speechsum_cli.data.dataset import load_rows, shown_ids
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import (
@@ -263,7 +263,7 @@ def run(cfg: SftConfig) -> SftResult:
         data_collator=collator, compute_loss_func=answer_token_loss, family=lm.family,
     )
     if run_.is_main:
-        info(f"training on {len(train_ds)} rows" + (f", {len(eval_ds)} eval rows" if eval_ds else "")
+        info(f"training on {plural(len(train_ds), 'row')}" + (f", {plural(len(eval_ds), 'eval row')}" if eval_ds else "")
              + f" ({run_.work_dir})")
     output = trainer.train(resume_from_checkpoint=run_.resume_argument)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +91,9 @@ def prepare_model(model: Any, family: Any, train: TrainSettings, base_source: st
         r=train.lora_r, lora_alpha=train.lora_alpha, lora_dropout=train.lora_dropout,
         target_modules=pattern, modules_to_save=save, task_type="CAUSAL_LM",
     )
-    peft_model = get_peft_model(model, config)
+    with warnings.catch_warnings():  # peft reads transformers' deprecated alias; nothing for the user to do
+        warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+        peft_model = get_peft_model(model, config)
     peft_model.peft_config["default"].base_model_name_or_path = base_source
     for param in peft_model.parameters():  # trained weights stay fp32 under a bf16/fp16 base
         if param.requires_grad and param.dtype != torch.float32:

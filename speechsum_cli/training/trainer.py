@@ -16,6 +16,7 @@ expansion), which is the whole difficulty here.
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from transformers import PrinterCallback, ProgressCallback, Trainer, TrainerCallback
@@ -24,6 +25,7 @@ from speechsum_cli.console import info
 from speechsum_cli.errors import ModelError
 from speechsum_cli.training.model import grouped_parameters
 
+PEFT_NO_BASE_CONFIG = r"Could not find a config file in .* - will assume that the vocabulary was not modified"
 MAIN_LOG_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch")
 """Shown on each step's first log line."""
 
@@ -40,13 +42,19 @@ class StderrLog(TrainerCallback):
 
     def __init__(self, step_log_keys: tuple[str, ...]) -> None:
         self.step_log_keys = step_log_keys
+        self.last_step: int | None = None
 
     def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
         if not state.is_world_process_zero or not logs:
             return
         if "loss" not in logs and "eval_loss" not in logs:  # the end-of-training summary
             return
-        info(f"step {state.global_step}/{state.max_steps}: {_format(logs, MAIN_LOG_KEYS)}")
+        main = _format(logs, MAIN_LOG_KEYS)
+        if state.global_step == self.last_step:  # a second log of the same step (eval): no second header
+            info("  " + main)
+        else:
+            info(f"step {state.global_step}/{state.max_steps}: {main}")
+        self.last_step = state.global_step
         stats = _format(logs, self.step_log_keys)
         if stats:
             info("  " + stats)
@@ -102,6 +110,14 @@ class SpeechTrainer(Trainer):
         """Keep this micro-batch's statistics until the next log (then their mean is logged)."""
         for name, value in stats.items():
             self._stats.setdefault(name, []).append(float(value))
+
+    def _save(self, *args: Any, **kwargs: Any) -> None:
+        """Every save (checkpoints, the final model), without peft's note on an adapter whose base
+        was merged from another adapter dir: that dir has no config.json, the vocabulary is the
+        base's own, and peft assumes exactly that — there is nothing to act on."""
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=PEFT_NO_BASE_CONFIG, category=UserWarning)
+            return super()._save(*args, **kwargs)
 
     def log(self, logs: dict[str, float], *args: Any, **kwargs: Any) -> None:
         if "loss" in logs and self._stats:
