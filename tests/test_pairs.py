@@ -214,13 +214,17 @@ def test_dry_run_sends_nothing_and_writes_nothing(prompts, tiny_models, tmp_path
 
 @pytest.mark.slow
 def test_pairwise_judge_through_transformers_serve(prompts, tiny_models, transformers_server, tmp_path):
-    """The real server round trip; a tiny judge answers noise, so verdicts fail and are counted."""
+    """The real server round trip; a tiny judge answers noise, so every verdict fails: nothing usable
+    (exit 3, no output), with the reason counted and the retry named."""
     base_url, judge_model = transformers_server
     result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(prompts),
                        "--out", str(tmp_path / "p"), "--judge-base-url", base_url, "--judge-model", judge_model,
                        "--judge-max-tokens", "16", "--judge-concurrency", "2", "--judge-cache-dir", str(tmp_path / "c"))
-    assert result.exit_code == 1
-    assert "'judge_failed': " in result.stderr and "'judge_failed': 0" not in result.stderr
+    assert result.exit_code == 3, result.output
+    message = " ".join(result.stderr.split())
+    assert "every judge request failed" in message and "invalid JSON" in message
+    assert "--retry-failed" in message
+    assert not (tmp_path / "p").exists()
 
 
 @pytest.mark.parametrize(

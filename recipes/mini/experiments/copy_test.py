@@ -43,7 +43,7 @@ def rows(p, n):
     return Dataset.from_list(out)
 train = encode_clips(lm, rows(WORK / "hearing/train.jsonl", N_FIT), lm.window_seconds, label="fit", show_progress=False)
 held = encode_clips(lm, rows(WORK / "hearing/heldout.jsonl", N_HELD), lm.window_seconds, label="held", show_progress=False)
-vocab = CorpusVocab.of([c.target for c in train + held])
+vocab = CorpusVocab.of([c.target for c in train])  # the training rows only, as align
 emb = lm.model.get_input_embeddings().weight
 head = CtcHead(emb, vocab)
 with torch.no_grad():
