@@ -126,3 +126,40 @@ def test_align_refuses_rows_without_a_transcript_before_loading_a_model(tmp_path
     result = align(rows, tmp_path / "no-such-model", tmp_path / "out")
     assert result.exit_code == 1
     assert "transcript" in result.output and "--transcript-column" in result.output
+
+
+def test_the_saved_head_decodes_the_heldout_rows_as_the_run_reported(asr_rows, tiny_models, tmp_path):
+    from speechsum_cli.data.dataset import load_rows
+    from speechsum_cli.errors import ModelError
+    from speechsum_cli.stages.align import encode_clips, project_batch
+    from speechsum_cli.training.alignment import BLANK_BIAS_START, HEAD_FILE, CtcHead, load_head
+    from speechsum_cli.training.model import load_for_training
+
+    out = tmp_path / "aligned"
+    result = align(asr_rows, tiny_models("voxtral"), out, "--max-steps", "20", "--lr", "3e-3")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "speechsum.json").read_text())
+    assert manifest["ctc_head"] == HEAD_FILE
+    examples = manifest["metrics"]["examples"]
+
+    lm, _ = load_for_training(str(out), "float32")
+    embeddings = lm.model.get_input_embeddings().weight
+    head, vocab = load_head(out, embeddings)
+    assert head.blank_bias.item() != BLANK_BIAS_START  # the trained values, not a fresh head's
+    ids = [e["id"] for e in examples]
+    rows = load_rows(asr_rows).filter(lambda r: r["id"] in ids)
+    clips = sorted(encode_clips(lm, rows, lm.window_seconds, label="x", show_progress=False),
+                   key=lambda c: ids.index(c.row_id))
+    with torch.no_grad():
+        hidden, lengths = project_batch(lm, clips, "cpu")
+        log_probs = head(hidden)
+        fresh = CtcHead(embeddings, vocab)(hidden)
+    texts = [lm.tokenizer.decode(t, skip_special_tokens=True).strip()
+             for t in greedy_decode(log_probs, lengths, vocab)]
+    assert texts == [e["ctc"] for e in examples]
+    assert not torch.allclose(log_probs, fresh)
+
+    with pytest.raises(ModelError, match="belongs to another model"):
+        load_head(out, embeddings[:10])
+    with pytest.raises(ModelError, match="not a 'speechsum align' output"):
+        load_head(tiny_models("voxtral"), embeddings)

@@ -256,6 +256,7 @@ def run(cfg: AlignConfig) -> AlignResult:
 
     from speechsum_cli.families import resolve_device
     from speechsum_cli.training.alignment import (
+        HEAD_FILE,
         HEAD_LR_FACTOR,
         NORM_WEIGHT,
         CorpusVocab,
@@ -265,6 +266,7 @@ def run(cfg: AlignConfig) -> AlignResult:
         ctc_loss,
         lr_factor,
         nonblank_share,
+        save_head,
     )
     from speechsum_cli.training.feature_cache import cache_for_training, report
     from speechsum_cli.training.model import load_for_training
@@ -387,11 +389,12 @@ def run(cfg: AlignConfig) -> AlignResult:
     with atomic_output_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
         lm.model.save_pretrained(tmp)
         lm.processor.save_pretrained(tmp)
+        save_head(head, vocab, tmp)
         write_manifest(
             tmp, stage="align", config=cfg,
             inputs=[cfg.data, *([cfg.heldout] if cfg.heldout else []), lm.source],
             counts=counts, metrics=metrics, wall_time=round(time.perf_counter() - started, 2),
-            extra={"base_model": base_source, "window_seconds": window,
+            extra={"base_model": base_source, "window_seconds": window, "ctc_head": HEAD_FILE,
                    **({"feature_cache": report(cache)} if cache is not None else {})},
         )
     return AlignResult(cfg.out, counts, metrics)

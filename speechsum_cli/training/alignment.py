@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -36,6 +37,9 @@ the repeat collapse instead (held-out WER 0.90 after 600 steps; with 5: 0.43 aft
 REPEAT_FACTOR = 2.0
 """Emitting tokens on more than this many times the frames the transcripts need is the repeat
 collapse (measured: a healthy alignment 0.27 of frames for 0.26 needed; a collapsed one 0.71)."""
+HEAD_FILE = "alignment/ctc_head.safetensors"
+"""Where ``align`` saves the trained head inside its output: with the checkpoint's projector it
+decodes the audio into the corpus vocabulary, the selector that CTC-guided compression needs."""
 HEAD_LR_FACTOR = 10.0
 """The head's few parameters (blank vector and bias, temperature) learn this much faster than the
 projector: at the projector's rate the blank's logit cannot catch up with thousands of tokens'."""
@@ -100,6 +104,40 @@ class CtcHead(torch.nn.Module):
         """Mean squared relative gap between the last batch's audio-embedding norms and the
         tokens' mean norm."""
         return ((self.last_norms / self.embedding_norm - 1) ** 2).mean()
+
+
+def save_head(head: CtcHead, vocab: CorpusVocab, folder: Path) -> Path:
+    """Write ``head``'s learned parameters and ``vocab`` to ``folder / HEAD_FILE`` (the token table
+    is the LM's own embeddings, read again on load)."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = Path(folder) / HEAD_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {name: param.detach().float().cpu().contiguous() for name, param in head.named_parameters()}
+    tensors["vocab_ids"] = torch.tensor(vocab.ids, dtype=torch.long)
+    save_file(tensors, str(path), metadata={"format": "speechsum-ctc-head-1"})
+    return path
+
+
+def load_head(folder: Path, embeddings: Any) -> tuple[CtcHead, CorpusVocab]:
+    """The head ``align`` saved in ``folder``, scoring against ``embeddings`` (the LM's input table)."""
+    from safetensors.torch import load_file
+
+    from speechsum_cli.errors import ModelError
+
+    path = Path(folder) / HEAD_FILE
+    if not path.is_file():
+        raise ModelError(f"'{folder}' has no {HEAD_FILE}: it is not a 'speechsum align' output "
+                         "(or one from before the head was saved); run align on it again.")
+    tensors = load_file(str(path))
+    vocab = CorpusVocab(tuple(int(i) for i in tensors.pop("vocab_ids").tolist()))
+    if max(vocab.ids) >= embeddings.shape[0]:
+        raise ModelError(f"'{path}' names token ids up to {max(vocab.ids)} but the LM has "
+                         f"{embeddings.shape[0]} embeddings: the head belongs to another model.")
+    head = CtcHead(embeddings, vocab)
+    head.load_state_dict({**tensors, "table": head.table}, strict=True)
+    return head, vocab
 
 
 def ctc_loss(log_probs: Any, lengths: Any, targets: list[list[int]]) -> Any:
