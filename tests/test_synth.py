@@ -165,12 +165,48 @@ def test_nothing_listening_fails_loudly_and_leaves_nothing_that_looks_finished(t
             "--max-retries", "0", "--no-progress"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 3, result.output
-    assert "every request failed: 3 of 3 requests failed (connection error: 3)" in result.output
-    assert "first error: connection error" in result.output
-    assert "--retry-failed" in result.output and "--base-url http://127.0.0.1:9/v1" in result.output
+    message = " ".join(result.output.split())
+    assert "nothing answers at http://127.0.0.1:9/v1: 3 requests could not connect (Connection error." in message
+    assert "Start the server or fix --base-url" in message
     assert not (tmp_path / "out").exists()
     again = CliRunner().invoke(app, args)  # still nothing: the same failure, not a finished output
     assert again.exit_code == 3 and not (tmp_path / "out").exists()
+
+
+def test_an_endpoint_that_never_answers_stops_the_run_after_three_calls(tmp_path):
+    """A server that accepts and drops every connection: without the stop, each of the 20 calls
+    would spend its retries the same way; with it, three calls show nothing will answer."""
+    import socket
+    import threading
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    accepted = []
+
+    def drop_every_connection() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:
+                return
+            accepted.append(conn)
+            conn.close()
+
+    threading.Thread(target=drop_every_connection, daemon=True).start()
+    try:
+        write_corpus(tmp_path / "corpus.jsonl", n=20)
+        base_url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+        result = CliRunner().invoke(app, [
+            "synth", "--data", str(tmp_path / "corpus.jsonl"), "--out", str(tmp_path / "out"),
+            "--base-url", base_url, "--llm", "fake", "--cache-dir", str(tmp_path / "cache"),
+            "--max-retries", "0", "--concurrency", "1", "--no-progress"])
+    finally:
+        listener.close()
+    assert result.exit_code == 3, result.output
+    assert f"nothing answers at {base_url}: 3 requests could not connect" in " ".join(result.output.split())
+    assert len(accepted) == 3  # 20 without the stop
+    assert not (tmp_path / "out").exists()
 
 
 def test_partial_failure_writes_warns_and_retry_failed_resends_only_those(tmp_path, server):

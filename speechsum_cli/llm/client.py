@@ -24,7 +24,7 @@ from typing import Any
 import openai
 
 from speechsum_cli.console import warn
-from speechsum_cli.errors import SpeechsumError
+from speechsum_cli.errors import EXIT_NOTHING_USABLE, SpeechsumError
 from speechsum_cli.llm.cache import ResponseCache, cache_key
 from speechsum_cli.llm.config import LLMConfig, endpoint_flag
 from speechsum_cli.llm.jsonout import InvalidJSON, parse_json
@@ -42,6 +42,18 @@ DEFAULT_VOICE = "alloy"
 
 class LLMError(SpeechsumError):
     """The server refuses every request (bad key, unknown model, bad URL): stop the whole run."""
+
+
+class EndpointUnreachable(LLMError):
+    """Nothing answers at the endpoint: the first calls could not connect and none ever got a reply.
+    Nothing usable can come of the rest, so none is sent (exit 3, like any run with nothing usable)."""
+
+    exit_code = EXIT_NOTHING_USABLE
+
+
+UNREACHABLE_LIMIT = 3
+"""Calls that could not connect (after their retries), with no reply ever received from the
+endpoint, after which the run stops instead of spending every other call's retries the same way."""
 
 
 @dataclass
@@ -109,6 +121,10 @@ class LLMClient:
     _cache: ResponseCache | None = field(init=False, default=None)
     _client: Any = field(init=False, default=None)
     _key: str | None = field(init=False, default=None, repr=False)
+    _answered: bool = field(init=False, default=False)
+    """The endpoint has replied at least once (any HTTP status): connection errors are then bad luck."""
+    _unreachable: int = field(init=False, default=0)
+    """Calls that could not connect."""
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -323,7 +339,9 @@ class LLMClient:
             # The client's generic post(): same retries/Retry-After/timeouts as chat.completions
             # .create(), without its typed request transform and response models, which cost
             # ~2 ms of CPU per call and capped throughput at high concurrency (benchmark).
-            return await self._openai().post(path, cast_to=cast_to, body=body)
+            reply = await self._openai().post(path, cast_to=cast_to, body=body)
+            self._answered = True
+            return reply
         except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
             raise LLMError(self.scrub(
                 f"{self.config.base_url or 'api.openai.com'} refused the request "
@@ -335,14 +353,33 @@ class LLMClient:
             raise _RowFailure(f"timeout: no reply within {self.config.timeout:g} s "
                               f"(after {self.config.max_retries} retries)") from None
         except openai.APIConnectionError as exc:
+            self._check_reachable(exc)
             raise _RowFailure(f"connection error: {_short(exc)} (after {self.config.max_retries} retries)") from None
         except openai.RateLimitError as exc:
+            self._answered = True
             raise _RowFailure(f"HTTP 429 rate limited: {_short(exc)} (after {self.config.max_retries} retries)") from None
         except openai.APIStatusError as exc:
+            self._answered = True
             retried = f" (after {self.config.max_retries} retries)" if exc.status_code >= 500 else ""
             raise _RowFailure(f"HTTP {exc.status_code}: {_short(exc)}{retried}") from None
         except openai.APIError as exc:
             raise _RowFailure(f"bad response: {_short(exc)}") from None
+
+
+    def _check_reachable(self, exc: BaseException) -> None:
+        """Stop the run (:class:`EndpointUnreachable`) once ``UNREACHABLE_LIMIT`` calls could not
+        connect and the endpoint never replied: a server that is not running or a wrong URL would
+        otherwise cost every remaining call its full retries before the run could fail."""
+        self._unreachable += 1
+        if self._answered or self._unreachable < UNREACHABLE_LIMIT:
+            return
+        cfg = self.config
+        raise EndpointUnreachable(self.scrub(
+            f"nothing answers at {cfg.base_url or 'api.openai.com'}: {self._unreachable} requests could not "
+            f"connect ({_short(exc)}, after {cfg.max_retries} retries each) and none has ever been answered, "
+            f"so no more are sent. Start the server or fix {endpoint_flag(cfg.role, 'base_url')}, then run "
+            "the same command again."
+        )) from None
 
 
 class _RowFailure(Exception):
@@ -359,4 +396,4 @@ def _short(exc: BaseException, limit: int = 200) -> str:
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
-__all__ = ["BudgetExceeded", "Completion", "Estimate", "LLMClient", "LLMError"]
+__all__ = ["BudgetExceeded", "Completion", "EndpointUnreachable", "Estimate", "LLMClient", "LLMError"]

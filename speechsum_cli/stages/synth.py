@@ -310,7 +310,7 @@ def run(config: SynthConfig) -> SynthResult:
         client.ledger.spent_before = state.usage["cost_usd"]  # earlier runs count against --max-cost
         stopped = asyncio.run(_generate(config, plan, transcripts, work, state, client))
     except LLMError as exc:
-        raise LLMError(
+        raise type(exc)(
             f"{exc} {state.counts_total()} finished rows are kept in '{work.path}'; re-run the same "
             "command to resume."
         ) from None
