@@ -22,43 +22,18 @@ import time
 from pathlib import Path
 
 import torch
-from datasets import Dataset
+from common import load_setup
 from peft import LoraConfig, get_peft_model
 
 from speechsum_cli.metrics.wer import error_rates
-from speechsum_cli.stages.align import encode_clips, project_batch, projector_parameters
-from speechsum_cli.training.alignment import BLANK, CorpusVocab, CtcHead, ctc_loss
-from speechsum_cli.training.feature_cache import cache_for_training
-from speechsum_cli.training.model import load_for_training, lora_pattern
+from speechsum_cli.training.alignment import BLANK
+from speechsum_cli.training.model import lora_pattern
 
 WORK, MODEL = Path(sys.argv[1]), sys.argv[2]
 STEPS, BS, LR, EVERY, N_HELD = int(os.environ.get("STEPS", "30")), 8, 5e-4, int(os.environ.get("EVERY", "10")), 12
-torch.manual_seed(0)
-lm, _ = load_for_training(MODEL, "float32"); lm.model.eval()
-projector_parameters(lm)
-cache_for_training(lm.model, lm.family, WORK / "diag-out", enabled=True, directory=WORK / ".feature-cache", max_gb=20)
-def rows(p, n):
-    out = []
-    for line in p.read_text().splitlines()[:n]:
-        r = json.loads(line); r["audio"] = str((p.parent / r["audio"]).resolve()); out.append(r)
-    return Dataset.from_list(out)
-train = encode_clips(lm, rows(WORK / "hearing/train.jsonl", 400), lm.window_seconds, label="fit", show_progress=False)
-held = encode_clips(lm, rows(WORK / os.environ.get("HELD", "hearing/heldout.jsonl"), N_HELD), lm.window_seconds, label="held", show_progress=False)
-vocab = CorpusVocab.of([c.target for c in train])  # the training rows only, as align
-emb_w = lm.model.get_input_embeddings().weight
-head = CtcHead(emb_w, vocab)
-with torch.no_grad():
-    H = [project_batch(lm, [c], "cpu")[0][0] for c in train]
-opt = torch.optim.Adam(head.parameters(), lr=3e-2)
-for step in range(120):
-    idx = random.Random(step).sample(range(len(train)), 16)
-    width = max(H[i].shape[0] for i in idx)
-    hid = torch.zeros(16, width, H[0].shape[1]); lengths = torch.tensor([H[i].shape[0] for i in idx])
-    for j, i in enumerate(idx): hid[j, :H[i].shape[0]] = H[i]
-    loss = ctc_loss(head(hid), lengths, [vocab.classes(train[i].target) for i in idx])
-    opt.zero_grad(); loss.backward(); opt.step()
-for p in head.parameters(): p.requires_grad = False
-print(f"head fit loss {loss.item():.3f}", flush=True)
+setup = load_setup(WORK, MODEL, n_fit=400, held_file=os.environ.get("HELD", "hearing/heldout.jsonl"),
+                   n_held=N_HELD, fit_steps=120)
+lm, train, held, head = setup.lm, setup.train, setup.held, setup.head
 
 tok = lm.tokenizer
 from transformers import AutoTokenizer
@@ -141,6 +116,6 @@ for s in range(STEPS + 1):
     if s % 5 == 4:
         print(f"step {s+1}: " + "  ".join(f"{n} loss {a['losses'][-1]:.3f} ({sum(a['secs'][-5:])/5:.1f} s/step, {a['tokens'][-1]:.0f} audio tok)" for n, a in arms.items()), flush=True)
 ratio = sum(arms["full"]["secs"]) / sum(arms["compressed"]["secs"]) if len(arms) == 2 else float("nan")
-print(json.dumps({n: {"curve": a["curve"], "loss_first": a["losses"][0], "loss_last5": sum(a["losses"][-5:]) / 5,
+print(json.dumps({n: {"curve": a["curve"], "loss_first": a["losses"][0], "loss_last5": sum(a["losses"][-5:]) / len(a["losses"][-5:]),
                        "sec_per_step": sum(a["secs"]) / len(a["secs"]), "audio_tokens": sum(a["tokens"]) / len(a["tokens"])}
                   for n, a in arms.items()}), "\nstep time ratio full/compressed", round(ratio, 2))

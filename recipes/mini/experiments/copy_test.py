@@ -12,52 +12,25 @@ training clips with the projector frozen (``align`` does not save its head).
 
 Experiment code, not part of the package: it reads the run's feature cache (``runs/mini/.feature-cache``).
 """
-import json
-import random
+import os
 import sys
 import time
 from pathlib import Path
 
 import torch
-from datasets import Dataset
+from common import load_setup
 
 from speechsum_cli.metrics.wer import error_rates
-from speechsum_cli.stages.align import encode_clips, project_batch, projector_parameters
-from speechsum_cli.training.alignment import BLANK, CorpusVocab, CtcHead, ctc_loss, greedy_decode
-from speechsum_cli.training.feature_cache import cache_for_training
-from speechsum_cli.training.model import load_for_training
+from speechsum_cli.stages.align import project_batch
+from speechsum_cli.training.alignment import BLANK, greedy_decode
 
 WORK = Path(sys.argv[1]); MODEL = sys.argv[2]; N_HELD = int(sys.argv[3]) if len(sys.argv) > 3 else 20
-import os
-
-N_FIT = int(os.environ.get("N_FIT", "400"))
-torch.manual_seed(0)
-lm, _ = load_for_training(MODEL, "float32")
-lm.model.eval()
-params = projector_parameters(lm)
-cache_for_training(lm.model, lm.family, WORK / "diag-out", enabled=True, directory=WORK / ".feature-cache", max_gb=20)
-def rows(p, n):
-    out = []
-    for line in p.read_text().splitlines()[:n]:
-        r = json.loads(line); r["audio"] = str((p.parent / r["audio"]).resolve()); out.append(r)
-    return Dataset.from_list(out)
-train = encode_clips(lm, rows(WORK / "hearing/train.jsonl", N_FIT), lm.window_seconds, label="fit", show_progress=False)
-held = encode_clips(lm, rows(WORK / "hearing/heldout.jsonl", N_HELD), lm.window_seconds, label="held", show_progress=False)
-vocab = CorpusVocab.of([c.target for c in train])  # the training rows only, as align
+setup = load_setup(WORK, MODEL, n_fit=int(os.environ.get("N_FIT", "400")), held_file="hearing/heldout.jsonl",
+                   n_held=N_HELD, fit_steps=int(os.environ.get("FIT_STEPS", "150")))
+lm, held, head, vocab = setup.lm, setup.held, setup.head, setup.vocab
 emb = lm.model.get_input_embeddings().weight
-head = CtcHead(emb, vocab)
 with torch.no_grad():
-    H = [project_batch(lm, [c], "cpu")[0][0] for c in train]
     HH = [project_batch(lm, [c], "cpu")[0][0] for c in held]
-opt = torch.optim.Adam(head.parameters(), lr=3e-2)
-for step in range(int(os.environ.get("FIT_STEPS", "150"))):
-    idx = random.Random(step).sample(range(len(train)), 16)
-    width = max(H[i].shape[0] for i in idx)
-    hid = torch.zeros(16, width, H[0].shape[1]); lengths = torch.tensor([H[i].shape[0] for i in idx])
-    for j, i in enumerate(idx): hid[j, :H[i].shape[0]] = H[i]
-    loss = ctc_loss(head(hid), lengths, [vocab.classes(train[i].target) for i in idx])
-    opt.zero_grad(); loss.backward(); opt.step()
-print(f"head fit: loss {loss.item():.3f} scale {head.log_scale.exp().item():.2f} bias {head.blank_bias.item():.2f}", flush=True)
 
 tok = lm.tokenizer
 llm_tok_dir = sys.argv[4] if len(sys.argv) > 4 else None
