@@ -7,7 +7,7 @@ blank frames kept / dropped / replaced by a filler token, repeats kept or merged
 the argmax token's embedding. A CTC head (blank vector, bias, temperature) is refitted on 200
 training clips with the projector frozen (``align`` does not save its head).
 
-    N_FIT=200 FIT_STEPS=120 python recipes/mini/experiments/copy_test.py runs/mini runs/mini/aligned 12 \
+    N_FIT=200 FIT_STEPS=120 python recipes/mini/experiments/copy_probe.py runs/mini runs/mini/aligned 12 \
         runs/mini/weights/smollm2-135m-instruct
 
 Experiment code, not part of the package: it reads the run's feature cache (``runs/mini/.feature-cache``).
