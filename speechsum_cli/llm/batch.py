@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from speechsum_cli.llm.client import Completion, LLMClient
-from speechsum_cli.llm.config import LLMConfig, endpoint_flag
-from speechsum_cli.llm.failures import Failures, check_failures
+from speechsum_cli.llm.config import LLMConfig
+from speechsum_cli.llm.failures import Failures, check_failures, retry_hint
 from speechsum_cli.llm.pool import run_pool
 from speechsum_cli.llm.prices import BudgetExceeded
 
@@ -50,11 +50,8 @@ class CallBatch:
 def check_batch_failures(batch: CallBatch, config: LLMConfig, out: Path, unit: str) -> str | None:
     """The failure policy for a judge's batch: raises (nothing written to ``out``) when every call
     or more than ``max_failed_share`` failed; else the partial-failure warning (None if none)."""
-    endpoint = f"{endpoint_flag(config.role, 'base_url')} {config.base_url or 'api.openai.com'}"
-    retry = (f"Fix the cause (is {endpoint} answering?) and run the same command with --retry-failed: the "
-             "answers already received come from the response cache, so only the failed requests are sent.")
     return check_failures(batch.failures(), max_share=config.max_failed_share, unit=unit,
-                          left=f"Nothing was written to '{out}'.", retry=retry)
+                          left=f"Nothing was written to '{out}'.", retry=retry_hint(config))
 
 
 def run_calls(

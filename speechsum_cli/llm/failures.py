@@ -86,6 +86,15 @@ def check_failures(failures: Failures, *, max_share: float, unit: str, left: str
     return f"{failures.describe(unit)}. {retry}"
 
 
+def retry_hint(config: Any) -> str:
+    """How to send the failed calls of an :class:`LLMConfig`'s endpoint again (ends a sentence)."""
+    from speechsum_cli.llm.config import endpoint_flag
+
+    endpoint = f"{endpoint_flag(config.role, 'base_url')} {config.base_url or 'api.openai.com'}"
+    return (f"Fix the cause (is {endpoint} answering?) and run the same command with --retry-failed: the "
+            "answers already received come from the response cache, so only the failed requests are sent.")
+
+
 def recorded_failures(manifest: dict[str, Any] | None) -> int:
     """Failed calls an earlier run recorded in its ``speechsum.json`` (0 when none or no manifest)."""
     record = (manifest or {}).get(MANIFEST_KEY) or {}
@@ -109,4 +118,5 @@ def retry_replaces(out: Path, retry_failed: bool) -> bool:
     return True
 
 
-__all__ = ["DEFAULT_MAX_FAILED_SHARE", "Failures", "check_failures", "reason_category", "recorded_failures", "retry_replaces"]
+__all__ = ["DEFAULT_MAX_FAILED_SHARE", "Failures", "check_failures", "reason_category", "recorded_failures", "retry_hint",
+           "retry_replaces"]

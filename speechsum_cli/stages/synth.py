@@ -29,9 +29,8 @@ from speechsum_cli.data.tts import audio_name, check_tts, speak
 from speechsum_cli.data.workdir import WorkDir, work_dir_for
 from speechsum_cli.errors import InputError, NothingUsableError
 from speechsum_cli.llm import BudgetExceeded, LLMClient, LLMConfig, LLMError
-from speechsum_cli.llm.config import endpoint_flag
 from speechsum_cli.llm.failures import MANIFEST_KEY as FAILURES_KEY
-from speechsum_cli.llm.failures import Failures, check_failures, reason_category
+from speechsum_cli.llm.failures import Failures, check_failures, reason_category, retry_hint
 from speechsum_cli.llm.pool import run_pool
 from speechsum_cli.manifest import (
     MANIFEST_NAME,
@@ -339,11 +338,8 @@ def check_synth_failures(config: SynthConfig, state: _State, failures: Failures,
     than --max-failed-share did, or no row survived; else the partial-failure warning (or None)."""
     left = (f"Nothing was written to '{config.out}'" if not config.out.exists()
             else f"'{config.out}' was left as it was") + f" (the run's records are kept in '{work}')."
-    retry = (f"Fix the cause (is {endpoint_flag(None, 'base_url')} {config.llm.base_url or 'api.openai.com'} "
-             "answering?) and run the same command with --retry-failed: only the failed requests are sent "
-             "again, answers already paid for come from the response cache.")
     warning = check_failures(failures, max_share=config.llm.max_failed_share, unit="request", left=left,
-                             retry=retry)
+                             retry=retry_hint(config.llm))
     if state.status[STATUS_OK] == 0:
         lost = ", ".join(f"{name} {n}" for name, n in state.status.items() if n)
         raise NothingUsableError(
