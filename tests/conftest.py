@@ -47,6 +47,25 @@ def speech_wav(tmp_path_factory) -> Path:
     return espeak(SPEECH_TEXT, tmp_path_factory.mktemp("speech") / "speech.wav")
 
 
+ASR_PHRASES = ["the budget moved to march", "alice sends the contract", "bob opened the review at nine",
+               "the team shipped the product"]
+
+
+@pytest.fixture(scope="session")
+def asr_rows(tmp_path_factory) -> Path:
+    """16 transcription rows (id, audio, transcript): four phrases, each at four espeak speeds."""
+    import json
+
+    folder = tmp_path_factory.mktemp("asr")
+    lines = []
+    for i in range(16):
+        wav = espeak(ASR_PHRASES[i % 4], folder / f"{i}.wav", speed=140 + 4 * i)
+        lines.append(json.dumps({"id": f"r{i}", "audio": wav.name, "transcript": ASR_PHRASES[i % 4]}))
+    rows = folder / "asr.jsonl"
+    rows.write_text("\n".join(lines) + "\n")
+    return rows
+
+
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
     """``tiny_models(model_type)`` -> path of a tiny random checkpoint (5 s window), built once."""

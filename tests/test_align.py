@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,23 +20,6 @@ from speechsum_cli.training.alignment import (
 )
 
 runner = CliRunner()
-PHRASES = ["the budget moved to march", "alice sends the contract", "bob opened the review at nine",
-           "the team shipped the product"]
-
-
-@pytest.fixture(scope="module")
-def asr_rows(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("asr")
-    lines = []
-    for i in range(16):
-        wav = folder / f"{i}.wav"
-        subprocess.run(["espeak-ng", "-s", str(140 + 4 * i), "-w", str(wav), PHRASES[i % 4]], check=True)
-        lines.append(json.dumps({"id": f"r{i}", "audio": wav.name, "transcript": PHRASES[i % 4]}))
-    rows = folder / "asr.jsonl"
-    rows.write_text("\n".join(lines) + "\n")
-    return rows
-
-
 def weights(folder: Path) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for shard in sorted(folder.glob("*.safetensors")):

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from speechsum_cli.errors import ModelError, UnsupportedFamilyError
+from speechsum_cli.families import compression
 from speechsum_cli.families.base import AudioFamily, AudioFeatures, Batch, Prompt
 from speechsum_cli.families.model import (
     GenerationSettings,
@@ -127,7 +128,12 @@ def load(source: str, *, device: str = "auto", dtype: str = "auto", text: bool =
         return TextLM(TEXT_FAMILY, model, load_text_tokenizer(source), source)
     family = get_family(read_model_type(base))
     model = merge_chain(family.load_model(base, dtype=torch_dtype, device=resolved_device), chain)
-    return SpeechLM(family, model, family.load_processor(source), source)
+    lm = SpeechLM(family, model, family.load_processor(source), source)
+    folder = compression.find([*chain, base])
+    if folder is not None:
+        lm.compressor = compression.load_compressor(folder, family, model)
+        lm.compressor.install(model)
+    return lm
 
 
 def load_text_model(source: str, *, dtype: Any, device: str) -> Any:

@@ -12,6 +12,7 @@ placeholder expansion and label masking behave the same for every family.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -187,6 +188,21 @@ class AudioFamily(ABC):
         """The projector's audio embeddings ``[clips, tokens, hidden]`` for :meth:`encoder_states`."""
         raise NotImplementedError(f"{type(self).__name__} does not expose its projector")
 
+    def projector_input(self, model_config: Any, states: Any) -> Any:
+        """The projector's input ``[clips, rows, width]`` for :meth:`encoder_states`."""
+        raise NotImplementedError(f"{type(self).__name__} does not expose its projector's input")
+
+    def compression_rows(self, model_config: Any) -> int:
+        """Projector rows (audio embeddings) of one clip, the same for every clip: what CTC-guided
+        compression (:mod:`speechsum_cli.families.compression`) selects from. Families whose clips
+        vary in embeddings, or that hide their projector's input, cannot be compressed."""
+        raise NotImplementedError(f"{type(self).__name__} cannot compress its audio tokens")
+
+    @property
+    def compressible(self) -> bool:
+        """Whether ``speechsum align --compress`` can make this family read only speaking frames."""
+        return type(self).compression_rows is not AudioFamily.compression_rows
+
     @property
     def alignable(self) -> bool:
         """Whether ``speechsum align`` can train this family's projector on its own."""
@@ -205,12 +221,14 @@ class AudioFamily(ABC):
         prompts: list[Prompt],
         *,
         padding_side: str = "left",
+        counter: Callable[[AudioFeatures], list[int]] | None = None,
     ) -> Batch:
         """Tokenize ``prompts`` into one padded batch.
 
         Audio placeholders are expanded to exactly the number of embeddings the encoder
-        produces. If every prompt has an answer, ``labels`` mask everything but the answer
-        tokens (and padding) with -100.
+        produces (``counter``: the number a compressed model keeps of each clip, instead of
+        :meth:`audio_features`' count). If every prompt has an answer, ``labels`` mask everything
+        but the answer tokens (and padding) with -100.
         """
         import torch
 
@@ -222,6 +240,8 @@ class AudioFamily(ABC):
         features = (
             self.audio_features(processor, model_config, clips) if clips else AudioFeatures({}, [])
         )
+        if counter is not None and clips:
+            features.num_tokens = counter(features)
         tokens_per_row = [0] * len(prompts)
         for row, n in zip(owners, features.num_tokens):
             tokens_per_row[row] += n

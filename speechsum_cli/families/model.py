@@ -198,6 +198,9 @@ class SpeechLM:
     model: Any
     processor: Any
     source: str
+    compressor: Any = None
+    """An :class:`~speechsum_cli.families.compression.AudioCompressor` when the checkpoint reads
+    only the frames its CTC selector keeps (``speechsum align --compress``), else None."""
     text_only: ClassVar[bool] = False
     """False: an audio LLM (a :class:`~speechsum_cli.families.text.TextLM` is the text-only kind)."""
 
@@ -222,7 +225,12 @@ class SpeechLM:
         return next(self.model.parameters()).device
 
     def encode(self, prompts: list[Prompt], *, padding_side: str = "left") -> Batch:
-        return self.family.encode(self.processor, self.config, prompts, padding_side=padding_side)
+        counter = None
+        if self.compressor is not None:
+            def counter(features: Any) -> list[int]:
+                return self.compressor.counts(self.model, features.tensors)
+        return self.family.encode(self.processor, self.config, prompts, padding_side=padding_side,
+                                  counter=counter)
 
     def to_model(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Move tensors to the model's device; floating tensors take the model's dtype."""

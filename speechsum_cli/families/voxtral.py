@@ -303,10 +303,16 @@ class VoxtralFamily(AudioFamily):
         tower = model.get_submodule(self.audio_encoder_prefixes[0])
         return tower(features["input_features"], return_dict=True).last_hidden_state
 
+    def projector_input(self, model_config: Any, states: Any) -> Any:
+        """Groups of ``intermediate_size / hidden_size`` frames, one row per embedding (as the model does)."""
+        return states.reshape(states.shape[0], -1, model_config.audio_config.intermediate_size)
+
     def project(self, model: Any, states: Any) -> Any:
-        """Groups of ``intermediate_size / hidden_size`` frames -> one embedding (as the model does)."""
         projector = model.get_submodule(self.projector_prefixes[0])
-        return projector(states.reshape(states.shape[0], -1, model.config.audio_config.intermediate_size))
+        return projector(self.projector_input(model.config, states))
+
+    def compression_rows(self, model_config: Any) -> int:
+        return tokens_per_window(model_config.audio_config)  # every clip is one padded window
 
     # --- text ------------------------------------------------------------------------------
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:

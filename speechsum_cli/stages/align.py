@@ -25,6 +25,7 @@ from speechsum_cli.data.dataset import ColumnMap, load_rows
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import check_audio_rows, decode_row_audio, long_audio_plan
 from speechsum_cli.errors import InputError, ModelError, SpeechsumError
+from speechsum_cli.families import compression
 from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
 
 REQUIRED_COLUMNS = ["audio", "transcript"]
@@ -73,6 +74,9 @@ class AlignConfig:
     """Rows longer than the model's window: error | drop (counted)."""
     seed: int = 0
     """Seed of the held-out split, the shuffling and the blank's initialisation."""
+    compress: bool = False
+    """Mark the output as compressed: the LM reads only the frames the CTC head does not blank
+    (repeats merged), about 5x fewer audio tokens (:mod:`speechsum_cli.families.compression`)."""
     feature_cache: bool = True
     """Read and fill the frozen-encoder feature cache."""
     feature_cache_dir: Path | None = None
@@ -211,6 +215,23 @@ def heldout_wer(lm: Any, head: Any, clips: list[Clip], vocab: Any, device: Any, 
     return float(wer), sum(shares) / len(clips), texts
 
 
+def kept_per_clip(lm: Any, head: Any, clips: list[Clip], device: Any, batch: int) -> float:
+    """Mean audio tokens per clip a compressed model would read: the clip's frames the head does
+    not blank, repeats merged (what :mod:`speechsum_cli.families.compression` keeps)."""
+    import torch
+
+    from speechsum_cli.families.compression import keep_mask
+
+    kept = 0
+    with torch.no_grad():
+        for start in range(0, len(clips), batch):
+            part = clips[start : start + batch]
+            hidden, lengths = project_batch(lm, part, device)
+            keep = keep_mask(head(hidden))
+            kept += sum(int(row[:n].sum()) for row, n in zip(keep, lengths.tolist()))
+    return kept / max(1, len(clips))
+
+
 def projector_parameters(lm: Any) -> list[Any]:
     """Freeze everything but the family's projector; return the projector's parameters."""
     from speechsum_cli.training.model import _under
@@ -277,10 +298,17 @@ def run(cfg: AlignConfig) -> AlignResult:
 
     torch.manual_seed(cfg.seed)
     lm, base_source = load_for_training(cfg.model, "float32")
+    if cfg.compress and not lm.family.compressible:
+        raise ModelError(f"--compress: '{cfg.model}' is a {lm.family.model_type} checkpoint, whose clips do "
+                         "not all give the projector the same number of rows; compression supports "
+                         "voxtral (and composed voxtral-layout students). Run align without --compress.")
     if not lm.family.alignable:
         raise ModelError(f"'{cfg.model}' is a {lm.family.model_type} checkpoint; align supports the "
                          "families that expose their encoder and projector (voxtral, qwen2_audio). "
                          "Train its projector with sft instead.")
+    if lm.compressor is not None:  # aligning again: the projector's every frame, a new head
+        lm.compressor.remove()
+        lm.compressor = None
     device = resolve_device(cfg.device)
     lm.model.to(device).eval()
     window = lm.window_seconds
@@ -374,6 +402,7 @@ def run(cfg: AlignConfig) -> AlignResult:
     _, _, examples = heldout_wer(lm, head, held[:3], vocab, device, cfg.batch_size)
     with torch.no_grad():
         norm = float(project_batch(lm, held[:8], device)[0].norm(dim=-1).mean())
+    kept = kept_per_clip(lm, head, held, device, cfg.batch_size)
 
     metrics: dict[str, Any] = {
         "steps": total, "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]),
@@ -381,6 +410,7 @@ def run(cfg: AlignConfig) -> AlignResult:
         "stalled": watch.stalled, "stalled_at_step": watch.stalled_at, "stall_kind": watch.kind,
         "logit_scale": head.log_scale.exp().item(), "audio_embedding_norm": norm,
         "token_embedding_norm": head.embedding_norm, "encode_minutes": round(encode_minutes, 2),
+        "kept_tokens_per_clip": round(kept, 2),
         "train_minutes": round((time.perf_counter() - t_train) / 60, 2),
         "examples": [{"id": c.row_id, "reference": c.transcript, "ctc": text} for c, text in zip(held, examples)],
     }
@@ -390,11 +420,14 @@ def run(cfg: AlignConfig) -> AlignResult:
         lm.model.save_pretrained(tmp)
         lm.processor.save_pretrained(tmp)
         save_head(head, vocab, tmp)
+        if cfg.compress:
+            compression.write(tmp, lm.family, lm.model, kept_per_clip=kept)
         write_manifest(
             tmp, stage="align", config=cfg,
             inputs=[cfg.data, *([cfg.heldout] if cfg.heldout else []), lm.source],
             counts=counts, metrics=metrics, wall_time=round(time.perf_counter() - started, 2),
             extra={"base_model": base_source, "window_seconds": window, "ctc_head": HEAD_FILE,
+                   "compressed": cfg.compress,
                    **({"feature_cache": report(cache)} if cache is not None else {})},
         )
     return AlignResult(cfg.out, counts, metrics)

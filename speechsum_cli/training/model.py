@@ -143,6 +143,8 @@ def write_merged(lm: Any, adapter_dir: Path, out: Path) -> None:
     from speechsum_cli.families import attach_adapter, load
 
     base = load(lm.source, device="cpu", dtype=str(lm.model.dtype).removeprefix("torch."), text=lm.text_only)
+    if getattr(base, "compressor", None) is not None:
+        base.compressor.remove()  # the adapter's projector copy must not be saved with a hook on
     attach_adapter(base.model, str(adapter_dir)).save_pretrained(out)
 
 
@@ -184,6 +186,7 @@ def write_adapter_base(lm: Any, adapter_dir: Path, out: Path, dtype: str) -> str
     Returns the recorded base.
     """
     from speechsum_cli.families import adapter_base, load
+    from speechsum_cli.families.compression import carry as carry_compression
     from speechsum_cli.families.model import ADAPTER_CONFIG, BASE_SUBFOLDER, recorded_base
 
     config_file = adapter_dir / ADAPTER_CONFIG
@@ -192,6 +195,7 @@ def write_adapter_base(lm: Any, adapter_dir: Path, out: Path, dtype: str) -> str
         merged = load(lm.source, device="cpu", dtype=dtype, text=lm.text_only)
         merged.model.save_pretrained(adapter_dir / BASE_SUBFOLDER)
         merged.processor.save_pretrained(adapter_dir / BASE_SUBFOLDER)
+        carry_compression(getattr(merged, "compressor", None), adapter_dir / BASE_SUBFOLDER)
         del merged
         base = f"./{BASE_SUBFOLDER}"
     else:
@@ -207,7 +211,12 @@ def make_trainable(lm: Any, train: TrainSettings, base_source: str, *, is_main: 
     from transformers import set_seed
 
     set_seed(train.seed)  # LoRA's initialisation happens here, before the Trainer seeds anything
+    compressor = getattr(lm, "compressor", None)
+    if compressor is not None:
+        compressor.remove()  # PEFT copies the projector it trains: the hook goes on the copy's wrapper
     model = prepare_model(lm.model, lm.family, train, base_source)
+    if compressor is not None:
+        compressor.install(model)
     groups = parameter_groups(model, lm.family)
     if is_main:
         print_parameter_table(groups)

@@ -234,6 +234,8 @@ def finish_run(trainer: Any, run: TrainingRun, lm: Any, *, stage: str, config: A
     trainer.save_model(str(saved))
     if trainer.is_world_process_zero():
         output = "merged" if train.merge else ("full" if train.full else "adapter")
+        from speechsum_cli.families.compression import carry as carry_compression
+
         with atomic_output_dir(run.out, overwrite=train.overwrite) as tmp:
             recorded: dict[str, Any] = {}
             if train.merge:
@@ -246,6 +248,7 @@ def finish_run(trainer: Any, run: TrainingRun, lm: Any, *, stage: str, config: A
                     dtype = run.model_dtype(train)
                     recorded["adapter_base"] = write_adapter_base(lm, tmp, run.out, dtype)
             lm.processor.save_pretrained(tmp)
+            carry_compression(getattr(lm, "compressor", None), tmp)
             if run.feature_cache is not None:
                 from speechsum_cli.training.feature_cache import report
 
