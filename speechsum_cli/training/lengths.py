@@ -1,4 +1,7 @@
-"""Token lengths of audio rows before any is encoded, to batch rows of similar length together."""
+"""Token lengths of audio rows before any is encoded, to batch rows of similar length together.
+
+For a compressed checkpoint (``align --compress``) the audio counts are upper bounds: a clip's
+kept frames are known only once its audio is encoded. Only the grouping uses them."""
 
 from __future__ import annotations
 
