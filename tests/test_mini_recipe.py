@@ -85,6 +85,15 @@ def test_the_teacher_was_fine_tuned_in_text_mode_and_joined_the_pairs(mini_run):
     assert aligned["metrics"]["curve"][0]["step"] == 0 and aligned["metrics"]["steps"] > 0
 
 
+def test_the_student_is_compressed_from_align_to_dpo(mini_run):
+    from speechsum_cli.families.compression import COMPRESSION_FILE
+
+    assert json.loads((mini_run / "aligned" / "speechsum.json").read_text())["compressed"] is True
+    for stage in ("aligned", "warmup", "sft", "kd", "dpo"):
+        assert (mini_run / stage / COMPRESSION_FILE).is_file(), stage
+    assert not (mini_run / "student" / COMPRESSION_FILE).exists()
+
+
 def test_the_warmup_lowers_the_transcription_loss_on_held_out_speech(mini_run):
     corpus = mini_run / "corpus"
     rows = [json.loads(line) for line in (corpus / "test.jsonl").read_text().splitlines()]
