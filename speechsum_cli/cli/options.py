@@ -334,7 +334,8 @@ def _endpoint_specs(role: str | None, who: str, model_help: str, max_tokens: int
         "model": (str, DEFAULT_LLM, model_help, {}),
         "api_key_env": (str, DEFAULT_KEY_ENV, f"Environment variable holding the {who}'s API key (only "
                         "its name is recorded).", {}),
-        "concurrency": (int, 8, f"{who[0].upper() + who[1:]} requests in flight at once.", {"min": 1}),
+        "concurrency": (int, 8, (f"Most {who} requests in flight at once: halved on time-outs and HTTP 429s, "
+                                 "grown back while the server keeps up (AIMD)."), {"min": 1}),
         "cache_dir": (Optional[Path], None, f"Response cache of the {who}  \\[default: ~/.cache/speechsum/llm].",
                       {"show_default": False}),
         "max_tokens": (int, max_tokens, max_tokens_help, {"min": 16}),
