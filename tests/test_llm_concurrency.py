@@ -114,7 +114,7 @@ def test_a_serial_server_that_queues_is_not_flooded_into_time_outs():
     runs = {}
     for adaptive in (False, True):
         with FakeOpenAI(latency=0.15, capacity=1, over_capacity="queue") as server:
-            batch = run_batch(server, 24, adaptive=adaptive, concurrency=8, timeout=0.5, timeout_retries=3)
+            batch = run_batch(server, 24, adaptive=adaptive, concurrency=8, timeout=0.5, timeout_retries=4)
             seen = server.in_flight_seen
             runs[adaptive] = (batch, max(seen[len(seen) // 2:]))
     (fixed, fixed_late), (adaptive, adaptive_late) = runs[False], runs[True]

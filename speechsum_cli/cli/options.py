@@ -78,9 +78,19 @@ def json_option(what: str = "the result (path, counts, metrics)", help: str | No
     return typer.Option("--json", help=help or f"Print {what} as JSON on stdout.")
 
 
+def overwrite_option(output: str = "--out") -> Any:
+    """``--overwrite``: replace the existing ``output`` (a flag or an argument's name)."""
+    return typer.Option("--overwrite", help=f"Replace an existing {output}.")
+
+
+def split_option(source: str = "--data") -> Any:
+    """``--split``: which split of a saved DatasetDict ``source`` names."""
+    return typer.Option("--split", help=f"Split of a saved DatasetDict in {source}.")
+
+
 Json = Annotated[bool, json_option()]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")]
-Split = Annotated[Optional[str], typer.Option(help="Split of a saved DatasetDict in --data.")]
+Overwrite = Annotated[bool, overwrite_option()]
+Split = Annotated[Optional[str], split_option()]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")]
 
