@@ -154,3 +154,35 @@ def test_other_retries_do_not_spend_the_time_out_budget(server):
     server.fail_next("timeout", "timeout")
     failed = run_batch(server, 1, adaptive=True, timeout=0.3, max_retries=5, timeout_retries=1)
     assert failed.failed[0] == "timeout: no reply within 0.3 s (after 1 time-out retries)"
+
+
+# --- end to end: the speechsum command -------------------------------------------------------------
+
+
+def test_synth_against_a_server_of_fixed_capacity_completes_and_records_the_limit(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from speechsum_cli.app import app
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"talk{i}", "audio": f"audio/talk{i}.wav",
+                                          "transcript": f"Alice opened meeting {i}. Bob will email the vendor."}) + "\n"
+                              for i in range(30)))
+    out = tmp_path / "out"
+    with FakeOpenAI(latency=0.05, capacity=2, over_capacity="429") as server:
+        result = CliRunner().invoke(app, [
+            "synth", "--data", str(corpus), "--out", str(out), "--base-url", server.base_url, "--llm", "fake",
+            "--cache-dir", str(tmp_path / "cache"), "--price-in", "2", "--price-out", "8", "--no-progress",
+            "--concurrency", "16", "--timeout-retries", "2", "--json"])
+        rejected = server.rejected
+    assert result.exit_code == 0, result.output
+    assert rejected > 0, "the server did turn requests away"
+    message = " ".join(result.stderr.split())
+    assert f"{server.base_url} is overloaded (HTTP 429): requests in flight lowered from 16 to 8" in message
+    record = json.loads((out / "speechsum.json").read_text())
+    assert record["counts"]["written"] == 30 and record["counts"]["failed"] == 0
+    limit = record["metrics"]["usage"]["concurrency"]
+    assert limit["ceiling"] == 16 and limit["decreases"] >= 1 and limit["rate_limited"] == rejected
+    assert record["config"]["llm"]["timeout_retries"] == 2
