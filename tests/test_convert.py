@@ -210,3 +210,19 @@ def test_dpo_trains_from_a_swift_dpo_jsonl(corpus, tiny_models, tmp_path):
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["counts"]["train_pairs"] == 4
     assert lora_b_norm(out) > 0
+
+
+def test_a_llamafactory_json_array_is_read_and_its_bad_rows_named_by_position(corpus, tmp_path):
+    rows = [{"messages": [{"role": "user", "content": "<audio>What was decided?"},
+                          {"role": "assistant", "content": text}],
+             "audios": [str(corpus / "audio" / f"clip{i}.wav")]} for i, text in enumerate(SENTENCES)]
+    source = tmp_path / "mllm_audio.json"  # LLaMA-Factory's demos are .json arrays
+    source.write_text(json.dumps(rows, indent=2))
+    assert convert(str(source), str(tmp_path / "ok")).exit_code == 0
+    assert load(tmp_path / "ok")["summary"] == list(SENTENCES)
+
+    rows[1]["audios"] = []
+    source.write_text(json.dumps(rows, indent=2))
+    result = convert(str(source), str(tmp_path / "bad"))
+    assert result.exit_code == 1 and not (tmp_path / "bad").exists()
+    assert f"{source} row 2: 1 <audio> tag(s) but 0 entries in 'audios'" in " ".join(result.stderr.split())

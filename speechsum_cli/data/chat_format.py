@@ -91,7 +91,7 @@ def chat_format_of(row: dict[str, Any]) -> DataFormat | None:
 
 
 def first_row(path: Path) -> dict[str, Any] | None:
-    """The first row of a .jsonl (or .json array) file, without reading the rest; None if unreadable."""
+    """The first row of a .jsonl file (read no further) or of a .json array; None if unreadable."""
     try:
         with open(path, encoding="utf-8") as fh:
             if path.suffix.lower() == ".json":
@@ -120,8 +120,8 @@ def detect_file_format(path: Path) -> DataFormat | None:
 # --- reading -------------------------------------------------------------------------------
 
 
-def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, row) of a .jsonl file, or (index + 1, row) of a .json array."""
+def read_lines(path: Path) -> Iterator[tuple[str, Any]]:
+    """(where, row) of every row: ``FILE:LINE`` in a .jsonl file, ``FILE row N`` in a .json array."""
     if path.suffix.lower() == ".json":
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -129,14 +129,14 @@ def read_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
             raise InputError(f"cannot read data '{path}': not JSON ({exc}).") from None
         if not isinstance(data, list):
             raise InputError(f"data '{path}' is a JSON object, not a list of rows.")
-        yield from ((i + 1, row) for i, row in enumerate(data))
+        yield from ((f"{path} row {i + 1}", row) for i, row in enumerate(data))
         return
     with open(path, encoding="utf-8") as fh:
         for number, line in enumerate(fh, start=1):
             if not line.strip():
                 continue
             try:
-                yield number, json.loads(line)
+                yield f"{path}:{number}", json.loads(line)
             except ValueError as exc:
                 raise InputError(f"{path}:{number}: not a JSON object ({exc}). Fix or remove that line.") from None
 
@@ -148,13 +148,13 @@ def chat_rows_to_speechsum(path: Path) -> list[dict[str, Any]]:
     """
     rows: list[dict[str, Any]] = []
     problems: list[str] = []
-    for number, raw in read_lines(path):
+    for where, raw in read_lines(path):
         try:
             rows.append(chat_row_to_speechsum(raw, path.parent))
         except BadRow as exc:
-            problems.append(f"{path}:{number}: {exc}")
+            problems.append(f"{where}: {exc}")
     if problems:
-        more = f" (and {len(problems) - SHOWN_PROBLEMS} more lines)" if len(problems) > SHOWN_PROBLEMS else ""
+        more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
         raise InputError(
             f"data '{path}' has rows that are not one speechsum row each: " + "; ".join(problems[:SHOWN_PROBLEMS])
             + more + ". A speechsum row is one user turn with one <audio> tag, one entry in 'audios', and "
@@ -184,7 +184,7 @@ def chat_row_to_speechsum(row: Any, base_dir: Path) -> dict[str, Any]:
     tags = sum(t.content.count(AUDIO_TAG) for t in turns)
     if tags != len(audios):
         raise BadRow(f"{tags} <audio> tag(s) but {len(audios)} entr{'y' if len(audios) == 1 else 'ies'} "
-                         "in 'audios' (they must match one to one)")
+                     "in 'audios' (they must match one to one)")
     if len(audios) != 1:
         raise BadRow(f"{len(audios)} audios (a speechsum row has exactly one recording)")
     out: dict[str, Any] = {k: v for k, v in row.items() if k not in FORMAT_KEYS}
@@ -221,7 +221,7 @@ def message_turn(message: Any) -> Turn:
     content = message.get("content", message.get("value"))
     if role not in SHAREGPT_ROLES or not isinstance(content, str):
         raise BadRow(f"a message with role {role!r} and content of type {type(content).__name__} "
-                         "(expected user/assistant/system and text)")
+                     "(expected user/assistant/system and text)")
     return Turn(SHAREGPT_ROLES[role], content)
 
 
@@ -237,7 +237,7 @@ def answers(row: dict[str, Any], dialogue: list[Turn]) -> dict[str, str]:
     if "chosen" in row or "rejected" in row:  # LLaMA-Factory preference rows
         if replies:
             raise BadRow("an assistant turn beside 'chosen'/'rejected' (the conversation must end "
-                             "with the user's turn)")
+                         "with the user's turn)")
         return {"chosen": answer_text(row.get("chosen"), "chosen"),
                 "rejected": answer_text(row.get("rejected"), "rejected")}
     if not replies:
