@@ -366,7 +366,7 @@ class LLMClient:
                 status = getattr(exc, "status_code", None)
                 if status == 429:
                     self._note_overload("HTTP 429")
-                if not retryable(status) or others >= cfg.max_retries:
+                if not retryable(status, getattr(exc, "response", None)) or others >= cfg.max_retries:
                     raise self._failure(exc) from None
                 delay, others = retry_delay(others, getattr(exc, "response", None)), others + 1
             except openai.APIError as exc:  # a reply the openai client could not read
@@ -419,7 +419,8 @@ class LLMClient:
         if isinstance(exc, openai.RateLimitError):
             return _RowFailure(f"HTTP 429 rate limited: {_short(exc)}{retried}")
         if isinstance(exc, openai.APIStatusError):
-            return _RowFailure(f"HTTP {exc.status_code}: {_short(exc)}{retried if retryable(exc.status_code) else ''}")
+            again = retryable(exc.status_code, exc.response)
+            return _RowFailure(f"HTTP {exc.status_code}: {_short(exc)}{retried if again else ''}")
         return _RowFailure(f"bad response: {_short(exc)}")
 
     def _check_reachable(self, exc: BaseException) -> None:
@@ -438,8 +439,12 @@ class LLMClient:
         )) from None
 
 
-def retryable(status: int | None) -> bool:
-    """Whether a failed attempt is worth another: no reply at all (None), 408/409/429 or a 5xx."""
+def retryable(status: int | None, response: Any = None) -> bool:
+    """Whether a failed attempt is worth another: the server's ``x-should-retry`` if it sent one,
+    else no reply at all (None), 408/409/429 or a 5xx (the openai client's rule)."""
+    said = (getattr(response, "headers", None) or {}).get("x-should-retry")
+    if said in ("true", "false"):
+        return said == "true"
     return status is None or status in RETRYABLE_STATUS or status >= 500
 
 
