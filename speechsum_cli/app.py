@@ -15,6 +15,7 @@ import typer
 from speechsum_cli import __version__
 from speechsum_cli.cli import align as align_cli
 from speechsum_cli.cli import compose as compose_cli
+from speechsum_cli.cli import convert as convert_cli
 from speechsum_cli.cli import distill as distill_cli
 from speechsum_cli.cli import dpo as dpo_cli
 from speechsum_cli.cli import evaluate as evaluate_cli
@@ -74,6 +75,7 @@ app.command("eval", epilog=evaluate_cli.EPILOG, no_args_is_help=True)(funnel(eva
 app.command("pairs", epilog=pairs_cli.EPILOG, no_args_is_help=True)(funnel(pairs_cli.pairs))
 app.command("dpo", epilog=dpo_cli.EPILOG, no_args_is_help=True)(funnel(dpo_cli.dpo))
 app.command("compose", epilog=compose_cli.EPILOG, no_args_is_help=True)(funnel(compose_cli.compose))
+app.command("convert", epilog=convert_cli.EPILOG, no_args_is_help=True)(funnel(convert_cli.convert))
 app.command("distill", epilog=distill_cli.EPILOG, no_args_is_help=True)(funnel(distill_cli.distill))
 app.command("align", epilog=align_cli.EPILOG, no_args_is_help=True)(funnel(align_cli.align))
 app.command("sft", epilog=sft_cli.EPILOG, no_args_is_help=True)(funnel(sft_cli.sft))

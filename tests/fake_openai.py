@@ -4,6 +4,12 @@
 a free port, counts requests, and answers each request by popping the next fault from ``faults``
 (``"429"``, ``"500"``, ``"timeout"``, ``"garbage"``, ``"echo-auth"``) or, when none is queued,
 with ``responder(messages)`` as the assistant text. Threaded: concurrent requests overlap.
+
+``capacity=N`` makes it a server of fixed capacity: it works on at most N requests at a time, and
+one more is answered ``429`` at once (``over_capacity="429"``, as a rate-limited API) or waits its
+turn (``over_capacity="queue"``, as a serial ``transformers serve``: the client times out while it
+waits, and the server still works through what it queued). ``in_flight_seen`` records how many
+requests were at the server when each one arrived.
 """
 
 from __future__ import annotations
@@ -56,8 +62,19 @@ class FakeOpenAI:
         latency: float = 0.0,
         usage: tuple[int, int] | None = None,
         timeout_sleep: float = 3.0,
+        capacity: int | None = None,
+        over_capacity: str = "429",
     ) -> None:
+        if over_capacity not in ("429", "queue"):
+            raise ValueError(f"over_capacity must be '429' or 'queue', got {over_capacity!r}")
         self.responder = responder
+        self.capacity = capacity
+        self.over_capacity = over_capacity
+        self.in_flight = 0
+        self.in_flight_seen: list[int] = []
+        self.rejected = 0
+        self.served = 0
+        self._workers = threading.BoundedSemaphore(capacity) if capacity else None
         self.latency = latency
         self.usage = usage
         self.timeout_sleep = timeout_sleep
@@ -104,6 +121,32 @@ class FakeOpenAI:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
                 payload = json.loads(self.rfile.read(length) or b"{}")
+                if fake._workers is None:
+                    return self._answer(payload)
+                with fake.lock:
+                    fake.in_flight += 1
+                    fake.in_flight_seen.append(fake.in_flight)
+                try:
+                    if fake.over_capacity == "429" and not fake._workers.acquire(blocking=False):
+                        with fake.lock:
+                            fake.requests += 1
+                            fake.rejected += 1
+                        return self._send(429, b'{"error": {"message": "over capacity"}}')
+                    if fake.over_capacity == "queue":
+                        fake._workers.acquire()
+                    try:
+                        self._answer(payload)
+                        with fake.lock:
+                            fake.served += 1
+                    finally:
+                        fake._workers.release()
+                except (BrokenPipeError, ConnectionResetError):
+                    pass  # the client gave up waiting (a time-out)
+                finally:
+                    with fake.lock:
+                        fake.in_flight -= 1
+
+            def _answer(self, payload: dict[str, Any]) -> None:
                 with fake.lock:
                     fake.requests += 1
                     fake.auth_headers.append(self.headers.get("Authorization", ""))

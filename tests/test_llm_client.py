@@ -113,7 +113,7 @@ def test_persistent_500_fails_the_row_with_reason_after_bounded_retries(server):
 def test_timeout_fails_with_reason(server):
     server.timeout_sleep = 2.0
     server.fail_next("timeout", "timeout")
-    result = call(make_client(server, timeout=0.5, max_retries=1))
+    result = call(make_client(server, timeout=0.5, max_retries=0, timeout_retries=1))
     assert not result.ok and result.reason.startswith("timeout")
     assert server.requests == 2
 

@@ -78,9 +78,19 @@ def json_option(what: str = "the result (path, counts, metrics)", help: str | No
     return typer.Option("--json", help=help or f"Print {what} as JSON on stdout.")
 
 
+def overwrite_option(output: str = "--out") -> Any:
+    """``--overwrite``: replace the existing ``output`` (a flag or an argument's name)."""
+    return typer.Option("--overwrite", help=f"Replace an existing {output}.")
+
+
+def split_option(source: str = "--data") -> Any:
+    """``--split``: which split of a saved DatasetDict ``source`` names."""
+    return typer.Option("--split", help=f"Split of a saved DatasetDict in {source}.")
+
+
 Json = Annotated[bool, json_option()]
-Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out.")]
-Split = Annotated[Optional[str], typer.Option(help="Split of a saved DatasetDict in --data.")]
+Overwrite = Annotated[bool, overwrite_option()]
+Split = Annotated[Optional[str], split_option()]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")]
 
@@ -334,7 +344,8 @@ def _endpoint_specs(role: str | None, who: str, model_help: str, max_tokens: int
         "model": (str, DEFAULT_LLM, model_help, {}),
         "api_key_env": (str, DEFAULT_KEY_ENV, f"Environment variable holding the {who}'s API key (only "
                         "its name is recorded).", {}),
-        "concurrency": (int, 8, f"{who[0].upper() + who[1:]} requests in flight at once.", {"min": 1}),
+        "concurrency": (int, 8, (f"Most {who} requests in flight at once: halved on time-outs and HTTP 429s, "
+                                 "grown back while the server keeps up (AIMD)."), {"min": 1}),
         "cache_dir": (Optional[Path], None, f"Response cache of the {who}  \\[default: ~/.cache/speechsum/llm].",
                       {"show_default": False}),
         "max_tokens": (int, max_tokens, max_tokens_help, {"min": 16}),

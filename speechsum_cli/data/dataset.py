@@ -4,7 +4,9 @@ Accepted inputs (the contract in DESIGN.md):
 
 * a dataset directory written by ``save_to_disk`` (``--split`` picks one of a DatasetDict);
 * a ``.parquet``, ``.jsonl`` or ``.json`` file;
-* a folder of audio files with ``.txt`` sidecar transcripts (``talk.wav`` + ``talk.txt``).
+* a folder of audio files with ``.txt`` sidecar transcripts (``talk.wav`` + ``talk.txt``);
+* an ms-swift or LLaMA-Factory chat jsonl (``messages`` with ``<audio>`` tags + ``audios``),
+  detected from its first row and read as speechsum rows (:mod:`speechsum_cli.data.chat_format`).
 
 Other column names are mapped with :class:`ColumnMap` (the ``--audio-column`` style flags).
 Audio stays undecoded: a path string or a ``{"path", "bytes"}`` dict; relative paths are resolved
@@ -19,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from speechsum_cli.data.audio import SUPPORTED_EXTENSIONS
+from speechsum_cli.data.chat_format import chat_rows_to_speechsum, detect_file_format
 from speechsum_cli.errors import InputError
 
 COLUMNS = (
@@ -63,6 +66,9 @@ def load_rows(
         ds = _load_saved(path, split)
     elif path.is_dir():
         ds = Dataset.from_list(_sidecar_rows(path))
+    elif detect_file_format(path) is not None:
+        ds = _rows_dataset(chat_rows_to_speechsum(path))
+        _note_system_messages(ds, path)
     elif path.suffix.lower() in (".parquet", ".jsonl", ".json"):
         ds = _load_file(path)
     else:
@@ -93,6 +99,25 @@ def _load_file(path: Path) -> Any:
         return Dataset.from_json(str(path))
     except Exception as exc:  # arrow/json parse errors: report the file, not a library traceback
         raise InputError(f"cannot read data '{path}': {type(exc).__name__}: {exc}") from None
+
+
+def _note_system_messages(ds: Any, path: Path) -> None:
+    """Say so when chat rows carry system messages: kept as a column, which no audio stage reads."""
+    if "system" not in ds.column_names:
+        return
+    from speechsum_cli.console import warn
+
+    count = sum(1 for value in ds["system"] if value)
+    warn(f"data '{path}': {count} row(s) carry a system message; it is kept in the 'system' column, which "
+         "the training stages do not read (sft's text mode takes one --system for every row).")
+
+
+def _rows_dataset(rows: list[dict[str, Any]]) -> Any:
+    """A Dataset of dict rows whose keys differ (every key a column; None where a row lacks it)."""
+    from datasets import Dataset
+
+    names = list(dict.fromkeys(key for row in rows for key in row))
+    return Dataset.from_dict({name: [row.get(name) for row in rows] for name in names})
 
 
 def _is_saved_dataset(path: Path) -> bool:

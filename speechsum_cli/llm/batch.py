@@ -37,6 +37,8 @@ class CallBatch:
     estimated_input_tokens: int = 0
     estimated_output_tokens: int = 0
     estimated_cost_usd: float = 0.0
+    concurrency: dict[str, Any] = field(default_factory=dict)
+    """The adaptive limit's record: ceiling, final and lowest requests in flight, time-outs, 429s."""
 
     @property
     def failed(self) -> dict[Any, str]:
@@ -94,6 +96,7 @@ async def _run_calls(config: LLMConfig, calls: dict[Any, list[dict[str, str]]], 
 
         stopped = await run_pool(calls.items(), one, concurrency=concurrency, stop_on=(BudgetExceeded,))
         batch.stopped_by_budget = stopped is not None
+        batch.concurrency = client.in_flight.record()
         return batch
     finally:
         await client.aclose()

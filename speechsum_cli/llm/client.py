@@ -1,8 +1,11 @@
 """The one OpenAI-compatible client: every HTTP LLM call in the project goes through ``LLMClient``.
 
-* transport: ``openai.AsyncOpenAI`` against any base URL; its own ``max_retries`` gives exponential
-  backoff with jitter on 408/409/429/5xx/timeouts/connection errors and honours ``Retry-After``;
-  when those retries are spent the call returns a failure with the reason (never raises per row);
+* transport: ``openai.AsyncOpenAI`` against any base URL, one attempt per ``post``; the retries are
+  this module's (the openai client's policy: exponential backoff with jitter on 408/409/429/5xx and
+  connection errors, honouring ``Retry-After``) because each attempt must hold a slot of the
+  adaptive limit (:mod:`speechsum_cli.llm.concurrency`: time-outs and 429s halve the requests in
+  flight) and time-outs get a budget of their own (``timeout_retries``; the rest ``max_retries``);
+  when a budget is spent the call returns a failure with the reason (never raises per row);
 * structured output: the reply text is parsed and validated against a JSON Schema; on failure a
   repair turn is sent, ``json_retries`` times, then the call fails with reason ``invalid JSON``;
 * cache: every reply that was paid for is stored in sqlite under (model, messages, params,
@@ -15,17 +18,20 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
+import random
 from dataclasses import dataclass, field
 from typing import Any
 
 import openai
 
-from speechsum_cli.console import warn
+from speechsum_cli.console import info, warn
 from speechsum_cli.errors import EXIT_NOTHING_USABLE, SpeechsumError
 from speechsum_cli.llm.cache import ResponseCache, cache_key
+from speechsum_cli.llm.concurrency import AdaptiveLimit, Outcome
 from speechsum_cli.llm.config import LLMConfig, endpoint_flag
 from speechsum_cli.llm.jsonout import InvalidJSON, parse_json
 from speechsum_cli.llm.prices import BudgetExceeded, Ledger, estimate_tokens, price_for
@@ -50,6 +56,14 @@ class EndpointUnreachable(LLMError):
 
     exit_code = EXIT_NOTHING_USABLE
 
+
+INITIAL_RETRY_DELAY = 0.5
+MAX_RETRY_DELAY = 8.0
+"""Backoff between retries: 0.5 s doubling up to 8 s, minus up to 25% jitter (the openai client's)."""
+MAX_RETRY_AFTER = 60.0
+"""A server's ``Retry-After`` is honoured up to this many seconds (longer: the backoff above)."""
+RETRYABLE_STATUS = (408, 409, 429)
+"""Retried like any 5xx; other 4xx are the request's own fault."""
 
 UNREACHABLE_LIMIT = 3
 """Calls that could not connect (after their retries), with no reply ever received from the
@@ -125,6 +139,7 @@ class LLMClient:
     """The endpoint has replied at least once (any HTTP status): connection errors are then bad luck."""
     _unreachable: int = field(init=False, default=0)
     """Calls that could not connect."""
+    _told_overload: bool = field(init=False, default=False)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -134,6 +149,7 @@ class LLMClient:
                  "(pass --price-in/--price-out or --prices FILE to set one).")
         self.ledger = Ledger(price=price, max_cost=cfg.max_cost, spent_before=self.spent_before)
         self._limiter = RateLimiter(cfg.rpm, cfg.tpm)
+        self.in_flight = AdaptiveLimit(cfg.concurrency, adaptive=cfg.adaptive_concurrency)
         if cfg.cache_dir is not None:
             self._cache = ResponseCache(cfg.cache_dir)
         check_credentials(cfg)
@@ -277,7 +293,7 @@ class LLMClient:
             cfg = self.config
             self._client = openai.AsyncOpenAI(
                 api_key=self._key or LOCAL_PLACEHOLDER_KEY, base_url=cfg.base_url,
-                max_retries=cfg.max_retries, timeout=cfg.timeout,
+                max_retries=0, timeout=cfg.timeout,  # retried in _post, each attempt in a slot
             )
         return self._client
 
@@ -334,37 +350,78 @@ class LLMClient:
         return text, tin, tout
 
     async def _post(self, path: str, body: dict[str, Any], cast_to: type) -> Any:
-        """POST through the openai client, mapping its errors to LLMError (stop) or _RowFailure."""
-        try:
-            # The client's generic post(): same retries/Retry-After/timeouts as chat.completions
-            # .create(), without its typed request transform and response models, which cost
-            # ~2 ms of CPU per call and capped throughput at high concurrency (benchmark).
-            reply = await self._openai().post(path, cast_to=cast_to, body=body)
+        """POST with retries; errors mapped to LLMError (stop the run) or _RowFailure (this call)."""
+        cfg = self.config
+        timeouts = others = 0
+        while True:
+            try:
+                return await self._attempt(path, body, cast_to)
+            except openai.APITimeoutError:
+                self._note_overload("time-outs")
+                if timeouts >= cfg.timeout_retries:
+                    raise _RowFailure(f"timeout: no reply within {cfg.timeout:g} s "
+                                      f"(after {cfg.timeout_retries} time-out retries)") from None
+                delay, timeouts = retry_delay(timeouts), timeouts + 1
+            except (openai.APIConnectionError, openai.APIStatusError) as exc:
+                status = getattr(exc, "status_code", None)
+                if status == 429:
+                    self._note_overload("HTTP 429")
+                if not retryable(status, getattr(exc, "response", None)) or others >= cfg.max_retries:
+                    raise self._failure(exc) from None
+                delay, others = retry_delay(others, getattr(exc, "response", None)), others + 1
+            except openai.APIError as exc:  # a reply the openai client could not read
+                raise self._failure(exc) from None
+            await asyncio.sleep(delay)
+
+    async def _attempt(self, path: str, body: dict[str, Any], cast_to: type) -> Any:
+        """One HTTP attempt in a slot of the adaptive limit, which learns from how it ended."""
+        async with self.in_flight.slot() as slot:
+            try:
+                # The client's generic post(): same timeouts as chat.completions.create(), without
+                # its typed request transform and response models, which cost ~2 ms of CPU per
+                # call and capped throughput at high concurrency (benchmark).
+                reply = await self._openai().post(path, cast_to=cast_to, body=body)
+            except openai.APITimeoutError:
+                slot.outcome = Outcome.timed_out
+                raise
+            except openai.APIStatusError as exc:
+                self._answered = True
+                slot.outcome = Outcome.rate_limited if exc.status_code == 429 else Outcome.other
+                raise
+            slot.outcome = Outcome.answered
             self._answered = True
             return reply
-        except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as exc:
-            raise LLMError(self.scrub(
-                f"{self.config.base_url or 'api.openai.com'} refused the request "
-                f"(HTTP {exc.status_code}: {_short(exc)}). Check the key in ${self.config.api_key_env}, "
-                f"{endpoint_flag(self.config.role, 'model')} '{self.config.model}' and "
-                f"{endpoint_flag(self.config.role, 'base_url')}."
-            )) from None
-        except openai.APITimeoutError:
-            raise _RowFailure(f"timeout: no reply within {self.config.timeout:g} s "
-                              f"(after {self.config.max_retries} retries)") from None
-        except openai.APIConnectionError as exc:
-            self._check_reachable(exc)
-            raise _RowFailure(f"connection error: {_short(exc)} (after {self.config.max_retries} retries)") from None
-        except openai.RateLimitError as exc:
-            self._answered = True
-            raise _RowFailure(f"HTTP 429 rate limited: {_short(exc)} (after {self.config.max_retries} retries)") from None
-        except openai.APIStatusError as exc:
-            self._answered = True
-            retried = f" (after {self.config.max_retries} retries)" if exc.status_code >= 500 else ""
-            raise _RowFailure(f"HTTP {exc.status_code}: {_short(exc)}{retried}") from None
-        except openai.APIError as exc:
-            raise _RowFailure(f"bad response: {_short(exc)}") from None
 
+    def _note_overload(self, signal: str) -> None:
+        """Say once, on stderr, that the endpoint is overloaded and the requests in flight were lowered."""
+        limit = self.in_flight
+        if self._told_overload or not limit.adaptive or limit.decreases == 0:
+            return
+        self._told_overload = True
+        info(f"{self.config.base_url or 'api.openai.com'} is overloaded ({signal}): requests in flight "
+             f"lowered from {limit.ceiling} to {limit.allowed}; they grow back while it keeps up "
+             f"({endpoint_flag(self.config.role, 'concurrency')} {limit.ceiling} is the ceiling).")
+
+    def _failure(self, exc: Exception) -> Exception:
+        """The error a failed call ends with: LLMError for refusals that fail every row, else _RowFailure."""
+        cfg = self.config
+        retried = f" (after {cfg.max_retries} retries)"
+        if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)):
+            return LLMError(self.scrub(
+                f"{cfg.base_url or 'api.openai.com'} refused the request "
+                f"(HTTP {exc.status_code}: {_short(exc)}). Check the key in ${cfg.api_key_env}, "
+                f"{endpoint_flag(cfg.role, 'model')} '{cfg.model}' and "
+                f"{endpoint_flag(cfg.role, 'base_url')}."
+            ))
+        if isinstance(exc, openai.APIConnectionError):
+            self._check_reachable(exc)
+            return _RowFailure(f"connection error: {_short(exc)}{retried}")
+        if isinstance(exc, openai.RateLimitError):
+            return _RowFailure(f"HTTP 429 rate limited: {_short(exc)}{retried}")
+        if isinstance(exc, openai.APIStatusError):
+            again = retryable(exc.status_code, exc.response)
+            return _RowFailure(f"HTTP {exc.status_code}: {_short(exc)}{retried if again else ''}")
+        return _RowFailure(f"bad response: {_short(exc)}")
 
     def _check_reachable(self, exc: BaseException) -> None:
         """Stop the run (:class:`EndpointUnreachable`) once ``UNREACHABLE_LIMIT`` calls could not
@@ -380,6 +437,28 @@ class LLMClient:
             f"so no more are sent. Start the server or fix {endpoint_flag(cfg.role, 'base_url')}, then run "
             "the same command again."
         )) from None
+
+
+def retryable(status: int | None, response: Any = None) -> bool:
+    """Whether a failed attempt is worth another: the server's ``x-should-retry`` if it sent one,
+    else no reply at all (None), 408/409/429 or a 5xx (the openai client's rule)."""
+    said = (getattr(response, "headers", None) or {}).get("x-should-retry")
+    if said in ("true", "false"):
+        return said == "true"
+    return status is None or status in RETRYABLE_STATUS or status >= 500
+
+
+def retry_delay(retry: int, response: Any = None) -> float:
+    """Seconds before retry number ``retry`` (0-based): the server's Retry-After, else the backoff."""
+    headers = getattr(response, "headers", None) or {}
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        try:
+            after = float(headers.get(name)) / scale
+        except (TypeError, ValueError):
+            continue
+        if 0 < after <= MAX_RETRY_AFTER:
+            return after
+    return min(INITIAL_RETRY_DELAY * 2.0 ** min(retry, 16), MAX_RETRY_DELAY) * (1 - 0.25 * random.random())
 
 
 class _RowFailure(Exception):

@@ -37,14 +37,21 @@ class LLMConfig:
     api_key_env: str = DEFAULT_API_KEY_ENV
     """Name of the environment variable that holds the key (the name is recorded, never the key)."""
     concurrency: int = 8
-    """Requests in flight at once."""
+    """Most requests in flight at once: the ceiling of the adaptive limit (see ``adaptive_concurrency``)."""
+    adaptive_concurrency: bool = True
+    """Halve the requests in flight on time-outs and HTTP 429s and grow them back by one per
+    window of answers, up to ``concurrency`` (AIMD, :mod:`speechsum_cli.llm.concurrency`);
+    False keeps ``concurrency`` in flight whatever the server says (the benchmark's baseline)."""
     rpm: int | None = None
     """Requests per minute limit (None = unlimited)."""
     tpm: int | None = None
     """Tokens per minute limit, estimated from prompt length + max_tokens (None = unlimited)."""
     max_retries: int = 5
-    """HTTP retries per request on 429/5xx/timeouts/connection errors (exponential backoff with
-    jitter, honouring Retry-After: the openai client's own mechanism); then the row fails."""
+    """HTTP retries per request on 408/409/429/5xx and connection errors (exponential backoff with
+    jitter, honouring Retry-After, as the openai client does); then the row fails."""
+    timeout_retries: int = 3
+    """Retries per request after a time-out, a budget of their own: a time-out costs ``timeout``
+    seconds and means the server is saturated (the limit halves), not that the request is bad."""
     json_retries: int = 2
     """Extra attempts when the reply is not valid JSON for the schema (a repair turn each)."""
     timeout: float = 120.0

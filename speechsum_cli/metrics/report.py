@@ -102,6 +102,7 @@ def judge_section(config: Any, systems: list[Any], judged: Any) -> dict[str, Any
         "cache_hits": judged.cache_hits,
         "cost_usd": round(judged.cost_usd, 6),
         "stopped_by_budget": judged.stopped_by_budget,
+        "concurrency": judged.batch.concurrency,
         "failed": {s.name: failed.get(s.name, 0) for s in systems},
         "failure_reasons": sorted(set(judged.failed.values()))[:20],
     }

@@ -350,7 +350,7 @@ def run(config: PairsConfig) -> PairsResult:
         llm_usage = {} if batch is None else {
             "requests": batch.requests, "cache_hits": batch.cache_hits, "input_tokens": batch.input_tokens,
             "output_tokens": batch.output_tokens, "cost_usd": round(batch.cost_usd, 6),
-            "stopped_by_budget": batch.stopped_by_budget,
+            "stopped_by_budget": batch.stopped_by_budget, "concurrency": batch.concurrency,
             "failure_reasons": sorted(set(batch.failed.values()))[:20],
         }
         inputs = [config.data, config.model] + ([config.teacher] if config.teacher else [])

@@ -317,6 +317,7 @@ def run(config: SynthConfig) -> SynthResult:
         client.close()
     counts = state.counts(requested=plan.n, skipped_missing=len(missing), corpus=len(ids))
     usage: dict[str, Any] = dict(state.usage)
+    usage["concurrency"] = client.in_flight.record()  # this run's requests in flight (AIMD)
     if _remote_tts_model(config.tts) and stopped is None:
         tts_usage, tts_failed, stopped = _speak_remote(config, ds, work, state.usage["cost_usd"])
         usage["tts"] = tts_usage
