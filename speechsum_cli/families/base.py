@@ -129,6 +129,16 @@ class AudioFamily(ABC):
     ) -> AudioFeatures:
         """Model audio inputs for ``waveforms`` (each at most one window) and token counts."""
 
+    @abstractmethod
+    def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
+        """Audio embeddings the model's own audio path makes of each clip in ``features`` (the
+        tensors :meth:`audio_features` returned): the placeholders each clip must expand to.
+
+        Computed by running (or asking) the model, never from the feature extractor's lengths, so
+        the conformance suite (tests/test_family_conformance.py) can hold :meth:`audio_features`'
+        ``num_tokens`` against it.
+        """
+
     # --- text ------------------------------------------------------------------------------
     @abstractmethod
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
