@@ -10,6 +10,7 @@ from typing import Any
 
 from speechsum_cli.errors import ModelError, UnsupportedFamilyError
 from speechsum_cli.families import compression
+from speechsum_cli.families.audioflamingo3 import AudioFlamingo3Family
 from speechsum_cli.families.base import AudioFamily, AudioFeatures, Batch, Prompt
 from speechsum_cli.families.model import (
     GenerationSettings,
@@ -35,7 +36,10 @@ from speechsum_cli.families.voxtral import VoxtralFamily
 
 FAMILIES: dict[str, AudioFamily] = {
     family.model_type: family
-    for family in (Qwen2AudioFamily(), Phi4MultimodalFamily(), VoxtralFamily(), Qwen2_5OmniFamily())
+    for family in (
+        Qwen2AudioFamily(), Phi4MultimodalFamily(), VoxtralFamily(), Qwen2_5OmniFamily(),
+        AudioFlamingo3Family(),
+    )
 }
 """Every audio family, by its main ``model_type``: adding a family = writing its adapter and
 listing it here (tests/test_family_conformance.py then holds it to the shared contract)."""
