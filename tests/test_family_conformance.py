@@ -224,6 +224,17 @@ def test_lora_wraps_language_model_modules_only_and_the_encoder_stays_frozen(fre
     assert groups["LoRA"].trainable > 0
 
 
+@pytest.mark.parametrize("how", ["full", "lora + encoder", "full + encoder"])
+def test_the_encoder_trains_only_when_asked_and_the_projector_always(fresh, how):
+    train = TrainSettings(full=how.startswith("full"), train_encoder=how.endswith("encoder"))
+    lm = fresh()
+    groups = group_table(parameter_groups(prepare_model(lm.model, lm.family, train, "tiny"), lm.family))
+    encoder = groups["encoder"]
+    assert encoder.trainable == (encoder.total if train.train_encoder else 0)
+    assert groups["projector"].trainable == groups["projector"].total > 0
+    assert groups["language model"].trainable == (groups["language model"].total if train.full else 0)
+
+
 # --- generation --------------------------------------------------------------------------------
 
 
