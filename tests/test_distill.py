@@ -11,6 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from speechsum_cli.app import app
+from speechsum_cli.families import FAMILIES
 from speechsum_cli.stages.distill_losses import (
     chunked_divergence,
     completion_mask,
@@ -499,3 +500,57 @@ def test_teacher_template_errors_surface_before_training(student, teacher, data,
     assert result.exit_code == 1
     text = " ".join(result.output.split())
     assert "System role not supported" in text and "drop --teacher-system" in text
+
+
+# --- every family distills from a text teacher of its own vocabulary ----------------------------
+
+
+@pytest.fixture(scope="module")
+def own_teacher(tiny_models, tmp_path_factory):
+    """``own_teacher(model_type)``: the natural text teacher of a family's tiny student — the
+    checkpoint itself where transformers also loads it as a causal LM (Gemma 4 reads text alone),
+    else a tiny opinionated causal LM with the student's tokenizer (its LM's text-only sibling)."""
+    from transformers import AutoTokenizer, GenerationConfig, LlamaConfig, LlamaForCausalLM
+
+    from speechsum_cli.families.text import is_causal_lm_type
+    from speechsum_cli.families.tiny import seed_everything
+
+    built: dict[str, Path] = {}
+
+    def build(model_type: str) -> Path:
+        student = tiny_models(model_type)
+        if is_causal_lm_type(model_type):
+            return student
+        if model_type not in built:
+            out = tmp_path_factory.mktemp(f"teacher-{model_type}")
+            tok = AutoTokenizer.from_pretrained(student)
+            pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+            config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                                 eos_token_id=tok.eos_token_id, pad_token_id=pad, initializer_range=0.2)
+            seed_everything(3)
+            model = LlamaForCausalLM(config)
+            model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=pad)
+            model.save_pretrained(out)
+            tok.save_pretrained(out)
+            built[model_type] = out
+        return built[model_type]
+
+    return build
+
+
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+def test_every_family_distills_from_a_teacher_of_its_vocabulary(model_type, tiny_models, own_teacher, data, tmp_path):
+    from transformers import AutoTokenizer
+
+    student, teacher = tiny_models(model_type), own_teacher(model_type)
+    out = tmp_path / "kd"
+    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher), "--out", str(out),
+                     "--max-steps", "2", "--lr", "1e-2", "--max-new-tokens", "4", "--seed", "0")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "speechsum.json").read_text())
+    assert manifest["teacher"]["source"] == str(teacher)
+    assert manifest["teacher"]["shared_vocabulary"] == len(AutoTokenizer.from_pretrained(student))
+    assert manifest["counts"]["samples_drawn"] == 2 * 2
+    lora_b = [v for k, v in adapter_state(out).items() if "lora_B" in k]
+    assert lora_b and any(v.abs().max() > 0 for v in lora_b)

@@ -8,6 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from speechsum_cli.app import app
+from speechsum_cli.families import FAMILIES
 from speechsum_cli.metrics.aggregate import Estimate, best_systems, bootstrap
 from tests.conftest import espeak
 
@@ -97,8 +98,9 @@ def test_two_prediction_files_side_by_side(test_set, tmp_path):
     assert "style compliance" in result.stdout
 
 
-def test_checkpoint_and_predictions_file_with_wer_and_speed(test_set, tmp_path, tiny_models):
-    model = str(tiny_models("qwen2_audio"))
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+def test_checkpoint_and_predictions_file_with_wer_and_speed(model_type, test_set, tmp_path, tiny_models):
+    model = str(tiny_models(model_type))
     out = tmp_path / "report"
     result = run_eval("--data", str(test_set), "--model", model, "--predictions",
                       str(predictions(tmp_path / "good.jsonl", FAITHFUL)), "--name", "tiny", "--name", "cascade",

@@ -9,6 +9,7 @@ from datasets import load_from_disk
 from typer.testing import CliRunner
 
 from speechsum_cli.app import app
+from speechsum_cli.families import FAMILIES
 from speechsum_cli.metrics.preference import rank_offline, resolve_pairwise, tournament
 from speechsum_cli.stages.pairs import STUDENT, TEACHER, add_teacher_answers
 from tests.conftest import espeak, speech_of_duration
@@ -73,9 +74,10 @@ def test_tournament_over_consistent_outcomes():
 
 # --- end to end -----------------------------------------------------------------------------
 
-def test_offline_pairs_end_to_end(prompts, tiny_models, tmp_path):
+@pytest.mark.parametrize("model_type", sorted(FAMILIES))
+def test_offline_pairs_end_to_end(model_type, prompts, tiny_models, tmp_path):
     out = tmp_path / "pairs"
-    result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(prompts), "--out", str(out),
+    result = run_pairs("--model", str(tiny_models(model_type)), "--data", str(prompts), "--out", str(out),
                        "--judge", "offline", "--k", "3", "--json")
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)

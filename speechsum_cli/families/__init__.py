@@ -10,7 +10,9 @@ from typing import Any
 
 from speechsum_cli.errors import ModelError, UnsupportedFamilyError
 from speechsum_cli.families import compression
+from speechsum_cli.families.audioflamingo3 import AudioFlamingo3Family
 from speechsum_cli.families.base import AudioFamily, AudioFeatures, Batch, Prompt
+from speechsum_cli.families.gemma4 import Gemma4Family
 from speechsum_cli.families.model import (
     GenerationSettings,
     SpeechLM,
@@ -22,6 +24,7 @@ from speechsum_cli.families.model import (
     resolve_source,
 )
 from speechsum_cli.families.phi4_multimodal import Phi4MultimodalFamily
+from speechsum_cli.families.qwen2_5_omni import Qwen2_5OmniFamily
 from speechsum_cli.families.qwen2_audio import Qwen2AudioFamily
 from speechsum_cli.families.text import (
     TEXT_FAMILY,
@@ -34,8 +37,19 @@ from speechsum_cli.families.voxtral import VoxtralFamily
 
 FAMILIES: dict[str, AudioFamily] = {
     family.model_type: family
-    for family in (Qwen2AudioFamily(), Phi4MultimodalFamily(), VoxtralFamily())
+    for family in (
+        Qwen2AudioFamily(), Phi4MultimodalFamily(), VoxtralFamily(), Qwen2_5OmniFamily(),
+        AudioFlamingo3Family(), Gemma4Family(),
+    )
 }
+"""Every audio family, by its main ``model_type``: adding a family = writing its adapter and
+listing it here (tests/test_family_conformance.py then holds it to the shared contract)."""
+
+ALSO_KNOWN_AS: dict[str, AudioFamily] = {
+    other: family for family in FAMILIES.values() for other in family.also_model_types
+}
+"""Further model_types of a family's checkpoints (a trained Qwen2.5-Omni thinker saves as
+``qwen2_5_omni_thinker``)."""
 
 __all__ = [
     "FAMILIES",
@@ -65,7 +79,7 @@ KNOWN_FORMATS = {
 def get_family(model_type: str) -> AudioFamily:
     """The family for ``model_type``; an error lists the supported ones."""
     try:
-        return FAMILIES[model_type]
+        return FAMILIES.get(model_type) or ALSO_KNOWN_AS[model_type]
     except KeyError:
         hint = KNOWN_FORMATS.get(model_type, "Pick a checkpoint of one of these families.")
         raise UnsupportedFamilyError(
@@ -82,7 +96,8 @@ def is_text_lm(source: str) -> bool:
         model_type = read_model_type(resolve_source(source))
     except ModelError:
         return False
-    return model_type not in FAMILIES and is_causal_lm_type(model_type)
+    is_audio = model_type in FAMILIES or model_type in ALSO_KNOWN_AS
+    return not is_audio and is_causal_lm_type(model_type)
 
 
 def adapter_chain(source: str) -> tuple[str, list[str]]:

@@ -87,6 +87,9 @@ class AudioFamily(ABC):
 
     model_type: ClassVar[str]
     """``config.model_type`` of the checkpoints this family handles."""
+    also_model_types: ClassVar[tuple[str, ...]] = ()
+    """Further ``config.model_type`` values of the same checkpoints (e.g. the thinker a full
+    omni checkpoint saves as once trained)."""
     audio_placeholder: ClassVar[str]
     """The token the chat template emits once per audio and :meth:`encode` repeats."""
     lora_targets: ClassVar[tuple[str, ...]]
@@ -96,7 +99,8 @@ class AudioFamily(ABC):
     audio_encoder_prefixes: ClassVar[tuple[str, ...]]
     """Module path prefixes of the audio encoder (frozen by default)."""
     projector_prefixes: ClassVar[tuple[str, ...]]
-    """Module path prefixes of the audio projector (trainable by default)."""
+    """Module path prefixes of the audio projector (trainable by default). A projector may sit
+    inside the encoder's module (Qwen2.5-Omni's ``audio_tower.proj``): it still counts as projector."""
     encoder_output_per_window: ClassVar[bool] = False
     """Whether the encoder's output for one clip depends only on that clip (every clip padded to
     one fixed window), so the feature cache may store it per clip."""
@@ -128,6 +132,16 @@ class AudioFamily(ABC):
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
     ) -> AudioFeatures:
         """Model audio inputs for ``waveforms`` (each at most one window) and token counts."""
+
+    @abstractmethod
+    def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
+        """Audio embeddings the model's own audio path makes of each clip in ``features`` (the
+        tensors :meth:`audio_features` returned): the placeholders each clip must expand to.
+
+        Computed by running (or asking) the model, never from the feature extractor's lengths, so
+        the conformance suite (tests/test_family_conformance.py) can hold :meth:`audio_features`'
+        ``num_tokens`` against it.
+        """
 
     # --- text ------------------------------------------------------------------------------
     @abstractmethod

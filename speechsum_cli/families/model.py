@@ -271,6 +271,15 @@ class SpeechLM:
 
         batch = self.encode(prompts, padding_side="left")
         inputs = self.to_model(batch.inputs)
+        with torch.inference_mode():
+            output = self.model.generate(**inputs, **self.generation_kwargs(settings))
+        new_tokens = output[:, inputs["input_ids"].shape[1] :]
+        texts = [text.strip() for text in self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+        return texts, batch
+
+    def generation_kwargs(self, settings: GenerationSettings) -> dict[str, Any]:
+        """``model.generate`` keywords for ``settings``: audio placeholders suppressed (a model
+        that emitted one would make the next forward fail or hear nothing), stop and pad ids."""
         tok = self.tokenizer
         sampling = settings.temperature > 0
         kwargs: dict[str, Any] = {
@@ -284,8 +293,4 @@ class SpeechLM:
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        with torch.inference_mode():
-            output = self.model.generate(**inputs, **kwargs)
-        new_tokens = output[:, inputs["input_ids"].shape[1] :]
-        texts = [text.strip() for text in tok.batch_decode(new_tokens, skip_special_tokens=True)]
-        return texts, batch
+        return kwargs

@@ -225,6 +225,18 @@ class Phi4MultimodalFamily(AudioFamily):
             tensors["audio_attention_mask"] = out["audio_attention_mask"]
         return AudioFeatures(tensors, [int(n) for n in out["audio_embed_sizes"]])
 
+    def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
+        """Frames the speech encoder outputs for each clip alone, on its own valid frames (the
+        model keeps ``audio_embed_sizes[i]`` of them: fewer would drop audio, more cannot fit)."""
+        import torch
+
+        encoder = model.get_submodule(self.audio_encoder_prefixes[0])
+        clips = features["audio_input_features"]
+        mask = features.get("audio_attention_mask")
+        frames = mask.sum(-1).tolist() if mask is not None else [clips.shape[1]] * clips.shape[0]
+        with torch.inference_mode():
+            return [int(encoder(clips[i : i + 1, : int(n)], None).shape[1]) for i, n in enumerate(frames)]
+
     def _check_audio_token(self, processor: Any, model_config: Any) -> None:
         tok = self.tokenizer(processor)
         token_id = tok.convert_tokens_to_ids(AUDIO_TOKEN)

@@ -119,6 +119,18 @@ class Qwen2AudioFamily(AudioFamily):
             [output_tokens(int(n)) for n in lengths],
         )
 
+    def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
+        """The rows of the projector's output the forward keeps per clip: its own output lengths
+        of the feature mask, bounded by what the tower really made."""
+        import torch
+
+        tower = model.get_submodule(self.audio_encoder_prefixes[0])
+        mask = features["feature_attention_mask"]
+        _, kept = tower._get_feat_extract_output_lengths(mask.sum(-1))
+        with torch.inference_mode():
+            made = self.encoder_states(model, features).shape[1]
+        return [min(int(n), made) for n in kept]
+
     def encoder_states(self, model: Any, features: dict[str, Any]) -> Any:
         """The tower's pooled output under the padding mask Qwen2-Audio's forward builds."""
         import torch

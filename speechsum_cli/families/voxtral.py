@@ -299,6 +299,17 @@ class VoxtralFamily(AudioFamily):
         n_tokens = tokens_per_window(audio_config)
         return AudioFeatures({"input_features": features}, [n_tokens] * len(waveforms))
 
+    def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
+        """Rows of ``get_audio_features`` for each clip alone (it flattens a batch of clips)."""
+        import torch
+
+        clips = features["input_features"]
+        with torch.inference_mode():
+            return [
+                int(model.get_audio_features(clips[i : i + 1]).pooler_output.shape[0])
+                for i in range(clips.shape[0])
+            ]
+
     def encoder_states(self, model: Any, features: dict[str, Any]) -> Any:
         tower = model.get_submodule(self.audio_encoder_prefixes[0])
         return tower(features["input_features"], return_dict=True).last_hidden_state

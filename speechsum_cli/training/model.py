@@ -43,10 +43,10 @@ def grouped_parameters(model: Any, family: Any) -> Iterator[tuple[str, Any]]:
         bare = name.removeprefix("base_model.model.").replace(".modules_to_save.default", "")
         if "lora_" in bare:
             yield "LoRA", param
+        elif _under(bare, family.projector_prefixes):  # before the encoder: it may sit inside it
+            yield "projector", param
         elif _under(bare, family.audio_encoder_prefixes):
             yield "encoder", param
-        elif _under(bare, family.projector_prefixes):
-            yield "projector", param
         elif _under(bare, (family.language_model_prefix,)):
             yield "language model", param
         else:
@@ -63,11 +63,19 @@ def parameter_groups(model: Any, family: Any) -> list[ParameterGroup]:
     return list(groups.values())
 
 
+def modules_to_save(family: Any, *, train_encoder: bool) -> list[str]:
+    """Modules trained in full beside LoRA: the projector (and the encoder when asked), none
+    inside another (an encoder trained in full already holds a projector nested in it)."""
+    prefixes = list(family.projector_prefixes) + (list(family.audio_encoder_prefixes) if train_encoder else [])
+    return [p for p in prefixes if not any(p != q and _under(p, (q,)) for q in prefixes)]
+
+
 def prepare_model(model: Any, family: Any, train: TrainSettings, base_source: str) -> Any:
     """Freeze/unfreeze per the config and wrap with LoRA; fail if LoRA matched nothing."""
     if train.full:
         for name, param in model.named_parameters():
-            param.requires_grad = train.train_encoder or not _under(name, family.audio_encoder_prefixes)
+            param.requires_grad = (train.train_encoder or _under(name, family.projector_prefixes)
+                                   or not _under(name, family.audio_encoder_prefixes))
         return model
     import torch
     from peft import LoraConfig, get_peft_model
@@ -86,7 +94,7 @@ def prepare_model(model: Any, family: Any, train: TrainSettings, base_source: st
             f"nothing there. Linear layers it has: {', '.join(lm_names) or 'none'}. Pass "
             "--lora-targets with some of those names."
         )
-    save = list(family.projector_prefixes) + (list(family.audio_encoder_prefixes) if train.train_encoder else [])
+    save = modules_to_save(family, train_encoder=train.train_encoder)
     config = LoraConfig(
         r=train.lora_r, lora_alpha=train.lora_alpha, lora_dropout=train.lora_dropout,
         target_modules=pattern, modules_to_save=save, task_type="CAUSAL_LM",

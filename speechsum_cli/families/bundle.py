@@ -1,0 +1,41 @@
+"""A processor of tokenizer + feature extractor + chat template: all audio-and-text prompting
+needs, for families whose stock processor also insists on image/video processors (which need
+torchvision, not loadable beside a CPU torch)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+@dataclass
+class AudioTextProcessor:
+    """The audio + text half of a multimodal processor; saves like one."""
+
+    tokenizer: Any
+    feature_extractor: Any
+    chat_template: str | None = None
+
+    def save_pretrained(self, save_directory: str | Path) -> None:
+        """Write the tokenizer (chat template included) and ``preprocessor_config.json``."""
+        save_directory = Path(save_directory)
+        save_directory.mkdir(parents=True, exist_ok=True)
+        if self.chat_template:
+            self.tokenizer.chat_template = self.chat_template
+        self.tokenizer.save_pretrained(save_directory)
+        self.feature_extractor.save_pretrained(save_directory)
+
+
+def load_feature_extractor(source: str, feature_extractor_class: Any) -> Any:
+    """``feature_extractor_class`` from ``source``'s ``preprocessor_config.json`` (a released
+    checkpoint's also describes its image processor: those keys are ignored)."""
+    from speechsum_cli.errors import ModelError
+
+    try:
+        return feature_extractor_class.from_pretrained(source)
+    except OSError:
+        raise ModelError(
+            f"'{source}' has no preprocessor_config.json for its {feature_extractor_class.__name__}"
+            "; pass the checkpoint directory as released (or as a speechsum stage wrote it)."
+        ) from None

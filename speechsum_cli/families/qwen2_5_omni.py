@@ -1,0 +1,231 @@
+"""Qwen2.5-Omni, the thinker only (``model_type: qwen2_5_omni``; a saved thinker is
+``qwen2_5_omni_thinker``): Whisper-style audio encoder (chunked attention, pooling and projection
+inside the tower) + Qwen2.5 LM. Text out; the talker and token2wav are never loaded.
+
+* ``Qwen2_5OmniThinkerForConditionalGeneration`` loads a released checkpoint's ``thinker.*``
+  weights (transformers drops the prefix) from the full model's ``thinker_config``.
+* ``Qwen2_5OmniProcessor`` needs image and video processors (torchvision): we keep its audio half
+  (:class:`~speechsum_cli.families.bundle.AudioTextProcessor`) and expand ``<|AUDIO|>`` the way it
+  does — every clip padded to the feature extractor's ``n_samples`` (its only padding mode), one
+  placeholder per output of ``_get_feat_extract_output_lengths`` of the valid mel frames: 25 per
+  second (100 mel frames/s, a stride-2 conv, a stride-2 pool).
+* The encoder attends within ``2 * n_window`` mel-frame chunks (2 s), so it takes a clip of any
+  length; the window is what the checkpoint's feature extractor takes (``n_samples``: 30 s for
+  Whisper's default) — the stock processor truncates longer audio silently, we refuse it and
+  callers window it.
+* The audio projection (``audio_tower.proj``) sits inside the tower: it is the projector group
+  (trainable), the rest of the tower the encoder (frozen).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from speechsum_cli.errors import ModelError
+from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, messages_for
+from speechsum_cli.families.bundle import AudioTextProcessor, load_feature_extractor
+
+AUDIO_TOKEN = "<|AUDIO|>"
+AUDIO_BOS, AUDIO_EOS = "<|audio_bos|>", "<|audio_eos|>"
+VISION_TOKENS = ("<|vision_bos|>", "<|vision_eos|>", "<|IMAGE|>", "<|VIDEO|>")
+END_OF_TURN = "<|im_end|>"
+END_OF_TEXT = "<|endoftext|>"
+THINKER_MODEL_TYPE = "qwen2_5_omni_thinker"
+
+DEFAULT_SYSTEM = (
+    "You are Qwen, a virtual human developed by the Qwen Team, Alibaba Group, capable of "
+    "perceiving auditory and visual inputs, as well as generating text and speech."
+)
+"""The system prompt Qwen2.5-Omni's model card uses; the template's default."""
+
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if loop.first and message['role'] != 'system' %}<|im_start|>system\n"
+    + DEFAULT_SYSTEM
+    + "<|im_end|>\n{% endif %}"
+    "<|im_start|>{{ message['role'] }}\n"
+    "{% if message['content'] is string %}{{ message['content'] }}<|im_end|>\n"
+    "{% else %}{% for content in message['content'] %}"
+    "{% if content['type'] == 'audio' %}<|audio_bos|><|AUDIO|><|audio_eos|>"
+    "{% elif content['type'] == 'text' %}{{ content['text'] }}{% endif %}{% endfor %}<|im_end|>\n"
+    "{% endif %}{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+)
+"""Qwen2.5-Omni's ChatML with audio as ``<|audio_bos|><|AUDIO|><|audio_eos|>`` (for tiny
+checkpoints and tokenizers saved without a template; released ones ship their own)."""
+
+MIN_FEATURE_FRAMES = 4
+"""Shortest mel length that still yields one audio token after the conv and the pool."""
+
+
+def output_tokens(feature_frames: int) -> int:
+    """Audio embeddings the tower makes of ``feature_frames`` mel frames (its own formula)."""
+    after_conv = (feature_frames - 1) // 2 + 1
+    return (after_conv - 2) // 2 + 1
+
+
+class Qwen2_5OmniFamily(AudioFamily):
+    model_type = "qwen2_5_omni"
+    also_model_types = (THINKER_MODEL_TYPE,)
+    audio_placeholder = AUDIO_TOKEN
+    lora_targets = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+    language_model_prefix = "model.language_model"
+    audio_encoder_prefixes = ("model.audio_tower",)
+    projector_prefixes = ("model.audio_tower.proj",)
+
+    # --- loading ---------------------------------------------------------------------------
+    def model_class(self) -> type:
+        from transformers import Qwen2_5OmniThinkerForConditionalGeneration
+
+        return Qwen2_5OmniThinkerForConditionalGeneration
+
+    def load_model(self, source: str, *, dtype: Any, device: str) -> Any:
+        """The thinker alone: from a saved thinker, or the ``thinker.*`` weights of a full
+        Qwen2.5-Omni checkpoint (its talker and token2wav are skipped, never built)."""
+        from transformers import AutoConfig
+
+        config = AutoConfig.from_pretrained(source)
+        config = getattr(config, "thinker_config", config)
+        model = self.model_class().from_pretrained(source, config=config, dtype=dtype)
+        return model.to(device).eval()
+
+    def load_processor(self, source: str) -> Any:
+        from transformers import AutoTokenizer, WhisperFeatureExtractor
+
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        missing = [t for t in (AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS) if t not in tokenizer.get_vocab()]
+        if missing:
+            raise ModelError(
+                f"the tokenizer of '{source}' lacks the Qwen2.5-Omni audio tokens "
+                f"{', '.join(missing)}; is it a Qwen2.5-Omni checkpoint? Pass its directory "
+                "(config.json, tokenizer and preprocessor_config.json together)."
+            )
+        feature_extractor = load_feature_extractor(source, WhisperFeatureExtractor)
+        return AudioTextProcessor(tokenizer, feature_extractor, tokenizer.chat_template or CHAT_TEMPLATE)
+
+    # --- audio -----------------------------------------------------------------------------
+    def sampling_rate(self, processor: Any) -> int:
+        return int(processor.feature_extractor.sampling_rate)
+
+    def window_seconds(self, model_config: Any, processor: Any) -> float:
+        fe = processor.feature_extractor
+        return fe.n_samples / fe.sampling_rate
+
+    def audio_features(
+        self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
+    ) -> AudioFeatures:
+        self._check_audio_token(processor, model_config)
+        fe = processor.feature_extractor
+        too_long = [len(w) for w in waveforms if len(w) > fe.n_samples]
+        if too_long:
+            raise ValueError(
+                f"audio of {max(too_long) / fe.sampling_rate:.1f} s exceeds the "
+                f"{fe.n_samples / fe.sampling_rate:g} s window; chunk it first"
+            )
+        out = fe(
+            [np.asarray(w, dtype=np.float32) for w in waveforms],
+            sampling_rate=fe.sampling_rate,
+            padding="max_length",  # as Qwen2_5OmniProcessor: every clip one padded window
+            return_attention_mask=True,
+            return_tensors="pt",
+        )
+        mask = out["attention_mask"]
+        # A clip shorter than a few frames would get zero tokens: count padding frames in.
+        lengths = mask.sum(-1).clamp(min=MIN_FEATURE_FRAMES)
+        for row, length in enumerate(lengths.tolist()):
+            mask[row, :length] = 1
+        return AudioFeatures(
+            {"input_features": out["input_features"], "feature_attention_mask": mask},
+            [output_tokens(int(n)) for n in lengths],
+        )
+
+    def _check_audio_token(self, processor: Any, model_config: Any) -> None:
+        token_id = self.tokenizer(processor).convert_tokens_to_ids(AUDIO_TOKEN)
+        if token_id != model_config.audio_token_id:
+            raise ModelError(
+                f"the tokenizer maps {AUDIO_TOKEN} to id {token_id} but the model's "
+                f"audio_token_id is {model_config.audio_token_id}; the processor does not belong "
+                "to this model."
+            )
+
+    def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
+        """Rows of the thinker's ``get_audio_features`` for each clip alone."""
+        import torch
+
+        clips, mask = features["input_features"], features["feature_attention_mask"]
+        with torch.inference_mode():
+            return [
+                int(model.get_audio_features(clips[i : i + 1], mask[i : i + 1]).last_hidden_state.shape[0])
+                for i in range(clips.shape[0])
+            ]
+
+    # --- text ------------------------------------------------------------------------------
+    def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
+        tok = self.tokenizer(processor)
+        template = getattr(processor, "chat_template", None) or tok.chat_template or CHAT_TEMPLATE
+        return tok.apply_chat_template(
+            messages_for(prompt, with_answer=with_answer),
+            chat_template=template,
+            tokenize=False,
+            add_generation_prompt=not with_answer,
+        )
+
+    def placeholder_token_ids(self, processor: Any) -> list[int]:
+        tok = self.tokenizer(processor)
+        vocab = tok.get_vocab()
+        return [vocab[t] for t in (AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS, *VISION_TOKENS) if t in vocab]
+
+    # --- tests -----------------------------------------------------------------------------
+    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+        from transformers import (
+            GenerationConfig,
+            Qwen2_5OmniThinkerConfig,
+            Qwen2_5OmniThinkerForConditionalGeneration,
+            WhisperFeatureExtractor,
+        )
+
+        from speechsum_cli.families.tiny import seed_everything, tiny_tokenizer
+
+        if window_seconds != int(window_seconds) or window_seconds <= 0:
+            raise ValueError(f"tiny Qwen2.5-Omni windows are whole seconds, got {window_seconds}")
+        specials = [END_OF_TEXT, "<|im_start|>", END_OF_TURN, AUDIO_BOS, AUDIO_TOKEN, AUDIO_EOS, *VISION_TOKENS]
+        tok = tiny_tokenizer(specials, chat_template=CHAT_TEMPLATE, eos_token=END_OF_TURN, pad_token=END_OF_TEXT)
+        mel_bins, hidden = 128, 32
+        fe = WhisperFeatureExtractor(feature_size=mel_bins, chunk_length=int(window_seconds))
+        ids = dict(zip(specials, tok.convert_tokens_to_ids(specials)))
+        config = Qwen2_5OmniThinkerConfig(
+            audio_config={
+                "d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2,
+                "encoder_ffn_dim": 64, "num_mel_bins": mel_bins, "n_window": 100,
+                "output_dim": hidden,
+            },
+            vision_config={
+                "depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2,
+                "out_hidden_size": hidden, "fullatt_block_indexes": [0],
+            },
+            text_config={
+                "hidden_size": hidden, "intermediate_size": 64, "num_hidden_layers": 2,
+                "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": len(tok),
+                "max_position_embeddings": 4096, "tie_word_embeddings": False,
+                "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
+                "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+            },
+            audio_token_index=ids[AUDIO_TOKEN],
+            image_token_index=ids["<|IMAGE|>"],
+            video_token_index=ids["<|VIDEO|>"],
+            audio_start_token_id=ids[AUDIO_BOS],
+            audio_end_token_id=ids[AUDIO_EOS],
+            # not a declared field, but the rope index reads it (released configs carry it)
+            vision_start_token_id=ids["<|vision_bos|>"],
+            vision_end_token_id=ids["<|vision_eos|>"],
+        )
+        seed_everything(seed)
+        model = Qwen2_5OmniThinkerForConditionalGeneration(config)
+        end_ids = [ids[END_OF_TURN], ids[END_OF_TEXT]]
+        model.generation_config = GenerationConfig(eos_token_id=end_ids, pad_token_id=tok.pad_token_id)
+        out_dir = Path(out_dir)
+        model.save_pretrained(out_dir)
+        AudioTextProcessor(tok, fe, CHAT_TEMPLATE).save_pretrained(out_dir)
+        return out_dir
