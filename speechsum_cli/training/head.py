@@ -92,7 +92,7 @@ class HeadStates:
     def __call__(self, model: Any, inputs: dict[str, Any], width: int, vocab: int) -> tuple[Any, Head]:
         """``([B, width, H], head)`` — or ``([B, width, V], identity head)`` after a fallback."""
         module = unwrapped(model).get_output_embeddings()
-        if self.fused and module is not None:
+        if self.fused and module is not None and not _sharded(model, module):
             with head_bypassed(module) as returned:
                 rows = forward_last(model, inputs, width)
             if returned and _unchanged(rows, returned[-1], width):
@@ -109,6 +109,11 @@ class HeadStates:
 
         info(f"the {self.name}'s forward changes its LM head's output (e.g. soft-capping): its full "
              "logits are used, so this model gets no memory saving from chunking the divergence.")
+
+
+def _sharded(model: Any, module: Any) -> bool:
+    """FSDP (1 or 2) gathers the head's weight only inside the forward: keep its logits (untested here)."""
+    return "FullyShardedDataParallel" in type(model).__name__ or type(module.weight).__name__ == "DTensor"
 
 
 def _unchanged(rows: Any, head_out: Any, width: int) -> bool:
