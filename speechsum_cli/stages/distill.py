@@ -47,6 +47,7 @@ from speechsum_cli.data.dataset import load_rows
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import AudioRowCollator, check_audio_rows, long_audio_plan
 from speechsum_cli.errors import InputError, ModelError
+from speechsum_cli.llm import LLMConfig
 from speechsum_cli.stages.distill_losses import (
     DEFAULT_CHUNK,
     DIVERGENCES,
@@ -57,6 +58,12 @@ from speechsum_cli.stages.distill_losses import (
     head_topk_divergence,
     repetition_rate,
     sampled_reverse_kl,
+)
+from speechsum_cli.stages.distill_remote import (
+    DEFAULT_TOP_K,
+    PROTOCOLS,
+    RemoteTeacher,
+    approximation,
 )
 from speechsum_cli.teacher import (
     TEACHER_USER,
@@ -114,6 +121,13 @@ class DistillConfig(StageConfig):
     """System message of the teacher's conversation (default: its template's own)."""
     eval_data: Path | None = None
     """Held-out rows: reverse KL to the teacher on fixed student samples, before and after."""
+    teacher_llm: LLMConfig | None = None
+    """The teacher's vLLM-compatible server (``--teacher-base-url``): it scores the completions over
+    HTTP through the one LLM client; None = the teacher runs in this process."""
+    teacher_logprobs: str = "auto"
+    """How that server returns the prompt's log-probs: auto | prompt_logprobs (vLLM) | echo."""
+    teacher_top_k: int = DEFAULT_TOP_K
+    """Remote teacher, --estimator full: log-probs per position it returns; the rest is one bucket."""
 
 
 DistillResult = TrainResult
@@ -141,8 +155,15 @@ def check_config(cfg: DistillConfig) -> None:
         problems.append(f"--lmbda must be in [0, 1], got {cfg.lmbda}")
     if cfg.samples_per_prompt < 1 or cfg.max_new_tokens < 1:
         problems.append("--samples-per-prompt and --max-new-tokens must be >= 1")
+    if cfg.teacher_logprobs not in PROTOCOLS:
+        problems.append(f"--teacher-logprobs must be one of {', '.join(PROTOCOLS)}, got '{cfg.teacher_logprobs}'")
+    if cfg.teacher_top_k < 1:
+        problems.append(f"--teacher-top-k must be >= 1, got {cfg.teacher_top_k}")
     if problems:
         raise InputError("; ".join(problems) + ".")
+    if cfg.teacher_llm is not None and cfg.estimator == "full":
+        info(f"remote teacher with --estimator full: {cfg.loss} over the teacher's top-{cfg.teacher_top_k} "
+             "tokens + one tail bucket (an approximation; --estimator sampled is exact).")
     if cfg.estimator == "sampled" and (cfg.temperature != 1.0 or cfg.top_p < 1.0):
         warn("--estimator sampled with --temperature != 1 or --top-p < 1: the samples do not come "
              "from the student's own distribution, so the policy-gradient estimate is biased.")
@@ -265,6 +286,9 @@ class Batcher:
     n_shared: int
     stop_ids: list[int]
     chunk_size: int = DEFAULT_CHUNK
+    remote: Any | None = None
+    """A :class:`~speechsum_cli.stages.distill_remote.RemoteTeacher` scoring over HTTP, or None
+    (``teacher.model`` scores in this process)."""
     student_states: HeadStates = field(default_factory=lambda: HeadStates("student"))
     teacher_states: HeadStates = field(default_factory=lambda: HeadStates("teacher"))
 
@@ -333,6 +357,8 @@ class Batcher:
         mode, its logits made a chunk at a time), or a remote teacher's top-k log-probs."""
         import torch
 
+        if self.remote is not None:
+            return self.remote.score(teacher_prompts, self.teacher_completions(tokens, real), real, full=full)
         t_inputs = {k: v.to(self.teacher.device) for k, v in self.teacher_inputs(teacher_prompts, tokens, real).items()}
         safe = torch_where_scorable(tokens, tokens < self.n_shared).to(self.teacher.device)
         with torch.inference_mode():
@@ -591,7 +617,29 @@ def run(cfg: DistillConfig) -> DistillResult:
     durations = check_rows(rows, cfg.data, needs_summary=cfg.lmbda < 1.0 or cfg.sft_alpha > 0)
     teacher_tok, n_shared, _ = load_checked_teacher(cfg, rows)
 
-    return _distill(cfg, rows, durations, precision, teacher_tok, n_shared)
+    remote = open_remote_teacher(cfg, teacher_tok, n_shared, rows[0]) if cfg.teacher_llm is not None else None
+    try:
+        return _distill(cfg, rows, durations, precision, teacher_tok, n_shared, remote)
+    finally:
+        if remote is not None:
+            remote.close()
+
+
+def open_remote_teacher(cfg: DistillConfig, teacher_tok: Any, n_shared: int, row: dict[str, Any]) -> RemoteTeacher:
+    """The teacher's server, asked once (one row's prompt + the end of turn) before any model loads."""
+    assert cfg.teacher_llm is not None
+    remote = RemoteTeacher(cfg.teacher_llm, protocol=cfg.teacher_logprobs, top_k=cfg.teacher_top_k,
+                           vocab=teacher_tok.get_vocab(), n_shared=n_shared)
+    conversation = Teacher(None, teacher_tok, cfg.teacher, cfg.teacher_system)
+    prompt = conversation.prompt_ids(row["transcript"], row["query"])
+    try:
+        remote.probe(prompt + [conversation.end_id], len(prompt))
+    except BaseException:
+        remote.close()
+        raise
+    info(f"teacher '{cfg.teacher}' on {cfg.teacher_llm.base_url} (model '{cfg.teacher_llm.model}', "
+         f"log-probs by {remote.protocol})")
+    return remote
 
 
 def check_output_width(name: str, model: Any, n_shared: int) -> None:
@@ -599,6 +647,18 @@ def check_output_width(name: str, model: Any, n_shared: int) -> None:
     if width < n_shared:
         raise ModelError(f"the {name}'s output layer has {width} rows but the shared vocabulary "
                          f"has {n_shared} tokens; its checkpoint and tokenizer disagree.")
+
+
+def teacher_record(cfg: DistillConfig, teacher: Teacher, remote: RemoteTeacher | None, n_shared: int) -> dict[str, Any]:
+    """The teacher in ``speechsum.json``: where it ran and, on a server, what its log-probs made of the loss."""
+    record: dict[str, Any] = {"source": cfg.teacher, "user_turn": TEACHER_USER, "shared_vocabulary": n_shared}
+    if remote is None:
+        return {**record, "device": str(teacher.device),
+                "dtype": str(next(teacher.model.parameters()).dtype).removeprefix("torch.")}
+    llm = remote.config
+    return {**record, "base_url": llm.base_url, "model": llm.model, "logprobs": remote.protocol,
+            "top_k": cfg.teacher_top_k if cfg.estimator == "full" else None,
+            "approximation": approximation(cfg.estimator, cfg.loss, cfg.teacher_top_k), **remote.usage()}
 
 
 def step_history(trainer: Any) -> list[dict[str, float]]:
@@ -609,13 +669,16 @@ def step_history(trainer: Any) -> list[dict[str, float]]:
 
 
 def _distill(cfg: DistillConfig, rows: Any, durations: list[float], precision: Any, teacher_tok: Any,
-             n_shared: int) -> DistillResult:
+             n_shared: int, remote: RemoteTeacher | None) -> DistillResult:
     train = cfg.train
     run_ = start_run(cfg, train, cfg.out, precision)
     lm, reference = load_for_training(cfg.model, run_.model_dtype(train), is_main=run_.is_main)
     check_output_width("student", lm.model, n_shared)
-    teacher = load_teacher(cfg, teacher_tok)
-    check_output_width("teacher", teacher.model, n_shared)
+    if remote is None:
+        teacher = load_teacher(cfg, teacher_tok)
+        check_output_width("teacher", teacher.model, n_shared)
+    else:
+        teacher = Teacher(None, teacher_tok, cfg.teacher, cfg.teacher_system)
     stop_ids = lm.stop_token_ids()
     window = lm.window_seconds
     policy = LongAudio(train.on_long_audio)
@@ -635,7 +698,7 @@ def _distill(cfg: DistillConfig, rows: Any, durations: list[float], precision: A
 
     model, groups = make_trainable(lm, train, reference, is_main=run_.is_main)
     run_.use_feature_cache(model, lm.family, train)
-    batcher = Batcher(lm, teacher, n_shared, stop_ids, cfg.chunk_size)
+    batcher = Batcher(lm, teacher, n_shared, stop_ids, cfg.chunk_size, remote)
 
     metrics: dict[str, Any] = {}
     held, fixed = None, None
@@ -684,9 +747,7 @@ def _distill(cfg: DistillConfig, rows: Any, durations: list[float], precision: A
         counts=counts, metrics=metrics,
         extra={
             "base_model": reference,
-            "teacher": {"source": cfg.teacher, "device": str(teacher.device),
-                        "dtype": str(next(teacher.model.parameters()).dtype).removeprefix("torch."),
-                        "user_turn": TEACHER_USER, "shared_vocabulary": n_shared},
+            "teacher": teacher_record(cfg, teacher, remote, n_shared),
             "loss": cfg.loss, "estimator": cfg.estimator, "lmbda": cfg.lmbda,
             "parameters": [vars(g) for g in groups], "window_seconds": window,
         },
