@@ -10,12 +10,16 @@ Each training step, for every row of the batch:
 2. **Score**: the teacher reads ``[system?, user: transcript + query]`` rendered by *its own* chat
    template with the generation prompt, followed by the student's completion **token ids**
    (never re-tokenized text), so position ``j`` of the completion is the same token for both
-   models. Teacher under ``torch.inference_mode()`` on its own device and dtype. The conversation
+   models. Teacher under ``torch.inference_mode()`` on its own device and dtype — or on a
+   vLLM-compatible server (``--teacher-base-url``, :mod:`~speechsum_cli.stages.distill_remote`),
+   which returns its log-probs of the same token ids. The conversation
    is :mod:`speechsum_cli.teacher`'s, which ``speechsum sft`` fine-tunes a teacher on (text mode);
    such a teacher (an adapter dir too) is asked with the system turn it was trained with.
 3. **Update**: the student re-reads prompt + completion with gradients; the divergence between
    the two next-token distributions is computed on the completion positions only (prompt and
-   post-stop padding masked), over the shared vocabulary, in chunks (see ``distill_losses``).
+   post-stop padding masked), over the shared vocabulary, from each model's last hidden states
+   and LM head a chunk of positions at a time (:mod:`~speechsum_cli.training.head`,
+   ``distill_losses``): no ``[batch, length, vocab]`` logits are made.
 
 Token alignment. Before any model loads, the vocabularies are compared: every teacher token must
 have the same id in the student, and the student's other tokens must be tokens it added (audio
