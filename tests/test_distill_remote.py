@@ -156,3 +156,18 @@ def test_a_server_without_prompt_logprobs_is_refused_before_training(student, te
     assert "echo: its reply does not echo the prompt's tokens with logprobs" in text
     assert "vllm serve TEACHER" in text and "--teacher-logprobs echo" in text
     assert "Parameters" not in result.output and not out.exists()
+
+
+def test_a_teacher_server_that_is_not_running_is_named_before_training(student, teacher, data, tmp_path):  # noqa: F811
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
+    out = tmp_path / "kd"
+    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher), "--out", str(out),
+                     "--teacher-base-url", url, "--max-steps", "1")
+    assert result.exit_code == 1
+    text = " ".join(result.output.split())
+    assert f"nothing answers at --teacher-base-url {url}: connection error" in text
+    assert "Start the teacher's server (vllm serve" in text and not out.exists()

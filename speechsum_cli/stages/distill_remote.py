@@ -183,6 +183,10 @@ class RemoteTeacher:
             if isinstance(done, SequenceScores):
                 self.protocol = protocol
                 return
+            if done.startswith("connection error"):  # no server: asking another way cannot help
+                raise TeacherServerError(
+                    f"nothing answers at {self.where}: {done}. Start the teacher's server (vllm serve "
+                    f"{self.config.model}) or fix --teacher-base-url, then run the same command again.")
             tried.append(f"{protocol}: {done}")
         raise TeacherServerError(
             f"{self.where} cannot score the student's tokens: asked /completions for the log-probs of "
