@@ -9,9 +9,9 @@ are per position, over the full vocabulary:
 * ``jsd``         generalized JSD with mixture m = beta p_t + (1 - beta) p_s:
                   beta KL(p_t || m) + (1 - beta) KL(p_s || m), 0 < beta < 1 (GKD's form)
 
-:func:`chunked_divergence` walks the rows in chunks and recomputes each chunk in backward
-(activation checkpointing), so fp32 log-softmaxes of the teacher and the student exist for one
-chunk at a time, never for the whole ``[N, V]``.
+:func:`chunked_divergence` walks the rows of two logit tensors in checkpointed chunks. What
+distill runs is the ``head_*`` family below: it starts from each model's last hidden states
+``[N, H]`` and LM head, so no ``[N, V]`` tensor exists for either model at all — only one chunk's.
 
 :func:`sampled_reverse_kl` is the per-token policy-gradient (score-function) estimator of the
 reverse KL: it needs only the teacher's log-prob of the sampled token.
