@@ -137,7 +137,8 @@ def test_completion_mask_keeps_through_first_stop_and_drops_padding():
 
 @pytest.mark.parametrize("estimator", ["full", "sampled"])
 def test_distill_loss_ignores_padding_and_post_stop_positions(estimator):
-    from speechsum_cli.stages.distill import Scored, distill_loss
+    from speechsum_cli.stages.distill import Scored, TeacherScores, distill_loss
+    from speechsum_cli.training.head import Head
 
     torch.manual_seed(0)
     s, t = torch.randn(2, 4, 11), torch.randn(2, 4, 11)
@@ -146,7 +147,9 @@ def test_distill_loss_ignores_padding_and_post_stop_positions(estimator):
     t_logp = torch.log_softmax(t, -1).gather(-1, tokens[..., None]).squeeze(-1)
 
     def loss_of(student, teacher, teacher_logp):
-        scored = Scored(student, teacher if estimator == "full" else None, teacher_logp, tokens, mask, 0)
+        full = estimator == "full"  # the rows are logits: an identity head
+        scored = Scored(student, Head(None, 11), TeacherScores(teacher_logp, teacher if full else None,
+                                                               Head(None, 11) if full else None), tokens, mask, 0)
         return distill_loss(scored, kind="reverse-kl", beta=0.5, estimator=estimator, chunk_size=2)[0]
 
     junk_s, junk_t, junk_lp = s.clone(), t.clone(), t_logp.clone()
@@ -319,7 +322,111 @@ def test_teacher_reads_the_transcript_in_its_template_and_the_student_hears_the_
     assert seen["student"]["input_ids"][0].tolist()[-len(completion):] == completion
     # every completion token, the end-of-turn included, is scored
     assert scored.mask.sum().item() == len(completion)
-    assert scored.teacher_logits.shape == scored.student_logits.shape == (1, len(completion), n)
+    hidden = t.model.config.hidden_size  # the student is composed around the teacher's LLM
+    assert scored.teacher.hidden.shape == scored.student_hidden.shape == (1, len(completion), hidden)
+
+
+LOSS_CASES = [("reverse-kl", "full"), ("forward-kl", "full"), ("jsd", "full"), ("reverse-kl", "sampled")]
+
+
+@pytest.mark.parametrize("full_training", [False, True], ids=["lora", "full"])
+def test_loss_from_hidden_states_equals_the_loss_from_full_logits(full_training, student, teacher, data):
+    """The divergence made from each model's last hidden states and LM head, a chunk of positions
+    at a time, gives the loss, statistics and gradients that the models' whole logits give (what
+    distill computed before): for every divergence and estimator, LoRA and full fine-tuning (where
+    the student's LM head trains too)."""
+    from transformers import AutoTokenizer
+
+    from speechsum_cli.data.dataset import load_rows
+    from speechsum_cli.families import Prompt, load
+    from speechsum_cli.stages.distill import (
+        Batcher,
+        DistillCollator,
+        DistillConfig,
+        check_vocab,
+        distill_loss,
+        load_teacher,
+    )
+    from speechsum_cli.training.head import forward_last
+    from speechsum_cli.training.model import prepare_model
+    from speechsum_cli.training.settings import TrainSettings
+
+    lm = load(str(student), device="cpu", dtype="float32")
+    tok = AutoTokenizer.from_pretrained(teacher)
+    cfg = DistillConfig(data=data, model=str(student), teacher=str(teacher), out=Path("unused"), teacher_device="cpu")
+    n = check_vocab(lm.tokenizer, tok, student="s", teacher="t", family="qwen2_audio")
+    t = load_teacher(cfg, tok)
+    torch.manual_seed(0)
+    model = prepare_model(lm.model, lm.family, TrainSettings(full=full_training, lora_r=4), str(student))
+    for name, param in model.named_parameters():  # LoRA B starts at 0: move it, so gradients differ per module
+        if "lora_B" in name:
+            torch.nn.init.normal_(param, std=0.05)
+    model.eval()  # no dropout: both passes must see the same network (gradients still flow)
+    trained = [p for p in model.parameters() if p.requires_grad]
+    batcher = Batcher(lm, t, n, lm.stop_token_ids(), chunk_size=3)
+    rows = DistillCollator(lm, lm.window_seconds)(list(load_rows(data))[:2])["rows"]
+    prompts = [Prompt(r["query"], r["wave"]) for r in rows]
+    t_prompts = [t.prompt_ids(r["transcript"], r["query"]) for r in rows]
+    completions = [tok("The budget review opened at nine.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id],
+                   tok("Bob sends it.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id, 7, 8]]
+
+    def gradients(loss):
+        grads = torch.autograd.grad(loss, trained, allow_unused=True)
+        return [torch.zeros_like(p) if g is None else g for p, g in zip(trained, grads)]
+
+    # the reference: both models' whole logits, and the divergence distill computed on them before
+    tokens, real = batcher.pad_completions(completions)
+    s_inputs = lm.to_model(batcher.student_inputs(prompts, tokens, real))
+    with torch.no_grad():
+        t_logits = forward_last(t.model, batcher.teacher_inputs(t_prompts, tokens, real), tokens.shape[1])[..., :n]
+    hidden = lm.model.config.get_text_config().hidden_size
+    for kind, estimator in [("reverse-kl", "full"), ("forward-kl", "full"), ("jsd", "full"), ("reverse-kl", "sampled")]:
+        scored = batcher.score(model, prompts, t_prompts, completions, full=estimator == "full")
+        assert scored.student_hidden.shape[-1] == hidden < n  # hidden states, never [B, C, vocab] logits
+        if estimator == "full":
+            assert scored.teacher.hidden.shape[-1] == t.model.config.hidden_size
+        loss, stats = distill_loss(scored, kind=kind, beta=0.3, estimator=estimator, chunk_size=3)
+        new_grads = gradients(loss)
+
+        mask = scored.mask
+        s_logits = forward_last(model, s_inputs, tokens.shape[1])[..., :n]
+        s_rows, t_rows, picked = s_logits[mask], t_logits[mask], tokens[mask]
+        s_logp, t_logp = token_logprobs(s_rows, picked), token_logprobs(t_rows, picked)
+        if estimator == "sampled":
+            reference = sampled_reverse_kl(s_logp, t_logp).mean()
+            reverse = (s_logp - t_logp).mean()
+        else:
+            reference = token_divergence(s_rows, t_rows, kind, 0.3).mean()
+            reverse = token_divergence(s_rows, t_rows).mean()
+        case = f"{kind}/{estimator}"
+        assert loss.item() == pytest.approx(reference.item(), rel=1e-5, abs=1e-6), case
+        assert stats["reverse_kl"] == pytest.approx(reverse.item(), rel=1e-5, abs=1e-6), case
+        assert stats["logp/teacher"] == pytest.approx(t_logp.mean().item(), rel=1e-5), case
+        assert stats["logp/student"] == pytest.approx(s_logp.mean().item(), rel=1e-5), case
+        assert stats["scored_tokens"] == mask.sum().item() == len(completions[0]) + len(completions[1]) - 2
+        old_grads = gradients(reference)
+        assert sum(bool(g.abs().max() > 0) for g in old_grads) > 1, case
+        for a, b in zip(new_grads, old_grads):
+            assert torch.allclose(a, b, rtol=1e-4, atol=1e-6), (case, (a - b).abs().max().item())
+
+
+def test_a_model_that_changes_its_heads_output_falls_back_to_its_full_logits():
+    """Gemma 2 soft-caps its logits after the head: hidden states + head would be wrong for it."""
+    from transformers import Gemma2Config, Gemma2ForCausalLM
+
+    from speechsum_cli.training.head import HeadStates, forward_last
+
+    config = Gemma2Config(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                          num_attention_heads=2, num_key_value_heads=1, head_dim=8, final_logit_softcapping=2.0)
+    torch.manual_seed(0)
+    model = Gemma2ForCausalLM(config).eval()
+    inputs = {"input_ids": torch.tensor([[1, 5, 7, 9, 11]]), "attention_mask": torch.ones(1, 5, dtype=torch.long)}
+    states = HeadStates("teacher")
+    with torch.no_grad():
+        rows, head = states(model, inputs, 3, 40)
+        expected = forward_last(model, inputs, 3)[..., :40]
+    assert not states.fused and rows.shape[-1] == 50
+    assert torch.allclose(head(rows), expected) and expected.abs().max() <= 2.0
 
 
 def test_vocabulary_mismatch_errors_before_any_training(tiny_models, tiny_text_lm, data, tmp_path):

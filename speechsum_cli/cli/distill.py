@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
 from speechsum_cli.cli.options import (
     DTYPE_HELP,
+    TEACHER_PANEL,
+    Endpoint,
     Json,
     Split,
     data_option,
@@ -17,6 +19,7 @@ from speechsum_cli.cli.options import (
     model_option,
     normalize_dtype,
     out_option,
+    teacher_endpoint_options,
     train_options,
 )
 from speechsum_cli.data.dataset import ColumnMap
@@ -27,6 +30,8 @@ EPILOG = (
     "  speechsum distill --data runs/synth --model runs/sft --teacher Qwen/Qwen2-7B-Instruct --out runs/kd\n\n"
     "  speechsum distill -d runs/synth -m runs/sft --teacher T -o runs/kd --loss jsd --beta 0.5 --lmbda 0.5\n\n"
     "  accelerate launch -m speechsum_cli distill --data runs/synth --model runs/sft --teacher T --out runs/kd\n\n"
+    "  speechsum distill -d runs/synth -m runs/sft --teacher Qwen/Qwen2-72B-Instruct --teacher-base-url "
+    "http://gpu7:8000/v1 --estimator sampled -o runs/kd\n\n"
     "Each step the student (--model; --student is a synonym) samples summaries from the audio; the "
     "teacher reads the transcript + query in its own chat template and scores the student's tokens; "
     "the loss (reverse KL by default, as in the paper) is on the completion tokens only. Teacher and "
@@ -46,14 +51,33 @@ class Estimator(str, Enum):
     sampled = "sampled"
 
 
+class TeacherLogprobs(str, Enum):
+    auto = "auto"
+    prompt_logprobs = "prompt_logprobs"
+    echo = "echo"
+
+
+def remote_teacher(endpoint: Endpoint, teacher: str) -> Any:
+    """The teacher's server as the LLM client's config (model: --teacher unless --teacher-model), or
+    None without --teacher-base-url. Priced at $0: a self-hosted server; requests and tokens are counted."""
+    if endpoint.base_url is None:
+        return None
+    from dataclasses import replace
+
+    model = endpoint.model or teacher
+    return replace(endpoint.llm_config(cache=False, temperature=0.0), model=model, prices={model: (0.0, 0.0)})
+
+
+@teacher_endpoint_options()
 @train_options("distill", columns=("id", "audio", "transcript", "query", "summary"))
 def distill(
     data: Annotated[Path, data_option("Rows with audio, transcript, query (summary optional).")],
     model: Annotated[str, model_option("Student audio LLM (an sft adapter dir is merged first).", "--student")],
-    teacher: Annotated[str, typer.Option(help="Text chat LM reading the transcript: local dir or hub id.", show_default=False)],
+    teacher: Annotated[str, typer.Option(help="Text chat LM reading the transcript: local dir or hub id (with --teacher-base-url: its tokenizer and chat template).", show_default=False)],
     out: Annotated[Path, out_option("Output directory (adapter + processor + speechsum.json).")],
     train: TrainSettings,
     columns: ColumnMap,
+    teacher_llm: Endpoint,
     loss: Annotated[Loss, typer.Option(help="reverse-kl (paper), forward-kl or jsd.")] = Loss.reverse_kl,
     beta: Annotated[float, typer.Option(help="jsd: teacher weight of the mixture (0 < beta < 1).")] = 0.5,
     estimator: Annotated[Estimator, typer.Option(help="full: divergence over the vocabulary; sampled: policy gradient on the sampled tokens (reverse-kl).")] = Estimator.full,
@@ -68,6 +92,8 @@ def distill(
     teacher_dtype: Annotated[str, typer.Option(help=f"Teacher dtype: {DTYPE_HELP}", callback=normalize_dtype)] = "auto",
     teacher_system: Annotated[Optional[str], typer.Option(help="System message for the teacher  \\[default: its template's].", show_default=False)] = None,
     eval_data: Annotated[Optional[Path], typer.Option(help="Held-out rows: reverse KL on fixed samples before and after.")] = None,
+    teacher_logprobs: Annotated[TeacherLogprobs, typer.Option(help="How the teacher's server returns the prompt's log-probs: prompt_logprobs (vLLM), echo (echo + logprobs), or auto (asked once).", rich_help_panel=TEACHER_PANEL)] = TeacherLogprobs.auto,
+    teacher_top_k: Annotated[int, typer.Option(help="--estimator full with a remote teacher: log-probs per position the server returns; the rest of the mass is one tail bucket.", min=1, rich_help_panel=TEACHER_PANEL)] = 20,
     split: Split = None,
     as_json: Json = False,
 ) -> None:
@@ -81,6 +107,7 @@ def distill(
         estimator=estimator.value, lmbda=lmbda, sft_alpha=sft_alpha, samples_per_prompt=samples_per_prompt,
         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, chunk_size=chunk_size,
         teacher_device=teacher_device, teacher_dtype=teacher_dtype, teacher_system=teacher_system,
-        eval_data=eval_data, split=split, columns=columns,
+        eval_data=eval_data, split=split, columns=columns, teacher_llm=remote_teacher(teacher_llm, teacher),
+        teacher_logprobs=teacher_logprobs.value, teacher_top_k=teacher_top_k,
     )
     echo_result(run(config), as_json)

@@ -379,6 +379,8 @@ def _given(ctx: Any, name: str, value: Any, default: Any) -> bool:
 def endpoint_options(role: str | None, *, into: str, who: str, panel: str, model_help: str,
                      max_tokens: int, max_tokens_help: str,
                      deprecated: dict[tuple[str, ...], str] | None = None,
+                     only: tuple[str, ...] | None = None, defaults: dict[str, Any] | None = None,
+                     helps: dict[str, str] | None = None,
                      ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The flags of one OpenAI-compatible LLM, spelled the same in every command.
 
@@ -388,9 +390,19 @@ def endpoint_options(role: str | None, *, into: str, who: str, panel: str, model
     flags ``--max-cost --price-in --price-out --prices`` and the failure policy ``--max-failed-share
     --retry-failed`` come with them. The command declares
     ``into: Endpoint`` and receives it built from the flags. ``deprecated`` maps old spellings to
-    a field: hidden options that keep working for one release with a note on stderr.
+    a field: hidden options that keep working for one release with a note on stderr. ``only``
+    offers a subset of the flags (the others keep their defaults); ``defaults`` and ``helps``
+    override a field's default and help (distill's teacher: its model defaults to --teacher).
     """
     specs = _endpoint_specs(role, who, model_help, max_tokens, max_tokens_help)
+    for name, value in (defaults or {}).items():
+        kind, _, help, extra = specs[name]
+        specs[name] = (kind, value, help, extra)
+    for name, help in (helps or {}).items():  # a help of its own says its default
+        kind, default, _, extra = specs[name]
+        specs[name] = (kind, default, help, {**extra, "show_default": False})
+    fixed = {name: spec[1] for name, spec in specs.items() if only is not None and name not in only}
+    specs = {name: spec for name, spec in specs.items() if name not in fixed}
     prefix = f"{role or 'llm'}_"
     params = []
     for name, (kind, default, help, extra) in specs.items():
@@ -407,7 +419,7 @@ def endpoint_options(role: str | None, *, into: str, who: str, panel: str, model
         import click
 
         ctx = click.get_current_context(silent=True)
-        fields = {name: values[prefix + name] for name in specs}
+        fields = {**fixed, **{name: values[prefix + name] for name in specs}}
         for flags, name in old_flags.items():
             old = values[f"deprecated_{prefix}{name}"]
             if old is None:
@@ -441,6 +453,24 @@ def judge_options(command: str, deprecated: dict[tuple[str, ...], str] | None = 
     return endpoint_options("judge", into="judge_llm", who="judge", panel=JUDGE_PANEL,
                             model_help=f"Judge model (the paper: {DEFAULT_LLM}).", max_tokens=max_tokens,
                             max_tokens_help=max_tokens_help, deprecated=deprecated)
+
+
+TEACHER_PANEL = "Remote teacher (a vLLM-compatible server)"
+TEACHER_ENDPOINT_FIELDS = ("base_url", "model", "api_key_env", "concurrency")
+
+
+def teacher_endpoint_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """distill's teacher on a server: ``--teacher-base-url --teacher-model --teacher-api-key-env
+    --teacher-concurrency``, the endpoint vocabulary with the role 'teacher'. The command declares
+    ``teacher_llm: Endpoint``; without --teacher-base-url the teacher runs in-process."""
+    return endpoint_options(
+        "teacher", into="teacher_llm", who="teacher", panel=TEACHER_PANEL,
+        model_help="", max_tokens=16, max_tokens_help="", only=TEACHER_ENDPOINT_FIELDS, defaults={"model": ""},
+        helps={"model": "Model name the teacher's server serves  \\[default: --teacher, as 'vllm serve TEACHER' names it].",
+               "base_url": ("vLLM-compatible server of the teacher, e.g. http://127.0.0.1:8000/v1: it scores the "
+                            "student's tokens over HTTP (/v1/completions with prompt_logprobs)  \\[default: the "
+                            "teacher runs in this process].")},
+    )
 
 
 def deprecated_option(old: str, new: str, *also: str) -> Any:

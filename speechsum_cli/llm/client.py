@@ -255,6 +255,40 @@ class LLMClient:
             self._cache.put(key, self.config.model, base64.b64encode(audio).decode("ascii"), len(text), 0)
         return result
 
+    async def post_json(self, path: str, body: dict[str, Any]) -> Completion:
+        """One POST of a JSON ``body`` to ``path`` (e.g. ``/completions`` with token ids and vLLM's
+        ``prompt_logprobs``, for a remote teacher) under the same adaptive limit, rate limits,
+        retries and ledger as every other call; the reply's JSON object in ``data``, or a failure
+        ``reason``. Not cached: such calls score fresh samples every time."""
+        result = Completion()
+        if self.config.dry_run:
+            raise RuntimeError("dry run: no request may be sent")  # a bug, not a user error
+        estimate = self.ledger.estimate(0, 0)
+        self.ledger.reserve(estimate)  # may raise BudgetExceeded
+        try:
+            await self._limiter.acquire(0)
+            raw = await self._post(path, body, str)
+        except _RowFailure as exc:
+            self.ledger.release(estimate)
+            result.reason = self.scrub(str(exc))
+            return result
+        except BaseException:
+            self.ledger.release(estimate)
+            raise
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        usage = (data.get("usage") if isinstance(data, dict) else None) or {}
+        tin, tout = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+        result.cost_usd = self.ledger.settle(estimate, tin, tout)
+        result.requests, result.input_tokens, result.output_tokens = 1, tin, tout
+        if not isinstance(data, dict):
+            result.reason = f"bad response: not a JSON object ({raw[:80]!r})"
+            return result
+        result.data = data
+        return result
+
     def scrub(self, text: str) -> str:
         """Remove the key (and its bearer form) from any text that may reach a log or a file."""
         if self._key:

@@ -10,12 +10,16 @@ Each training step, for every row of the batch:
 2. **Score**: the teacher reads ``[system?, user: transcript + query]`` rendered by *its own* chat
    template with the generation prompt, followed by the student's completion **token ids**
    (never re-tokenized text), so position ``j`` of the completion is the same token for both
-   models. Teacher under ``torch.inference_mode()`` on its own device and dtype. The conversation
+   models. Teacher under ``torch.inference_mode()`` on its own device and dtype — or on a
+   vLLM-compatible server (``--teacher-base-url``, :mod:`~speechsum_cli.stages.distill_remote`),
+   which returns its log-probs of the same token ids. The conversation
    is :mod:`speechsum_cli.teacher`'s, which ``speechsum sft`` fine-tunes a teacher on (text mode);
    such a teacher (an adapter dir too) is asked with the system turn it was trained with.
 3. **Update**: the student re-reads prompt + completion with gradients; the divergence between
    the two next-token distributions is computed on the completion positions only (prompt and
-   post-stop padding masked), over the shared vocabulary, in chunks (see ``distill_losses``).
+   post-stop padding masked), over the shared vocabulary, from each model's last hidden states
+   and LM head a chunk of positions at a time (:mod:`~speechsum_cli.training.head`,
+   ``distill_losses``): no ``[batch, length, vocab]`` logits are made.
 
 Token alignment. Before any model loads, the vocabularies are compared: every teacher token must
 have the same id in the student, and the student's other tokens must be tokens it added (audio
@@ -37,9 +41,8 @@ collator, sampling, scoring, divergence — on top of :mod:`speechsum_cli.traini
 
 from __future__ import annotations
 
-import inspect
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,15 +51,23 @@ from speechsum_cli.data.dataset import load_rows
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import AudioRowCollator, check_audio_rows, long_audio_plan
 from speechsum_cli.errors import InputError, ModelError
+from speechsum_cli.llm import LLMConfig
 from speechsum_cli.stages.distill_losses import (
     DEFAULT_CHUNK,
     DIVERGENCES,
     ESTIMATORS,
-    chunked_divergence,
     completion_mask,
+    head_divergence,
+    head_logprobs,
+    head_topk_divergence,
     repetition_rate,
     sampled_reverse_kl,
-    token_logprobs,
+)
+from speechsum_cli.stages.distill_remote import (
+    DEFAULT_TOP_K,
+    PROTOCOLS,
+    RemoteTeacher,
+    approximation,
 )
 from speechsum_cli.teacher import (
     TEACHER_USER,
@@ -65,6 +76,7 @@ from speechsum_cli.teacher import (
     load_teacher_tokenizer,
     trained_system,
 )
+from speechsum_cli.training.head import Head, HeadStates
 from speechsum_cli.training.model import load_for_training, make_trainable
 from speechsum_cli.training.run import TrainResult, check_run, finish_run, start_run, train_metrics
 from speechsum_cli.training.settings import DISTILL_DEFAULTS, StageConfig, TrainSettings
@@ -113,6 +125,13 @@ class DistillConfig(StageConfig):
     """System message of the teacher's conversation (default: its template's own)."""
     eval_data: Path | None = None
     """Held-out rows: reverse KL to the teacher on fixed student samples, before and after."""
+    teacher_llm: LLMConfig | None = None
+    """The teacher's vLLM-compatible server (``--teacher-base-url``): it scores the completions over
+    HTTP through the one LLM client; None = the teacher runs in this process."""
+    teacher_logprobs: str = "auto"
+    """How that server returns the prompt's log-probs: auto | prompt_logprobs (vLLM) | echo."""
+    teacher_top_k: int = DEFAULT_TOP_K
+    """Remote teacher, --estimator full: log-probs per position it returns; the rest is one bucket."""
 
 
 DistillResult = TrainResult
@@ -140,8 +159,15 @@ def check_config(cfg: DistillConfig) -> None:
         problems.append(f"--lmbda must be in [0, 1], got {cfg.lmbda}")
     if cfg.samples_per_prompt < 1 or cfg.max_new_tokens < 1:
         problems.append("--samples-per-prompt and --max-new-tokens must be >= 1")
+    if cfg.teacher_logprobs not in PROTOCOLS:
+        problems.append(f"--teacher-logprobs must be one of {', '.join(PROTOCOLS)}, got '{cfg.teacher_logprobs}'")
+    if cfg.teacher_top_k < 1:
+        problems.append(f"--teacher-top-k must be >= 1, got {cfg.teacher_top_k}")
     if problems:
         raise InputError("; ".join(problems) + ".")
+    if cfg.teacher_llm is not None and cfg.estimator == "full":
+        info(f"remote teacher with --estimator full: {cfg.loss} over the teacher's top-{cfg.teacher_top_k} "
+             "tokens + one tail bucket (an approximation; --estimator sampled is exact).")
     if cfg.estimator == "sampled" and (cfg.temperature != 1.0 or cfg.top_p < 1.0):
         warn("--estimator sampled with --temperature != 1 or --top-p < 1: the samples do not come "
              "from the student's own distribution, so the policy-gradient estimate is biased.")
@@ -216,35 +242,37 @@ def load_teacher(cfg: DistillConfig, tokenizer: Any) -> Teacher:
 # --- one scored batch -----------------------------------------------------------------------
 
 
-def _accepts_logits_to_keep(model: Any) -> bool:
-    base = getattr(model, "module", model)  # DDP wrapper
-    base = base.get_base_model() if hasattr(base, "get_base_model") else base
-    return "logits_to_keep" in inspect.signature(type(base).forward).parameters
+@dataclass
+class TeacherScores:
+    """What the teacher gives the loss at the completion positions."""
 
+    logp: Any
+    """[B, C] the teacher's log-prob of each completion token."""
+    hidden: Any | None = None
+    """[B, C, H] its last hidden states (a local teacher, --estimator full), for ``head``."""
+    head: Head | None = None
+    top_ids: Any | None = None
+    """[B, C, K] a remote teacher's top-k token ids (-1 = empty slot), --estimator full."""
+    top_logp: Any | None = None
+    """[B, C, K] their log-probs."""
 
-def completion_logits(model: Any, inputs: dict[str, Any], width: int) -> Any:
-    """Logits predicting the last ``width`` tokens of ``inputs['input_ids']``: ``[B, width, V]``.
+    def to(self, device: Any) -> TeacherScores:
+        def move(x: Any) -> Any:
+            return None if x is None else x.to(device)
 
-    Asks the model for the last ``width + 1`` positions only when its forward supports
-    ``logits_to_keep`` (no full ``[B, L, V]``); otherwise slices the full logits.
-    """
-    if _accepts_logits_to_keep(model):
-        logits = model(**inputs, logits_to_keep=width + 1).logits
-    else:
-        logits = model(**inputs).logits
-    return logits[:, -(width + 1):-1]
+        return TeacherScores(move(self.logp), move(self.hidden), self.head, move(self.top_ids), move(self.top_logp))
 
 
 @dataclass
 class Scored:
     """Student and teacher on one batch of completions, at the completion positions."""
 
-    student_logits: Any
-    """[B, C, n_shared] with gradients (when the student's forward had them)."""
-    teacher_logits: Any | None
-    """[B, C, n_shared] (a normal tensor in the teacher's dtype), or None for the sampled estimator."""
-    teacher_logp: Any
-    """[B, C] teacher log-prob of each completion token."""
+    student_hidden: Any
+    """[B, C, H] the student's last hidden states, with gradients (when its forward had them);
+    [B, C, V] logits when ``student_head`` is the identity (a model that post-processes its head)."""
+    student_head: Head
+    """Hidden states -> logits over the shared vocabulary, applied a chunk at a time."""
+    teacher: TeacherScores
     tokens: Any
     """[B, C] completion ids (pad past each row's end)."""
     mask: Any
@@ -262,6 +290,11 @@ class Batcher:
     n_shared: int
     stop_ids: list[int]
     chunk_size: int = DEFAULT_CHUNK
+    remote: Any | None = None
+    """A :class:`~speechsum_cli.stages.distill_remote.RemoteTeacher` scoring over HTTP, or None
+    (``teacher.model`` scores in this process)."""
+    student_states: HeadStates = field(default_factory=lambda: HeadStates("student"))
+    teacher_states: HeadStates = field(default_factory=lambda: HeadStates("teacher"))
 
     def pad_completions(self, completions: list[list[int]]) -> tuple[Any, Any]:
         import torch
@@ -276,13 +309,20 @@ class Batcher:
             real[i, :len(c)] = True
         return ids, real
 
+    def teacher_completions(self, tokens: Any, real: Any) -> Any:
+        """The completion ids the teacher reads: student-only ids -> its end-of-turn, pads -> its pad."""
+        import torch
+
+        t = self.teacher
+        comp = torch.where(tokens < self.n_shared, tokens, torch.full_like(tokens, t.end_id))
+        return torch.where(real, comp, torch.full_like(comp, t.pad_id))
+
     def teacher_inputs(self, teacher_prompts: list[list[int]], tokens: Any, real: Any) -> dict[str, Any]:
         """Left-padded teacher prompts + the completion ids (student-only ids -> teacher end-of-turn)."""
         import torch
 
         t = self.teacher
-        comp = torch.where(tokens < self.n_shared, tokens, torch.full_like(tokens, t.end_id))
-        comp = torch.where(real, comp, torch.full_like(comp, t.pad_id))
+        comp = self.teacher_completions(tokens, real)
         width = max(len(p) for p in teacher_prompts)
         prompt = torch.full((len(teacher_prompts), width), t.pad_id, dtype=torch.long)
         prompt_mask = torch.zeros((len(teacher_prompts), width), dtype=torch.long)
@@ -308,33 +348,34 @@ class Batcher:
         mask = completion_mask(tokens, self.stop_ids, real)
         scorable = tokens < self.n_shared
         student_only = int((mask & ~scorable).sum())
-        t_logits, t_logp = self.score_teacher(teacher_prompts, tokens, real, full=full)
-        s_logits = self.student_logits(model, prompts, tokens, real)
-        device = s_logits.device
+        teacher = self.score_teacher(teacher_prompts, tokens, real, full=full)
+        hidden, head = self.student_hidden(model, prompts, tokens, real)
+        device = hidden.device
         safe = torch_where_scorable(tokens, scorable)
-        return Scored(s_logits, None if t_logits is None else t_logits.to(device), t_logp.to(device),
-                      safe.to(device), (mask & scorable).to(device), student_only)
+        return Scored(hidden, head, teacher.to(device), safe.to(device), (mask & scorable).to(device), student_only)
 
     def score_teacher(self, teacher_prompts: list[list[int]], tokens: Any, real: Any, *, full: bool
-                      ) -> tuple[Any | None, Any]:
-        """Teacher logits at the completion positions ([B, C, n_shared], or None unless ``full``)
-        and the teacher's log-prob of each completion token ([B, C]); under inference mode."""
+                      ) -> TeacherScores:
+        """The teacher's log-prob of each completion token and, for ``full``, what the divergence
+        over the vocabulary needs: a local teacher's last hidden states and head (under inference
+        mode, its logits made a chunk at a time), or a remote teacher's top-k log-probs."""
         import torch
 
-        width = tokens.shape[1]
+        if self.remote is not None:
+            return self.remote.score(teacher_prompts, self.teacher_completions(tokens, real), real, full=full)
         t_inputs = {k: v.to(self.teacher.device) for k, v in self.teacher_inputs(teacher_prompts, tokens, real).items()}
         safe = torch_where_scorable(tokens, tokens < self.n_shared).to(self.teacher.device)
         with torch.inference_mode():
-            t_logits = completion_logits(self.teacher.model, t_inputs, width)[..., :self.n_shared]
-            t_logp = token_logprobs(t_logits.reshape(-1, self.n_shared), safe.reshape(-1),
-                                    self.chunk_size).reshape(tokens.shape)
+            hidden, head = self.teacher_states(self.teacher.model, t_inputs, tokens.shape[1], self.n_shared)
+            flat = hidden.reshape(-1, hidden.shape[-1])
+            logp = head_logprobs(flat, head, safe.reshape(-1), self.chunk_size).reshape(tokens.shape)
         # clone outside inference mode: normal tensors that autograd may save for backward
-        return (t_logits.clone() if full else None), t_logp.clone()
+        return TeacherScores(logp.clone(), hidden.clone() if full else None, head if full else None)
 
-    def student_logits(self, model: Any, prompts: list[Any], tokens: Any, real: Any) -> Any:
-        """Student logits at the completion positions, ``[B, C, n_shared]``."""
+    def student_hidden(self, model: Any, prompts: list[Any], tokens: Any, real: Any) -> tuple[Any, Head]:
+        """The student's last hidden states at the completion positions, ``[B, C, H]``, and its head."""
         s_inputs = self.lm.to_model(self.student_inputs(prompts, tokens, real))
-        return completion_logits(model, s_inputs, tokens.shape[1])[..., :self.n_shared]
+        return self.student_states(model, s_inputs, tokens.shape[1], self.n_shared)
 
 
 def torch_where_scorable(tokens: Any, scorable: Any) -> Any:
@@ -346,27 +387,28 @@ def torch_where_scorable(tokens: Any, scorable: Any) -> Any:
 
 def distill_loss(scored: Scored, *, kind: str, beta: float, estimator: str, chunk_size: int
                  ) -> tuple[Any, dict[str, float]]:
-    """The token-mean loss over masked completion positions, and the step's statistics."""
-    import torch
+    """The token-mean loss over masked completion positions, and the step's statistics.
 
-    n = scored.student_logits.shape[-1]
+    Every full-vocabulary quantity is made from hidden states and heads a chunk of positions at a
+    time (:mod:`speechsum_cli.stages.distill_losses`); no ``[tokens, vocab]`` tensor is held.
+    """
     flat = scored.mask.reshape(-1)
-    s = scored.student_logits.reshape(-1, n)[flat]
-    tokens = scored.tokens.reshape(-1)[flat]
-    t_logp = scored.teacher_logp.reshape(-1)[flat]
+
+    def rows(x: Any) -> Any:
+        return x.reshape(-1, *x.shape[2:])[flat]
+
+    s, head, tokens, t = rows(scored.student_hidden), scored.student_head, rows(scored.tokens), scored.teacher
+    t_logp = rows(t.logp)
     if estimator == "sampled":
-        s_logp = token_logprobs(s, tokens, chunk_size)
+        s_logp = head_logprobs(s, head, tokens, chunk_size)
         per_token = sampled_reverse_kl(s_logp, t_logp)
         reverse = per_token.detach()
+    elif t.hidden is not None:
+        per_token, reverse, s_logp, _ = head_divergence(s, head, rows(t.hidden), t.head, tokens, kind, beta, chunk_size)
     else:
-        with torch.no_grad():
-            s_logp = token_logprobs(s.detach(), tokens, chunk_size)
-        t = scored.teacher_logits.reshape(-1, n)[flat]
-        per_token = chunked_divergence(s, t, kind, beta, chunk_size)
-        with torch.no_grad():
-            reverse = per_token.detach() if kind == "reverse-kl" else chunked_divergence(
-                s.detach(), t, "reverse-kl", beta, chunk_size)
-    loss = per_token.mean() if per_token.numel() else scored.student_logits.sum() * 0.0
+        per_token, reverse, s_logp = head_topk_divergence(s, head, tokens, rows(t.top_ids), rows(t.top_logp),
+                                                          kind, beta, chunk_size)
+    loss = per_token.mean() if per_token.numel() else scored.student_hidden.sum() * 0.0
     stats = {
         "reverse_kl": float(reverse.mean()) if reverse.numel() else 0.0,
         "logp/teacher": float(t_logp.mean()) if t_logp.numel() else 0.0,
@@ -517,13 +559,10 @@ def heldout_divergence(model: Any, batcher: Batcher, rows: list[dict[str, Any]],
             t_prompts = [batcher.teacher.prompt_ids(r["transcript"], r["query"]) for r in part]
             with torch.no_grad():
                 scored = batcher.score(model, prompts, t_prompts, completions[start:start + batch_size], full=True)
-                n = scored.student_logits.shape[-1]
-                flat = scored.mask.reshape(-1)
-                kl = chunked_divergence(scored.student_logits.reshape(-1, n)[flat],
-                                        scored.teacher_logits.reshape(-1, n)[flat], "reverse-kl",
+                _, stats = distill_loss(scored, kind="reverse-kl", beta=0.5, estimator="full",
                                         chunk_size=batcher.chunk_size)
-            total += float(kl.sum())
-            count += int(flat.sum())
+            total += stats["reverse_kl"] * stats["scored_tokens"]
+            count += int(stats["scored_tokens"])
     finally:
         model.train(was_training)
     return total / max(count, 1)
@@ -582,14 +621,68 @@ def run(cfg: DistillConfig) -> DistillResult:
     durations = check_rows(rows, cfg.data, needs_summary=cfg.lmbda < 1.0 or cfg.sft_alpha > 0)
     teacher_tok, n_shared, _ = load_checked_teacher(cfg, rows)
 
+    remote = open_remote_teacher(cfg, teacher_tok, n_shared, rows[0]) if cfg.teacher_llm is not None else None
+    try:
+        return _distill(cfg, rows, durations, precision, teacher_tok, n_shared, remote)
+    finally:
+        if remote is not None:
+            remote.close()
+
+
+def open_remote_teacher(cfg: DistillConfig, teacher_tok: Any, n_shared: int, row: dict[str, Any]) -> RemoteTeacher:
+    """The teacher's server, asked once (one row's prompt + the end of turn) before any model loads."""
+    assert cfg.teacher_llm is not None
+    remote = RemoteTeacher(cfg.teacher_llm, protocol=cfg.teacher_logprobs, top_k=cfg.teacher_top_k,
+                           vocab=teacher_tok.get_vocab(), n_shared=n_shared)
+    conversation = Teacher(None, teacher_tok, cfg.teacher, cfg.teacher_system)
+    prompt = conversation.prompt_ids(row["transcript"], row["query"])
+    try:
+        remote.probe(prompt + [conversation.end_id], len(prompt))
+    except BaseException:
+        remote.close()
+        raise
+    info(f"teacher '{cfg.teacher}' on {cfg.teacher_llm.base_url} (model '{cfg.teacher_llm.model}', "
+         f"log-probs by {remote.protocol})")
+    return remote
+
+
+def check_output_width(name: str, model: Any, n_shared: int) -> None:
+    width = model.get_output_embeddings().weight.shape[0]
+    if width < n_shared:
+        raise ModelError(f"the {name}'s output layer has {width} rows but the shared vocabulary "
+                         f"has {n_shared} tokens; its checkpoint and tokenizer disagree.")
+
+
+def teacher_record(cfg: DistillConfig, teacher: Teacher, remote: RemoteTeacher | None, n_shared: int) -> dict[str, Any]:
+    """The teacher in ``speechsum.json``: where it ran and, on a server, what its log-probs made of the loss."""
+    record: dict[str, Any] = {"source": cfg.teacher, "user_turn": TEACHER_USER, "shared_vocabulary": n_shared}
+    if remote is None:
+        return {**record, "device": str(teacher.device),
+                "dtype": str(next(teacher.model.parameters()).dtype).removeprefix("torch.")}
+    llm = remote.config
+    return {**record, "base_url": llm.base_url, "model": llm.model, "logprobs": remote.protocol,
+            "top_k": cfg.teacher_top_k if cfg.estimator == "full" else None,
+            "approximation": approximation(cfg.estimator, cfg.loss, cfg.teacher_top_k), **remote.usage()}
+
+
+def step_history(trainer: Any) -> list[dict[str, float]]:
+    """Every logged training step: the loss and the stage's statistics."""
+    keys = ("loss", "reverse_kl", "logp/teacher", "logp/student")
+    return [{"step": h["step"], **{k: h[k] for k in keys if k in h}}
+            for h in trainer.state.log_history if "loss" in h and "train_runtime" not in h]
+
+
+def _distill(cfg: DistillConfig, rows: Any, durations: list[float], precision: Any, teacher_tok: Any,
+             n_shared: int, remote: RemoteTeacher | None) -> DistillResult:
+    train = cfg.train
     run_ = start_run(cfg, train, cfg.out, precision)
     lm, reference = load_for_training(cfg.model, run_.model_dtype(train), is_main=run_.is_main)
-    teacher = load_teacher(cfg, teacher_tok)
-    for name, model in (("student", lm.model), ("teacher", teacher.model)):
-        width = model.get_output_embeddings().weight.shape[0]
-        if width < n_shared:
-            raise ModelError(f"the {name}'s output layer has {width} rows but the shared vocabulary "
-                             f"has {n_shared} tokens; its checkpoint and tokenizer disagree.")
+    check_output_width("student", lm.model, n_shared)
+    if remote is None:
+        teacher = load_teacher(cfg, teacher_tok)
+        check_output_width("teacher", teacher.model, n_shared)
+    else:
+        teacher = Teacher(None, teacher_tok, cfg.teacher, cfg.teacher_system)
     stop_ids = lm.stop_token_ids()
     window = lm.window_seconds
     policy = LongAudio(train.on_long_audio)
@@ -609,7 +702,7 @@ def run(cfg: DistillConfig) -> DistillResult:
 
     model, groups = make_trainable(lm, train, reference, is_main=run_.is_main)
     run_.use_feature_cache(model, lm.family, train)
-    batcher = Batcher(lm, teacher, n_shared, stop_ids, cfg.chunk_size)
+    batcher = Batcher(lm, teacher, n_shared, stop_ids, cfg.chunk_size, remote)
 
     metrics: dict[str, Any] = {}
     held, fixed = None, None
@@ -638,6 +731,7 @@ def run(cfg: DistillConfig) -> DistillResult:
              f"({cfg.loss}, estimator {cfg.estimator}, lmbda {cfg.lmbda:g})")
     output = trainer.train(resume_from_checkpoint=run_.resume_argument)
     metrics.update(train_metrics(trainer, output, run_, STEP_LOG_KEYS))
+    metrics["log_history"] = step_history(trainer)
     if held is not None:
         metrics["heldout_reverse_kl_after"] = heldout_divergence(model, batcher, held, fixed, train.batch_size)
         info(f"held-out reverse KL after: {metrics['heldout_reverse_kl_after']:.4f}")
@@ -657,9 +751,7 @@ def run(cfg: DistillConfig) -> DistillResult:
         counts=counts, metrics=metrics,
         extra={
             "base_model": reference,
-            "teacher": {"source": cfg.teacher, "device": str(teacher.device),
-                        "dtype": str(next(teacher.model.parameters()).dtype).removeprefix("torch."),
-                        "user_turn": TEACHER_USER, "shared_vocabulary": n_shared},
+            "teacher": teacher_record(cfg, teacher, remote, n_shared),
             "loss": cfg.loss, "estimator": cfg.estimator, "lmbda": cfg.lmbda,
             "parameters": [vars(g) for g in groups], "window_seconds": window,
         },

@@ -9,9 +9,9 @@ are per position, over the full vocabulary:
 * ``jsd``         generalized JSD with mixture m = beta p_t + (1 - beta) p_s:
                   beta KL(p_t || m) + (1 - beta) KL(p_s || m), 0 < beta < 1 (GKD's form)
 
-:func:`chunked_divergence` walks the rows in chunks and recomputes each chunk in backward
-(activation checkpointing), so fp32 log-softmaxes of the teacher and the student exist for one
-chunk at a time, never for the whole ``[N, V]``.
+:func:`chunked_divergence` walks the rows of two logit tensors in checkpointed chunks. What
+distill runs is the ``head_*`` family below: it starts from each model's last hidden states
+``[N, H]`` and LM head, so no ``[N, V]`` tensor exists for either model at all — only one chunk's.
 
 :func:`sampled_reverse_kl` is the per-token policy-gradient (score-function) estimator of the
 reverse KL: it needs only the teacher's log-prob of the sampled token.
@@ -34,6 +34,13 @@ def token_divergence(student_logits: Any, teacher_logits: Any, kind: str = "reve
 
     log_s = torch.log_softmax(student_logits.float(), dim=-1)
     log_t = torch.log_softmax(teacher_logits.float(), dim=-1)
+    return logprob_divergence(log_s, log_t, kind, beta)
+
+
+def logprob_divergence(log_s: Any, log_t: Any, kind: str = "reverse-kl", beta: float = 0.5) -> Any:
+    """Per-row divergence ``[N]`` between two ``[N, V]`` fp32 log-probability tensors."""
+    import torch
+
     if kind == "reverse-kl":
         return _kl(log_s, log_t)
     if kind == "forward-kl":
@@ -128,3 +135,109 @@ def repetition_rate(tokens: list[int], n: int = 3) -> float:
     if not grams:
         return 0.0
     return 1.0 - len(set(grams)) / len(grams)
+
+
+# --- from last hidden states and the LM head, a chunk of positions at a time --------------------
+#
+# The functions below never hold a ``[N, V]`` tensor for all rows: they take each model's last
+# hidden states ``[N, H]`` and its LM head (a callable: hidden -> logits over the shared
+# vocabulary) and make the logits of ``chunk_size`` rows at a time. With gradients, each chunk runs
+# under activation checkpointing, so backward keeps only the chunk's inputs (hidden states, a few
+# KB per row) and recomputes its logits, instead of every chunk's logits and softmaxes — the
+# memory of TRL's chunked divergence / Liger's fused linear losses, without a custom kernel.
+
+LOG_ZERO = -1e4
+"""log 0 in an empty top-k slot: exp() is exactly 0 in fp32 and, unlike -inf, differences (and
+so gradients) stay finite."""
+TAIL_FLOOR = 1e-12
+"""Smallest probability given to the tail bucket (the top-k may carry all the mass, to rounding)."""
+
+
+def chunk_rows(fn: Any, inputs: tuple[Any, ...], chunk_size: int, *, grad: bool) -> list[Any]:
+    """``fn(*rows)`` on ``chunk_size`` rows of every tensor in ``inputs`` at a time; each of its
+    outputs concatenated over the chunks. With ``grad``, every chunk is checkpointed (recomputed in
+    backward), so nothing ``fn`` makes inside a chunk outlives that chunk."""
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    n = inputs[0].shape[0]
+    step = chunk_size if chunk_size > 0 else max(n, 1)
+    parts = []
+    for start in range(0, max(n, 1), step):
+        rows = tuple(t[start:start + step] for t in inputs)
+        parts.append(checkpoint(fn, *rows, use_reentrant=False) if grad else fn(*rows))
+    return [torch.cat(column) for column in zip(*parts)]
+
+
+def _picked(log_p: Any, tokens: Any) -> Any:
+    return log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
+
+
+def head_divergence(student_hidden: Any, student_head: Any, teacher_hidden: Any, teacher_head: Any,
+                    tokens: Any, kind: str = "reverse-kl", beta: float = 0.5,
+                    chunk_size: int = DEFAULT_CHUNK) -> tuple[Any, Any, Any, Any]:
+    """The full-vocabulary divergence per row ``[N]`` of two models given by last hidden states
+    and LM heads; also (no gradient) the reverse KL, and the student's and the teacher's log-prob
+    of ``tokens``. Equal to :func:`token_divergence` on the heads' logits."""
+    import torch
+
+    def chunk(s_h: Any, t_h: Any, tok: Any) -> tuple[Any, Any, Any, Any]:
+        log_s = torch.log_softmax(student_head(s_h).float(), dim=-1)
+        log_t = torch.log_softmax(teacher_head(t_h).to(log_s.device).float(), dim=-1)
+        div = logprob_divergence(log_s, log_t, kind, beta)
+        with torch.no_grad():
+            reverse = div.detach() if kind == "reverse-kl" else _kl(log_s, log_t)
+            return div, reverse, _picked(log_s, tok).detach(), _picked(log_t, tok)
+
+    grad = torch.is_grad_enabled() and student_hidden.requires_grad
+    div, reverse, s_logp, t_logp = chunk_rows(chunk, (student_hidden, teacher_hidden, tokens), chunk_size, grad=grad)
+    return div, reverse, s_logp, t_logp
+
+
+def head_logprobs(hidden: Any, head: Any, tokens: Any, chunk_size: int = DEFAULT_CHUNK) -> Any:
+    """log p(tokens) ``[N]`` (fp32) from last hidden states and an LM head, with gradients when
+    ``hidden`` has them (checkpointed chunks)."""
+    import torch
+
+    def chunk(h: Any, tok: Any) -> tuple[Any]:
+        logits = head(h).float()
+        return (_picked(logits, tok) - torch.logsumexp(logits, dim=-1),)
+
+    grad = torch.is_grad_enabled() and hidden.requires_grad
+    return chunk_rows(chunk, (hidden, tokens), chunk_size, grad=grad)[0]
+
+
+def with_tail(top_logp: Any) -> Any:
+    """``[N, K]`` log-probs of K distinct tokens -> ``[N, K + 1]``: the rest of the mass as one bucket."""
+    import torch
+
+    rest = (1.0 - top_logp.exp().sum(-1)).clamp(min=TAIL_FLOOR)
+    return torch.cat([top_logp, rest.log().unsqueeze(-1)], dim=-1)
+
+
+def head_topk_divergence(student_hidden: Any, student_head: Any, tokens: Any, top_ids: Any, top_logp: Any,
+                         kind: str = "reverse-kl", beta: float = 0.5,
+                         chunk_size: int = DEFAULT_CHUNK) -> tuple[Any, Any, Any]:
+    """The divergence per row between the two distributions coarsened to the teacher's top-k
+    tokens plus one tail bucket holding the rest of the mass (what a server that returns top-k
+    log-probs allows); also the reverse KL (no gradient) and the student's log-prob of ``tokens``.
+
+    ``top_ids`` ``[N, K]`` are the teacher's tokens (-1 = empty slot), ``top_logp`` their
+    log-probs. By the data-processing inequality this is a lower bound of the full divergence,
+    equal to it when the teacher's top-k holds all its mass.
+    """
+    import torch
+
+    def chunk(s_h: Any, tok: Any, ids: Any, t_top: Any) -> tuple[Any, Any, Any]:
+        log_s = torch.log_softmax(student_head(s_h).float(), dim=-1)
+        s_top = torch.where(ids >= 0, log_s.gather(-1, ids.clamp(min=0)), torch.full_like(t_top, LOG_ZERO))
+        s_b = torch.log_softmax(with_tail(s_top), dim=-1)
+        t_b = torch.log_softmax(with_tail(t_top.float()), dim=-1)
+        div = logprob_divergence(s_b, t_b, kind, beta)
+        with torch.no_grad():
+            reverse = div.detach() if kind == "reverse-kl" else _kl(s_b, t_b)
+            return div, reverse, _picked(log_s, tok).detach()
+
+    grad = torch.is_grad_enabled() and student_hidden.requires_grad
+    div, reverse, s_logp = chunk_rows(chunk, (student_hidden, tokens, top_ids, top_logp.float()), chunk_size, grad=grad)
+    return div, reverse, s_logp
