@@ -4,15 +4,19 @@ stage. Experiment code, not part of the package.
 
     python recipes/mini/experiments/wer_probe.py runs/mini warmup sft
 """
-import json, sys, torch
+import json
+import sys
 from pathlib import Path
-from speechsum_cli.families import load, Prompt, GenerationSettings
-from speechsum_cli.stages.align import encode_clips, heldout_wer
-from speechsum_cli.training.alignment import load_head
-from speechsum_cli.stages.evaluate import ASR_QUERY
-from speechsum_cli.metrics.wer import error_rates
-from speechsum_cli.data.audio import load_audio
+
 from datasets import Dataset
+
+from speechsum_cli.data.audio import load_audio
+from speechsum_cli.families import GenerationSettings, Prompt, load
+from speechsum_cli.metrics.wer import error_rates
+from speechsum_cli.stages.align import encode_clips, heldout_wer
+from speechsum_cli.stages.evaluate import ASR_QUERY
+from speechsum_cli.training.alignment import load_head
+
 work = Path(sys.argv[1])
 rows = [json.loads(l) for l in (work/"corpus/test.jsonl").read_text().splitlines()][:12]
 for r in rows: r["audio"] = str(work/"corpus"/r["audio"])
