@@ -22,6 +22,10 @@ import numpy as np
 
 from speechsum_cli.errors import ModelError
 from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, messages_for
+from speechsum_cli.families.qwen2_audio import (  # the same conv + pool
+    MIN_FEATURE_FRAMES,
+    output_tokens,
+)
 
 AUDIO_TOKEN = "<sound>"
 END_OF_TURN = "<|im_end|>"
@@ -42,16 +46,6 @@ CHAT_TEMPLATE = (
 
 MEL_FRAMES_PER_POSITION = 2
 """The encoder's second convolution has stride 2: two mel frames per encoder position."""
-
-MIN_FEATURE_FRAMES = 4
-"""Shortest mel length that still yields one audio token after the conv and the pool."""
-
-
-def output_tokens(feature_frames: int) -> int:
-    """Embeddings the encoder + pool keep of ``feature_frames`` valid mel frames of one window."""
-    after_conv = (feature_frames - 1) // 2 + 1
-    return (after_conv - 2) // 2 + 1
-
 
 class AudioFlamingo3Family(AudioFamily):
     model_type = "audioflamingo3"

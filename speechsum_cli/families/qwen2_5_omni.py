@@ -27,6 +27,10 @@ import numpy as np
 from speechsum_cli.errors import ModelError
 from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, messages_for
 from speechsum_cli.families.bundle import AudioTextProcessor, load_feature_extractor
+from speechsum_cli.families.qwen2_audio import (  # the same conv + pool
+    MIN_FEATURE_FRAMES,
+    output_tokens,
+)
 
 AUDIO_TOKEN = "<|AUDIO|>"
 AUDIO_BOS, AUDIO_EOS = "<|audio_bos|>", "<|audio_eos|>"
@@ -55,16 +59,6 @@ CHAT_TEMPLATE = (
 )
 """Qwen2.5-Omni's ChatML with audio as ``<|audio_bos|><|AUDIO|><|audio_eos|>`` (for tiny
 checkpoints and tokenizers saved without a template; released ones ship their own)."""
-
-MIN_FEATURE_FRAMES = 4
-"""Shortest mel length that still yields one audio token after the conv and the pool."""
-
-
-def output_tokens(feature_frames: int) -> int:
-    """Audio embeddings the tower makes of ``feature_frames`` mel frames (its own formula)."""
-    after_conv = (feature_frames - 1) // 2 + 1
-    return (after_conv - 2) // 2 + 1
-
 
 class Qwen2_5OmniFamily(AudioFamily):
     model_type = "qwen2_5_omni"
