@@ -50,11 +50,16 @@ def _jsonable(value: Any) -> Any:
 
 
 def redact(config: dict[str, Any]) -> dict[str, Any]:
-    """Drop keys that could hold secrets; keep ``*_env`` (names of variables, not values)."""
+    """Drop keys that could hold secrets; keep ``*_env`` (names of variables, not values); URLs
+    lose their user:password and query string."""
+    from speechsum_cli.llm.client import public_url
+
     clean: dict[str, Any] = {}
     for key, value in config.items():
         if SECRET_KEY.search(key):
             continue
+        if key.endswith("url") and isinstance(value, str):
+            value = public_url(value)  # no user:password@ or ?key= of an endpoint
         clean[key] = redact(value) if isinstance(value, dict) else value
     return clean
 

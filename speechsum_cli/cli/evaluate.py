@@ -21,6 +21,8 @@ from speechsum_cli.cli.options import (
     judge_options,
     model_option,
     out_option,
+    server_config,
+    server_endpoint_options,
 )
 from speechsum_cli.data.dataset import ColumnMap
 
@@ -30,7 +32,8 @@ EPILOG = (
     "  speechsum eval -p cascade.jsonl -p api.jsonl -d test/ -o reports/x --plot "
     "--judge-base-url http://127.0.0.1:8000/v1 --judge-model MODEL\n\n"
     "Systems are compared on the test rows every one of them has; rows that do not join are "
-    "listed in report.md and report.json. The judge flags are the same as pairs'."
+    "listed in report.md and report.json. The judge flags are the same as pairs'. With "
+    "--server-base-url the checkpoints generate on a vLLM-compatible server (audio in chat messages)."
 )
 
 
@@ -55,11 +58,13 @@ def judge_settings(judge: Optional[bool], endpoint: Endpoint, dry_run: bool) -> 
 
 
 @judge_options("eval", deprecated={("--judge-cache",): "cache_dir"})
+@server_endpoint_options()
 @column_options(("id", "audio", "transcript", "query", "summary"))
 def evaluate(
     data: Annotated[Path, data_option("Test set: dataset dir, .parquet or .jsonl with id, transcript, query (+ audio, summary, style).")],
     out: Annotated[Path, out_option("Report directory (report.json, report.md, plots, speechsum.json).")],
     judge_llm: Endpoint,
+    server_llm: Endpoint,
     columns: ColumnMap,
     model: Annotated[Optional[list[str]], model_option("Checkpoint to generate predictions with (repeatable).")] = None,
     predictions: Annotated[Optional[list[Path]], typer.Option("--predictions", "-p", help="Predictions file with id, prediction (repeatable).")] = None,
@@ -98,6 +103,7 @@ def evaluate(
         max_new_tokens=max_new_tokens, batch_size=batch_size, device=device, dtype=dtype,
         chunk_seconds=chunk_seconds, resamples=resamples, plot=plot, show_progress=progress,
         judge=judge_config, judge_concurrency=judge_llm.concurrency, judge_off=judge_off, strict=strict,
+        server=server_config(server_llm),
     )
     result = run(config)
     if dry_run:

@@ -473,6 +473,42 @@ def teacher_endpoint_options() -> Callable[[Callable[..., Any]], Callable[..., A
     )
 
 
+SERVER_PANEL = "Generation on a server (OpenAI-compatible, audio in chat messages: vLLM)"
+SERVER_ENDPOINT_FIELDS = ("base_url", "model", "api_key_env", "concurrency", "cache_dir")
+
+
+def server_endpoint_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Generation on an inference server for summarize, eval and pairs: ``--server-base-url
+    --server-model --server-api-key-env --server-concurrency --server-cache-dir``, the endpoint
+    vocabulary with the role 'server' (as the judge's are ``--judge-*`` and distill's remote
+    teacher's ``--teacher-*``). The command declares ``server_llm: Endpoint`` and passes
+    :func:`server_config` of it to its stage; without --server-base-url the model runs in-process."""
+    return endpoint_options(
+        "server", into="server_llm", who="server", panel=SERVER_PANEL, model_help="", max_tokens=16,
+        max_tokens_help="", only=SERVER_ENDPOINT_FIELDS, defaults={"model": ""},
+        helps={
+            "base_url": ("OpenAI-compatible server that takes audio in chat messages (input_audio parts), e.g. "
+                         "vLLM at http://127.0.0.1:8000/v1: the model generates there, with the same windows, "
+                         "combine steps and styles; --model still names its processor and config (read here, "
+                         "no weights)  \\[default: generate in this process]."),
+            "model": "Model name the server serves  \\[default: --model, as 'vllm serve MODEL' names it].",
+            "concurrency": ("Most generation requests in flight at once: halved on time-outs and HTTP 429s, "
+                            "grown back while the server keeps up (AIMD); vLLM batches them  \\[default: 8]."),
+            "cache_dir": ("Response cache of the server's answers: a re-run of the same command sends only the "
+                          "requests not answered yet  \\[default: ~/.cache/speechsum/llm]."),
+        },
+    )
+
+
+def server_config(endpoint: Endpoint) -> Any:
+    """The generating server as the LLM client's config, or None without --server-base-url (the model
+    then runs in this process). Its model name is --server-model, else the checkpoint's (filled in
+    when the stage loads it)."""
+    if endpoint.base_url is None:
+        return None
+    return endpoint.llm_config(temperature=0.0)
+
+
 def deprecated_option(old: str, new: str, *also: str) -> Any:
     """A hidden option for an old spelling (and ``also`` its short forms); :func:`prefer` maps it
     to the new one with a note."""

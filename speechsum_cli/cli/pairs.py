@@ -23,6 +23,8 @@ from speechsum_cli.cli.options import (
     long_audio_option,
     model_option,
     out_option,
+    server_config,
+    server_endpoint_options,
 )
 from speechsum_cli.data.dataset import ColumnMap
 from speechsum_cli.data.long_audio import LongAudio
@@ -35,7 +37,9 @@ EPILOG = (
     "The pairwise judge sees both orders of every pair and keeps only consistent verdicts. The "
     "judge flags are the same as eval's. --teacher adds the text teacher's own greedy answer (it "
     "reads the transcript, as in distill) to each prompt's k candidates; the judge does not know "
-    "which candidate is whose, and each pair records chosen_source / rejected_source."
+    "which candidate is whose, and each pair records chosen_source / rejected_source. With "
+    "--server-base-url the student samples on a vLLM-compatible server (one request per prompt with n = k, "
+    "temperature, top_p and a seed per prompt)."
 )
 
 
@@ -47,12 +51,14 @@ class Judge(str, Enum):
 
 @judge_options("pairs", deprecated={("--base-url",): "base_url", ("--api-key-env",): "api_key_env",
                                     ("--concurrency",): "concurrency", ("--cache-dir",): "cache_dir"})
+@server_endpoint_options()
 @column_options(("id", "audio", "transcript", "query"))
 def pairs(
     model: Annotated[str, model_option("Checkpoint that samples candidates (the KD student).")],
     data: Annotated[Path, data_option("Prompts: dataset dir/.parquet/.jsonl with id, audio, transcript, query.")],
     out: Annotated[Path, out_option("Output dataset directory of preference pairs.")],
     judge_llm: Endpoint,
+    server_llm: Endpoint,
     columns: ColumnMap,
     k: Annotated[int, typer.Option("--k", help="Candidates sampled per prompt.", min=2)] = 2,
     temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0).")] = 1.0,
@@ -99,7 +105,7 @@ def pairs(
         max_new_tokens=max_new_tokens, batch_size=batch_size, judge=judge.value, min_margin=min_margin,
         llm=llm, concurrency=judge_llm.concurrency, on_long_audio=on_long_audio, seed=seed, device=device,
         dtype=dtype, teacher=teacher, teacher_system=teacher_system, split=split, columns=columns,
-        overwrite=overwrite, show_progress=progress,
+        overwrite=overwrite, show_progress=progress, server=server_config(server_llm),
     )
     result = run(config)
     if dry_run:

@@ -8,7 +8,17 @@ from typing import Annotated, Optional
 
 import typer
 
-from speechsum_cli.cli.options import Device, Dtype, Progress, json_option, long_audio_option, model_option
+from speechsum_cli.cli.options import (
+    Device,
+    Dtype,
+    Endpoint,
+    Progress,
+    json_option,
+    long_audio_option,
+    model_option,
+    server_config,
+    server_endpoint_options,
+)
 from speechsum_cli.data.long_audio import LongAudio
 
 DEFAULT_MODEL = "microsoft/Phi-4-multimodal-instruct@refs/pr/70"
@@ -19,8 +29,10 @@ EPILOG = (
     "Examples:\n\n"
     "  speechsum summarize meeting.wav --style bullets --model runs/dpo\n\n"
     "  speechsum summarize recordings/ --query 'What did Alice promise?' --json -o out.json\n\n"
+    "  speechsum summarize meeting.wav -m Qwen/Qwen2-Audio-7B-Instruct --server-base-url http://127.0.0.1:8000/v1\n\n"
     "Audio longer than the model's window is split at pauses, each window summarized, and the "
-    "parts combined: nothing is truncated."
+    "parts combined: nothing is truncated. With --server-base-url the model generates on a vLLM-compatible "
+    "server (audio in chat messages), window by window, the same way."
 )
 
 
@@ -30,6 +42,7 @@ class OutputFormat(str, Enum):
     json = "json"
 
 
+@server_endpoint_options()
 def summarize(
     audio: Annotated[list[Path], typer.Argument(help="Audio files or directories (wav, flac, ogg, mp3).", show_default=False)],
     model: Annotated[Optional[str], model_option(f"Checkpoint dir or hub id  \\[default: $SPEECHSUM_MODEL, else {DEFAULT_MODEL}].", envvar="SPEECHSUM_MODEL")] = None,
@@ -49,6 +62,7 @@ def summarize(
         "covers the whole recording, so truncate and drop are not offered.")] = LongAudio.chunk.value,
     batch_size: Annotated[int, typer.Option(help="Windows generated together.", min=1)] = 4,
     progress: Progress = True,
+    server_llm: Endpoint = None,
 ) -> None:
     """Summarize recordings of any length with an audio LLM."""
     from speechsum_cli.cli.common import quiet_libraries
@@ -64,7 +78,7 @@ def summarize(
         audio=tuple(audio), model=model or DEFAULT_MODEL, style=style, query=query,
         max_new_tokens=max_new_tokens, temperature=temperature, device=device, dtype=dtype,
         chunk_seconds=chunk_seconds, on_long_audio=on_long_audio, batch_size=batch_size,
-        show_progress=progress,
+        show_progress=progress, server=server_config(server_llm),
     )
     text = format_result(run(config), fmt.value)
     if output is None:

@@ -63,6 +63,7 @@ __all__ = [
     "get_family",
     "is_text_lm",
     "load",
+    "load_generator",
     "load_text_model",
 ]
 
@@ -149,6 +150,18 @@ def load(source: str, *, device: str = "auto", dtype: str = "auto", text: bool =
         lm.compressor = compression.load_compressor(folder, family, model)
         lm.compressor.install(model)
     return lm
+
+
+def load_generator(source: str, *, server: Any = None, device: str = "auto", dtype: str = "auto") -> Any:
+    """What summarize, eval and pairs generate with: the checkpoint loaded here, or with ``server``
+    (an :class:`~speechsum_cli.llm.LLMConfig`, from ``--server-base-url``) its processor and config
+    here and its generation on that server (:class:`~speechsum_cli.families.served.ServedSpeechLM`,
+    the same interface)."""
+    if server is None:
+        return load(source, device=device, dtype=dtype)
+    from speechsum_cli.families.served import load_served
+
+    return load_served(source, server)
 
 
 def load_text_model(source: str, *, dtype: Any, device: str) -> Any:

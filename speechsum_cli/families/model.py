@@ -263,6 +263,24 @@ class SpeechLM:
         """Generate one completion per prompt (a padded batch; left padding)."""
         return self.generate_batch(prompts, settings)[0]
 
+    def sample(self, prompts: list[Prompt], settings: GenerationSettings, k: int, seeds: list[int]) -> list[list[str]]:
+        """``k`` sampled completions per prompt, in one padded batch. ``seeds`` are for a server
+        (:class:`~speechsum_cli.families.served.ServedSpeechLM`); here the samples come from torch's
+        generator, which the caller seeds once."""
+        texts = self.generate([p for p in prompts for _ in range(k)], settings)
+        return [texts[i * k : (i + 1) * k] for i in range(len(prompts))]
+
+    def generation_batch(self, batch_size: int) -> int:
+        """Prompts generated together: ``--batch-size`` (a server's generator keeps its concurrency busy)."""
+        return batch_size
+
+    def record(self) -> dict[str, Any]:
+        """For ``speechsum.json``: generation ran in this process."""
+        return {"on": "local", "checkpoint": self.source, "device": str(self.device)}
+
+    def close(self) -> None:
+        """Nothing to release (a server's generator closes its connections)."""
+
     def generate_batch(
         self, prompts: list[Prompt], settings: GenerationSettings
     ) -> tuple[list[str], Batch]:

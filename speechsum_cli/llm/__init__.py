@@ -1,6 +1,14 @@
 """The project's one OpenAI-compatible LLM client (synth, judges, eval, remote teachers)."""
 
-from speechsum_cli.llm.client import Completion, Estimate, LLMClient, LLMError, Speech
+from speechsum_cli.llm.client import (
+    Completion,
+    Estimate,
+    Generation,
+    LLMClient,
+    LLMError,
+    Speech,
+    public_url,
+)
 from speechsum_cli.llm.config import DEFAULT_API_KEY_ENV, DEFAULT_MODEL, LLMConfig
 from speechsum_cli.llm.jsonout import InvalidJSON, extract_json, parse_json
 from speechsum_cli.llm.prices import BudgetExceeded, Ledger, load_price_file, price_for
@@ -11,6 +19,7 @@ __all__ = [
     "BudgetExceeded",
     "Completion",
     "Estimate",
+    "Generation",
     "InvalidJSON",
     "LLMClient",
     "LLMConfig",
@@ -21,4 +30,5 @@ __all__ = [
     "load_price_file",
     "parse_json",
     "price_for",
+    "public_url",
 ]

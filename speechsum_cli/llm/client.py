@@ -8,6 +8,8 @@
   when a budget is spent the call returns a failure with the reason (never raises per row);
 * structured output: the reply text is parsed and validated against a JSON Schema; on failure a
   repair turn is sent, ``json_retries`` times, then the call fails with reason ``invalid JSON``;
+* free text: :meth:`LLMClient.generate` asks for ``n`` plain-text choices with the caller's sampling
+  fields (a speech LM on a server: audio as ``input_audio`` content parts), cached like the rest;
 * cache: every reply that was paid for is stored in sqlite under (model, messages, params,
   prompt_version, attempt), so a re-run sends zero requests for work already done;
 * ledger: requests, tokens and USD per the price table; ``max_cost`` raises
@@ -92,6 +94,31 @@ class Completion:
 
 
 @dataclass
+class Generation:
+    """The outcome of one free-text chat completion with ``n`` choices (a speech LM on a server):
+    the texts, or a failure ``reason``."""
+
+    texts: list[str] | None = None
+    reason: str | None = None
+    status: int | None = None
+    """The HTTP status of a failed request the server answered (None: no answer, or not HTTP)."""
+    requests: int = 0
+    cache_hits: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cost_usd: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.texts is not None
+
+    @property
+    def refused(self) -> bool:
+        """The server answered that the request itself is wrong (a 4xx it would answer again)."""
+        return self.status is not None and 400 <= self.status < 500 and not retryable(self.status)
+
+
+@dataclass
 class Speech:
     """The outcome of one text-to-speech call: wav bytes or a failure reason."""
 
@@ -122,8 +149,27 @@ def check_credentials(config: LLMConfig) -> None:
         )
 
 
-def message_text(messages: list[dict[str, str]]) -> str:
-    return "\n".join(m.get("content") or "" for m in messages)
+def message_text(messages: list[dict[str, Any]]) -> str:
+    """The text of ``messages`` (of content-part lists, the text parts: audio is not text)."""
+    def text(content: Any) -> str:
+        if isinstance(content, list):
+            return "\n".join(str(part.get("text") or "") for part in content if isinstance(part, dict))
+        return content or ""
+    return "\n".join(text(m.get("content")) for m in messages)
+
+
+def public_url(url: str | None) -> str | None:
+    """``url`` fit for a log or ``speechsum.json``: no user:password, no query string, no fragment
+    (where a server's key could hide)."""
+    if not url:
+        return url
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return urlunsplit((parts.scheme, host, parts.path, "", ""))
 
 
 @dataclass
@@ -255,6 +301,85 @@ class LLMClient:
             self._cache.put(key, self.config.model, base64.b64encode(audio).decode("ascii"), len(text), 0)
         return result
 
+    async def generate(self, messages: list[dict[str, Any]], params: dict[str, Any], *, n: int = 1) -> Generation:
+        """One chat completion asking for ``n`` choices (``"n"`` in the request), the reply's texts
+        stripped: how a speech LM on a server generates (content parts with ``input_audio``).
+
+        ``params`` are the request's sampling fields (``temperature``, ``top_p``, ``seed``,
+        ``max_tokens``), sent as given, in place of the config's. The same cache (keyed on model,
+        messages, params and ``n``: a re-run sends only what was not answered), budget, adaptive
+        limit and retries as every call; a server that returns fewer than ``n`` choices gives
+        fewer texts (the caller asks again). Raises :class:`LLMError` like :meth:`complete_json`.
+        """
+        result = Generation()
+        key = cache_key({"kind": "generate", "model": self.config.model, "messages": messages,
+                         "params": params, "n": n})
+        if self._cache is not None:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self.ledger.cache_hits += 1
+                result.cache_hits = 1
+                result.texts = json.loads(hit[0])
+                return result
+        if self.config.dry_run:
+            raise RuntimeError("dry run: no request may be sent")  # a bug, not a user error
+        est_in = estimate_tokens(message_text(messages))
+        max_tokens = int(params.get("max_tokens") or self.config.max_tokens)
+        estimate = self.ledger.estimate(est_in, n * min(self.config.expected_output_tokens, max_tokens))
+        self.ledger.reserve(estimate)  # may raise BudgetExceeded
+        body = {"model": self.config.model, "messages": messages, **params, **({"n": n} if n > 1 else {})}
+        body.update(self.config.extra_body or {})
+        try:
+            await self._limiter.acquire(est_in + n * max_tokens)
+            raw = await self._post("/chat/completions", body, str)
+        except _RowFailure as exc:
+            self.ledger.release(estimate)
+            result.reason, result.status = self.scrub(str(exc)), exc.status
+            return result
+        except BaseException:
+            self.ledger.release(estimate)
+            raise
+        try:
+            reply = json.loads(raw)
+            texts = [((c.get("message") or {}).get("content") or "").strip() for c in reply.get("choices") or []]
+            usage = reply.get("usage") or {}
+        except (ValueError, AttributeError, TypeError) as exc:
+            self.ledger.release(estimate)
+            result.reason = f"bad response: not an OpenAI chat completion ({type(exc).__name__})"
+            return result
+        tin = int(usage.get("prompt_tokens") or 0) or est_in
+        tout = int(usage.get("completion_tokens") or 0) or sum(estimate_tokens(t) for t in texts)
+        result.cost_usd = self.ledger.settle(estimate, tin, tout)
+        result.requests, result.input_tokens, result.output_tokens = 1, tin, tout
+        if not texts:
+            result.reason = "bad response: no choices in the reply"
+            return result
+        result.texts = texts
+        if self._cache is not None:
+            self._cache.put(key, self.config.model, json.dumps(texts, ensure_ascii=False), tin, tout)
+        return result
+
+    async def get_json(self, path: str, *, retries: int = 2) -> Completion:
+        """One GET of ``path`` (e.g. ``/models``: what a server serves) with at most ``retries``
+        retries, under the same adaptive limit; the reply's JSON in ``data`` or a failure ``reason``
+        (a connection error's reason starts with 'connection error')."""
+        result = Completion()
+        try:
+            raw = await self._post(path, None, str, method="get", retries=retries)
+        except _RowFailure as exc:
+            result.reason = self.scrub(str(exc))
+            return result
+        try:
+            data = json.loads(raw)
+        except ValueError:
+            data = None
+        result.requests = 1
+        if not isinstance(data, dict):
+            result.reason = f"bad response: not a JSON object ({str(raw)[:80]!r})"
+            return result
+        result.data = data
+        return result
+
     async def post_json(self, path: str, body: dict[str, Any]) -> Completion:
         """One POST of a JSON ``body`` to ``path`` (e.g. ``/completions`` with token ids and vLLM's
         ``prompt_logprobs``, for a remote teacher) under the same adaptive limit, rate limits,
@@ -383,13 +508,16 @@ class LLMClient:
         tout = int(usage.get("completion_tokens") or 0) or estimate_tokens(text)
         return text, tin, tout
 
-    async def _post(self, path: str, body: dict[str, Any], cast_to: type) -> Any:
-        """POST with retries; errors mapped to LLMError (stop the run) or _RowFailure (this call)."""
+    async def _post(self, path: str, body: dict[str, Any] | None, cast_to: type, *, method: str = "post",
+                    retries: int | None = None) -> Any:
+        """POST (or ``method``) with retries; errors mapped to LLMError (stop the run) or _RowFailure
+        (this call). ``retries`` caps the non-time-out retries (default: ``max_retries``)."""
         cfg = self.config
+        max_retries = cfg.max_retries if retries is None else retries
         timeouts = others = 0
         while True:
             try:
-                return await self._attempt(path, body, cast_to)
+                return await self._attempt(path, body, cast_to, method)
             except openai.APITimeoutError:
                 self._note_overload("time-outs")
                 if timeouts >= cfg.timeout_retries:
@@ -400,21 +528,24 @@ class LLMClient:
                 status = getattr(exc, "status_code", None)
                 if status == 429:
                     self._note_overload("HTTP 429")
-                if not retryable(status, getattr(exc, "response", None)) or others >= cfg.max_retries:
-                    raise self._failure(exc) from None
+                if not retryable(status, getattr(exc, "response", None)) or others >= max_retries:
+                    raise self._failure(exc, max_retries) from None
                 delay, others = retry_delay(others, getattr(exc, "response", None)), others + 1
             except openai.APIError as exc:  # a reply the openai client could not read
                 raise self._failure(exc) from None
             await asyncio.sleep(delay)
 
-    async def _attempt(self, path: str, body: dict[str, Any], cast_to: type) -> Any:
+    async def _attempt(self, path: str, body: dict[str, Any] | None, cast_to: type, method: str = "post") -> Any:
         """One HTTP attempt in a slot of the adaptive limit, which learns from how it ended."""
         async with self.in_flight.slot() as slot:
             try:
                 # The client's generic post(): same timeouts as chat.completions.create(), without
                 # its typed request transform and response models, which cost ~2 ms of CPU per
                 # call and capped throughput at high concurrency (benchmark).
-                reply = await self._openai().post(path, cast_to=cast_to, body=body)
+                if method == "get":
+                    reply = await self._openai().get(path, cast_to=cast_to)
+                else:
+                    reply = await self._openai().post(path, cast_to=cast_to, body=body)
             except openai.APITimeoutError:
                 slot.outcome = Outcome.timed_out
                 raise
@@ -436,10 +567,10 @@ class LLMClient:
              f"lowered from {limit.ceiling} to {limit.allowed}; they grow back while it keeps up "
              f"({endpoint_flag(self.config.role, 'concurrency')} {limit.ceiling} is the ceiling).")
 
-    def _failure(self, exc: Exception) -> Exception:
+    def _failure(self, exc: Exception, max_retries: int | None = None) -> Exception:
         """The error a failed call ends with: LLMError for refusals that fail every row, else _RowFailure."""
         cfg = self.config
-        retried = f" (after {cfg.max_retries} retries)"
+        retried = f" (after {cfg.max_retries if max_retries is None else max_retries} retries)"
         if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)):
             return LLMError(self.scrub(
                 f"{cfg.base_url or 'api.openai.com'} refused the request "
@@ -451,10 +582,11 @@ class LLMClient:
             self._check_reachable(exc)
             return _RowFailure(f"connection error: {_short(exc)}{retried}")
         if isinstance(exc, openai.RateLimitError):
-            return _RowFailure(f"HTTP 429 rate limited: {_short(exc)}{retried}")
+            return _RowFailure(f"HTTP 429 rate limited: {_short(exc)}{retried}", status=429)
         if isinstance(exc, openai.APIStatusError):
             again = retryable(exc.status_code, exc.response)
-            return _RowFailure(f"HTTP {exc.status_code}: {_short(exc)}{retried if again else ''}")
+            return _RowFailure(f"HTTP {exc.status_code}: {_short(exc)}{retried if again else ''}",
+                               status=exc.status_code)
         return _RowFailure(f"bad response: {_short(exc)}")
 
     def _check_reachable(self, exc: BaseException) -> None:
@@ -498,6 +630,11 @@ def retry_delay(retry: int, response: Any = None) -> float:
 class _RowFailure(Exception):
     """One call failed for good (retries spent); the row is recorded as failed with this reason."""
 
+    def __init__(self, reason: str, *, status: int | None = None) -> None:
+        super().__init__(reason)
+        self.status = status
+        """The HTTP status the server answered with, if it answered."""
+
 
 def _short(exc: BaseException, limit: int = 200) -> str:
     message = getattr(exc, "message", None) or str(exc)
@@ -509,4 +646,5 @@ def _short(exc: BaseException, limit: int = 200) -> str:
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
-__all__ = ["BudgetExceeded", "Completion", "EndpointUnreachable", "Estimate", "LLMClient", "LLMError"]
+__all__ = ["BudgetExceeded", "Completion", "EndpointUnreachable", "Estimate", "Generation", "LLMClient", "LLMError",
+           "public_url"]

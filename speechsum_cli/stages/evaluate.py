@@ -73,6 +73,10 @@ class EvalConfig:
     """A test id without a prediction, or a prediction id not in the test set, is an error
     (default: a warning per system, and the systems are compared on the rows they all have)."""
     show_progress: bool = True
+    server: Any = None
+    """LLMConfig of an OpenAI-compatible server that generates the checkpoints' predictions from
+    audio in chat messages (``--server-base-url``; with no ``--server-model`` each checkpoint is
+    asked for by its ``--model`` name); None = generate in this process."""
 
 
 @dataclass
@@ -90,6 +94,9 @@ class System:
     """Test ids this system has no prediction for."""
     extra: list[str] = field(default_factory=list)
     """Prediction ids that are not in the test set."""
+    generation: dict[str, Any] = field(default_factory=dict)
+    """A checkpoint's: where its predictions were generated (this process, or a server: URL,
+    model, requests sent)."""
 
 
 @dataclass
@@ -189,7 +196,7 @@ def check_join(config: EvalConfig, systems: list[System], test_ids: list[str], c
 
 def generate_predictions(model: str, name: str, rows: list[dict[str, Any]], config: EvalConfig) -> System:
     """Summaries of every test row by a checkpoint, through the summarize machinery."""
-    from speechsum_cli.families import GenerationSettings, load
+    from speechsum_cli.families import GenerationSettings, load_generator
     from speechsum_cli.stages.summarize import (
         RecordingSummary,
         check_chunk_seconds,
@@ -201,26 +208,31 @@ def generate_predictions(model: str, name: str, rows: list[dict[str, Any]], conf
 
     check_chunk_seconds(config.chunk_seconds)
     infos = [probe(row["audio"]) for row in rows]
-    lm = load(model, device=config.device, dtype=config.dtype)
-    cache_for_inference(lm, config.out)  # the students of one runs folder share their encoder's output
-    window = resolve_window(lm.window_seconds, config.chunk_seconds)
-    settings = GenerationSettings(max_new_tokens=config.max_new_tokens)
-    recordings = [
-        RecordingSummary(row["id"], "", str(row.get("style") or "custom"), row["query"], model, info.duration)
-        for row, info in zip(rows, infos)
-    ]
-    total = sum(expected_chunks(info, window) for info in infos)
-    summarize_recordings(
-        lm, [row["audio"] for row in rows], recordings, window, settings,
-        config.batch_size, total, config.show_progress,
-    )
-    system = System(
-        name, model, "model",
-        predictions={r.audio: r.summary for r in recordings},
-        real_time_factor={r.audio: r.real_time_factor for r in recordings},
-    )
-    if config.wer_rows > 0:
-        system.transcriptions = transcribe(lm, rows, infos, window, config)
+    lm = load_generator(model, server=config.server, device=config.device, dtype=config.dtype)
+    try:
+        if config.server is None:
+            cache_for_inference(lm, config.out)  # the students of one runs folder share their encoder's output
+        window = resolve_window(lm.window_seconds, config.chunk_seconds)
+        settings = GenerationSettings(max_new_tokens=config.max_new_tokens)
+        recordings = [
+            RecordingSummary(row["id"], "", str(row.get("style") or "custom"), row["query"], model, info.duration)
+            for row, info in zip(rows, infos)
+        ]
+        total = sum(expected_chunks(info, window) for info in infos)
+        summarize_recordings(
+            lm, [row["audio"] for row in rows], recordings, window, settings,
+            config.batch_size, total, config.show_progress,
+        )
+        system = System(
+            name, model, "model",
+            predictions={r.audio: r.summary for r in recordings},
+            real_time_factor={r.audio: r.real_time_factor for r in recordings},
+        )
+        if config.wer_rows > 0:
+            system.transcriptions = transcribe(lm, rows, infos, window, config)
+        system.generation = lm.record()
+    finally:
+        lm.close()
     return system
 
 
@@ -231,8 +243,9 @@ def transcribe(lm: Any, rows: list[dict[str, Any]], infos: list[Any], window: fl
     fitting = [row for row, info in zip(rows, infos) if info.duration <= window][: config.wer_rows]
     settings = GenerationSettings(max_new_tokens=config.max_new_tokens)
     out: dict[str, str] = {}
-    for start in range(0, len(fitting), config.batch_size):
-        chunk = fitting[start : start + config.batch_size]
+    size = lm.generation_batch(config.batch_size)
+    for start in range(0, len(fitting), size):
+        chunk = fitting[start : start + size]
         prompts = [Prompt(ASR_QUERY, load_audio(row["audio"], lm.sampling_rate)) for row in chunk]
         for row, text in zip(chunk, lm.generate(prompts, settings)):
             out[row["id"]] = text
@@ -323,6 +336,22 @@ def wer_estimates(
     return out
 
 
+def check_server_config(config: EvalConfig) -> None:
+    """``--server-base-url`` generates the --model checkpoints' predictions: there must be one, and
+    ``--server-model`` names one model (several checkpoints are each asked for by their own name)."""
+    from speechsum_cli.llm.client import check_credentials
+
+    if not config.models:
+        raise InputError("--server-base-url generates the predictions of --model checkpoints, and no --model was "
+                         "given. Pass --model CKPT (its processor and config are read here), or drop "
+                         "--server-base-url to score --predictions files only.")
+    if config.server.model and len(config.models) > 1:
+        raise InputError(f"--server-model '{config.server.model}' names one served model, but {len(config.models)} "
+                         "--model checkpoints were given. Drop --server-model to ask the server for each "
+                         "checkpoint by its --model name, or evaluate one --model per run.")
+    check_credentials(config.server)
+
+
 def run(config: EvalConfig) -> EvalResult:
     """Generate or load every system's predictions, score the common rows, write the report."""
     from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
@@ -331,6 +360,8 @@ def run(config: EvalConfig) -> EvalResult:
     started = time.perf_counter()
     if not config.models and not config.predictions:
         raise InputError("nothing to evaluate: pass --model CKPT and/or --predictions FILE.")
+    if config.server is not None:
+        check_server_config(config)
     if config.judge is not None:
         from speechsum_cli.llm.client import check_credentials
 
@@ -375,6 +406,7 @@ def run(config: EvalConfig) -> EvalResult:
             metrics={m: {n: e.mean for n, e in by.items()} for m, by in summary.items()},
             wall_time=time.perf_counter() - started,
             extra={"judge": report["judge"],
+                   "generation": {s.name: s.generation for s in systems if s.kind == "model"},
                    **({FAILURES_KEY: judged.batch.failures().as_record()} if judged is not None else {})},
         )
     return EvalResult(config.out, systems, len(common), summary, report, judged, warning,

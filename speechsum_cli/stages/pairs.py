@@ -9,6 +9,11 @@ its own greedy answer, which joins each prompt's candidates at a seeded random p
 self-synthesis of Reinforced Behavior Alignment: when every student sample invents details, the
 teacher's answer gives the judge a faithful option. The judge sees texts only, never where they
 came from; each pair records ``chosen_source`` / ``rejected_source`` (student | teacher).
+
+With ``server`` (``--server-base-url``) the student samples on an OpenAI-compatible server instead:
+one request per prompt asking for ``n`` = k choices with ``temperature``, ``top_p`` and the seed
+``seed + row`` (:mod:`speechsum_cli.families.served`), so a re-run of the same command gets the
+same candidates from the response cache.
 """
 
 from __future__ import annotations
@@ -76,6 +81,9 @@ class PairsConfig:
     """Names of the prompts' id, audio, transcript and query columns (--X-column)."""
     overwrite: bool = False
     show_progress: bool = True
+    server: Any = None
+    """LLMConfig of an OpenAI-compatible server on which the student samples its candidates from
+    audio in chat messages (``--server-base-url``); None = sample in this process."""
 
 
 @dataclass
@@ -107,10 +115,11 @@ def check_config(config: PairsConfig) -> None:
                         "(--judge-api-key-env), or use --judge offline")
     if problems:
         raise InputError("; ".join(problems) + ".")
-    if config.llm is not None:
-        from speechsum_cli.llm.client import check_credentials
+    from speechsum_cli.llm.client import check_credentials
 
-        check_credentials(config.llm)
+    for llm in (config.llm, config.server):
+        if llm is not None:
+            check_credentials(llm)
 
 
 def load_prompts(config: PairsConfig) -> list[dict[str, Any]]:
@@ -145,7 +154,8 @@ def split_long(rows: list[dict[str, Any]], window: float, policy: LongAudio | st
 
 
 def sample_candidates(config: PairsConfig, rows: list[dict[str, Any]], lm: Any) -> list[list[str]]:
-    """k sampled summaries per row, batched (a row's k samples share a batch)."""
+    """k sampled summaries per row, batched (a row's k samples share a batch; on a server, one
+    request with n = k and the seed ``seed + row``)."""
     import torch
 
     from speechsum_cli.console import progress_bar
@@ -153,16 +163,14 @@ def sample_candidates(config: PairsConfig, rows: list[dict[str, Any]], lm: Any) 
 
     torch.manual_seed(config.seed)
     settings = GenerationSettings(config.max_new_tokens, config.temperature, config.top_p)
+    size = lm.generation_batch(config.batch_size)
     candidates: list[list[str]] = []
     with progress_bar("Sampling candidates", len(rows), enabled=config.show_progress) as advance:
-        for start in range(0, len(rows), config.batch_size):
-            chunk = rows[start : start + config.batch_size]
-            prompts = []
-            for row in chunk:
-                audio = load_audio(row["audio"], lm.sampling_rate)
-                prompts += [Prompt(row["query"], audio)] * config.k
-            texts = lm.generate(prompts, settings)
-            candidates += [texts[i * config.k : (i + 1) * config.k] for i in range(len(chunk))]
+        for start in range(0, len(rows), size):
+            chunk = rows[start : start + size]
+            prompts = [Prompt(row["query"], load_audio(row["audio"], lm.sampling_rate)) for row in chunk]
+            seeds = [config.seed + start + i for i in range(len(chunk))]
+            candidates += lm.sample(prompts, settings, config.k, seeds)
             advance(len(chunk))
     return candidates
 
@@ -285,7 +293,7 @@ def add_teacher_answers(candidates: list[list[str]], answers: list[str], seed: i
 
 def run(config: PairsConfig) -> PairsResult:
     """Sample, judge, and write the pairs dataset (nothing written on a dry run)."""
-    from speechsum_cli.families import load
+    from speechsum_cli.families import load_generator
     from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
     from speechsum_cli.training.feature_cache import cache_for_inference
 
@@ -296,10 +304,15 @@ def run(config: PairsConfig) -> PairsResult:
         check_output_dir(config.out, overwrite=overwrite)
     rows = load_prompts(config)
     teacher_tokenizer = check_teacher(config, rows) if config.teacher else None
-    lm = load(config.model, device=config.device, dtype=config.dtype)
-    cache_for_inference(lm, config.out)  # k samples of a clip (and eval's students) encode it once
-    rows, dropped = split_long(rows, lm.window_seconds, config.on_long_audio, config.data)
-    texts = sample_candidates(config, rows, lm)
+    lm = load_generator(config.model, server=config.server, device=config.device, dtype=config.dtype)
+    try:
+        if config.server is None:
+            cache_for_inference(lm, config.out)  # k samples of a clip (and eval's students) encode it once
+        rows, dropped = split_long(rows, lm.window_seconds, config.on_long_audio, config.data)
+        texts = sample_candidates(config, rows, lm)
+        generation = lm.record()
+    finally:
+        lm.close()
     del lm
     candidates = [[c[i] for i in distinct_candidates(c)] for c in texts]
     sources = [[STUDENT] * len(c) for c in candidates]
@@ -356,7 +369,8 @@ def run(config: PairsConfig) -> PairsResult:
         inputs = [config.data, config.model] + ([config.teacher] if config.teacher else [])
         failures = {} if batch is None else {FAILURES_KEY: batch.failures().as_record()}
         write_manifest(tmp, stage="pairs", config=config, inputs=inputs, counts=counts,
-                       metrics={"llm": llm_usage}, wall_time=time.perf_counter() - started, extra=failures)
+                       metrics={"llm": llm_usage}, wall_time=time.perf_counter() - started,
+                       extra={"generation": generation, **failures})
     return PairsResult(config.out, counts, pairs, batch, warning)
 
 
