@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import io
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -46,8 +45,6 @@ from speechsum_cli.llm.config import LLMConfig, endpoint_flag
 from speechsum_cli.llm.failures import Failures
 from speechsum_cli.llm.pool import run_pool
 
-WAV_SUBTYPE = "FLOAT"
-"""32-bit float PCM: lossless for the float samples the local path feeds its encoder."""
 CONFIG_FILES = ["*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
 """What a hub checkpoint gives the served path: processor, tokenizer, config — never the weights."""
 SERVE_HINT = "vllm serve Qwen/Qwen2-Audio-7B-Instruct (README, 'Generation on a server')"
@@ -64,14 +61,27 @@ class Sent:
     audio_seconds: list[float]
 
 
+def float_wav(samples: Any, sampling_rate: int) -> bytes:
+    """Mono samples as a 32-bit float WAV file (WAVE_FORMAT_IEEE_FLOAT, with its ``fact`` chunk).
+
+    Written here rather than by soundfile, whose float wavs carry a PEAK chunk with the time of
+    writing: the same window would then be a new request to the response cache on every run.
+    """
+    import struct
+
+    import numpy as np
+
+    data = np.asarray(samples, dtype="<f4").tobytes()
+    frames = len(data) // 4
+    fmt = struct.pack("<HHIIHHH", 3, 1, sampling_rate, sampling_rate * 4, 4, 32, 0)  # IEEE float, mono, cbSize 0
+    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<II", 4, frames)
+            + b"data" + struct.pack("<I", len(data)) + data)
+    return b"RIFF" + struct.pack("<I", len(body)) + body
+
+
 def wav_base64(samples: Any, sampling_rate: int) -> str:
     """Mono float samples as a base64 wav (float32 PCM) for an ``input_audio`` content part."""
-    import numpy as np
-    import soundfile as sf
-
-    buffer = io.BytesIO()
-    sf.write(buffer, np.asarray(samples, dtype=np.float32), sampling_rate, format="WAV", subtype=WAV_SUBTYPE)
-    return base64.b64encode(buffer.getvalue()).decode("ascii")
+    return base64.b64encode(float_wav(samples, sampling_rate)).decode("ascii")
 
 
 def chat_messages(prompt: Prompt, sampling_rate: int) -> list[dict[str, Any]]:
@@ -247,7 +257,7 @@ class ServedSpeechLM:
         if all(g.refused for g in failed):
             what = "audio in chat messages (input_audio content parts)" if audio else "these requests"
             raise ServerGenerationError(
-                f"{self.where} refused {tally.describe('generation request')}. Check that "
+                f"{self.where} refused the requests: {tally.describe('generation request')}. Check that "
                 f"{self.flag('model')} '{self.llm.model}' is an audio model the server serves with "
                 f"{what} — e.g. {SERVE_HINT} — and that --max-new-tokens fits its context.")
         cache = self.llm.cache_dir

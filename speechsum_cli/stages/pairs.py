@@ -12,8 +12,9 @@ came from; each pair records ``chosen_source`` / ``rejected_source`` (student | 
 
 With ``server`` (``--server-base-url``) the student samples on an OpenAI-compatible server instead:
 one request per prompt asking for ``n`` = k choices with ``temperature``, ``top_p`` and the seed
-``seed + row`` (:mod:`speechsum_cli.families.served`), so a re-run of the same command gets the
-same candidates from the response cache.
+``seed + k * row`` (a server that ignores ``n`` is asked again with the seeds after it, up to k),
+:mod:`speechsum_cli.families.served`; a re-run of the same command gets the same candidates from
+the response cache.
 """
 
 from __future__ import annotations
@@ -155,7 +156,7 @@ def split_long(rows: list[dict[str, Any]], window: float, policy: LongAudio | st
 
 def sample_candidates(config: PairsConfig, rows: list[dict[str, Any]], lm: Any) -> list[list[str]]:
     """k sampled summaries per row, batched (a row's k samples share a batch; on a server, one
-    request with n = k and the seed ``seed + row``)."""
+    request with n = k and the seed ``seed + k * row``)."""
     import torch
 
     from speechsum_cli.console import progress_bar
@@ -169,7 +170,7 @@ def sample_candidates(config: PairsConfig, rows: list[dict[str, Any]], lm: Any) 
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
             prompts = [Prompt(row["query"], load_audio(row["audio"], lm.sampling_rate)) for row in chunk]
-            seeds = [config.seed + start + i for i in range(len(chunk))]
+            seeds = [config.seed + config.k * (start + i) for i in range(len(chunk))]  # a row's k seeds are its own
             candidates += lm.sample(prompts, settings, config.k, seeds)
             advance(len(chunk))
     return candidates
