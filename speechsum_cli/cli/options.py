@@ -10,7 +10,8 @@ value alias (``--precision bf16``) prints a deprecation note on stderr and maps 
 
 The commands that are not training stages share the rest: :func:`endpoint_options` spells an
 OpenAI-compatible LLM the same way everywhere (``--ROLE-base-url --ROLE-model ...`` with the role
-as prefix, e.g. pairs' and eval's judge; unprefixed, with ``--llm`` for the model, where a command
+as prefix, e.g. pairs' and eval's judge, distill's ``--teacher-*``, and the ``--server-*`` of
+summarize, eval and pairs generating on a server; unprefixed, with ``--llm`` for the model, where a command
 talks to one LLM and has no checkpoint, as synth), :func:`column_options` the ``--X-column`` flags,
 :func:`long_audio_option` the subset of :class:`LongAudio` a command supports.
 """
