@@ -8,6 +8,8 @@ unmocked. (Why not ``transformers serve``: see the server's docstring.)
 
 from __future__ import annotations
 
+import base64
+import io
 import json
 import socket
 import subprocess
@@ -15,6 +17,7 @@ import sys
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 import soundfile as sf
 from datasets import load_from_disk
@@ -22,7 +25,9 @@ from typer.testing import CliRunner
 
 from speechsum_cli.app import app
 from speechsum_cli.errors import NothingUsableError
-from speechsum_cli.llm import LLMConfig
+from speechsum_cli.families import GenerationSettings, Prompt
+from speechsum_cli.families.served import chat_messages, float_wav, sampling_params
+from speechsum_cli.llm import LLMConfig, public_url
 from speechsum_cli.stages import summarize as summarize_stage
 from tests.conftest import espeak, speech_of_duration
 
@@ -100,6 +105,33 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# --- the request ------------------------------------------------------------------------------
+
+
+def test_the_request_carries_each_window_losslessly_then_the_query():
+    window = (0.3 * np.random.default_rng(0).standard_normal(SR)).astype(np.float32)
+    (system, user) = chat_messages(Prompt("Summarize.", [window, window[:100]], system="Be brief."), SR)
+    assert system == {"role": "system", "content": "Be brief."}
+    parts = user["content"]
+    assert [p["type"] for p in parts] == ["input_audio", "input_audio", "text"] and parts[2]["text"] == "Summarize."
+    assert parts[0]["input_audio"]["format"] == "wav"
+    decoded, rate = sf.read(io.BytesIO(base64.b64decode(parts[0]["input_audio"]["data"])), dtype="float32")
+    assert rate == SR and np.array_equal(decoded, window)
+    assert float_wav(window, SR) == float_wav(window, SR)  # no timestamp: the cache key is stable
+    assert chat_messages(Prompt("Combine these."), SR) == [{"role": "user", "content": "Combine these."}]
+
+
+def test_sampling_fields_greedy_and_sampled():
+    assert sampling_params(GenerationSettings(64, 0.0, 0.9), seed=3) == {"max_tokens": 64, "temperature": 0.0}
+    assert sampling_params(GenerationSettings(64, 0.7, 0.9), seed=3) == {"max_tokens": 64, "temperature": 0.7,
+                                                                        "top_p": 0.9, "seed": 3}
+
+
+def test_urls_recorded_lose_their_secrets():
+    assert public_url("https://me:pw@gpu7:8000/v1?api_key=x#f") == "https://gpu7:8000/v1"
+    assert public_url("http://127.0.0.1:8000/v1") == "http://127.0.0.1:8000/v1"
 
 
 # --- summarize --------------------------------------------------------------------------------
