@@ -26,6 +26,7 @@ from speechsum_cli.families.model import (
 from speechsum_cli.families.phi4_multimodal import Phi4MultimodalFamily
 from speechsum_cli.families.qwen2_5_omni import Qwen2_5OmniFamily
 from speechsum_cli.families.qwen2_audio import Qwen2AudioFamily
+from speechsum_cli.families.qwen3_omni_moe import Qwen3OmniMoeFamily
 from speechsum_cli.families.text import (
     TEXT_FAMILY,
     TextLM,
@@ -39,7 +40,7 @@ FAMILIES: dict[str, AudioFamily] = {
     family.model_type: family
     for family in (
         Qwen2AudioFamily(), Phi4MultimodalFamily(), VoxtralFamily(), Qwen2_5OmniFamily(),
-        AudioFlamingo3Family(), Gemma4Family(),
+        AudioFlamingo3Family(), Gemma4Family(), Qwen3OmniMoeFamily(),
     )
 }
 """Every audio family, by its main ``model_type``: adding a family = writing its adapter and
