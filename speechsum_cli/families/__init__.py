@@ -13,6 +13,7 @@ from speechsum_cli.families import compression
 from speechsum_cli.families.audioflamingo3 import AudioFlamingo3Family
 from speechsum_cli.families.base import AudioFamily, AudioFeatures, Batch, Prompt
 from speechsum_cli.families.gemma4 import Gemma4Family
+from speechsum_cli.families.granite_speech import GraniteSpeechFamily, GraniteSpeechPlusFamily
 from speechsum_cli.families.model import (
     GenerationSettings,
     SpeechLM,
@@ -40,7 +41,8 @@ FAMILIES: dict[str, AudioFamily] = {
     family.model_type: family
     for family in (
         Qwen2AudioFamily(), Phi4MultimodalFamily(), VoxtralFamily(), Qwen2_5OmniFamily(),
-        AudioFlamingo3Family(), Gemma4Family(), Qwen3OmniMoeFamily(),
+        AudioFlamingo3Family(), Gemma4Family(), Qwen3OmniMoeFamily(), GraniteSpeechFamily(),
+        GraniteSpeechPlusFamily(),
     )
 }
 """Every audio family, by its main ``model_type``: adding a family = writing its adapter and
