@@ -21,7 +21,7 @@ from speechsum_cli.stages.compose import (
 )
 from tests.conftest import speech_of_duration
 
-COMPOSABLE = ["qwen2_audio", "voxtral"]
+COMPOSABLE = ["audioflamingo3", "qwen2_audio", "voxtral"]
 WHISPER_POSITIONS = 500  # 10 s of audio
 runner = CliRunner()
 
@@ -158,13 +158,22 @@ def test_composed_checkpoint_holds_the_whisper_encoder_and_the_llama_weights(fam
 
 @pytest.mark.parametrize("family", COMPOSABLE)
 def test_composed_checkpoint_loads_in_plain_transformers(family, composed):
-    from transformers import AutoConfig, AutoModelForMultimodalLM, AutoProcessor, AutoTokenizer
+    from transformers import (
+        AutoConfig,
+        AutoModelForMultimodalLM,
+        AutoModelForSeq2SeqLM,
+        AutoProcessor,
+        AutoTokenizer,
+    )
 
     out = composed(family)
     config = AutoConfig.from_pretrained(out)
-    model = AutoModelForMultimodalLM.from_pretrained(out)
+    # transformers 5.24 registers Audio Flamingo 3 under the seq2seq auto class, not the multimodal one
+    auto = AutoModelForSeq2SeqLM if family == "audioflamingo3" else AutoModelForMultimodalLM
+    model = auto.from_pretrained(out)
     assert type(model).__name__ == {"qwen2_audio": "Qwen2AudioForConditionalGeneration",
-                                    "voxtral": "VoxtralForConditionalGeneration"}[family]
+                                    "voxtral": "VoxtralForConditionalGeneration",
+                                    "audioflamingo3": "AudioFlamingo3ForConditionalGeneration"}[family]
     processor = AutoProcessor.from_pretrained(out)
     assert processor.feature_extractor.feature_size == config.audio_config.num_mel_bins == 80
     assert processor.feature_extractor.chunk_length == 10
@@ -348,7 +357,7 @@ def test_unknown_family_lists_the_composable_ones(parts, tmp_path):
                      str(parts["llama"]), "--out", str(tmp_path / "x"))
     assert result.exit_code == 1
     assert "--family 'phi4_multimodal' cannot be composed" in result.output
-    assert "Choose one of: qwen2_audio, voxtral." in result.output
+    assert "Choose one of: audioflamingo3, qwen2_audio, voxtral." in result.output
 
 
 def test_window_beyond_the_encoder_positions_is_refused(parts, tmp_path):

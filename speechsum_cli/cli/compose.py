@@ -23,7 +23,7 @@ EPILOG = (
 def compose(
     encoder: Annotated[str, typer.Option("--encoder", help="Whisper checkpoint: local dir or hub id (WhisperForConditionalGeneration or WhisperModel).", show_default=False)],
     llm: Annotated[str, typer.Option("--llm", help="Causal LM: local dir, hub id, .gguf file, or OWNER/REPO/FILE.gguf.", show_default=False)],
-    family: Annotated[str, typer.Option("--family", help="Family of the checkpoint to build: qwen2_audio or voxtral.", show_default=False)],
+    family: Annotated[str, typer.Option("--family", help="Family of the checkpoint to build: qwen2_audio, audioflamingo3 or voxtral.", show_default=False)],
     out: Annotated[Path, out_option("Output checkpoint directory.")],
     window_seconds: Annotated[int | None, typer.Option(help="Audio window in seconds  \\[default: all the encoder's positions cover: 30 for Whisper].", min=1, show_default=False)] = None,
     overwrite: Overwrite = False,

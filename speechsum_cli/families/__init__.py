@@ -13,6 +13,7 @@ from speechsum_cli.families import compression
 from speechsum_cli.families.audioflamingo3 import AudioFlamingo3Family
 from speechsum_cli.families.base import AudioFamily, AudioFeatures, Batch, Prompt
 from speechsum_cli.families.gemma4 import Gemma4Family
+from speechsum_cli.families.granite_speech import GraniteSpeechFamily, GraniteSpeechPlusFamily
 from speechsum_cli.families.model import (
     GenerationSettings,
     SpeechLM,
@@ -26,6 +27,7 @@ from speechsum_cli.families.model import (
 from speechsum_cli.families.phi4_multimodal import Phi4MultimodalFamily
 from speechsum_cli.families.qwen2_5_omni import Qwen2_5OmniFamily
 from speechsum_cli.families.qwen2_audio import Qwen2AudioFamily
+from speechsum_cli.families.qwen3_omni_moe import Qwen3OmniMoeFamily
 from speechsum_cli.families.text import (
     TEXT_FAMILY,
     TextLM,
@@ -39,7 +41,8 @@ FAMILIES: dict[str, AudioFamily] = {
     family.model_type: family
     for family in (
         Qwen2AudioFamily(), Phi4MultimodalFamily(), VoxtralFamily(), Qwen2_5OmniFamily(),
-        AudioFlamingo3Family(), Gemma4Family(),
+        AudioFlamingo3Family(), Gemma4Family(), Qwen3OmniMoeFamily(), GraniteSpeechFamily(),
+        GraniteSpeechPlusFamily(),
     )
 }
 """Every audio family, by its main ``model_type``: adding a family = writing its adapter and

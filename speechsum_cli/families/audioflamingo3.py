@@ -55,12 +55,34 @@ class AudioFlamingo3Family(AudioFamily):
     audio_encoder_prefixes = ("model.audio_tower",)
     projector_prefixes = ("model.multi_modal_projector",)
     encoder_output_per_window = True  # every clip is padded to one full window
+    compose_tokens = (AUDIO_TOKEN,)
+    compose_template_tokens = ("<|im_start|>", END_OF_TURN)
+    audio_content = AUDIO_TOKEN
+    chat_template = CHAT_TEMPLATE
+    end_of_turn = END_OF_TURN
 
     # --- loading ---------------------------------------------------------------------------
     def model_class(self) -> type:
         from transformers import AudioFlamingo3ForConditionalGeneration
 
         return AudioFlamingo3ForConditionalGeneration
+
+    def compose_config(self, encoder: dict[str, Any], text_config: Any, audio_token_id: int) -> Any:
+        """AF3's encoder is Whisper's, key for key (+ a parameter-free pool); its config takes
+        Whisper's field names as aliases; any causal LM's config is its ``text_config``."""
+        from transformers import AudioFlamingo3Config
+
+        return AudioFlamingo3Config(
+            audio_config=dict(encoder), text_config=text_config, audio_token_id=audio_token_id
+        )
+
+    def compose_processor(self, feature_extractor: Any, tokenizer: Any, chat_template: str) -> Any:
+        from transformers import AudioFlamingo3Processor
+
+        tokenizer.chat_template = chat_template  # plain AutoTokenizer loads render audio too
+        return AudioFlamingo3Processor(
+            feature_extractor=feature_extractor, tokenizer=tokenizer, chat_template=chat_template
+        )
 
     def load_model(self, source: str, *, dtype: Any, device: str) -> Any:
         model = self.model_class().from_pretrained(source, dtype=dtype)

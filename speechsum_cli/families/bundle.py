@@ -8,6 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+WINDOW_ATTRIBUTE = "speechsum_window_seconds"
+"""Feature-extractor attribute (saved in ``preprocessor_config.json``) that overrides a family's
+window; tiny test models set it, released checkpoints get the family's real window."""
+
 
 @dataclass
 class AudioTextProcessor:

@@ -23,7 +23,11 @@ import numpy as np
 
 from speechsum_cli.errors import ModelError
 from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, messages_for
-from speechsum_cli.families.bundle import AudioTextProcessor, load_feature_extractor
+from speechsum_cli.families.bundle import (
+    WINDOW_ATTRIBUTE,
+    AudioTextProcessor,
+    load_feature_extractor,
+)
 
 AUDIO_TOKEN, BEGIN_AUDIO, END_AUDIO = "<|audio|>", "<|audio>", "<audio|>"
 IMAGE_TOKENS = ("<|image|>", "<|image>", "<image|>", "<|video|>")
@@ -39,9 +43,6 @@ EXTRA_SPECIAL_TOKENS = {
 REAL_WINDOW_SECONDS = 30.0
 """750 audio tokens (``Gemma4Processor.audio_seq_length``) of 40 ms each."""
 
-WINDOW_ATTRIBUTE = "speechsum_window_seconds"
-"""Feature-extractor attribute (saved in ``preprocessor_config.json``) that overrides the window;
-tiny test models set it, released checkpoints get :data:`REAL_WINDOW_SECONDS`."""
 
 CHAT_TEMPLATE = (
     "{{ bos_token }}{% for message in messages %}"

@@ -97,7 +97,10 @@ def prepare_model(model: Any, family: Any, train: TrainSettings, base_source: st
     save = modules_to_save(family, train_encoder=train.train_encoder)
     config = LoraConfig(
         r=train.lora_r, lora_alpha=train.lora_alpha, lora_dropout=train.lora_dropout,
-        target_modules=pattern, modules_to_save=save, task_type="CAUSAL_LM",
+        # The module names, not the regex: peft (0.21) rewrites a regex into bare leaf names for
+        # the MoE model types whose experts transformers v5 fused (qwen3_omni_moe, ...), which
+        # would wrap the audio encoder's q/k/v_proj too.
+        target_modules=matched, modules_to_save=save, task_type="CAUSAL_LM",
     )
     with warnings.catch_warnings():  # peft reads transformers' deprecated alias; nothing for the user to do
         warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
