@@ -1,6 +1,7 @@
 """A processor of tokenizer + feature extractor + chat template: all audio-and-text prompting
 needs, for families whose stock processor also insists on image/video processors (which need
-torchvision, not loadable beside a CPU torch)."""
+torchvision, not loadable beside a CPU torch) or on a feature extractor that does not load here
+(Granite Speech's needs torchaudio)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,16 @@ from typing import Any
 
 WINDOW_ATTRIBUTE = "speechsum_window_seconds"
 """Feature-extractor attribute (saved in ``preprocessor_config.json``) that overrides a family's
-window; tiny test models set it, released checkpoints get the family's real window."""
+window; tiny test models set it, released checkpoints get the family's real window. It lives with
+the feature extractor because the window is a property of how audio is prepared, it survives
+``save_pretrained``/``from_pretrained`` unchanged, and plain transformers ignores it."""
+
+
+def window_seconds_of(feature_extractor: Any, real_window_seconds: float) -> float:
+    """The window :data:`WINDOW_ATTRIBUTE` sets on ``feature_extractor`` (tiny test models), else
+    ``real_window_seconds`` (the family's window for released checkpoints)."""
+    window = getattr(feature_extractor, WINDOW_ATTRIBUTE, None)
+    return float(window) if window else real_window_seconds
 
 
 @dataclass

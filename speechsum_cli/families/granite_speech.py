@@ -43,7 +43,7 @@ import numpy as np
 
 from speechsum_cli.errors import ModelError
 from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt
-from speechsum_cli.families.bundle import WINDOW_ATTRIBUTE
+from speechsum_cli.families.bundle import WINDOW_ATTRIBUTE, AudioTextProcessor
 
 AUDIO_TOKEN = "<|audio|>"
 START_ROLE, END_ROLE, END_OF_TEXT = "<|start_of_role|>", "<|end_of_role|>", "<|end_of_text|>"
@@ -148,21 +148,6 @@ class GraniteSpeechFeatures:
         return math.ceil(frames / self.projector_window_size) * per_window
 
 
-@dataclass
-class GraniteSpeechAudioProcessor:
-    """Tokenizer + :class:`GraniteSpeechFeatures` + chat template; saves like the stock processor's parts."""
-
-    tokenizer: Any
-    feature_extractor: GraniteSpeechFeatures
-    chat_template: str | None = None
-
-    def save_pretrained(self, save_directory: str | Path) -> None:
-        if self.chat_template:
-            self.tokenizer.chat_template = self.chat_template
-        self.tokenizer.save_pretrained(save_directory)
-        self.feature_extractor.save_pretrained(save_directory)
-
-
 def encode_clips_separately(model: Any) -> None:
     """Make ``model`` (a ``GraniteSpeechModel``) run encoder + projector one clip at a time, each on
     its own frames (the frames before its :data:`PAD_VALUE` padding), so a clip's embeddings never depend on its
@@ -245,7 +230,7 @@ class GraniteSpeechFamily(AudioFamily):
                 "checkpoint? Pass its directory (config.json, tokenizer and preprocessor_config.json)."
             )
         features = GraniteSpeechFeatures.from_pretrained(source)
-        return GraniteSpeechAudioProcessor(tokenizer, features, tokenizer.chat_template or CHAT_TEMPLATE)
+        return AudioTextProcessor(tokenizer, features, tokenizer.chat_template or CHAT_TEMPLATE)
 
     # --- audio -----------------------------------------------------------------------------
     def sampling_rate(self, processor: Any) -> int:
@@ -365,7 +350,7 @@ class GraniteSpeechFamily(AudioFamily):
         out_dir = Path(out_dir)
         model.save_pretrained(out_dir)
         features = GraniteSpeechFeatures(window_seconds=float(window_seconds))
-        GraniteSpeechAudioProcessor(tok, features, CHAT_TEMPLATE).save_pretrained(out_dir)
+        AudioTextProcessor(tok, features, CHAT_TEMPLATE).save_pretrained(out_dir)
         return out_dir
 
 

@@ -22,7 +22,6 @@ Catches on this stack, and what this module does about each:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ import numpy as np
 
 from speechsum_cli.errors import ModelError
 from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt
+from speechsum_cli.families.bundle import WINDOW_ATTRIBUTE, AudioTextProcessor, window_seconds_of
 
 AUDIO_TOKEN = "<|audio|>"
 IMAGE_TOKEN = "<|image|>"
@@ -45,14 +45,6 @@ the window is bounded by what the model was trained to summarize, not by the enc
 caller.
 """
 
-WINDOW_ATTRIBUTE = "speechsum_window_seconds"
-"""Feature-extractor attribute (saved in ``preprocessor_config.json``) that overrides the window.
-
-Tiny test models set it; real checkpoints do not have it and get :data:`REAL_WINDOW_SECONDS`. It
-lives with the feature extractor because the window is a property of how audio is prepared, it
-survives ``save_pretrained``/``from_pretrained`` unchanged, and plain transformers ignores it.
-"""
-
 SPEECH_LORA_SUBFOLDER = "speech-lora"
 """Where microsoft/Phi-4-multimodal-instruct keeps the speech LoRA adapter (PEFT format)."""
 
@@ -66,22 +58,8 @@ CHAT_TEMPLATE = (
 placeholder is written into the user text, exactly like the model card's prompts."""
 
 
-@dataclass
-class Phi4AudioProcessor:
-    """The audio + text half of ``Phi4MultimodalProcessor``, without the image processor."""
-
-    tokenizer: Any
-    feature_extractor: Any
-    chat_template: str | None = None
-
-    def save_pretrained(self, save_directory: str | Path) -> None:
-        """Write tokenizer, ``preprocessor_config.json`` and ``chat_template.jinja``."""
-        save_directory = Path(save_directory)
-        save_directory.mkdir(parents=True, exist_ok=True)
-        if self.chat_template:
-            self.tokenizer.chat_template = self.chat_template
-        self.tokenizer.save_pretrained(save_directory)
-        self.feature_extractor.save_pretrained(save_directory)
+Phi4AudioProcessor = AudioTextProcessor
+"""The audio + text half of ``Phi4MultimodalProcessor``, without the image processor."""
 
 
 def encode_clips_separately(encoder: Any) -> None:
@@ -195,8 +173,7 @@ class Phi4MultimodalFamily(AudioFamily):
         return int(processor.feature_extractor.sampling_rate)
 
     def window_seconds(self, model_config: Any, processor: Any) -> float:
-        window = getattr(processor.feature_extractor, WINDOW_ATTRIBUTE, None)
-        return float(window) if window else REAL_WINDOW_SECONDS
+        return window_seconds_of(processor.feature_extractor, REAL_WINDOW_SECONDS)
 
     def audio_features(
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]

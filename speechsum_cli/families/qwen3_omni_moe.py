@@ -41,6 +41,7 @@ from speechsum_cli.families.bundle import (
     WINDOW_ATTRIBUTE,
     AudioTextProcessor,
     load_feature_extractor,
+    window_seconds_of,
 )
 
 AUDIO_TOKEN = "<|audio_pad|>"
@@ -125,8 +126,7 @@ class Qwen3OmniMoeFamily(AudioFamily):
         return int(processor.feature_extractor.sampling_rate)
 
     def window_seconds(self, model_config: Any, processor: Any) -> float:
-        window = getattr(processor.feature_extractor, WINDOW_ATTRIBUTE, None)
-        return float(window) if window else REAL_WINDOW_SECONDS
+        return window_seconds_of(processor.feature_extractor, REAL_WINDOW_SECONDS)
 
     def audio_features(
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
