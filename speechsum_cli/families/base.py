@@ -67,6 +67,18 @@ def windows_of(prompt: Prompt) -> list[np.ndarray]:
     return list(prompt.audio) if isinstance(prompt.audio, (list, tuple)) else [prompt.audio]
 
 
+def check_within_window(waveforms: list[np.ndarray], window_seconds: float, sampling_rate: int) -> None:
+    """Refuse a clip longer than one window (``round(window_seconds * sampling_rate)`` samples):
+    the caller chunks longer audio, so no model input ever loses its tail silently."""
+    max_samples = round(window_seconds * sampling_rate)
+    too_long = [len(w) for w in waveforms if len(w) > max_samples]
+    if too_long:
+        raise ValueError(
+            f"audio of {max(too_long) / sampling_rate:.1f} s exceeds the {window_seconds:g} s "
+            "window; chunk it first"
+        )
+
+
 def messages_for(prompt: Prompt, *, with_answer: bool) -> list[dict[str, Any]]:
     """HF chat messages for ``prompt`` in the multimodal content-list form (audio as a content item)."""
     messages: list[dict[str, Any]] = []

@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from speechsum_cli.errors import ModelError
-from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, messages_for
+from speechsum_cli.families.base import (
+    AudioFamily,
+    AudioFeatures,
+    Prompt,
+    check_within_window,
+    messages_for,
+)
 from speechsum_cli.families.bundle import (
     WINDOW_ATTRIBUTE,
     AudioTextProcessor,
@@ -123,12 +129,8 @@ class Gemma4Family(AudioFamily):
         fe = processor.feature_extractor
         sr = int(fe.sampling_rate)
         window = self.window_seconds(model_config, processor)
+        check_within_window(waveforms, window, sr)
         n_samples = round(window * sr)
-        too_long = [len(w) for w in waveforms if len(w) > n_samples]
-        if too_long:
-            raise ValueError(
-                f"audio of {max(too_long) / sr:.1f} s exceeds the {window:g} s window; chunk it first"
-            )
         # A clip shorter than a frame and a hop has no valid frame left after the convolutions.
         shortest = int(fe.frame_length + fe.hop_length)
         waves = [np.asarray(w, dtype=np.float32) for w in waveforms]

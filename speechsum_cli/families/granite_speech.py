@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from speechsum_cli.errors import ModelError
-from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt
+from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, check_within_window
 from speechsum_cli.families.bundle import WINDOW_ATTRIBUTE, AudioTextProcessor
 
 AUDIO_TOKEN = "<|audio|>"
@@ -248,12 +248,7 @@ class GraniteSpeechFamily(AudioFamily):
         self._check_audio_token(processor, model_config)
         fe: GraniteSpeechFeatures = processor.feature_extractor
         window = self.window_seconds(model_config, processor)
-        too_long = [len(w) for w in waveforms if len(w) > round(window * fe.sampling_rate)]
-        if too_long:
-            raise ValueError(
-                f"audio of {max(too_long) / fe.sampling_rate:.1f} s exceeds the {window:g} s window; "
-                "chunk it first"
-            )
+        check_within_window(waveforms, window, fe.sampling_rate)
         # A clip shorter than n_fft cannot be reflect-padded: pad it with silence (32 ms).
         clips = [fe.features(np.pad(np.asarray(w, dtype=np.float32), (0, max(0, fe.n_fft - len(w)))))
                  for w in waveforms]

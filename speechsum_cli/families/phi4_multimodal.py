@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from speechsum_cli.errors import ModelError
-from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt
+from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, check_within_window
 from speechsum_cli.families.bundle import WINDOW_ATTRIBUTE, AudioTextProcessor, window_seconds_of
 
 AUDIO_TOKEN = "<|audio|>"
@@ -182,13 +182,7 @@ class Phi4MultimodalFamily(AudioFamily):
         fe = processor.feature_extractor
         sr = int(fe.sampling_rate)
         window = self.window_seconds(model_config, processor)
-        max_samples = round(window * sr)
-        too_long = [len(w) for w in waveforms if len(w) > max_samples]
-        if too_long:
-            raise ValueError(
-                f"audio of {max(too_long) / sr:.1f} s exceeds the {window:g} s window; "
-                "chunk it first"
-            )
+        check_within_window(waveforms, window, sr)
         # A clip shorter than one analysis window has no mel frame, hence no token: pad it.
         min_samples = int(fe.win_length)
         arrays = [np.asarray(w, dtype=np.float32) for w in waveforms]

@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 
 from speechsum_cli.errors import ModelError
-from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, messages_for
+from speechsum_cli.families.base import (
+    AudioFamily,
+    AudioFeatures,
+    Prompt,
+    check_within_window,
+    messages_for,
+)
 from speechsum_cli.families.bundle import AudioTextProcessor, load_feature_extractor
 from speechsum_cli.families.qwen2_audio import (  # the same conv + pool
     MIN_FEATURE_FRAMES,
@@ -112,12 +118,7 @@ class Qwen2_5OmniFamily(AudioFamily):
     ) -> AudioFeatures:
         self._check_audio_token(processor, model_config)
         fe = processor.feature_extractor
-        too_long = [len(w) for w in waveforms if len(w) > fe.n_samples]
-        if too_long:
-            raise ValueError(
-                f"audio of {max(too_long) / fe.sampling_rate:.1f} s exceeds the "
-                f"{fe.n_samples / fe.sampling_rate:g} s window; chunk it first"
-            )
+        check_within_window(waveforms, fe.n_samples / fe.sampling_rate, fe.sampling_rate)
         out = fe(
             [np.asarray(w, dtype=np.float32) for w in waveforms],
             sampling_rate=fe.sampling_rate,

@@ -12,7 +12,13 @@ from typing import Any
 
 import numpy as np
 
-from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, messages_for
+from speechsum_cli.families.base import (
+    AudioFamily,
+    AudioFeatures,
+    Prompt,
+    check_within_window,
+    messages_for,
+)
 
 CHAT_TEMPLATE = (
     "{% set audio_count = namespace(value=0) %}{% for message in messages %}"
@@ -96,12 +102,7 @@ class Qwen2AudioFamily(AudioFamily):
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
     ) -> AudioFeatures:
         fe = processor.feature_extractor
-        too_long = [len(w) for w in waveforms if len(w) > fe.n_samples]
-        if too_long:
-            raise ValueError(
-                f"audio of {max(too_long) / fe.sampling_rate:.1f} s exceeds the "
-                f"{fe.n_samples / fe.sampling_rate:.0f} s window; chunk it first"
-            )
+        check_within_window(waveforms, fe.n_samples / fe.sampling_rate, fe.sampling_rate)
         out = fe(
             waveforms,
             sampling_rate=fe.sampling_rate,

@@ -36,7 +36,13 @@ from typing import Any
 import numpy as np
 
 from speechsum_cli.errors import ModelError
-from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, messages_for
+from speechsum_cli.families.base import (
+    AudioFamily,
+    AudioFeatures,
+    Prompt,
+    check_within_window,
+    messages_for,
+)
 from speechsum_cli.families.bundle import (
     WINDOW_ATTRIBUTE,
     AudioTextProcessor,
@@ -137,11 +143,7 @@ class Qwen3OmniMoeFamily(AudioFamily):
         fe = processor.feature_extractor
         sr = int(fe.sampling_rate)
         window = self.window_seconds(model_config, processor)
-        too_long = [len(w) for w in waveforms if len(w) > round(window * sr)]
-        if too_long:
-            raise ValueError(
-                f"audio of {max(too_long) / sr:.1f} s exceeds the {window:g} s window; chunk it first"
-            )
+        check_within_window(waveforms, window, sr)
         clips = []
         for wave in waveforms:
             wave = np.asarray(wave, dtype=np.float32)

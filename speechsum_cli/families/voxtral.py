@@ -26,7 +26,13 @@ from typing import Any
 import numpy as np
 
 from speechsum_cli.errors import ModelError
-from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, messages_for
+from speechsum_cli.families.base import (
+    AudioFamily,
+    AudioFeatures,
+    Prompt,
+    check_within_window,
+    messages_for,
+)
 
 AUDIO_TOKEN = "[AUDIO]"
 BEGIN_AUDIO_TOKEN = "[BEGIN_AUDIO]"
@@ -274,12 +280,7 @@ class VoxtralFamily(AudioFamily):
                 "to this model."
             )
         n_samples = window_samples(audio_config, fe)
-        too_long = [len(w) for w in waveforms if len(w) > n_samples]
-        if too_long:
-            raise ValueError(
-                f"audio of {max(too_long) / fe.sampling_rate:.1f} s exceeds the "
-                f"{n_samples / fe.sampling_rate:g} s window; chunk it first"
-            )
+        check_within_window(waveforms, n_samples / fe.sampling_rate, fe.sampling_rate)
         # Like mistral-common: every clip is padded to one full window (the encoder has no mask).
         out = fe(
             [np.asarray(w, dtype=np.float32) for w in waveforms],
