@@ -25,12 +25,10 @@ from speechsum_cli.families.base import (
     AudioFamily,
     AudioFeatures,
     Prompt,
-    check_within_window,
     messages_for,
 )
-from speechsum_cli.families.qwen2_audio import (  # the same conv + pool
-    MIN_FEATURE_FRAMES,
-    output_tokens,
+from speechsum_cli.families.qwen2_audio import (  # the same Whisper window, conv + pool
+    whisper_window_features,
 )
 
 AUDIO_TOKEN = "<sound>"
@@ -123,24 +121,9 @@ class AudioFlamingo3Family(AudioFamily):
     def audio_features(
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
     ) -> AudioFeatures:
-        fe = processor.feature_extractor
         self._check_geometry(processor, model_config)
-        check_within_window(waveforms, fe.n_samples / fe.sampling_rate, fe.sampling_rate)
-        out = fe(
-            [np.asarray(w, dtype=np.float32) for w in waveforms],
-            sampling_rate=fe.sampling_rate,
-            padding="max_length",
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        mask = out["attention_mask"]
-        lengths = mask.sum(-1).clamp(min=MIN_FEATURE_FRAMES)  # a very short clip: one token
-        for row, length in enumerate(lengths.tolist()):
-            mask[row, :length] = 1
-        return AudioFeatures(
-            {"input_features": out["input_features"], "input_features_mask": mask},
-            [output_tokens(int(n)) for n in lengths],
-        )
+        features, mask, tokens = whisper_window_features(processor.feature_extractor, waveforms)
+        return AudioFeatures({"input_features": features, "input_features_mask": mask}, tokens)
 
     def _check_geometry(self, processor: Any, model_config: Any) -> None:
         """The processor must make exactly the window the encoder takes, with the model's token."""

@@ -29,13 +29,11 @@ from speechsum_cli.families.base import (
     AudioFamily,
     AudioFeatures,
     Prompt,
-    check_within_window,
     messages_for,
 )
 from speechsum_cli.families.bundle import AudioTextProcessor, load_feature_extractor
-from speechsum_cli.families.qwen2_audio import (  # the same conv + pool
-    MIN_FEATURE_FRAMES,
-    output_tokens,
+from speechsum_cli.families.qwen2_audio import (  # the same Whisper window, conv + pool
+    whisper_window_features,
 )
 
 AUDIO_TOKEN = "<|AUDIO|>"
@@ -117,24 +115,9 @@ class Qwen2_5OmniFamily(AudioFamily):
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
     ) -> AudioFeatures:
         self._check_audio_token(processor, model_config)
-        fe = processor.feature_extractor
-        check_within_window(waveforms, fe.n_samples / fe.sampling_rate, fe.sampling_rate)
-        out = fe(
-            [np.asarray(w, dtype=np.float32) for w in waveforms],
-            sampling_rate=fe.sampling_rate,
-            padding="max_length",  # as Qwen2_5OmniProcessor: every clip one padded window
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        mask = out["attention_mask"]
-        # A clip shorter than a few frames would get zero tokens: count padding frames in.
-        lengths = mask.sum(-1).clamp(min=MIN_FEATURE_FRAMES)
-        for row, length in enumerate(lengths.tolist()):
-            mask[row, :length] = 1
-        return AudioFeatures(
-            {"input_features": out["input_features"], "feature_attention_mask": mask},
-            [output_tokens(int(n)) for n in lengths],
-        )
+        # as Qwen2_5OmniProcessor: every clip one padded window
+        features, mask, tokens = whisper_window_features(processor.feature_extractor, waveforms)
+        return AudioFeatures({"input_features": features, "feature_attention_mask": mask}, tokens)
 
     def _check_audio_token(self, processor: Any, model_config: Any) -> None:
         token_id = self.tokenizer(processor).convert_tokens_to_ids(AUDIO_TOKEN)

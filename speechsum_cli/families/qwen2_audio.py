@@ -45,6 +45,28 @@ def output_tokens(feature_frames: int) -> int:
     return (after_conv - 2) // 2 + 1
 
 
+def whisper_window_features(fe: Any, waveforms: list[np.ndarray]) -> tuple[Any, Any, list[int]]:
+    """Whisper log-mel features of ``waveforms`` with every clip padded to ``fe``'s one window
+    (``n_samples``; a longer clip is refused), their frame mask, and each clip's audio tokens.
+
+    A clip shorter than :data:`MIN_FEATURE_FRAMES` frames would get zero tokens: its mask is
+    extended over enough padding frames for one.
+    """
+    check_within_window(waveforms, fe.n_samples / fe.sampling_rate, fe.sampling_rate)
+    out = fe(
+        [np.asarray(w, dtype=np.float32) for w in waveforms],
+        sampling_rate=fe.sampling_rate,
+        padding="max_length",
+        return_attention_mask=True,
+        return_tensors="pt",
+    )
+    mask = out["attention_mask"]
+    lengths = mask.sum(-1).clamp(min=MIN_FEATURE_FRAMES)
+    for row, length in enumerate(lengths.tolist()):
+        mask[row, :length] = 1
+    return out["input_features"], mask, [output_tokens(int(n)) for n in lengths]
+
+
 class Qwen2AudioFamily(AudioFamily):
     model_type = "qwen2_audio"
     audio_placeholder = "<|AUDIO|>"
@@ -101,24 +123,8 @@ class Qwen2AudioFamily(AudioFamily):
     def audio_features(
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
     ) -> AudioFeatures:
-        fe = processor.feature_extractor
-        check_within_window(waveforms, fe.n_samples / fe.sampling_rate, fe.sampling_rate)
-        out = fe(
-            waveforms,
-            sampling_rate=fe.sampling_rate,
-            padding="max_length",
-            return_attention_mask=True,
-            return_tensors="pt",
-        )
-        mask = out["attention_mask"]
-        # A clip shorter than a few frames would get zero tokens: count the padding frames in.
-        lengths = mask.sum(-1).clamp(min=MIN_FEATURE_FRAMES)
-        for row, length in enumerate(lengths.tolist()):
-            mask[row, :length] = 1
-        return AudioFeatures(
-            {"input_features": out["input_features"], "feature_attention_mask": mask},
-            [output_tokens(int(n)) for n in lengths],
-        )
+        features, mask, tokens = whisper_window_features(processor.feature_extractor, waveforms)
+        return AudioFeatures({"input_features": features, "feature_attention_mask": mask}, tokens)
 
     def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
         """The rows of the projector's output the forward keeps per clip: its own output lengths
