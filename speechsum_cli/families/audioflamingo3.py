@@ -136,12 +136,7 @@ class AudioFlamingo3Family(AudioFamily):
                 f"{audio.max_source_positions * MEL_FRAMES_PER_POSITION}; the processor does not "
                 "belong to this model."
             )
-        token_id = self.tokenizer(processor).convert_tokens_to_ids(AUDIO_TOKEN)
-        if token_id != model_config.audio_token_id:
-            raise ModelError(
-                f"the tokenizer maps {AUDIO_TOKEN} to id {token_id} but the model's audio_token_id "
-                f"is {model_config.audio_token_id}; the processor does not belong to this model."
-            )
+        self.check_audio_token_id(processor, model_config)
 
     def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
         """Rows of ``get_audio_features`` (already masked to each window's length) per clip."""

@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from speechsum_cli.errors import ModelError
+
 DEFAULT_SYSTEM_PROMPT = None
 """Families use their chat template's own default system prompt unless a prompt sets one."""
 
@@ -163,6 +165,17 @@ class AudioFamily(ABC):
         ``with_answer=False`` renders up to the generation prompt; ``True`` appends the answer
         and the end-of-turn token, so the first rendering is a prefix of the second.
         """
+
+    def check_audio_token_id(self, processor: Any, model_config: Any) -> None:
+        """Refuse a processor whose tokenizer maps :attr:`audio_placeholder` to another id than
+        the model's ``audio_token_id`` (the model would never find the audio's positions)."""
+        token_id = self.tokenizer(processor).convert_tokens_to_ids(self.audio_placeholder)
+        if token_id != model_config.audio_token_id:
+            raise ModelError(
+                f"the tokenizer maps {self.audio_placeholder} to id {token_id} but the model's "
+                f"audio_token_id is {model_config.audio_token_id}; the processor does not belong "
+                "to this model."
+            )
 
     def placeholder_token_ids(self, processor: Any) -> list[int]:
         """Token ids generation must never emit (audio placeholders and their brackets)."""

@@ -245,7 +245,7 @@ class GraniteSpeechFamily(AudioFamily):
     ) -> AudioFeatures:
         import torch
 
-        self._check_audio_token(processor, model_config)
+        self.check_audio_token_id(processor, model_config)
         fe: GraniteSpeechFeatures = processor.feature_extractor
         window = self.window_seconds(model_config, processor)
         check_within_window(waveforms, window, fe.sampling_rate)
@@ -259,14 +259,6 @@ class GraniteSpeechFamily(AudioFamily):
         tokens = [fe.tokens(clip.shape[0]) for clip in clips]
         mask = torch.arange(max(tokens)).view(1, -1) < torch.tensor(tokens).view(-1, 1)
         return AudioFeatures({"input_features": features, "input_features_mask": mask}, tokens)
-
-    def _check_audio_token(self, processor: Any, model_config: Any) -> None:
-        token_id = self.tokenizer(processor).convert_tokens_to_ids(AUDIO_TOKEN)
-        if token_id != model_config.audio_token_id:
-            raise ModelError(
-                f"the tokenizer maps {AUDIO_TOKEN} to id {token_id} but the model's audio_token_id "
-                f"is {model_config.audio_token_id}; the processor does not belong to this model."
-            )
 
     def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
         """Projector outputs of each clip alone, on its own frames."""

@@ -114,19 +114,10 @@ class Qwen2_5OmniFamily(AudioFamily):
     def audio_features(
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
     ) -> AudioFeatures:
-        self._check_audio_token(processor, model_config)
+        self.check_audio_token_id(processor, model_config)
         # as Qwen2_5OmniProcessor: every clip one padded window
         features, mask, tokens = whisper_window_features(processor.feature_extractor, waveforms)
         return AudioFeatures({"input_features": features, "feature_attention_mask": mask}, tokens)
-
-    def _check_audio_token(self, processor: Any, model_config: Any) -> None:
-        token_id = self.tokenizer(processor).convert_tokens_to_ids(AUDIO_TOKEN)
-        if token_id != model_config.audio_token_id:
-            raise ModelError(
-                f"the tokenizer maps {AUDIO_TOKEN} to id {token_id} but the model's "
-                f"audio_token_id is {model_config.audio_token_id}; the processor does not belong "
-                "to this model."
-            )
 
     def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
         """Rows of the thinker's ``get_audio_features`` for each clip alone."""

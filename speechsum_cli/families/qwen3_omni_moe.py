@@ -139,7 +139,7 @@ class Qwen3OmniMoeFamily(AudioFamily):
     ) -> AudioFeatures:
         import torch
 
-        self._check_audio_token(processor, model_config)
+        self.check_audio_token_id(processor, model_config)
         fe = processor.feature_extractor
         sr = int(fe.sampling_rate)
         window = self.window_seconds(model_config, processor)
@@ -163,15 +163,6 @@ class Qwen3OmniMoeFamily(AudioFamily):
             {"input_features": features, "feature_attention_mask": mask},
             [output_tokens(n, n_window) for n in frames],
         )
-
-    def _check_audio_token(self, processor: Any, model_config: Any) -> None:
-        token_id = self.tokenizer(processor).convert_tokens_to_ids(AUDIO_TOKEN)
-        if token_id != model_config.audio_token_id:
-            raise ModelError(
-                f"the tokenizer maps {AUDIO_TOKEN} to id {token_id} but the model's "
-                f"audio_token_id is {model_config.audio_token_id}; the processor does not belong "
-                "to this model."
-            )
 
     def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
         """Rows of the thinker's ``get_audio_features`` for each clip alone."""
