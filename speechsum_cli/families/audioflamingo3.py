@@ -151,13 +151,9 @@ class AudioFlamingo3Family(AudioFamily):
 
     # --- text ------------------------------------------------------------------------------
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
-        tok = self.tokenizer(processor)
-        template = getattr(processor, "chat_template", None) or tok.chat_template or CHAT_TEMPLATE
-        return tok.apply_chat_template(
-            messages_for(prompt, with_answer=with_answer),
-            chat_template=template,
-            tokenize=False,
-            add_generation_prompt=not with_answer,
+        messages = messages_for(prompt, with_answer=with_answer)
+        return self.render_messages(
+            processor, messages, with_answer=with_answer, default_template=CHAT_TEMPLATE
         )
 
     # --- tests -----------------------------------------------------------------------------

@@ -81,15 +81,21 @@ def check_within_window(waveforms: list[np.ndarray], window_seconds: float, samp
         )
 
 
-def messages_for(prompt: Prompt, *, with_answer: bool) -> list[dict[str, Any]]:
-    """HF chat messages for ``prompt`` in the multimodal content-list form (audio as a content item)."""
+def messages_for(
+    prompt: Prompt, *, with_answer: bool, audio_text: str | None = None
+) -> list[dict[str, Any]]:
+    """HF chat messages for ``prompt``: the user turn in the multimodal content-list form (audio
+    as a content item); or, given ``audio_text`` (for templates that take string contents only),
+    one string with ``audio_text`` written before the query when the prompt has audio."""
     messages: list[dict[str, Any]] = []
     if prompt.system:
         messages.append({"role": "system", "content": prompt.system})
-    content: list[dict[str, Any]] = []
-    if prompt.audio is not None:
-        content.append({"type": "audio", "audio": "<audio>"})
-    content.append({"type": "text", "text": prompt.query})
+    content: str | list[dict[str, Any]]
+    if audio_text is not None:
+        content = (audio_text if prompt.audio is not None else "") + prompt.query
+    else:
+        content = [{"type": "audio", "audio": "<audio>"}] if prompt.audio is not None else []
+        content.append({"type": "text", "text": prompt.query})
     messages.append({"role": "user", "content": content})
     if with_answer:
         messages.append({"role": "assistant", "content": prompt.answer or ""})
@@ -165,6 +171,25 @@ class AudioFamily(ABC):
         ``with_answer=False`` renders up to the generation prompt; ``True`` appends the answer
         and the end-of-turn token, so the first rendering is a prefix of the second.
         """
+
+    def chat_template_of(self, processor: Any, default: str | None = None) -> str | None:
+        """The chat template prompts render with: the processor's, else its tokenizer's, else
+        ``default`` (the family's own, for checkpoints saved without one)."""
+        tok = self.tokenizer(processor)
+        return getattr(processor, "chat_template", None) or getattr(tok, "chat_template", None) or default
+
+    def render_messages(
+        self, processor: Any, messages: list[dict[str, Any]], *, with_answer: bool,
+        default_template: str | None = None,
+    ) -> str:
+        """``messages`` as text by :meth:`chat_template_of`: up to the generation prompt, or
+        (``with_answer``) through the answer's end of turn."""
+        return self.tokenizer(processor).apply_chat_template(
+            messages,
+            chat_template=self.chat_template_of(processor, default_template),
+            tokenize=False,
+            add_generation_prompt=not with_answer,
+        )
 
     def check_audio_token_id(self, processor: Any, model_config: Any) -> None:
         """Refuse a processor whose tokenizer maps :attr:`audio_placeholder` to another id than

@@ -170,13 +170,9 @@ class Gemma4Family(AudioFamily):
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
         """The chat template's text with the clip's ``<|audio|>`` wrapped in ``<|audio>``/``<audio|>``
         (what ``Gemma4Processor`` turns the template's bare placeholder into)."""
-        tok = self.tokenizer(processor)
-        template = getattr(processor, "chat_template", None) or tok.chat_template or CHAT_TEMPLATE
-        text = tok.apply_chat_template(
-            messages_for(prompt, with_answer=with_answer),
-            chat_template=template,
-            tokenize=False,
-            add_generation_prompt=not with_answer,
+        messages = messages_for(prompt, with_answer=with_answer)
+        text = self.render_messages(
+            processor, messages, with_answer=with_answer, default_template=CHAT_TEMPLATE
         )
         if prompt.audio is not None and BEGIN_AUDIO not in text:
             text = text.replace(AUDIO_TOKEN, BEGIN_AUDIO + AUDIO_TOKEN + END_AUDIO, 1)

@@ -42,7 +42,13 @@ from typing import Any
 import numpy as np
 
 from speechsum_cli.errors import ModelError
-from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, check_within_window
+from speechsum_cli.families.base import (
+    AudioFamily,
+    AudioFeatures,
+    Prompt,
+    check_within_window,
+    messages_for,
+)
 from speechsum_cli.families.bundle import WINDOW_ATTRIBUTE, AudioTextProcessor
 
 AUDIO_TOKEN = "<|audio|>"
@@ -275,15 +281,9 @@ class GraniteSpeechFamily(AudioFamily):
 
     # --- text ------------------------------------------------------------------------------
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
-        user = (AUDIO_TOKEN if prompt.audio is not None else "") + prompt.query
-        messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
-        messages.append({"role": "user", "content": user})
-        if with_answer:
-            messages.append({"role": "assistant", "content": prompt.answer or ""})
-        tok = self.tokenizer(processor)
-        template = getattr(processor, "chat_template", None) or tok.chat_template or CHAT_TEMPLATE
-        return tok.apply_chat_template(
-            messages, chat_template=template, tokenize=False, add_generation_prompt=not with_answer
+        messages = messages_for(prompt, with_answer=with_answer, audio_text=AUDIO_TOKEN)
+        return self.render_messages(
+            processor, messages, with_answer=with_answer, default_template=CHAT_TEMPLATE
         )
 
     # --- tests -----------------------------------------------------------------------------

@@ -28,7 +28,13 @@ from typing import Any
 import numpy as np
 
 from speechsum_cli.errors import ModelError
-from speechsum_cli.families.base import AudioFamily, AudioFeatures, Prompt, check_within_window
+from speechsum_cli.families.base import (
+    AudioFamily,
+    AudioFeatures,
+    Prompt,
+    check_within_window,
+    messages_for,
+)
 from speechsum_cli.families.bundle import WINDOW_ATTRIBUTE, AudioTextProcessor, window_seconds_of
 
 AUDIO_TOKEN = "<|audio|>"
@@ -222,18 +228,10 @@ class Phi4MultimodalFamily(AudioFamily):
     # --- text ------------------------------------------------------------------------------
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
         check_text(prompt)
-        user = (AUDIO_TOKEN if prompt.audio is not None else "") + prompt.query
-        messages = [{"role": "system", "content": prompt.system}] if prompt.system else []
-        messages.append({"role": "user", "content": user})
-        if with_answer:
-            messages.append({"role": "assistant", "content": prompt.answer or ""})
-        tok = self.tokenizer(processor)
-        template = getattr(processor, "chat_template", None) or tok.chat_template
-        if not template:
+        messages = messages_for(prompt, with_answer=with_answer, audio_text=AUDIO_TOKEN)
+        if not self.chat_template_of(processor):
             return render_by_hand(messages, add_generation_prompt=not with_answer)
-        return tok.apply_chat_template(
-            messages, chat_template=template, tokenize=False, add_generation_prompt=not with_answer
-        )
+        return self.render_messages(processor, messages, with_answer=with_answer)
 
     def placeholder_token_ids(self, processor: Any) -> list[int]:
         tok = self.tokenizer(processor)

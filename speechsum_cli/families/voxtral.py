@@ -330,17 +330,12 @@ class VoxtralFamily(AudioFamily):
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
         """The checkpoint's chat template if it renders audio as ``[BEGIN_AUDIO][AUDIO]``, else
         mistral-common's format by hand (released checkpoints ship no template)."""
-        tok = self.tokenizer(processor)
-        template = getattr(processor, "chat_template", None) or getattr(tok, "chat_template", None)
-        if template:
-            text = tok.apply_chat_template(
-                messages_for(prompt, with_answer=with_answer),
-                chat_template=template,
-                tokenize=False,
-                add_generation_prompt=not with_answer,
-            )
+        if self.chat_template_of(processor):
+            text = self.render_messages(processor, messages_for(prompt, with_answer=with_answer),
+                                        with_answer=with_answer)
             if template_fits(text, has_audio=prompt.audio is not None):
                 return text
+        tok = self.tokenizer(processor)
         return render_mistral(
             prompt,
             with_answer=with_answer,
