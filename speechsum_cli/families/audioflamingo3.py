@@ -25,6 +25,7 @@ from speechsum_cli.families.base import (
     AudioFamily,
     AudioFeatures,
     Prompt,
+    count_per_clip,
     messages_for,
 )
 from speechsum_cli.families.qwen2_audio import (  # the same Whisper window, conv + pool
@@ -140,14 +141,10 @@ class AudioFlamingo3Family(AudioFamily):
 
     def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
         """Rows of ``get_audio_features`` (already masked to each window's length) per clip."""
-        import torch
-
-        clips, mask = features["input_features"], features["input_features_mask"]
-        with torch.inference_mode():
-            return [
-                int(model.get_audio_features(clips[i : i + 1], mask[i : i + 1]).pooler_output.shape[0])
-                for i in range(clips.shape[0])
-            ]
+        return count_per_clip(
+            features["input_features"], features["input_features_mask"],
+            lambda clip, mask: model.get_audio_features(clip, mask).pooler_output.shape[0],
+        )
 
     # --- text ------------------------------------------------------------------------------
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:

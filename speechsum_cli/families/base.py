@@ -81,6 +81,21 @@ def check_within_window(waveforms: list[np.ndarray], window_seconds: float, samp
         )
 
 
+def count_per_clip(clips: Any, mask: Any, count: Callable[[Any, Any], Any]) -> list[int]:
+    """``count(clip, clip_mask)`` of each clip alone (``clips[i : i + 1]``, ``mask[i : i + 1]``),
+    without autograd: what a family's :meth:`AudioFamily.embedding_counts` asks its model."""
+    import torch
+
+    with torch.inference_mode():
+        return [int(count(clips[i : i + 1], mask[i : i + 1])) for i in range(clips.shape[0])]
+
+
+def vocab_token_ids(tok: Any, tokens: tuple[str, ...]) -> list[int]:
+    """Ids of those of ``tokens`` that ``tok``'s vocabulary has (the others are skipped)."""
+    vocab = tok.get_vocab()
+    return [vocab[t] for t in tokens if t in vocab]
+
+
 def messages_for(
     prompt: Prompt, *, with_answer: bool, audio_text: str | None = None
 ) -> list[dict[str, Any]]:

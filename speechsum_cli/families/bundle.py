@@ -41,6 +41,28 @@ class AudioTextProcessor:
         self.feature_extractor.save_pretrained(save_directory)
 
 
+def load_audio_text_processor(
+    source: str, feature_extractor_class: Any, *, audio_tokens: tuple[str, ...], family_name: str,
+    chat_template: str,
+) -> AudioTextProcessor:
+    """Checkpoint ``source``'s tokenizer and ``feature_extractor_class`` with the tokenizer's chat
+    template (else the family's ``chat_template``); refuses a tokenizer without ``audio_tokens``."""
+    from transformers import AutoTokenizer
+
+    from speechsum_cli.errors import ModelError
+
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    missing = [t for t in audio_tokens if t not in tokenizer.get_vocab()]
+    if missing:
+        raise ModelError(
+            f"the tokenizer of '{source}' lacks the {family_name} audio tokens "
+            f"{', '.join(missing)}; is it a {family_name} checkpoint? Pass its directory "
+            "(config.json, tokenizer and preprocessor_config.json together)."
+        )
+    feature_extractor = load_feature_extractor(source, feature_extractor_class)
+    return AudioTextProcessor(tokenizer, feature_extractor, tokenizer.chat_template or chat_template)
+
+
 def load_feature_extractor(source: str, feature_extractor_class: Any) -> Any:
     """``feature_extractor_class`` from ``source``'s ``preprocessor_config.json`` (a released
     checkpoint's also describes its image processor: those keys are ignored)."""

@@ -27,12 +27,14 @@ from speechsum_cli.families.base import (
     AudioFeatures,
     Prompt,
     check_within_window,
+    count_per_clip,
     messages_for,
+    vocab_token_ids,
 )
 from speechsum_cli.families.bundle import (
     WINDOW_ATTRIBUTE,
     AudioTextProcessor,
-    load_feature_extractor,
+    load_audio_text_processor,
     window_seconds_of,
 )
 
@@ -102,18 +104,12 @@ class Gemma4Family(AudioFamily):
         return model.to(device).eval()
 
     def load_processor(self, source: str) -> Any:
-        from transformers import AutoTokenizer, Gemma4AudioFeatureExtractor
+        from transformers import Gemma4AudioFeatureExtractor
 
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        missing = [t for t in (AUDIO_TOKEN, BEGIN_AUDIO, END_AUDIO) if t not in tokenizer.get_vocab()]
-        if missing:
-            raise ModelError(
-                f"the tokenizer of '{source}' lacks the Gemma 4 audio tokens {', '.join(missing)}; "
-                "is it a Gemma 4 checkpoint? Pass its directory (config.json, tokenizer and "
-                "preprocessor_config.json together)."
-            )
-        feature_extractor = load_feature_extractor(source, Gemma4AudioFeatureExtractor)
-        return AudioTextProcessor(tokenizer, feature_extractor, tokenizer.chat_template or CHAT_TEMPLATE)
+        return load_audio_text_processor(
+            source, Gemma4AudioFeatureExtractor, audio_tokens=(AUDIO_TOKEN, BEGIN_AUDIO, END_AUDIO),
+            family_name="Gemma 4", chat_template=CHAT_TEMPLATE,
+        )
 
     # --- audio -----------------------------------------------------------------------------
     def sampling_rate(self, processor: Any) -> int:
@@ -157,14 +153,10 @@ class Gemma4Family(AudioFamily):
 
     def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
         """Valid positions of the tower's output mask (the forward keeps exactly those) per clip."""
-        import torch
-
-        clips, mask = features["input_features"], features["input_features_mask"]
-        with torch.inference_mode():
-            return [
-                int(model.model.get_audio_features(clips[i : i + 1], mask[i : i + 1]).attention_mask.sum())
-                for i in range(clips.shape[0])
-            ]
+        return count_per_clip(
+            features["input_features"], features["input_features_mask"],
+            lambda clip, mask: model.model.get_audio_features(clip, mask).attention_mask.sum(),
+        )
 
     # --- text ------------------------------------------------------------------------------
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
@@ -179,8 +171,7 @@ class Gemma4Family(AudioFamily):
         return text
 
     def placeholder_token_ids(self, processor: Any) -> list[int]:
-        vocab = self.tokenizer(processor).get_vocab()
-        return [vocab[t] for t in (AUDIO_TOKEN, BEGIN_AUDIO, END_AUDIO, *IMAGE_TOKENS) if t in vocab]
+        return vocab_token_ids(self.tokenizer(processor), (AUDIO_TOKEN, BEGIN_AUDIO, END_AUDIO, *IMAGE_TOKENS))
 
     # --- tests -----------------------------------------------------------------------------
     def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:

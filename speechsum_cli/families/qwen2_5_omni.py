@@ -24,14 +24,18 @@ from typing import Any
 
 import numpy as np
 
-from speechsum_cli.errors import ModelError
 from speechsum_cli.families.base import (
     AudioFamily,
     AudioFeatures,
     Prompt,
+    count_per_clip,
     messages_for,
+    vocab_token_ids,
 )
-from speechsum_cli.families.bundle import AudioTextProcessor, load_feature_extractor
+from speechsum_cli.families.bundle import (
+    AudioTextProcessor,
+    load_audio_text_processor,
+)
 from speechsum_cli.families.qwen2_audio import (  # the same Whisper window, conv + pool
     whisper_window_features,
 )
@@ -64,6 +68,27 @@ CHAT_TEMPLATE = (
 """Qwen2.5-Omni's ChatML with audio as ``<|audio_bos|><|AUDIO|><|audio_eos|>`` (for tiny
 checkpoints and tokenizers saved without a template; released ones ship their own)."""
 
+
+def load_thinker(model_class: type, source: str, *, dtype: Any, device: str) -> Any:
+    """An omni model's thinker alone (eval mode), as ``model_class``: from a saved thinker, or the
+    ``thinker.*`` weights of a full checkpoint (its ``thinker_config``; the talker and the
+    waveform decoder are skipped, never built)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(source)
+    config = getattr(config, "thinker_config", config)
+    model = model_class.from_pretrained(source, config=config, dtype=dtype)
+    return model.to(device).eval()
+
+
+def thinker_embedding_counts(model: Any, features: dict[str, Any]) -> list[int]:
+    """Rows of the thinker's ``get_audio_features`` for each clip alone."""
+    return count_per_clip(
+        features["input_features"], features["feature_attention_mask"],
+        lambda clip, mask: model.get_audio_features(clip, mask).last_hidden_state.shape[0],
+    )
+
+
 class Qwen2_5OmniFamily(AudioFamily):
     model_type = "qwen2_5_omni"
     also_model_types = (THINKER_MODEL_TYPE,)
@@ -82,26 +107,15 @@ class Qwen2_5OmniFamily(AudioFamily):
     def load_model(self, source: str, *, dtype: Any, device: str) -> Any:
         """The thinker alone: from a saved thinker, or the ``thinker.*`` weights of a full
         Qwen2.5-Omni checkpoint (its talker and token2wav are skipped, never built)."""
-        from transformers import AutoConfig
-
-        config = AutoConfig.from_pretrained(source)
-        config = getattr(config, "thinker_config", config)
-        model = self.model_class().from_pretrained(source, config=config, dtype=dtype)
-        return model.to(device).eval()
+        return load_thinker(self.model_class(), source, dtype=dtype, device=device)
 
     def load_processor(self, source: str) -> Any:
-        from transformers import AutoTokenizer, WhisperFeatureExtractor
+        from transformers import WhisperFeatureExtractor
 
-        tokenizer = AutoTokenizer.from_pretrained(source)
-        missing = [t for t in (AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS) if t not in tokenizer.get_vocab()]
-        if missing:
-            raise ModelError(
-                f"the tokenizer of '{source}' lacks the Qwen2.5-Omni audio tokens "
-                f"{', '.join(missing)}; is it a Qwen2.5-Omni checkpoint? Pass its directory "
-                "(config.json, tokenizer and preprocessor_config.json together)."
-            )
-        feature_extractor = load_feature_extractor(source, WhisperFeatureExtractor)
-        return AudioTextProcessor(tokenizer, feature_extractor, tokenizer.chat_template or CHAT_TEMPLATE)
+        return load_audio_text_processor(
+            source, WhisperFeatureExtractor, audio_tokens=(AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS),
+            family_name="Qwen2.5-Omni", chat_template=CHAT_TEMPLATE,
+        )
 
     # --- audio -----------------------------------------------------------------------------
     def sampling_rate(self, processor: Any) -> int:
@@ -121,14 +135,7 @@ class Qwen2_5OmniFamily(AudioFamily):
 
     def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
         """Rows of the thinker's ``get_audio_features`` for each clip alone."""
-        import torch
-
-        clips, mask = features["input_features"], features["feature_attention_mask"]
-        with torch.inference_mode():
-            return [
-                int(model.get_audio_features(clips[i : i + 1], mask[i : i + 1]).last_hidden_state.shape[0])
-                for i in range(clips.shape[0])
-            ]
+        return thinker_embedding_counts(model, features)
 
     # --- text ------------------------------------------------------------------------------
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
@@ -138,9 +145,7 @@ class Qwen2_5OmniFamily(AudioFamily):
         )
 
     def placeholder_token_ids(self, processor: Any) -> list[int]:
-        tok = self.tokenizer(processor)
-        vocab = tok.get_vocab()
-        return [vocab[t] for t in (AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS, *VISION_TOKENS) if t in vocab]
+        return vocab_token_ids(self.tokenizer(processor), (AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS, *VISION_TOKENS))
 
     # --- tests -----------------------------------------------------------------------------
     def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
