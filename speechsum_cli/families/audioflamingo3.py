@@ -112,9 +112,6 @@ class AudioFlamingo3Family(AudioFamily):
         return processor
 
     # --- audio -----------------------------------------------------------------------------
-    def sampling_rate(self, processor: Any) -> int:
-        return int(processor.feature_extractor.sampling_rate)
-
     def window_seconds(self, model_config: Any, processor: Any) -> float:
         fe = processor.feature_extractor
         return fe.n_samples / fe.sampling_rate

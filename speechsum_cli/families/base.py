@@ -154,9 +154,9 @@ class AudioFamily(ABC):
         return getattr(processor, "tokenizer", processor)
 
     # --- audio -----------------------------------------------------------------------------
-    @abstractmethod
     def sampling_rate(self, processor: Any) -> int:
-        """Sample rate the audio encoder expects."""
+        """Sample rate the audio encoder expects: its feature extractor's."""
+        return int(processor.feature_extractor.sampling_rate)
 
     @abstractmethod
     def window_seconds(self, model_config: Any, processor: Any) -> float:

@@ -112,9 +112,6 @@ class Gemma4Family(AudioFamily):
         )
 
     # --- audio -----------------------------------------------------------------------------
-    def sampling_rate(self, processor: Any) -> int:
-        return int(processor.feature_extractor.sampling_rate)
-
     def window_seconds(self, model_config: Any, processor: Any) -> float:
         return window_seconds_of(processor.feature_extractor, REAL_WINDOW_SECONDS)
 

@@ -239,9 +239,6 @@ class GraniteSpeechFamily(AudioFamily):
         return AudioTextProcessor(tokenizer, features, tokenizer.chat_template or CHAT_TEMPLATE)
 
     # --- audio -----------------------------------------------------------------------------
-    def sampling_rate(self, processor: Any) -> int:
-        return int(processor.feature_extractor.sampling_rate)
-
     def window_seconds(self, model_config: Any, processor: Any) -> float:
         window = processor.feature_extractor.window_seconds
         return float(window) if window else REAL_WINDOW_SECONDS

@@ -255,9 +255,6 @@ class VoxtralFamily(AudioFamily):
         return WhisperFeatureExtractor(**{**settings, "chunk_length": int(seconds)})
 
     # --- audio -----------------------------------------------------------------------------
-    def sampling_rate(self, processor: Any) -> int:
-        return int(processor.feature_extractor.sampling_rate)
-
     def window_seconds(self, model_config: Any, processor: Any) -> float:
         fe = processor.feature_extractor
         return window_samples(model_config.audio_config, fe) / fe.sampling_rate
