@@ -190,8 +190,36 @@ def read_model_type(source: str) -> str:
     return model_type
 
 
+class CheckpointFacts:
+    """What a checkpoint's family, processor and config tell the stages: tokenizer, sampling rate,
+    audio window, context length. Shared by :class:`SpeechLM` (weights loaded here) and
+    :class:`~speechsum_cli.families.served.ServedSpeechLM` (generation on a server), which
+    provide ``family``, ``processor`` and ``config``."""
+
+    family: AudioFamily
+    processor: Any
+    config: Any
+
+    @property
+    def tokenizer(self) -> Any:
+        return self.family.tokenizer(self.processor)
+
+    @property
+    def sampling_rate(self) -> int:
+        return self.family.sampling_rate(self.processor)
+
+    @property
+    def window_seconds(self) -> float:
+        return self.family.window_seconds(self.config, self.processor)
+
+    @property
+    def context_length(self) -> int:
+        """Longest token sequence the language model takes (prompt + generation)."""
+        return int(self.config.get_text_config().max_position_embeddings)
+
+
 @dataclass
-class SpeechLM:
+class SpeechLM(CheckpointFacts):
     """A loaded audio LLM. Stages encode prompts and generate through this object."""
 
     family: AudioFamily
@@ -207,18 +235,6 @@ class SpeechLM:
     @property
     def config(self) -> Any:
         return self.model.config
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.family.tokenizer(self.processor)
-
-    @property
-    def sampling_rate(self) -> int:
-        return self.family.sampling_rate(self.processor)
-
-    @property
-    def window_seconds(self) -> float:
-        return self.family.window_seconds(self.config, self.processor)
 
     @property
     def device(self) -> Any:
@@ -253,11 +269,6 @@ class SpeechLM:
                 continue
             ids.extend(candidate if isinstance(candidate, list) else [candidate])
         return list(dict.fromkeys(ids))
-
-    @property
-    def context_length(self) -> int:
-        """Longest token sequence the language model takes (prompt + generation)."""
-        return int(self.config.get_text_config().max_position_embeddings)
 
     def generate(self, prompts: list[Prompt], settings: GenerationSettings) -> list[str]:
         """Generate one completion per prompt (a padded batch; left padding)."""

@@ -33,7 +33,7 @@ from typing import Any
 
 from speechsum_cli.errors import ModelError, NothingUsableError
 from speechsum_cli.families.base import AudioFamily, Batch, Prompt, windows_of
-from speechsum_cli.families.model import GenerationSettings
+from speechsum_cli.families.model import CheckpointFacts, GenerationSettings
 from speechsum_cli.llm.client import (
     EndpointUnreachable,
     Generation,
@@ -121,7 +121,7 @@ def for_model(server: LLMConfig, model: str) -> LLMConfig:
 
 
 @dataclass
-class ServedSpeechLM:
+class ServedSpeechLM(CheckpointFacts):
     """A checkpoint's processor and config here, its generation on a server (see the module doc)."""
 
     family: AudioFamily
@@ -145,22 +145,6 @@ class ServedSpeechLM:
     @property
     def config(self) -> Any:
         return self.model_config
-
-    @property
-    def tokenizer(self) -> Any:
-        return self.family.tokenizer(self.processor)
-
-    @property
-    def sampling_rate(self) -> int:
-        return self.family.sampling_rate(self.processor)
-
-    @property
-    def window_seconds(self) -> float:
-        return self.family.window_seconds(self.model_config, self.processor)
-
-    @property
-    def context_length(self) -> int:
-        return int(self.model_config.get_text_config().max_position_embeddings)
 
     def encode(self, prompts: list[Prompt], *, padding_side: str = "left") -> Batch:
         """The local encoding of ``prompts`` (token counts for packing combine prompts)."""
