@@ -25,8 +25,9 @@ import base64
 import json
 import os
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import openai
 
@@ -38,6 +39,8 @@ from speechsum_cli.llm.config import LLMConfig, endpoint_flag
 from speechsum_cli.llm.jsonout import InvalidJSON, parse_json
 from speechsum_cli.llm.prices import BudgetExceeded, Ledger, estimate_tokens, price_for
 from speechsum_cli.llm.ratelimit import RateLimiter
+
+T = TypeVar("T")
 
 REPAIR_PROMPT = (
     "Your previous reply was not valid: {reason}. Reply again with only the JSON object, no other "
@@ -268,28 +271,22 @@ class LLMClient:
         """
         result = Speech()
         key = cache_key({"model": self.config.model, "speech": text, "voice": voice, "format": "wav"})
-        if self._cache is not None:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self.ledger.cache_hits += 1
-                result.cache_hits = 1
-                result.audio = base64.b64decode(hit[0])
-                return result
+        hit = self._cached(key)
+        if hit is not None:
+            result.cache_hits = 1
+            result.audio = base64.b64decode(hit)
+            return result
         if self.config.dry_run:
             raise RuntimeError("dry run: no request may be sent")
         estimate = self.ledger.estimate(len(text), 0)
-        self.ledger.reserve(estimate)  # may raise BudgetExceeded
+        body = {"model": self.config.model, "input": text, "voice": voice, "response_format": "wav"}
         try:
-            await self._limiter.acquire(estimate_tokens(text))
-            body = {"model": self.config.model, "input": text, "voice": voice, "response_format": "wav"}
-            audio = await self._post("/audio/speech", body, bytes)
+            audio = await self._booked(
+                estimate, estimate_tokens(text), lambda: self._post("/audio/speech", body, bytes)
+            )
         except _RowFailure as exc:
-            self.ledger.release(estimate)
             result.reason = self.scrub(str(exc))
             return result
-        except BaseException:
-            self.ledger.release(estimate)
-            raise
         if not audio or audio[:4] != b"RIFF":
             self.ledger.release(estimate)
             result.reason = "bad response: not a wav file"
@@ -314,31 +311,25 @@ class LLMClient:
         result = Generation()
         key = cache_key({"kind": "generate", "model": self.config.model, "messages": messages,
                          "params": params, "n": n})
-        if self._cache is not None:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self.ledger.cache_hits += 1
-                result.cache_hits = 1
-                result.texts = json.loads(hit[0])
-                return result
+        hit = self._cached(key)
+        if hit is not None:
+            result.cache_hits = 1
+            result.texts = json.loads(hit)
+            return result
         if self.config.dry_run:
             raise RuntimeError("dry run: no request may be sent")  # a bug, not a user error
         est_in = estimate_tokens(message_text(messages))
         max_tokens = int(params.get("max_tokens") or self.config.max_tokens)
         estimate = self.ledger.estimate(est_in, n * min(self.config.expected_output_tokens, max_tokens))
-        self.ledger.reserve(estimate)  # may raise BudgetExceeded
         body = {"model": self.config.model, "messages": messages, **params, **({"n": n} if n > 1 else {})}
         body.update(self.config.extra_body or {})
         try:
-            await self._limiter.acquire(est_in + n * max_tokens)
-            raw = await self._post("/chat/completions", body, str)
+            raw = await self._booked(
+                estimate, est_in + n * max_tokens, lambda: self._post("/chat/completions", body, str)
+            )
         except _RowFailure as exc:
-            self.ledger.release(estimate)
             result.reason, result.status = self.scrub(str(exc)), exc.status
             return result
-        except BaseException:
-            self.ledger.release(estimate)
-            raise
         try:
             reply = json.loads(raw)
             texts = [((c.get("message") or {}).get("content") or "").strip() for c in reply.get("choices") or []]
@@ -389,17 +380,11 @@ class LLMClient:
         if self.config.dry_run:
             raise RuntimeError("dry run: no request may be sent")  # a bug, not a user error
         estimate = self.ledger.estimate(0, 0)
-        self.ledger.reserve(estimate)  # may raise BudgetExceeded
         try:
-            await self._limiter.acquire(0)
-            raw = await self._post(path, body, str)
+            raw = await self._booked(estimate, 0, lambda: self._post(path, body, str))
         except _RowFailure as exc:
-            self.ledger.release(estimate)
             result.reason = self.scrub(str(exc))
             return result
-        except BaseException:
-            self.ledger.release(estimate)
-            raise
         try:
             data = json.loads(raw)
         except ValueError:
@@ -462,27 +447,21 @@ class LLMClient:
     ) -> str | None:
         """Reply text from the cache (unless ``fresh``) or the server; None with ``result.reason`` set on failure."""
         key = cache_key(self._key_payload(messages, prompt_version, attempt))
-        if self._cache is not None and not fresh:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self.ledger.cache_hits += 1
-                result.cache_hits += 1
-                return hit[0]
+        hit = None if fresh else self._cached(key)
+        if hit is not None:
+            result.cache_hits += 1
+            return hit
         if self.config.dry_run:
             raise RuntimeError("dry run: no request may be sent")  # a bug, not a user error
         est_in = estimate_tokens(message_text(messages))
         estimate = self.ledger.estimate(est_in, min(self.config.expected_output_tokens, self.config.max_tokens))
-        self.ledger.reserve(estimate)  # may raise BudgetExceeded
         try:
-            await self._limiter.acquire(est_in + self.config.max_tokens)
-            text, tin, tout = await self._send(messages)
+            text, tin, tout = await self._booked(
+                estimate, est_in + self.config.max_tokens, lambda: self._send(messages)
+            )
         except _RowFailure as exc:
-            self.ledger.release(estimate)
             result.reason = self.scrub(str(exc))
             return None
-        except BaseException:
-            self.ledger.release(estimate)
-            raise
         cost = self.ledger.settle(estimate, tin, tout)
         result.requests += 1
         result.input_tokens += tin
@@ -491,6 +470,26 @@ class LLMClient:
         if self._cache is not None:
             self._cache.put(key, self.config.model, text, tin, tout)
         return text
+
+    def _cached(self, key: str) -> str | None:
+        """The cached reply text under ``key`` (counted as a cache hit in the ledger), or None."""
+        hit = self._cache.get(key) if self._cache is not None else None
+        if hit is None:
+            return None
+        self.ledger.cache_hits += 1
+        return hit[0]
+
+    async def _booked(self, estimate: float, tokens: int, send: Callable[[], Awaitable[T]]) -> T:
+        """``send()`` once the rate limiter admits ``tokens``, with ``estimate`` USD reserved in the
+        ledger first (may raise :class:`BudgetExceeded`) and released again when no reply comes:
+        any exception (a :class:`_RowFailure` for this call, a cancellation...) propagates."""
+        self.ledger.reserve(estimate)
+        try:
+            await self._limiter.acquire(tokens)
+            return await send()
+        except BaseException:
+            self.ledger.release(estimate)
+            raise
 
     async def _send(self, messages: list[dict[str, str]]) -> tuple[str, int, int]:
         body: dict[str, Any] = {"model": self.config.model, "messages": messages,
