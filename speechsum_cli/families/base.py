@@ -6,7 +6,10 @@ tokens each audio needs, its audio window, and which modules LoRA/training shoul
 of the toolkit talks to :class:`SpeechLM` (a loaded family model) and never checks model names.
 
 Subclasses implement the abstract methods; :meth:`AudioFamily.encode` is shared so padding,
-placeholder expansion and label masking behave the same for every family.
+placeholder expansion and label masking behave the same for every family. So are the steps many
+families take alike: the chat-template render (:meth:`AudioFamily.render_messages`), the
+audio-token id check, the window check (:func:`check_within_window`) and per-clip embedding
+counts (:func:`count_per_clip`); a family writes only what is its own.
 """
 
 from __future__ import annotations
