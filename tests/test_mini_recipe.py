@@ -76,11 +76,13 @@ def test_the_recipe_writes_results_json_with_every_row_of_the_table(mini_run):
         assert (row["wer"] is None) == (row["system"] in ("teacher", "teacher-sft")), row
 
 
-def test_the_teacher_was_fine_tuned_in_text_mode_and_joined_the_pairs(mini_run):
+def test_the_teacher_was_fine_tuned_in_text_mode_and_the_pairs_are_on_policy(mini_run):
     teacher = json.loads((mini_run / "teacher-sft" / "speechsum.json").read_text())
     assert teacher["stage"] == "sft" and teacher["metrics"]["global_step"] > 0
     pairs = json.loads((mini_run / "pairs" / "speechsum.json").read_text())
-    assert pairs["counts"]["teacher_answers"] > 0
+    # the student's own samples only (RESULTS.md, "DPO": the teacher's answer as a candidate hurt)
+    assert pairs["config"]["teacher"] is None and pairs["config"]["k"] == 4
+    assert "teacher_answers" not in pairs["counts"]
     aligned = json.loads((mini_run / "aligned" / "speechsum.json").read_text())
     assert aligned["metrics"]["curve"][0]["step"] == 0 and aligned["metrics"]["steps"] > 0
 
