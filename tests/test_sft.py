@@ -175,12 +175,17 @@ def test_lora_trains_lm_and_projector_only_and_output_summarizes(
     assert json.loads(summary.stdout)["model"] == str(out)
 
 
+# qwen3_omni_moe trains LoRA on its attention only (the fused experts and the router stay frozen):
+# the tiny model needs more steps to halve its loss.
+OVERFIT_STEPS = {"qwen3_omni_moe": 120}
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model_type", sorted(FAMILIES))
 def test_tiny_model_overfits_eight_examples(model_type, trainable_models, sft_data, tmp_path):
     out = tmp_path / "sft"
     result = sft("--data", str(sft_data), "--model", str(trainable_models(model_type)),
-                 "--out", str(out), "--max-steps", "60", "--lr", "1e-2", "--warmup", "0",
+                 "--out", str(out), "--max-steps", str(OVERFIT_STEPS.get(model_type, 60)), "--lr", "1e-2", "--warmup", "0",
                  "--batch-size", "8", "--logging-steps", "1", "--json")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)["metrics"]
