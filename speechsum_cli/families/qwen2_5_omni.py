@@ -89,7 +89,30 @@ def thinker_embedding_counts(model: Any, features: dict[str, Any]) -> list[int]:
     )
 
 
-class Qwen2_5OmniFamily(AudioFamily):
+class ThinkerText:
+    """What the Qwen Omni thinkers share beside their constants: embedding counts per clip, the
+    ChatML render and the blocked placeholders (``default_template`` / ``blocked_tokens`` per family)."""
+
+    default_template: str
+    blocked_tokens: tuple[str, ...]
+
+    def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
+        """Rows of the thinker's ``get_audio_features`` for each clip alone."""
+        return thinker_embedding_counts(model, features)
+
+    def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
+        messages = messages_for(prompt, with_answer=with_answer)
+        return self.render_messages(
+            processor, messages, with_answer=with_answer, default_template=self.default_template
+        )
+
+    def placeholder_token_ids(self, processor: Any) -> list[int]:
+        return vocab_token_ids(self.tokenizer(processor), self.blocked_tokens)
+
+
+class Qwen2_5OmniFamily(ThinkerText, AudioFamily):
+    default_template = CHAT_TEMPLATE
+    blocked_tokens = (AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS, *VISION_TOKENS)
     model_type = "qwen2_5_omni"
     also_model_types = (THINKER_MODEL_TYPE,)
     audio_placeholder = AUDIO_TOKEN
@@ -129,20 +152,6 @@ class Qwen2_5OmniFamily(AudioFamily):
         # as Qwen2_5OmniProcessor: every clip one padded window
         features, mask, tokens = whisper_window_features(processor.feature_extractor, waveforms)
         return AudioFeatures({"input_features": features, "feature_attention_mask": mask}, tokens)
-
-    def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
-        """Rows of the thinker's ``get_audio_features`` for each clip alone."""
-        return thinker_embedding_counts(model, features)
-
-    # --- text ------------------------------------------------------------------------------
-    def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
-        messages = messages_for(prompt, with_answer=with_answer)
-        return self.render_messages(
-            processor, messages, with_answer=with_answer, default_template=CHAT_TEMPLATE
-        )
-
-    def placeholder_token_ids(self, processor: Any) -> list[int]:
-        return vocab_token_ids(self.tokenizer(processor), (AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS, *VISION_TOKENS))
 
     # --- tests -----------------------------------------------------------------------------
     def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:

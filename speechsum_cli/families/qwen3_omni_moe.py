@@ -38,10 +38,7 @@ import numpy as np
 from speechsum_cli.families.base import (
     AudioFamily,
     AudioFeatures,
-    Prompt,
     check_within_window,
-    messages_for,
-    vocab_token_ids,
 )
 from speechsum_cli.families.bundle import (
     WINDOW_ATTRIBUTE,
@@ -50,8 +47,8 @@ from speechsum_cli.families.bundle import (
     window_seconds_of,
 )
 from speechsum_cli.families.qwen2_5_omni import (  # the same thinker layout
+    ThinkerText,
     load_thinker,
-    thinker_embedding_counts,
 )
 
 AUDIO_TOKEN = "<|audio_pad|>"
@@ -92,7 +89,9 @@ def output_tokens(frames: int, n_window: int) -> int:
     return ((rest - 1) // 2 + 1 - 1) // 2 + 1 + (frames // chunk) * 13
 
 
-class Qwen3OmniMoeFamily(AudioFamily):
+class Qwen3OmniMoeFamily(ThinkerText, AudioFamily):
+    default_template = CHAT_TEMPLATE
+    blocked_tokens = (AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS, *VISION_TOKENS)
     model_type = "qwen3_omni_moe"
     also_model_types = (THINKER_MODEL_TYPE,)
     audio_placeholder = AUDIO_TOKEN
@@ -153,20 +152,6 @@ class Qwen3OmniMoeFamily(AudioFamily):
             {"input_features": features, "feature_attention_mask": mask},
             [output_tokens(n, n_window) for n in frames],
         )
-
-    def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
-        """Rows of the thinker's ``get_audio_features`` for each clip alone."""
-        return thinker_embedding_counts(model, features)
-
-    # --- text ------------------------------------------------------------------------------
-    def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
-        messages = messages_for(prompt, with_answer=with_answer)
-        return self.render_messages(
-            processor, messages, with_answer=with_answer, default_template=CHAT_TEMPLATE
-        )
-
-    def placeholder_token_ids(self, processor: Any) -> list[int]:
-        return vocab_token_ids(self.tokenizer(processor), (AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS, *VISION_TOKENS))
 
     # --- tests -----------------------------------------------------------------------------
     def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
