@@ -87,6 +87,22 @@ def test_the_teacher_was_fine_tuned_in_text_mode_and_the_pairs_are_on_policy(min
     assert aligned["metrics"]["curve"][0]["step"] == 0 and aligned["metrics"]["steps"] > 0
 
 
+def test_distill_and_pairs_also_read_the_transcription_prompt(mini_run):
+    """The transcription rows reach distill (the teacher reads the transcript it is asked for) and
+    pairs (the judge prefers the sample closest to it): WER is what DPO otherwise erodes."""
+    from datasets import load_from_disk
+
+    from speechsum_cli.stages.evaluate import ASR_QUERY
+
+    kd = json.loads((mini_run / "kd" / "speechsum.json").read_text())
+    queries = {json.loads(line)["query"] == ASR_QUERY
+               for line in Path(kd["config"]["data"]).read_text().splitlines()}
+    assert queries == {True, False}
+    pairs = load_from_disk(str(mini_run / "pairs"))
+    asked = [query == ASR_QUERY for query in pairs["query"]]
+    assert 0 < sum(asked) < len(asked)
+
+
 def test_the_student_is_compressed_from_align_to_dpo(mini_run):
     from speechsum_cli.families.compression import COMPRESSION_FILE
 
