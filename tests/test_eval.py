@@ -119,6 +119,26 @@ def test_checkpoint_and_predictions_file_with_wer_and_speed(model_type, test_set
     assert f"- `cascade`: predictions `{tmp_path / 'good.jsonl'}`" in md
 
 
+def test_wer_compares_every_system_on_the_same_rows(test_set, tmp_path):
+    # 'full' transcribes all three rows (the third badly), 'part' two of them, as a checkpoint asked
+    # for --wer-rows 2 would: both WERs are over those two rows, where 'full' is exact.
+    def transcribed(path, ids, wrong=()):
+        return write_jsonl(path, [
+            {"id": r["id"], "prediction": FAITHFUL[r["id"]],
+             "transcription": ("nothing like it at all" if r["id"] in wrong else r["transcript"]) if r["id"] in ids else None}
+            for r in ROWS])
+    full = transcribed(tmp_path / "full.jsonl", {"m1", "m2", "m3"}, wrong={"m3"})
+    part = transcribed(tmp_path / "part.jsonl", {"m1", "m2"}, wrong={"m2"})
+    out = tmp_path / "report"
+    result = run_eval("--data", str(test_set), "--predictions", str(full), "--predictions", str(part),
+                      "--name", "full", "--name", "part", "--out", str(out), "--resamples", "20", "--no-judge")
+    assert result.exit_code == 0, result.output
+    wer = json.loads((out / "report.json").read_text())["summary"]["wer"]
+    assert wer["full"]["n"] == wer["part"]["n"] == 2
+    assert wer["full"]["mean"] == 0.0 and wer["part"]["mean"] > 0.3
+    assert "WER/CER: on the 2 rows every system with transcriptions has transcribed" in (out / "report.md").read_text()
+
+
 def test_no_common_rows_is_an_error_naming_expected_and_found_ids(test_set, tmp_path):
     other = predictions(tmp_path / "other.jsonl", {"x1": "a", "x2": "b"})
     result = run_eval("--data", str(test_set), "--predictions", str(other), "--out", str(tmp_path / "r"))

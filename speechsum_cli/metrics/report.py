@@ -134,6 +134,10 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, Estimate]]) ->
             text = format_estimate(by[name])
             cells.append(f"**{text}**" if name in best else text)
         lines.append(f"| {label(metric)}{arrow(metric)} | " + " | ".join(cells) + " |")
+    if "wer" in summary:
+        n = next(iter(summary["wer"].values())).n
+        lines += ["", f"WER/CER: on the {plural(n, 'row')} every system with transcriptions has transcribed "
+                      "(a checkpoint transcribes `--wer-rows` rows that fit one window)."]
     lines += ["", "Systems (`--name` pairs with every `--model` first, then every `--predictions`):", "",
               *system_sources(report)]
     judge = report["judge"]

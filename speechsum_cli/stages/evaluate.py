@@ -307,16 +307,25 @@ def run_judge(config: EvalConfig, systems: list[System], rows_by_id: dict[str, d
     return judged
 
 
+def common_transcribed_ids(systems: list[System], rows_by_id: dict[str, dict[str, Any]]) -> list[str]:
+    """Test ids that every system with any transcription has transcribed."""
+    sets = [{i for i in s.transcriptions if i in rows_by_id} for s in systems if s.transcriptions]
+    return sorted(set.intersection(*sets)) if sets else []
+
+
 def wer_estimates(
     systems: list[System], rows_by_id: dict[str, dict[str, Any]], resamples: int
 ) -> dict[str, dict[str, Estimate]]:
-    """Corpus WER/CER per system with a bootstrap over rows (resampling whole rows)."""
+    """Corpus WER/CER per system with a bootstrap over rows (resampling whole rows), on the rows
+    every system with transcriptions has: a predictions file may carry a transcription of every
+    test row while a checkpoint is asked for ``--wer-rows`` of them, and a WER over other rows
+    would not compare."""
     import random
 
     out: dict[str, dict[str, Estimate]] = {}
+    ids = common_transcribed_ids(systems, rows_by_id)
     for system in systems:
-        ids = sorted(i for i in system.transcriptions if i in rows_by_id)
-        if not ids:
+        if not ids or not system.transcriptions:
             continue
         refs = [rows_by_id[i]["transcript"] for i in ids]
         hyps = [system.transcriptions[i] for i in ids]
