@@ -88,16 +88,18 @@ def test_the_teacher_was_fine_tuned_in_text_mode_and_the_pairs_are_on_policy(min
 
 
 def test_distill_and_pairs_also_read_the_transcription_prompt(mini_run):
-    """The transcription rows reach distill (the teacher reads the transcript it is asked for) and
-    pairs (the judge prefers the sample closest to it): WER is what DPO otherwise erodes."""
+    """The transcription rows reach the teacher's fine-tuning and distill (the teacher reads, and
+    copies, the transcript it is asked for) and pairs (the judge prefers the sample closest to it):
+    WER is what the later stages otherwise erode."""
     from datasets import load_from_disk
 
     from speechsum_cli.stages.evaluate import ASR_QUERY
 
-    kd = json.loads((mini_run / "kd" / "speechsum.json").read_text())
-    queries = {json.loads(line)["query"] == ASR_QUERY
-               for line in Path(kd["config"]["data"]).read_text().splitlines()}
-    assert queries == {True, False}
+    for stage in ("teacher-sft", "kd"):  # the teacher learns to copy the transcript it is asked for
+        manifest = json.loads((mini_run / stage / "speechsum.json").read_text())
+        queries = {json.loads(line)["query"] == ASR_QUERY
+                   for line in Path(manifest["config"]["data"]).read_text().splitlines()}
+        assert queries == {True, False}, stage
     pairs = load_from_disk(str(mini_run / "pairs"))
     asked = [query == ASR_QUERY for query in pairs["query"]]
     assert 0 < sum(asked) < len(asked)
