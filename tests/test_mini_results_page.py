@@ -56,3 +56,18 @@ def test_results_json_agrees_with_the_table_in_results_md():
                 assert shown == "–", (row["system"], key)
             else:
                 assert abs(float(shown) - row[key]) <= 0.0005 + 1e-9, (row["system"], key, shown, row[key])
+
+
+def test_the_times_table_sums_the_stages_of_a_resumed_run(tmp_path):
+    # run.sh appends a 'total' per sitting; a resumed run's last sitting covers only the stages it ran
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("mini_table", MINI / "table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    times = tmp_path / "times.tsv"
+    times.write_text("align\t600\nsft\t300\ntotal\t900\ndpo\t100\ndpo\t120\ntotal\t125\n")
+    text = table.render_times(times)
+    assert "| total (sum of the stages) | 17 min 0 s |" in text  # 600 + 300 + 120
+    assert "| last sitting of run.sh (wall) | 2 min 5 s |" in text
+    assert text.count("| dpo |") == 1 and "| dpo | 2 min 0 s |" in text

@@ -67,9 +67,28 @@ def results(report: dict[str, Any], keys: list[str]) -> dict[str, Any]:
 
 
 def render_times(path: Path) -> str:
-    rows = [line.split("\t") for line in path.read_text().splitlines() if line.strip()]
+    """Stage wall times, their sum, and the wall time of the last ``run.sh`` sitting.
+
+    ``run.sh`` appends one line per stage it runs and a ``total`` line per sitting; a resumed run
+    skips finished stages, so its ``total`` covers only the last sitting. A stage listed twice
+    (its output deleted and rerun) counts once, with its last time.
+    """
+    stages: dict[str, int] = {}
+    sittings: list[int] = []
+    for line in path.read_text().splitlines():
+        if not line.strip():
+            continue
+        name, seconds = line.split("\t")
+        if name == "total":
+            sittings.append(int(seconds))
+        else:
+            stages.pop(name, None)
+            stages[name] = int(seconds)
+    rows = [*stages.items(), ("total (sum of the stages)", sum(stages.values()))]
+    if len(sittings) > 1 or (sittings and sittings[-1] != sum(stages.values())):
+        rows.append(("last sitting of run.sh (wall)", sittings[-1]))
     return "\n".join(["| stage | wall time |", "| --- | --- |"]
-                     + [f"| {name} | {int(s) // 60} min {int(s) % 60} s |" for name, s in rows])
+                     + [f"| {name} | {s // 60} min {s % 60} s |" for name, s in rows])
 
 
 def main() -> int:
