@@ -136,7 +136,11 @@ def test_wer_compares_every_system_on_the_same_rows(test_set, tmp_path):
     wer = json.loads((out / "report.json").read_text())["summary"]["wer"]
     assert wer["full"]["n"] == wer["part"]["n"] == 2
     assert wer["full"]["mean"] == 0.0 and wer["part"]["mean"] > 0.3
-    assert "WER/CER: on the 2 rows every system with transcriptions has transcribed" in (out / "report.md").read_text()
+    md = (out / "report.md").read_text()
+    assert "WER/CER: on the 2 rows every system with transcriptions has transcribed" in md
+    assert "transcribed but not compared: `full` 3 rows in all" in md
+    counts = json.loads((out / "speechsum.json").read_text())["counts"]
+    assert counts["wer_rows_compared"] == 2 and counts["transcribed[full]"] == 3 and counts["transcribed[part]"] == 2
 
 
 def test_no_common_rows_is_an_error_naming_expected_and_found_ids(test_set, tmp_path):

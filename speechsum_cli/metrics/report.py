@@ -57,7 +57,7 @@ def build_report(
         "rows_compared": len(ids),
         "systems": [
             {"name": s.name, "source": s.source, "kind": s.kind,
-             "missing_ids": s.missing, "extra_ids": s.extra}
+             "missing_ids": s.missing, "extra_ids": s.extra, "transcribed": len(s.transcriptions)}
             for s in systems
         ],
         "summary": {
@@ -136,8 +136,10 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, Estimate]]) ->
         lines.append(f"| {label(metric)}{arrow(metric)} | " + " | ".join(cells) + " |")
     if "wer" in summary:
         n = next(iter(summary["wer"].values())).n
+        beyond = [f"`{s['name']}` {s['transcribed']}" for s in report["systems"] if s.get("transcribed", 0) > n]
         lines += ["", f"WER/CER: on the {plural(n, 'row')} every system with transcriptions has transcribed "
-                      "(a checkpoint transcribes `--wer-rows` rows that fit one window)."]
+                      "(a checkpoint transcribes `--wer-rows` rows that fit one window)"
+                      + (f"; transcribed but not compared: {', '.join(beyond)} rows in all." if beyond else ".")]
     lines += ["", "Systems (`--name` pairs with every `--model` first, then every `--predictions`):", "",
               *system_sources(report)]
     judge = report["judge"]
