@@ -71,7 +71,7 @@ def render_times(path: Path) -> str:
 
     ``run.sh`` appends one line per stage it runs and a ``total`` line per sitting; a resumed run
     skips finished stages, so its ``total`` covers only the last sitting. A stage listed twice
-    (its output deleted and rerun) counts once, with its last time.
+    (its output deleted and rerun) counts once, in its first place, with its last time.
     """
     stages: dict[str, int] = {}
     sittings: list[int] = []
@@ -82,10 +82,9 @@ def render_times(path: Path) -> str:
         if name == "total":
             sittings.append(int(seconds))
         else:
-            stages.pop(name, None)
             stages[name] = int(seconds)
     rows = [*stages.items(), ("total (sum of the stages)", sum(stages.values()))]
-    if len(sittings) > 1 or (sittings and sittings[-1] != sum(stages.values())):
+    if sittings:
         rows.append(("last sitting of run.sh (wall)", sittings[-1]))
     return "\n".join(["| stage | wall time |", "| --- | --- |"]
                      + [f"| {name} | {s // 60} min {s % 60} s |" for name, s in rows])

@@ -55,6 +55,7 @@ def build_report(
         "judge": judge_section(config, systems, judged),
         "test_set": str(config.data),
         "rows_compared": len(ids),
+        "wer_rows_compared": next(iter(summary["wer"].values())).n if "wer" in summary else 0,
         "systems": [
             {"name": s.name, "source": s.source, "kind": s.kind,
              "missing_ids": s.missing, "extra_ids": s.extra, "transcribed": len(s.transcriptions)}
@@ -135,7 +136,7 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, Estimate]]) ->
             cells.append(f"**{text}**" if name in best else text)
         lines.append(f"| {label(metric)}{arrow(metric)} | " + " | ".join(cells) + " |")
     if "wer" in summary:
-        n = next(iter(summary["wer"].values())).n
+        n = report["wer_rows_compared"]
         beyond = [f"`{s['name']}` {s['transcribed']}" for s in report["systems"] if s.get("transcribed", 0) > n]
         lines += ["", f"WER/CER: on the {plural(n, 'row')} every system with transcriptions has transcribed "
                       "(a checkpoint transcribes `--wer-rows` rows that fit one window)"

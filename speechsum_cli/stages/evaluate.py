@@ -413,7 +413,7 @@ def run(config: EvalConfig) -> EvalResult:
                     **{f"missing[{s.name}]": len(s.missing) for s in systems},
                     **{f"extra[{s.name}]": len(s.extra) for s in systems},
                     **{f"transcribed[{s.name}]": len(s.transcriptions) for s in systems if s.transcriptions},
-                    **({"wer_rows_compared": next(iter(summary["wer"].values())).n} if "wer" in summary else {})},
+                    **({"wer_rows_compared": report["wer_rows_compared"]} if "wer" in summary else {})},
             metrics={m: {n: e.mean for n, e in by.items()} for m, by in summary.items()},
             wall_time=time.perf_counter() - started,
             extra={"judge": report["judge"],
