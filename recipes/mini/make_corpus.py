@@ -47,17 +47,18 @@ import subprocess
 import sys
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from string import Formatter
-from typing import Any
+from typing import Any, TypeVar
 
 import soundfile as sf
 from pools import POOLS, draw_slots
 from rich.console import Console
 from rich.progress import Progress
-from scenarios import QUERIES, SCENARIOS, Scenario
+from scenarios import QUERIES, SCENARIOS, SPLITS, Scenario
 
 from speechsum_cli.metrics.faithfulness import unsupported_content
 from speechsum_cli.metrics.style import check_preset
@@ -77,6 +78,9 @@ MAX_ATTEMPTS = 20
 WORKERS = 2
 AUDIO_DIR = "audio"
 WORD = re.compile(r"[\w']+")
+J = TypeVar("J")
+R = TypeVar("R")
+T = TypeVar("T")
 
 
 class TemplateError(Exception):
@@ -119,12 +123,18 @@ def template_fields(template: str) -> set[str]:
 
 
 def validate_scenarios(scenarios: tuple[Scenario, ...]) -> None:
-    """Every fact's slots are said in every phrasing; slots, pools and kinds are consistent."""
+    """Every fact's slots (the topic's too) are said in every phrasing; slots, pools, kinds and
+    splits are consistent."""
     problems: list[str] = []
     kinds = Counter(s.kind for s in scenarios)
     problems += [f"scenario kind {kind!r} appears {n} times" for kind, n in kinds.items() if n > 1]
+    problems += [
+        f"{s.kind}: split {s.split!r} is not one of {', '.join(SPLITS)}"
+        for s in scenarios
+        if s.split not in SPLITS
+    ]
     for s in scenarios:
-        facts = (s.tldr, *s.points, *s.decisions, *s.actions)
+        facts = (s.tldr, s.topic, *s.points, *s.decisions, *s.actions)
         used = set().union(*(template_fields(t) for t in (*facts, *s.transcripts)))
         problems += [
             f"{s.kind}: slot {name!r} is not declared"
@@ -259,21 +269,16 @@ def make_item(split: str, index: int, seed: int, out: Path, speed: int) -> Rende
     )
 
 
-def render_all(
-    counts: dict[str, int], seed: int, out: Path, speed: int
-) -> dict[str, list[Rendered]]:
-    """Every item of every split, rendered by a small thread pool, in index order."""
-    jobs = [(split, index) for split, n in counts.items() for index in range(n)]
-    done: dict[tuple[str, int], Rendered] = {}
+def in_pool(jobs: Sequence[J], work: Callable[[J], R], label: str) -> list[R]:
+    """``work(job)`` for every job on a small thread pool (WORKERS), with a progress bar on
+    stderr; results in job order. The first failure cancels the jobs not started and is raised."""
+    done: dict[int, R] = {}
     with (
         ThreadPoolExecutor(max_workers=WORKERS) as pool,
         Progress(console=Console(stderr=True)) as progress,
     ):
-        task = progress.add_task("rendering speech", total=len(jobs))
-        futures = {
-            pool.submit(make_item, split, index, seed, out, speed): (split, index)
-            for split, index in jobs
-        }
+        task = progress.add_task(label, total=len(jobs))
+        futures = {pool.submit(work, job): i for i, job in enumerate(jobs)}
         try:
             for future in as_completed(futures):
                 done[futures[future]] = future.result()
@@ -281,6 +286,18 @@ def render_all(
         except BaseException:
             pool.shutdown(cancel_futures=True)  # one failed item: do not render the rest
             raise
+    return [done[i] for i in range(len(jobs))]
+
+
+def render_all(
+    counts: dict[str, int], seed: int, out: Path, speed: int
+) -> dict[str, list[Rendered]]:
+    """Every item of every split, rendered by a small thread pool, in index order."""
+    jobs = [(split, index) for split, n in counts.items() for index in range(n)]
+    rendered = in_pool(
+        jobs, lambda job: make_item(job[0], job[1], seed, out, speed), "rendering speech"
+    )
+    done = dict(zip(jobs, rendered))
     return {split: [done[(split, i)] for i in range(n)] for split, n in counts.items()}
 
 
@@ -364,6 +381,22 @@ def build(out: Path, n_train: int, n_test: int, seed: int, speed: int) -> dict[s
     return info
 
 
+def write_atomically(out: Path, build: Callable[[Path], T]) -> T:
+    """``build(tmp)`` into OUT.tmp, then rename it to ``out`` (replacing it): an interrupted run
+    never leaves a directory that looks complete. A failed build leaves neither."""
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)  # left over from an interrupted run
+    try:
+        result = build(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        shutil.rmtree(out)
+    tmp.rename(out)
+    return result
+
+
 def positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -400,16 +433,9 @@ def main(argv: list[str] | None = None) -> int:
         sys.exit(f"Error: '{args.out}' already exists; pass --overwrite to replace it.")
     validate_scenarios(SCENARIOS)
     started = time.monotonic()
-    tmp = args.out.with_name(args.out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)  # left over from an interrupted run
-    try:
-        info = build(tmp, args.n_train, args.n_test, args.seed, args.speed)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    if args.out.exists():
-        shutil.rmtree(args.out)
-    tmp.rename(args.out)
+    info = write_atomically(
+        args.out, lambda tmp: build(tmp, args.n_train, args.n_test, args.seed, args.speed)
+    )
     rows, hours = info["rows"], info["audio_seconds"]["total"] / 3600
     print(
         f"wrote {rows['train']} train, {rows['asr']} transcription and {rows['test']} test rows to "

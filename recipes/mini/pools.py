@@ -10,8 +10,9 @@ their words only.
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 
@@ -95,6 +96,9 @@ class Pool(Protocol):
     def say(self, value: Any) -> Any:
         """What a template prints for a raw value."""
 
+    def without(self, taken: Iterable[Any]) -> Pool:
+        """The pool less raw values already used (for People: their first names and surnames)."""
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -110,6 +114,12 @@ class Choice:
 
     def say(self, value: Any) -> str:
         return self.speak(value)
+
+    def without(self, taken: Iterable[Any]) -> Choice:
+        used = set(taken)
+        if not used:
+            return self
+        return Choice([v for v in self.values if v not in used], self.speak, self.by_value)
 
 
 @dataclass(frozen=True)
@@ -127,6 +137,15 @@ class People:
 
     def say(self, value: Person) -> Person:
         return value
+
+    def without(self, taken: Iterable[Person]) -> People:
+        used = list(taken)
+        if not used:
+            return self
+        firsts, lasts = {p.first for p in used}, {p.last for p in used}
+        return People(
+            [f for f in self.first if f not in firsts], [s for s in self.last if s not in lasts]
+        )
 
 
 FIRST_NAMES = words(
@@ -209,13 +228,231 @@ POOLS: dict[str, Pool] = {
 }
 
 
-def draw_slots(
-    slots: dict[str, str], ascending: tuple[str, ...], rng: random.Random
+def draw_raw(
+    slots: dict[str, str],
+    ascending: tuple[str, ...],
+    rng: random.Random,
+    pools: Mapping[str, Pool] = POOLS,
+    taken: dict[str, list[Any]] | None = None,
 ) -> dict[str, Any]:
-    """Fill every slot from its pool: distinct values per pool, ``ascending`` slots sorted."""
+    """Raw values for every slot: distinct per pool, ``ascending`` slots sorted. With ``taken``
+    (pool name -> values used so far, updated here), values already used are not drawn again."""
     raw: dict[str, Any] = {}
     for pool_name in dict.fromkeys(slots.values()):
         names = [slot for slot, pool in slots.items() if pool == pool_name]
-        raw.update(zip(names, POOLS[pool_name].draw(rng, len(names))))
+        pool = pools[pool_name]
+        if taken is not None:
+            pool = pool.without(taken.get(pool_name, ()))
+        values = pool.draw(rng, len(names))
+        if taken is not None:
+            taken.setdefault(pool_name, []).extend(values)
+        raw.update(zip(names, values))
     raw.update(zip(ascending, sorted(raw[slot] for slot in ascending)))
-    return {slot: POOLS[slots[slot]].say(value) for slot, value in raw.items()}
+    return raw
+
+
+def draw_slots(
+    slots: dict[str, str],
+    ascending: tuple[str, ...],
+    rng: random.Random,
+    pools: Mapping[str, Pool] = POOLS,
+) -> dict[str, Any]:
+    """Fill every slot from its pool: distinct values per pool, ``ascending`` slots sorted."""
+    raw = draw_raw(slots, ascending, rng, pools)
+    return {slot: pools[slots[slot]].say(value) for slot, value in raw.items()}
+
+
+# --- the large pools of the long corpus (make_long.py), split into a train and a held-out part ---
+
+LARGE_FIRST_NAMES = words(
+    "Oliver Amelia Harry Isla George Emily Noah Olivia Ethan Chloe Liam Ava Lucas Mia Henry Evelyn "
+    "Owen Harper Caleb Abigail Nathan Zoe Isaac Lily Aaron Natalie Adam Megan Ryan Rachel Kevin "
+    "Nicole Brian Heather Simon Fiona Colin Eileen Declan Siobhan Ciaran Niamh Rhys Carys Gareth "
+    "Bethan Callum Morag Angus Ailsa Alejandro Lucia Javier Carmen Mateo Valentina Camila Pablo "
+    "Ximena Andres Paola Rodrigo Marisol Emilio Beatriz Ignacio Lorena Esteban Catalina Joao "
+    "Mariana Thiago Larissa Rafael Gustavo Fernanda Leandro Renata Giulia Matteo Francesca Lorenzo "
+    "Chiara Giovanni Alessia Marco Federica Stefano Camille Julien Margaux Antoine Elodie Mathieu "
+    "Amelie Benoit Sylvie Florian Matthias Katrin Stefanie Tobias Anja Johannes Sabine Dieter "
+    "Ulrike Felix Greta Daan Sanne Joris Femke Pieter Lotte Bram Anouk Astrid Magnus Sigrid Erik "
+    "Freya Henrik Solveig Nils Linnea Anders Eira Bjorn Aino Mikko Saara Katarzyna Piotr Agnieszka "
+    "Tomasz Zofia Dmitri Svetlana Alexei Natasha Bogdan Milena Dragan Jelena Vesna Marek Petra "
+    "Ondrej Radek Irina Yaroslav Oksana Taras Zoltan Reka Bence Ioana Andrei Mihai Bianca Nikos "
+    "Eleni Yannis Katerina Dimitris Stavros Despina Emre Elif Burak Zeynep Mehmet Ayse Kerem Defne "
+    "Youssef Layla Karim Amira Tariq Noor Hassan Rania Khalid Salma Ibrahim Yasmin Mustafa Dalia "
+    "Ziad Mariam Dariush Shirin Kaveh Parisa Reza Farhad Roya Eitan Tamar Yael Shira Gideon Arjun "
+    "Ananya Rohan Kavya Vikram Deepa Sanjay Lakshmi Rahul Sunita Aditya Meera Nikhil Divya Anil "
+    "Shreya Ishaan Nisha Farhan Tahmina Imran Ayesha Bilal Sana Tharindu Nimali Prakash Haruto "
+    "Sakura Hiroshi Aiko Takeshi Daisuke Naomi Minjun Jiwoo Seojun Yuna Jisoo Taeyang Minh Linh "
+    "Tuan Thao Somchai Niran Rizal Dewi Budi Maricel Arnel Chinedu Ngozi Emeka Adaeze Tunde Folake "
+    "Kwame Kojo Efua Abena Amani Wanjiru Otieno Achieng Baraka Zawadi Tendai Rudo Thabo Lerato "
+    "Sipho Naledi Abebe Tigist Dawit Selam Hamza Fadumo Moussa Aminata Ousmane Fatou Ibrahima "
+    "Mariama Leilani Mele Sione Aroha Tane Beatrix Cornelia Wilhelm Rupert Imogen Hamish Eamon "
+    "Brigid Bronwyn Dylan Lowri Teodor Vilja Oskar Elsa Leif Ragnar Ingeborg Kasimir Halina "
+    "Wojciech Jarek Lidia Nikola Ivana Goran Mirela Luka Tamara Ivo Adriana Cosmin Sorin Florin "
+    "Teodora Anastasia Yuri Galina Lev Vera Boris Maksim Polina Artem Darina Armen Anahit Levon "
+    "Nino Giorgi Tamuna Aigerim Nurlan Dilnoza Rustam Bakhyt Sardor Madina Jamal Aaliyah Imani "
+    "Darnell Keisha Tyrone Latoya Marlon Shanice Dwayne Camilo Yolanda Gerardo Araceli Ruben Itzel "
+    "Jorge Guadalupe Rogelio Soledad Vicente Macarena Fabian Ines Nuno Teresa Filipa Rui Goncalo "
+    "Catarina Ekaterina"
+) + FIRST_NAMES
+"""First names of many origins, spelled so that espeak-ng says them (ASCII, no diacritics)."""
+LARGE_SURNAMES = words(
+    "Abbott Ackerman Adeleke Agarwal Ahmadi Akhtar Albrecht Alcantara Almeida Amato Andersson "
+    "Antonelli Aquino Arslan Asante Ashworth Bakshi Balogun Banerjee Barbosa Barros Bartosz Bauer "
+    "Becker Benedetti Bergstrom Bianchi Bjorklund Blackwood Bondarenko Borges Boateng Brandt "
+    "Bukowski Caldwell Calloway Cardenas Carvalho Castellano Castillo Chakraborty Chaudhry "
+    "Chowdhury Ciobanu Constantin Contreras Cordero Cruz Dalton Darwish Delgado Demir Desai "
+    "Dimitrov Dlamini Donnelly Dossou Dragomir Duarte Dunbar Ebrahim Egorov Eklund Elbaz Erdogan "
+    "Esposito Fairbanks Farouk Fedorova Ferrante Ferreira Figueroa Fitzgerald Fleischer Fontaine "
+    "Forsberg Fuentes Gallagher Galvez Garcia Gashi Gatti Gerber Ghosh Giordano Gomez Gonzaga Greco "
+    "Grigoryan Gunawardena Gustafsson Halvorsen Hamid Hansen Hartmann Hasegawa Hashemi Hernandez "
+    "Herrera Hoffmann Horvath Hosseini Huber Hussain Ibekwe Ignatiev Iqbal Ishikawa Ivanova Iyer "
+    "Jablonski Jaramillo Johansson Joshi Jovanovic Kaminski Kapoor Karimi Kato Kaur Keller Kimura "
+    "Kiplagat Kobayashi Kovacs Kozlov Krause Kumar Kuznetsov Lachance Lambert Larsen Laurent "
+    "Lehmann Leone Lewandowski Lindgren Lombardi Lopez Lucero Lundberg Macharia Mahlangu Maier "
+    "Majewski Maldonado Mancini Marchetti Markovic Martins Matsumoto Mazur Medina Mehta Mendoza "
+    "Meyer Mishra Molina Moretti Morozov Mukherjee Murphy Mutua Mwangi Nagy Nair Nascimento "
+    "Navarro Ndlovu Nielsen Nguyen Nikolaidis Nilsson Nowak Nwosu Obi Ochieng Odhiambo Ogunleye "
+    "Oliveira Olsen Onyango Ortega Ozturk Pacheco Palmieri Papadopoulos Pereira Perez Pham Pinto "
+    "Popescu Portillo Quintero Rahman Rao Rashid Reddy Reyes Ricci Richter Rinaldi Rojas Romano "
+    "Rossi Rostami Russo Sadeghi Saito Salazar Sandoval Santoro Sato Schmidt Schneider Schulz "
+    "Serrano Sharma Shevchenko Shimizu Sidorov Sinha Sokolov Soto Steiner Suarez Sundberg Svensson "
+    "Szabo Takahashi Tamura Tavares Tkachenko Torres Tran Trivedi Umeh Urquhart Valdez Vasquez "
+    "Vasiliev Vega Verma Vieira Vogel Volkov Wagner Wainwright Watanabe Wisniewski Wojcik Yamamoto "
+    "Yilmaz Yoshida Yusuf Zamora Zanetti Zhang Zhou Zielinski Zimmermann Achebe Okonkwo Mensah "
+    "Owusu Appiah Kamau Njoroge Wekesa Chukwu Eze Adebayo Oyelaran Bangura Diallo Traore Keita "
+    "Toure Sissoko Kone Camara Haile Tesfaye Girma Alemu Warsame Farah Abdi Hakimi Benali Mansour "
+    "Khoury Haddadi Nasser Saleh Aziz Qureshi Siddiqui Malhotra Pillai Menon Kulkarni Bhatt "
+    "Ranasinghe Perera Fernando Silvestri Cavalcanti Moura Teixeira Campos Rezende Okada Fujita "
+    "Nakano Ogawa Choi Yoon Kwon Huang Zhao Liu Tanimoto Hoang Dang Santos Bautista Villanueva "
+    "Mercado Ramirez Aguilar Espinoza Ibarra Montoya"
+) + SURNAMES
+LARGE_CITIES = (
+    *words(
+        "Amsterdam Rotterdam Antwerp Brussels Ghent Hamburg Munich Cologne Leipzig Dresden "
+        "Stuttgart Frankfurt Vienna Salzburg Zurich Geneva Basel Lausanne Prague Brno Krakow Gdansk "
+        "Wroclaw Budapest Bratislava Ljubljana Zagreb Belgrade Sarajevo Bucharest Athens "
+        "Thessaloniki Istanbul Ankara Izmir Madrid Barcelona Valencia Seville Bilbao Malaga Granada "
+        "Marseille Toulouse Bordeaux Strasbourg Lille Nantes Montpellier Turin Milan Naples Genoa "
+        "Palermo Verona Bergen Trondheim Stockholm Gothenburg Uppsala Malmo Copenhagen Aarhus "
+        "Helsinki Tampere Reykjavik Tallinn Riga Vilnius Kyiv Lviv Odesa Tbilisi Yerevan Baku Almaty "
+        "Tashkent Edinburgh Glasgow Manchester Liverpool Leeds Bristol Cardiff Belfast Galway "
+        "Limerick Cairo Alexandria Casablanca Marrakesh Tunis Algiers Dakar Accra Kumasi Lagos Abuja "
+        "Ibadan Kano Kampala Kigali Mombasa Kisumu Arusha Lusaka Harare Maputo Windhoek Gaborone "
+        "Johannesburg Durban Pretoria Khartoum Dubai Doha Muscat Riyadh Jeddah Amman Beirut Tehran "
+        "Isfahan Shiraz Karachi Lahore Islamabad Mumbai Delhi Bangalore Chennai Kolkata Hyderabad "
+        "Pune Jaipur Dhaka Chittagong Colombo Kathmandu Bangkok Hanoi Manila Cebu Jakarta Surabaya "
+        "Bandung Singapore Penang Shanghai Beijing Shenzhen Guangzhou Chengdu Wuhan Hangzhou Taipei "
+        "Kaohsiung Seoul Busan Incheon Tokyo Kyoto Nagoya Sapporo Fukuoka Yokohama Sendai Kobe "
+        "Hiroshima Auckland Wellington Christchurch Brisbane Perth Hobart Canberra Vancouver "
+        "Montreal Ottawa Winnipeg Halifax Quebec Edmonton Boston Chicago Houston Atlanta Miami "
+        "Portland Detroit Pittsburgh Baltimore Cleveland Minneapolis Nashville Memphis Sacramento "
+        "Honolulu Anchorage Albuquerque Tucson Omaha Milwaukee Raleigh Guadalajara Monterrey Bogota "
+        "Medellin Quito Cusco Valparaiso Cordoba Rosario Montevideo Asuncion Caracas Havana Recife "
+        "Fortaleza Curitiba Manaus Belem Brasilia"
+    ),
+    "Cape Town", "Addis Ababa", "Kuala Lumpur", "Buenos Aires", "Los Angeles", "San Jose",
+    "Tel Aviv", "Hong Kong", "Abu Dhabi", "Porto Alegre", "Mexico City", "New Orleans",
+) + tuple(POOLS["city"].values)  # type: ignore[attr-defined]
+PRODUCT_STEMS = words(
+    "Zephyr Vertex Helix Prism Ember Nova Aspen Cedar Willow Sierra Tundra Solace Onyx Garnet Topaz "
+    "Sable Raven Heron Osprey Condor Lynx Bison Comet Quasar Pulsar Nebula Titan Argon Neon Xenon "
+    "Radium Boron Canyon Mesa Fjord Lagoon Coral Pebble Marble Granite Basalt Flint Quartz Opal "
+    "Indigo Scarlet Crimson Saffron Fennel Clover Thistle Bramble Maple Birch Alder Spruce Larch "
+    "Poplar Sequoia Cypress Magnolia Orchid Lotus Dahlia Tulip Lark Finch Wren Plover Egret Ibis "
+    "Puffin Gannet Petrel Marlin Tarpon Narwhal Walrus Otter Badger Marten Wombat Koala Lemur Gecko "
+    "Iguana Mamba Cobra Viper Sparrowhawk Kingfisher Tempest Monsoon Solstice Equinox Zenith Apex"
+)
+PRODUCT_MODELS = ("", "Pro", "Max", "Mini", "Go", "Air", "Plus", "Lite")
+COMPANY_PREFIXES = words(
+    "North South East West Bright Blue Silver Golden Iron Stone Clear High Deep Red Green Swift "
+    "Star Sun Moon Oak Pine Cedar Ash Elm River Lake Bay Sea Cloud Storm Frost Snow Fire Light "
+    "True Bold Grand Prime Peak Crest"
+)
+COMPANY_ROOTS = words(
+    "wind line gate field stone ridge brook ford haven mark well wood bridge point view port "
+    "vale crest side worth bury ton wick mont dale forge works light spring water path way "
+    "shore hill tree leaf sky star moor cliff"
+)
+COMPANY_SUFFIXES = ("", "Labs", "Systems", "Group", "Partners", "Works", "Analytics", "Networks")
+CLIENT_SECTORS = (
+    "Foods", "Bank", "Logistics", "Health", "Insurance", "Retail", "Energy", "Media", "Motors",
+    "Pharma", "Airlines", "Hotels", "Telecom", "Farms", "Studios",
+)
+HELD_OUT_SHARE = 0.25
+"""Share of each large pool's names (or name parts) held out of training."""
+PARTS = ("train", "heldout")
+
+
+def held_out(values: Sequence[str], salt: str, keep: frozenset[str]) -> frozenset[str]:
+    """A fixed, seeded HELD_OUT_SHARE of ``values`` (sorted, then shuffled with ``salt``), never
+    one of ``keep`` (words the mini corpus already speaks, so they count as heard)."""
+    candidates = sorted(v for v in set(values) if not set(v.split()) & keep)
+    random.Random(f"held-out:{salt}").shuffle(candidates)
+    return frozenset(candidates[: round(len(set(values)) * HELD_OUT_SHARE)])
+
+
+def mini_words() -> frozenset[str]:
+    """Every word of the mini pools' names, places, products, companies and clients."""
+    people = POOLS["person"]
+    assert isinstance(people, People)
+    named = [*people.first, *people.last]
+    for name in ("city", "product", "company", "client"):
+        named += [str(v) for v in POOLS[name].values]  # type: ignore[attr-defined]
+    return frozenset(w for v in named for w in v.split())
+
+
+def part_of(values: Sequence[str], salt: str, part: str, keep: frozenset[str]) -> list[str]:
+    """The ``part`` ('train' or 'heldout') of ``values``, in a stable order."""
+    out = held_out(values, salt, keep)
+    return sorted(v for v in set(values) if (v in out) == (part == "heldout"))
+
+
+def compose(stems: Sequence[str], tails: Sequence[str], glue: str = " ") -> list[str]:
+    """Every stem with every tail ('' = the stem alone): 'Helix' + 'Pro' -> 'Helix Pro'."""
+    return [f"{stem}{glue}{tail}" if tail else stem for stem in stems for tail in tails]
+
+
+@lru_cache(maxsize=None)
+def large_pools(part: str) -> dict[str, Pool]:
+    """The mini pools with people, cities, products, companies and clients from ``part`` of the
+    large lists. The parts are disjoint in every name word (a held-out person's first name and
+    surname are both unheard in training); words of the mini pools are always in 'train'."""
+    if part not in PARTS:
+        raise ValueError(f"part must be one of {PARTS}, not {part!r}")
+    keep = mini_words()
+    stems = [
+        p + r
+        for p in part_of(COMPANY_PREFIXES, "company-prefix", part, keep)
+        for r in part_of(COMPANY_ROOTS, "company-root", part, keep)
+        if p.lower() != r
+    ]
+    minis = {name: list(POOLS[name].values) for name in ("city", "product", "company", "client")}  # type: ignore[attr-defined]
+    extra = (lambda name: minis[name]) if part == "train" else (lambda name: [])
+    return {
+        **POOLS,
+        "person": People(
+            part_of(LARGE_FIRST_NAMES, "first", part, keep),
+            part_of(LARGE_SURNAMES, "last", part, keep),
+        ),
+        "city": Choice(sorted({*part_of(LARGE_CITIES, "city", part, keep), *extra("city")})),
+        "product": Choice(
+            sorted(
+                {*compose(part_of(PRODUCT_STEMS, "product", part, keep), PRODUCT_MODELS),
+                 *extra("product")}
+            )
+        ),
+        "company": Choice(sorted({*compose(stems, COMPANY_SUFFIXES), *extra("company")})),
+        "client": Choice(sorted({*compose(stems, CLIENT_SECTORS), *extra("client")})),
+    }
+
+
+def pool_sizes(part: str) -> dict[str, int]:
+    """How many values (for people: first names and surnames) each large pool's ``part`` has."""
+    pools = large_pools(part)
+    people = pools["person"]
+    assert isinstance(people, People)
+    sizes = {"first_names": len(people.first), "surnames": len(people.last)}
+    for name in ("city", "product", "company", "client"):
+        sizes[name] = len(pools[name].values)  # type: ignore[attr-defined]
+    return sizes

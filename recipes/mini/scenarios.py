@@ -4,7 +4,10 @@ A scenario has several surface phrasings of one short recording and, separately,
 phrasing states (``tldr``, ``points`` most important first, ``decisions``, ``actions``), all as
 templates over the same slots (``{owner}``, ``{day}``, ``{owner.first}``; pools in pools.py).
 The references are composed from those facts, so a reference only says what the transcript says.
-``split`` keeps whole scenario kinds out of training: test items never share a template with train.
+``split`` keeps whole scenario kinds out of training: test items never share a template with train,
+and the long corpus's validation items (make_long.py, ``split="valid"``) share one with neither.
+``topic`` names what a scenario is about in a few words ("the {city} office move"), for the long
+corpus's chapter titles and TL;DRs.
 """
 
 from __future__ import annotations
@@ -12,13 +15,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+Split = Literal["train", "valid", "test"]
+SPLITS: tuple[Split, ...] = ("train", "valid", "test")
+"""``valid`` kinds are used only by the long corpus (make_long.py); make_corpus.py has no valid split."""
+
 
 @dataclass(frozen=True)
 class Scenario:
     """One kind of meeting or lecture snippet."""
 
     kind: str
-    split: Literal["train", "test"]
+    split: Split
     setting: str
     """What the recording is, for the queries: meeting, call, lecture."""
     slots: dict[str, str]
@@ -32,6 +39,8 @@ class Scenario:
     actions: tuple[str, ...] = ()
     ascending: tuple[str, ...] = field(default=())
     """Slots of one pool whose values are sorted in this order (old < new)."""
+    topic: str = ""
+    """What the snippet is about, as a short noun phrase over the same slots ("the travel budget")."""
 
     @property
     def styles(self) -> tuple[str, ...]:
@@ -75,6 +84,11 @@ QUERIES: dict[str, tuple[str, ...]] = {
         "List the follow-ups from this {setting} with owners and deadlines.",
         "Who has to do what after this {setting}? Use bullets.",
     ),
+    "chapters": (
+        "Split this {setting} into its topics, in order, with a title and one sentence each.",
+        "Give me the chapters of the {setting}: one titled bullet per topic.",
+        "Outline the {setting} topic by topic, as 'Title: summary' bullets.",
+    ),
 }
 """Free phrasings per style; each style's preset query (styles.json) is used as well."""
 
@@ -83,6 +97,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="budget-review",
         split="train",
         setting="meeting",
+        topic="the travel budget",
         slots={
             "lead": "person",
             "owner": "person",
@@ -124,6 +139,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="hiring-decision",
         split="train",
         setting="meeting",
+        topic="the {team} team hire",
         slots={
             "manager": "person",
             "hire": "person",
@@ -162,6 +178,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="launch-date-move",
         split="train",
         setting="meeting",
+        topic="the {product} launch date",
         slots={
             "pm": "person",
             "owner": "person",
@@ -204,6 +221,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="vendor-choice",
         split="train",
         setting="meeting",
+        topic="the {service} vendor",
         slots={
             "lead": "person",
             "owner": "person",
@@ -248,6 +266,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="incident-postmortem",
         split="train",
         setting="meeting",
+        topic="the {system} outage",
         slots={
             "lead": "person",
             "owner": "person",
@@ -289,6 +308,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="office-move",
         split="train",
         setting="meeting",
+        topic="the {city} office move",
         slots={
             "lead": "person",
             "owner": "person",
@@ -327,6 +347,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="sprint-planning",
         split="train",
         setting="meeting",
+        topic="the sprint plan",
         slots={
             "lead": "person",
             "a": "person",
@@ -367,6 +388,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="pricing-change",
         split="train",
         setting="meeting",
+        topic="the {product} price",
         slots={
             "lead": "person",
             "owner": "person",
@@ -411,6 +433,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="customer-escalation",
         split="train",
         setting="call",
+        topic="the {client} escalation",
         slots={
             "client": "client",
             "rep": "person",
@@ -451,6 +474,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="sales-results",
         split="train",
         setting="meeting",
+        topic="the sales results",
         slots={
             "lead": "person",
             "top": "person",
@@ -487,6 +511,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="conference-travel",
         split="train",
         setting="meeting",
+        topic="the {city} conference",
         slots={
             "lead": "person",
             "a": "person",
@@ -527,6 +552,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="security-audit",
         split="train",
         setting="meeting",
+        topic="the security audit",
         slots={
             "auditor": "person",
             "lead": "person",
@@ -569,6 +595,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="marketing-campaign",
         split="train",
         setting="meeting",
+        topic="the {product} campaign",
         slots={
             "lead": "person",
             "owner": "person",
@@ -608,6 +635,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="lecture-astronomy",
         split="train",
         setting="lecture",
+        topic="the planet survey near {city}",
         slots={
             "prof": "person",
             "researcher": "person",
@@ -644,6 +672,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="lecture-archaeology",
         split="train",
         setting="lecture",
+        topic="the dig near {city}",
         slots={
             "prof": "person",
             "researcher": "person",
@@ -683,6 +712,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="lecture-biology",
         split="train",
         setting="lecture",
+        topic="the {species} near {city}",
         slots={
             "prof": "person",
             "researcher": "person",
@@ -723,6 +753,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="onboarding-plan",
         split="train",
         setting="meeting",
+        topic="onboarding for {hire}",
         slots={
             "manager": "person",
             "hire": "person",
@@ -764,6 +795,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="server-migration",
         split="train",
         setting="meeting",
+        topic="the server migration",
         slots={
             "lead": "person",
             "owner": "person",
@@ -807,6 +839,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="partnership-deal",
         split="train",
         setting="meeting",
+        topic="the {partner} deal",
         slots={
             "lead": "person",
             "owner": "person",
@@ -844,11 +877,206 @@ SCENARIOS: tuple[Scenario, ...] = (
         decisions=("Sign the reseller deal with {partner} for {years} years at {share} percent.",),
         actions=("{owner} sends the final {partner} contract to legal by {day}.",),
     ),
+    # --- held out: the long corpus's validation split only (make_long.py) ---
+    Scenario(
+        kind="warehouse-opening",
+        split="valid",
+        setting="meeting",
+        topic="the {city} warehouse",
+        slots={
+            "lead": "person",
+            "owner": "person",
+            "city": "city",
+            "date": "date",
+            "staff": "count",
+            "trucks": "medium",
+            "day": "weekday",
+        },
+        transcripts=(
+            (
+                "The new warehouse outside {city} opens on {date}. {lead} said it starts with "
+                "{staff} staff and {trucks} trucks. {owner} is hiring the shift leads and has to "
+                "finish that by {day}."
+            ),
+            (
+                "{lead} gave the warehouse news: {city} goes live on {date} with {trucks} trucks "
+                "and {staff} staff on the floor. The shift leads are still open, so {owner} fills "
+                "them by {day}."
+            ),
+            (
+                "Good progress in {city}. Our warehouse there opens on {date}, {lead} confirmed, "
+                "with {staff} staff and a fleet of {trucks} trucks. Before {day}, {owner} hires "
+                "the shift leads."
+            ),
+        ),
+        tldr="The {city} warehouse opens on {date} with {staff} staff and {trucks} trucks.",
+        points=(
+            "The {city} warehouse opens on {date}.",
+            "It starts with {staff} staff and {trucks} trucks.",
+            "{owner} will hire the shift leads by {day}.",
+        ),
+        decisions=("Open the {city} warehouse on {date} with {trucks} trucks.",),
+        actions=("{owner} hires the warehouse shift leads by {day}.",),
+    ),
+    Scenario(
+        kind="churn-review",
+        split="valid",
+        setting="meeting",
+        topic="{product} churn",
+        slots={
+            "analyst": "person",
+            "owner": "person",
+            "product": "product",
+            "churn": "percent",
+            "accounts": "count",
+            "day": "weekday",
+        },
+        transcripts=(
+            (
+                "{analyst} looked at churn for {product}. It climbed to {churn} percent, and we "
+                "lost {accounts} accounts, mostly small shops. {owner} will phone the biggest of "
+                "them before {day} and ask why they left."
+            ),
+            (
+                "Churn is up. {product} lost {accounts} accounts, which puts churn at {churn} "
+                "percent, according to {analyst}. {owner} takes the follow-up calls and reports "
+                "back on {day}."
+            ),
+            (
+                "According to {analyst}, {churn} percent of {product} customers left, "
+                "{accounts} accounts in all, mostly small shops. We want to know why, so {owner} "
+                "calls the biggest ones before {day}."
+            ),
+        ),
+        tldr="{product} churn rose to {churn} percent after losing {accounts} accounts.",
+        points=(
+            "{product} churn reached {churn} percent.",
+            "{product} lost {accounts} accounts.",
+            "{owner} will call the biggest lost accounts by {day}.",
+        ),
+        actions=("{owner} calls the biggest lost {product} accounts by {day}.",),
+    ),
+    Scenario(
+        kind="phishing-call",
+        split="valid",
+        setting="call",
+        topic="the {client} phishing attack",
+        slots={
+            "client": "client",
+            "rep": "person",
+            "expert": "person",
+            "mailboxes": "medium",
+            "hours": "small",
+            "day": "weekday",
+        },
+        transcripts=(
+            (
+                "{client} called in about a phishing attack. {mailboxes} mailboxes were taken "
+                "over for about {hours} hours. {rep} reset every password, and {expert} runs a "
+                "training session for their staff on {day}."
+            ),
+            (
+                "{rep} took the call from {client}. A phishing mail got into {mailboxes} "
+                "mailboxes, which were open to the attacker for {hours} hours. Passwords are "
+                "reset, and {expert} trains their staff on {day}."
+            ),
+            (
+                "Short call with {client}: attackers held {mailboxes} mailboxes for {hours} "
+                "hours after a phishing mail. {rep} has reset all the passwords. On {day}, "
+                "{expert} gives their staff a training session."
+            ),
+        ),
+        tldr="A phishing attack exposed {mailboxes} {client} mailboxes for {hours} hours.",
+        points=(
+            "Phishing exposed {mailboxes} {client} mailboxes for {hours} hours.",
+            "{rep} reset every password.",
+            "{expert} trains the {client} staff on {day}.",
+        ),
+        decisions=("Reset every {client} password after the phishing attack.",),
+        actions=("{expert} runs a phishing training for {client} on {day}.",),
+    ),
+    Scenario(
+        kind="internship-program",
+        split="valid",
+        setting="meeting",
+        topic="the internship program",
+        slots={
+            "manager": "person",
+            "mentor": "person",
+            "interns": "small",
+            "city": "city",
+            "date": "date",
+            "stipend": "money",
+        },
+        transcripts=(
+            (
+                "The summer internship program is approved. {manager} will take {interns} "
+                "interns in {city}, each paid {stipend} dollars, starting {date}. {mentor} "
+                "volunteered to mentor the group."
+            ),
+            (
+                "{manager} confirmed the internship plan: {interns} interns join us in {city} on "
+                "{date} for {stipend} dollars each. {mentor} will be their mentor for the whole "
+                "summer."
+            ),
+            (
+                "Internships. We get {interns} interns in {city} from {date}, and the stipend is "
+                "{stipend} dollars each. {manager} approved it, and {mentor} agreed to mentor "
+                "them."
+            ),
+        ),
+        tldr="{manager} approved {interns} paid interns in {city} from {date}.",
+        points=(
+            "The {interns} interns start in {city} on {date}.",
+            "Each intern is paid {stipend} dollars.",
+            "{mentor} will mentor the group.",
+        ),
+        decisions=("Take {interns} interns in {city} at {stipend} dollars each.",),
+        actions=("{mentor} mentors the {interns} interns from {date}.",),
+    ),
+    Scenario(
+        kind="lecture-volcano",
+        split="valid",
+        setting="lecture",
+        topic="the volcano near {city}",
+        slots={
+            "prof": "person",
+            "researcher": "person",
+            "city": "city",
+            "year": "year",
+            "quakes": "medium",
+            "rise": "small",
+        },
+        transcripts=(
+            (
+                "{prof} turned to the volcano near {city}, which {researcher} has monitored "
+                "since {year}. The ground there rose {rise} centimeters, and the sensors record "
+                "about {quakes} small earthquakes a week. Magma is probably collecting below."
+            ),
+            (
+                "Next, the volcano near {city}. {researcher} has watched it since {year}: the "
+                "ground rose {rise} centimeters and there are about {quakes} small earthquakes "
+                "a week. {prof} thinks magma is collecting below."
+            ),
+            (
+                "Since {year}, {researcher} has recorded the volcano near {city}. It swelled by "
+                "{rise} centimeters, with about {quakes} small earthquakes every week, and as "
+                "{prof} explained, magma is probably collecting below."
+            ),
+        ),
+        tldr="The ground at the volcano near {city} rose {rise} centimeters since {year}.",
+        points=(
+            "The volcano near {city} rose {rise} centimeters since {year}.",
+            "About {quakes} small earthquakes happen each week.",
+            "Magma is probably collecting below.",
+        ),
+    ),
     # --- held out: test only ---
     Scenario(
         kind="product-recall",
         split="test",
         setting="meeting",
+        topic="the {product} charger recall",
         slots={
             "lead": "person",
             "owner": "person",
@@ -887,6 +1115,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="grant-application",
         split="test",
         setting="meeting",
+        topic="the grant application",
         slots={
             "pi": "person",
             "writer": "person",
@@ -925,6 +1154,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="lecture-climate",
         split="test",
         setting="lecture",
+        topic="the glacier near {city}",
         slots={
             "prof": "person",
             "researcher": "person",
@@ -964,6 +1194,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="offsite-planning",
         split="test",
         setting="meeting",
+        topic="the {city} offsite",
         slots={
             "lead": "person",
             "owner": "person",
@@ -1001,6 +1232,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         kind="supply-shortage",
         split="test",
         setting="meeting",
+        topic="the {part} delay",
         slots={
             "lead": "person",
             "owner": "person",
