@@ -438,3 +438,50 @@ def test_help_names_the_plot_extra():
     extra = re.search(r"pip install '(\w+)\[(\w+)\]'", result.stdout)
     assert extra.group(1) == project["name"]
     assert any(dep.startswith("matplotlib") for dep in project["optional-dependencies"][extra.group(2)])
+
+
+# --- WER on recordings of any length (issue 31) --------------------------------------------------
+
+@pytest.fixture
+def long_test_set(test_set, tmp_path):
+    """The three rows plus one of 12 s: longer than the tiny models' 5 s window."""
+    from tests.conftest import speech_of_duration
+
+    rows = [json.loads(line) for line in test_set.read_text().splitlines()]
+    audio = speech_of_duration(tmp_path / "long.wav", 12.0, workdir=tmp_path)
+    rows.append({"id": "long", "audio": audio.name, "transcript": "the quick brown fox " * 8,
+                 "query": "Summarize as bullets.", "style": "bullets", "summary": "- A fox."})
+    return write_jsonl(tmp_path / "long.jsonl", rows)
+
+
+def test_wer_covers_rows_longer_than_one_window(long_test_set, tmp_path, tiny_models):
+    out = tmp_path / "report"
+    result = run_eval("--data", str(long_test_set), "--model", str(tiny_models("qwen2_audio")), "--name", "tiny",
+                      "--out", str(out), "--max-new-tokens", "3", "--wer-rows", "4", "--resamples", "10")
+    assert result.exit_code == 0, result.output
+    report = json.loads((out / "report.json").read_text())
+    assert report["summary"]["wer"]["tiny"]["n"] == 4  # the 12 s row too (it used to be skipped)
+    assert json.loads((out / "speechsum.json").read_text())["counts"]["transcribed[tiny]"] == 4
+
+
+@pytest.mark.parametrize("per_prompt", [None, 1])
+def test_a_long_transcription_is_its_prompts_answers_in_order(per_prompt, long_test_set, tiny_models, tmp_path):
+    """Read in one prompt (the default) or window by window, with a budget that grows with the
+    audio, never --max-new-tokens' summary budget; the parts are joined in order."""
+    from speechsum_cli.data.audio import iter_chunks
+    from speechsum_cli.families import GenerationSettings, Prompt, load
+    from speechsum_cli.stages.evaluate import ASR_QUERY, EvalConfig, asr_budget, transcribe
+
+    lm = load(str(tiny_models("qwen2_audio")), device="cpu", dtype="float32")
+    audio = tmp_path / "long.wav"
+    config = EvalConfig(data=long_test_set, out=tmp_path / "r", max_new_tokens=2, windows_per_prompt=per_prompt)
+    got = transcribe(lm, [{"id": "long", "audio": str(audio)}], 5.0, config)["long"]
+
+    windows = [c.samples for c in iter_chunks(audio, lm.sampling_rate, 5.0)]
+    assert len(windows) == 3
+    groups = [windows] if per_prompt is None else [[w] for w in windows]  # one batch (--batch-size 4)
+    longest = max(sum(len(w) for w in group) for group in groups) / lm.sampling_rate
+    settings = GenerationSettings(max_new_tokens=asr_budget(longest, 2))
+    expected = lm.generate([Prompt(ASR_QUERY, g if len(g) > 1 else g[0]) for g in groups], settings)
+    assert settings.max_new_tokens > 20  # not the 2 tokens of --max-new-tokens
+    assert got == " ".join(t for t in expected if t)

@@ -234,7 +234,8 @@ def test_pairwise_judge_through_transformers_serve(prompts, tiny_models, transfo
     [
         (["--judge", "pairwise"], "no API key: environment variable OPENAI_API_KEY is not set. Export it, pass "
                                   "--judge-api-key-env NAME for another variable, or --judge-base-url for a local server."),
-        (["--judge", "offline", "--on-long-audio", "chunk"], "'chunk' is not a policy pairs supports; use error or drop"),
+        (["--judge", "offline", "--on-long-audio", "truncate"],
+         "'truncate' is not a policy pairs supports; use error or chunk or drop"),
         (["--judge", "offline", "--temperature", "0"], "--temperature must be > 0"),
     ],
 )
@@ -246,7 +247,7 @@ def test_bad_flags(prompts, tiny_models, tmp_path, monkeypatch, args, message):
     assert message in " ".join(result.stderr.replace("│", " ").split())
 
 
-def test_long_audio_is_refused_by_id_or_dropped_and_counted(tiny_models, tmp_path):
+def test_long_audio_is_refused_by_id_dropped_and_counted_or_read_whole(tiny_models, tmp_path):
     long = speech_of_duration(tmp_path / "long.wav", 7.0, workdir=tmp_path)  # tiny window: 5 s
     short = espeak("Bob agreed.", tmp_path / "short.wav")
     data = tmp_path / "p.jsonl"
@@ -256,14 +257,21 @@ def test_long_audio_is_refused_by_id_or_dropped_and_counted(tiny_models, tmp_pat
     ]) + "\n")
     args = ["--model", str(tiny_models("qwen2_audio")), "--data", str(data), "--judge", "offline", "--k", "4"]
     refused = run_pairs(*args, "--out", str(tmp_path / "a"))
-    assert refused.exit_code == 1 and "long-1" in refused.stderr and "--on-long-audio drop" in refused.stderr
-    assert "chunk" not in refused.stderr  # the hint names only what pairs supports
+    refusal = " ".join(refused.stderr.split())
+    assert refused.exit_code == 1 and "long-1" in refusal and "--on-long-audio drop" in refusal
+    assert "--on-long-audio chunk" in refusal and "truncate" not in refusal  # only what pairs supports
     dropped = run_pairs(*args, "--out", str(tmp_path / "b"), "--on-long-audio", "drop", "--json")
     assert "dropped 1 row(s) with audio over the 5 s window" in " ".join(dropped.stderr.split())
     if dropped.exit_code == 0:
         assert json.loads(dropped.stdout)["counts"]["long_audio_dropped"] == 1
     else:
         assert "'long_audio_dropped': 1" in dropped.stderr
+    whole = run_pairs(*args, "--out", str(tmp_path / "c"), "--on-long-audio", "chunk", "--json")
+    assert "dropped 1 row" not in " ".join(whole.stderr.split())
+    if whole.exit_code == 0:
+        assert json.loads(whole.stdout)["counts"]["long_audio_dropped"] == 0
+    else:
+        assert "'long_audio_dropped': 0" in whole.stderr
 
 
 # --- the shared option vocabulary (issue 17) ---------------------------------------------------
@@ -323,7 +331,7 @@ def test_column_flags_map_other_names(tiny_models, prompts, tmp_path):
 def test_on_long_audio_help_lists_only_what_pairs_supports():
     result = runner.invoke(app, ["pairs", "--help"], env={"COLUMNS": "200"})
     line = next(x for x in result.stdout.splitlines() if "--on-long-audio" in x)
-    assert "[error|drop]" in line and "chunk|" not in line and "truncate|" not in line
+    assert "[error|chunk|drop]" in line and "truncate" not in line
 
 
 # --- the teacher's own answer as a candidate (issue 18) ----------------------------------------

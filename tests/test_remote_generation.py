@@ -137,14 +137,30 @@ def test_urls_recorded_lose_their_secrets():
 # --- summarize --------------------------------------------------------------------------------
 
 
+def test_a_long_clip_that_fits_the_context_is_one_request_with_every_window(model, server, long_clip, tmp_path):
+    """The default reads the recording in one prompt: one request carrying its three windows as
+    three input_audio parts, in order, and the answer is the local one-prompt summary."""
+    url, control = server
+    local = summarize(str(long_clip), "--model", str(model), "--style", "bullets")
+    control()
+    remote = summarize(str(long_clip), "--model", str(model), "--style", "bullets", "--server-base-url", url,
+                       "--server-cache-dir", str(tmp_path / "cache"))
+    (got,) = control.received()
+    assert len(got["audio_seconds"]) == 3
+    assert sum(got["audio_seconds"]) == pytest.approx(sf.info(long_clip).duration, abs=1.5 / SR)
+    assert remote["reduce_rounds"] == 0 and remote["chunks"][0]["windows"] == 3
+    assert remote["summary"] == local["summary"]
+
+
 def test_a_long_clip_on_the_server_is_the_local_summary_one_request_per_window_plus_the_combine(
     model, server, long_clip, tmp_path
 ):
     url, control = server
-    local = summarize(str(long_clip), "--model", str(model), "--style", "bullets", "--batch-size", "1")
+    local = summarize(str(long_clip), "--model", str(model), "--style", "bullets", "--batch-size", "1",
+                      "--windows-per-prompt", "1")
     control()
     remote_args = (str(long_clip), "--model", str(model), "--style", "bullets", "--server-base-url", url,
-                   "--server-cache-dir", str(tmp_path / "cache"))
+                   "--server-cache-dir", str(tmp_path / "cache"), "--windows-per-prompt", "1")
     remote = summarize(*remote_args)
 
     chunks = remote["chunks"]
@@ -180,6 +196,7 @@ def test_an_interrupted_run_fails_whole_and_the_rerun_sends_only_what_was_not_an
     cache = tmp_path / "cache"
     config = summarize_stage.SummarizeConfig(
         audio=(long_clip,), model=str(model), style="tldr", max_new_tokens=8, show_progress=False,
+        windows_per_prompt=1,
         server=LLMConfig(base_url=url, role="server", model="", max_retries=1, cache_dir=cache),
     )
     control(fail_text_only=503)  # the windows are answered, the combine step is not

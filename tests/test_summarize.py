@@ -30,15 +30,17 @@ def summarize_json(*args: str) -> dict:
 def test_three_and_a_half_windows_give_four_chunks_and_every_sample_reaches_the_model(
     model_type, tiny_models, tmp_path
 ):
+    """Window by window (--windows-per-prompt 1): four prompts, then one combine round."""
     model = tiny_models(model_type)
     audio = speech_of_duration(tmp_path / "long.wav", 3.5 * WINDOW, workdir=tmp_path)
 
-    report = summarize_json(str(audio), "--model", str(model), "--max-new-tokens", "4", "--style", "bullets")
+    report = summarize_json(str(audio), "--model", str(model), "--max-new-tokens", "4", "--style", "bullets",
+                            "--windows-per-prompt", "1")
 
     duration = sf.info(audio).duration
     frame = 1 / 16000
     chunks = report["chunks"]
-    assert len(chunks) == 4
+    assert len(chunks) == 4 and [c["windows"] for c in chunks] == [1, 1, 1, 1]
     assert chunks[0]["start"] == 0.0
     assert all(abs(a["end"] - b["start"]) < 1e-9 for a, b in zip(chunks, chunks[1:]))
     assert all(c["end"] - c["start"] <= WINDOW + frame for c in chunks)
@@ -47,6 +49,53 @@ def test_three_and_a_half_windows_give_four_chunks_and_every_sample_reaches_the_
     assert report["reduce_rounds"] == 1
     assert report["style"] == "bullets"
     assert report["real_time_factor"] > 0
+
+
+@pytest.mark.parametrize("model_type", FAMILY_TYPES)
+def test_a_recording_that_fits_the_context_is_read_in_one_prompt(model_type, tiny_models, tmp_path):
+    """By default the four windows fill one prompt (as training reads a long row): one answer, no
+    combine step whose scaffold a small model could copy."""
+    model = tiny_models(model_type)
+    audio = speech_of_duration(tmp_path / "long.wav", 3.5 * WINDOW, workdir=tmp_path)
+
+    report = summarize_json(str(audio), "--model", str(model), "--max-new-tokens", "4")
+
+    duration = sf.info(audio).duration
+    (chunk,) = report["chunks"]
+    assert chunk["windows"] == 4 and chunk["start"] == 0.0 and abs(chunk["end"] - duration) <= 1 / 16000
+    assert report["reduce_rounds"] == 0 and report["summary"] == chunk["summary"]
+    assert abs(report["encoded_seconds"] - duration) <= 1 / 16000
+
+
+def test_the_prompt_of_a_long_recording_is_the_one_training_reads(tiny_models, tmp_path):
+    """summarize's windows of a recording are exactly the windows sft/distill/pairs put in one prompt."""
+    from speechsum_cli.data.audio import iter_chunks
+    from speechsum_cli.data.rows import decode_row_audio
+    from speechsum_cli.families.reading import group_audio, window_groups
+
+    audio = speech_of_duration(tmp_path / "long.wav", 2.6 * WINDOW, workdir=tmp_path)
+    (group,) = window_groups(iter_chunks(audio, 16000, WINDOW), per_prompt=8)
+    trained = decode_row_audio({"id": "r", "audio": str(audio)}, 16000, WINDOW, chunk=True)
+    read = group_audio(group)
+    assert len(read) == len(trained) == 3
+    assert all(np.array_equal(a, b) for a, b in zip(read, trained))
+
+
+@pytest.mark.parametrize("model_type", ["qwen2_audio", "voxtral"])
+def test_windows_per_prompt_is_what_the_context_holds(model_type, tiny_models):
+    """The planned windows fit beside the query and the generation budget; one more would not."""
+    from speechsum_cli.families.reading import windows_per_prompt
+
+    lm = load(str(tiny_models(model_type)), device="cpu", dtype="float32")
+    lm.model.config.get_text_config().max_position_embeddings = 1000
+    window = np.zeros(int(WINDOW * lm.sampling_rate), dtype=np.float32)
+    query, budget = "Summarize the recording as bullets.", 100
+    n = windows_per_prompt(lm, [query], budget)
+    length = lambda k: lm.encode([Prompt(query, [window] * k)]).inputs["input_ids"].shape[1]  # noqa: E731
+    assert n >= 2
+    assert length(n) + budget <= 1000 < length(n + 1) + budget + 32
+    assert windows_per_prompt(lm, [query], budget, limit=2) == 2
+    assert windows_per_prompt(lm, [query], 990) == 1  # never fewer than one window
 
 
 @pytest.mark.parametrize("model_type", FAMILY_TYPES)
@@ -92,7 +141,8 @@ def test_batch_of_two_files_gives_the_same_summaries_as_one_at_a_time(model_type
 def test_ten_minute_recording_is_summarized_whole(model_type, tiny_models, tmp_path):
     audio = speech_of_duration(tmp_path / "ten.wav", 600.0, workdir=tmp_path)
     report = summarize_json(
-        str(audio), "--model", str(tiny_models(model_type)), "--max-new-tokens", "2", "--batch-size", "8"
+        str(audio), "--model", str(tiny_models(model_type)), "--max-new-tokens", "2", "--batch-size", "8",
+        "--windows-per-prompt", "1",
     )
     assert len(report["chunks"]) >= 120
     assert abs(report["encoded_seconds"] - 600.0) <= 1 / 16000
@@ -128,7 +178,7 @@ def test_reduce_packs_parts_within_the_context(tiny_models):
     assert [p for g in groups for p in g] == parts  # order kept, nothing lost
     assert all(len(g) <= stage.REDUCE_FAN_IN for g in groups)
     for group in groups:
-        tokens = stage.prompt_tokens(lm, stage.combine_query(group, "Summarize."))
+        tokens = stage.text_tokens(lm, stage.combine_query(group, "Summarize."))
         assert tokens <= budget or len(group) == 1
 
 

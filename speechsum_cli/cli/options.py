@@ -94,6 +94,10 @@ Overwrite = Annotated[bool, overwrite_option()]
 Split = Annotated[Optional[str], split_option()]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")]
+WindowsPerPrompt = Annotated[Optional[int], typer.Option(
+    help="Most consecutive audio windows read in one prompt, as training reads a long row; a longer "
+         "recording is answered part by part and the parts combined. 1 = every window alone  "
+         "\\[default: as many as fit the model's context].", min=1, show_default=False)]
 
 
 def normalize_dtype(value: str) -> str:

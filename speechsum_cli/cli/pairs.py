@@ -69,9 +69,10 @@ def pairs(
     min_margin: Annotated[float, typer.Option(help="rubric: keep pairs whose best - worst score >= this.")] = 1.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Sample, then estimate judge requests and cost; send and write nothing.")] = False,
     on_long_audio: Annotated[str, long_audio_option(
-        (LongAudio.error, LongAudio.drop),
-        "Audio longer than the model's window: error, or drop (counted). Candidates are sampled from "
-        "one window, so chunk and truncate are not offered.")] = LongAudio.error.value,
+        (LongAudio.error, LongAudio.chunk, LongAudio.drop),
+        "Audio longer than the model's window: error, chunk (its windows in one prompt, as sft/distill/dpo "
+        "read it), or drop (counted). A candidate answers the whole recording, so truncate is not "
+        "offered.")] = LongAudio.error.value,
     teacher: Annotated[str | None, typer.Option(
         help="Text chat LM (local dir or hub id) reading transcript + query, as distill's teacher: its "
              "greedy answer joins each prompt's candidates.", show_default=False)] = None,

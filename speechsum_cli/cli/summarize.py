@@ -13,6 +13,7 @@ from speechsum_cli.cli.options import (
     Dtype,
     Endpoint,
     Progress,
+    WindowsPerPrompt,
     json_option,
     long_audio_option,
     model_option,
@@ -30,9 +31,10 @@ EPILOG = (
     "  speechsum summarize meeting.wav --style bullets --model runs/dpo\n\n"
     "  speechsum summarize recordings/ --query 'What did Alice promise?' --json -o out.json\n\n"
     "  speechsum summarize meeting.wav -m Qwen/Qwen2-Audio-7B-Instruct --server-base-url http://127.0.0.1:8000/v1\n\n"
-    "Audio longer than the model's window is split at pauses, each window summarized, and the "
-    "parts combined: nothing is truncated. With --server-base-url the model generates on a vLLM-compatible "
-    "server (audio in chat messages), window by window, the same way."
+    "Audio longer than the model's window is split at pauses and its windows read in one prompt, as "
+    "far as the model's context allows; a longer recording is summarized part by part and the parts "
+    "combined: nothing is truncated. With --server-base-url the model generates on a vLLM-compatible "
+    "server (audio in chat messages, one part per window), the same way."
 )
 
 
@@ -51,16 +53,18 @@ def summarize(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the result to this file instead of stdout.")] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text, md, or json (with per-window summaries, timings).")] = OutputFormat.text,
     as_json: Annotated[bool, json_option(help="Same as --format json: the result with per-window summaries and timings as JSON (on stdout, or in --output).")] = False,
-    max_new_tokens: Annotated[int, typer.Option(help="Generation budget per window and per combine step.", min=1)] = 512,
+    max_new_tokens: Annotated[int, typer.Option(help="Generation budget per prompt and per combine step.", min=1)] = 512,
     temperature: Annotated[float, typer.Option(help="0 = greedy (reproducible); > 0 samples.", min=0.0)] = 0.0,
     device: Device = "auto",
     dtype: Dtype = "auto",
     chunk_seconds: Annotated[Optional[float], typer.Option(help="Window length in seconds  \\[default: the model's audio window].", show_default=False)] = None,
     on_long_audio: Annotated[str, long_audio_option(
         (LongAudio.chunk, LongAudio.error),
-        "chunk: map-reduce over windows; error: refuse audio longer than one window. A summary "
+        "chunk: consecutive windows in one prompt (map-reduce beyond the context); error: refuse audio "
+        "longer than one window. A summary "
         "covers the whole recording, so truncate and drop are not offered.")] = LongAudio.chunk.value,
-    batch_size: Annotated[int, typer.Option(help="Windows generated together.", min=1)] = 4,
+    windows_per_prompt: WindowsPerPrompt = None,
+    batch_size: Annotated[int, typer.Option(help="Prompts generated together.", min=1)] = 4,
     progress: Progress = True,
     server_llm: Endpoint = None,
 ) -> None:
@@ -77,8 +81,8 @@ def summarize(
     config = SummarizeConfig(
         audio=tuple(audio), model=model or DEFAULT_MODEL, style=style, query=query,
         max_new_tokens=max_new_tokens, temperature=temperature, device=device, dtype=dtype,
-        chunk_seconds=chunk_seconds, on_long_audio=on_long_audio, batch_size=batch_size,
-        show_progress=progress, server=server_config(server_llm),
+        chunk_seconds=chunk_seconds, on_long_audio=on_long_audio, windows_per_prompt=windows_per_prompt,
+        batch_size=batch_size, show_progress=progress, server=server_config(server_llm),
     )
     text = format_result(run(config), fmt.value)
     if output is None:

@@ -8,13 +8,14 @@ systems are compared on the rows every one of them has.
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from speechsum_cli.console import plural, warn
-from speechsum_cli.data.audio import load_audio, probe
+from speechsum_cli.data.audio import probe
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
 from speechsum_cli.data.rows import shown_ids
 from speechsum_cli.errors import InputError
@@ -27,6 +28,9 @@ from speechsum_cli.metrics.wer import error_rates
 
 ASR_QUERY = "Transcribe the audio exactly, word for word."
 """The transcription prompt for the WER check (forgetting of basic listening)."""
+ASR_TOKENS_PER_SECOND = 6
+"""Transcription budget per second of audio (speech is ~3.5 tokens a second at 165 words a
+minute): a long recording's transcription is never cut by ``--max-new-tokens``, a summary's budget."""
 
 
 @dataclass(frozen=True)
@@ -50,11 +54,15 @@ class EvalConfig:
     overwrite: bool = False
     """Replace an existing report directory."""
     wer_rows: int = 20
-    """Rows (audio within one window) given the transcription prompt per checkpoint; 0 = no WER."""
+    """Rows given the transcription prompt per checkpoint (audio of any length, read as summaries
+    are: consecutive windows in one prompt, the prompts' transcriptions joined); 0 = no WER."""
     max_new_tokens: int = 512
-    """Generation budget per window / combine step for checkpoints."""
+    """Generation budget per prompt / combine step for checkpoints (a transcription's grows with
+    its audio: ASR_TOKENS_PER_SECOND)."""
+    windows_per_prompt: int | None = None
+    """Most consecutive windows read in one prompt; None = as many as fit the LM's context."""
     batch_size: int = 4
-    """Windows generated together."""
+    """Prompts generated together."""
     device: str = "auto"
     dtype: str = "auto"
     chunk_seconds: float | None = None
@@ -197,9 +205,11 @@ def check_join(config: EvalConfig, systems: list[System], test_ids: list[str], c
 def generate_predictions(model: str, name: str, rows: list[dict[str, Any]], config: EvalConfig) -> System:
     """Summaries of every test row by a checkpoint, through the summarize machinery."""
     from speechsum_cli.families import GenerationSettings, load_generator
+    from speechsum_cli.families.reading import windows_per_prompt
     from speechsum_cli.stages.summarize import (
         RecordingSummary,
         check_chunk_seconds,
+        check_windows_per_prompt,
         expected_chunks,
         resolve_window,
         summarize_recordings,
@@ -207,6 +217,7 @@ def generate_predictions(model: str, name: str, rows: list[dict[str, Any]], conf
     from speechsum_cli.training.feature_cache import cache_for_inference
 
     check_chunk_seconds(config.chunk_seconds)
+    check_windows_per_prompt(config.windows_per_prompt)
     infos = [probe(row["audio"]) for row in rows]
     lm = load_generator(model, server=config.server, device=config.device, dtype=config.dtype)
     try:
@@ -214,13 +225,15 @@ def generate_predictions(model: str, name: str, rows: list[dict[str, Any]], conf
             cache_for_inference(lm, config.out)  # the students of one runs folder share their encoder's output
         window = resolve_window(lm.window_seconds, config.chunk_seconds)
         settings = GenerationSettings(max_new_tokens=config.max_new_tokens)
+        per_prompt = windows_per_prompt(lm, [row["query"] for row in rows], config.max_new_tokens,
+                                        config.windows_per_prompt)
         recordings = [
             RecordingSummary(row["id"], "", str(row.get("style") or "custom"), row["query"], model, info.duration)
             for row, info in zip(rows, infos)
         ]
         total = sum(expected_chunks(info, window) for info in infos)
         summarize_recordings(
-            lm, [row["audio"] for row in rows], recordings, window, settings,
+            lm, [row["audio"] for row in rows], recordings, window, per_prompt, settings,
             config.batch_size, total, config.show_progress,
         )
         system = System(
@@ -229,27 +242,52 @@ def generate_predictions(model: str, name: str, rows: list[dict[str, Any]], conf
             real_time_factor={r.audio: r.real_time_factor for r in recordings},
         )
         if config.wer_rows > 0:
-            system.transcriptions = transcribe(lm, rows, infos, window, config)
+            system.transcriptions = transcribe(lm, rows[: config.wer_rows], window, config)
         system.generation = lm.record()
     finally:
         lm.close()
     return system
 
 
-def transcribe(lm: Any, rows: list[dict[str, Any]], infos: list[Any], window: float, config: EvalConfig) -> dict[str, str]:
-    """Answers to the transcription prompt for up to ``wer_rows`` rows that fit one window."""
-    from speechsum_cli.families import GenerationSettings, Prompt
+def asr_budget(seconds: float, max_new_tokens: int) -> int:
+    """Tokens a transcription of ``seconds`` of audio may take: ``max_new_tokens`` or more."""
+    return max(max_new_tokens, math.ceil(seconds * ASR_TOKENS_PER_SECOND))
 
-    fitting = [row for row, info in zip(rows, infos) if info.duration <= window][: config.wer_rows]
-    settings = GenerationSettings(max_new_tokens=config.max_new_tokens)
-    out: dict[str, str] = {}
+
+def transcription_prompts(lm: Any, rows: list[dict[str, Any]], window: float, per_prompt: int
+                          ) -> list[tuple[str, Any, float]]:
+    """(row id, prompt, seconds) of every transcription prompt: each row's windows, consecutive
+    ``per_prompt`` at a time (one prompt for a row within one window)."""
+    from speechsum_cli.data.audio import iter_chunks
+    from speechsum_cli.families import Prompt
+    from speechsum_cli.families.reading import group_audio, window_groups
+
+    prompts = []
+    for row in rows:
+        for group in window_groups(iter_chunks(row["audio"], lm.sampling_rate, window), per_prompt):
+            seconds = sum(chunk.duration for chunk in group)
+            prompts.append((row["id"], Prompt(ASR_QUERY, group_audio(group)), seconds))
+    return prompts
+
+
+def transcribe(lm: Any, rows: list[dict[str, Any]], window: float, config: EvalConfig) -> dict[str, str]:
+    """Answers to the transcription prompt for ``rows`` (any length): a row read in several prompts
+    is the prompts' transcriptions joined in order."""
+    from speechsum_cli.families import GenerationSettings
+    from speechsum_cli.families.reading import windows_per_prompt
+
+    per_prompt = windows_per_prompt(lm, [ASR_QUERY], config.max_new_tokens, config.windows_per_prompt,
+                                    answer_tokens_per_window=math.ceil(window * ASR_TOKENS_PER_SECOND))
+    prompts = transcription_prompts(lm, rows, window, per_prompt)
+    parts: dict[str, list[str]] = {row["id"]: [] for row in rows}
     size = lm.generation_batch(config.batch_size)
-    for start in range(0, len(fitting), size):
-        chunk = fitting[start : start + size]
-        prompts = [Prompt(ASR_QUERY, load_audio(row["audio"], lm.sampling_rate)) for row in chunk]
-        for row, text in zip(chunk, lm.generate(prompts, settings)):
-            out[row["id"]] = text
-    return out
+    for start in range(0, len(prompts), size):
+        batch = prompts[start : start + size]
+        budget = asr_budget(max(seconds for _, _, seconds in batch), config.max_new_tokens)
+        texts = lm.generate([prompt for _, prompt, _ in batch], GenerationSettings(max_new_tokens=budget))
+        for (row_id, _, _), text in zip(batch, texts):
+            parts[row_id].append(text)
+    return {row_id: " ".join(t for t in texts if t) for row_id, texts in parts.items()}
 
 
 def score(systems: list[System], rows_by_id: dict[str, dict[str, Any]], ids: list[str]) -> dict[str, dict[str, dict[str, float]]]:

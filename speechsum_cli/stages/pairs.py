@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speechsum_cli.data.audio import load_audio, probe
+from speechsum_cli.data.audio import probe
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
 from speechsum_cli.data.long_audio import LongAudio
-from speechsum_cli.data.rows import long_audio_plan, shown_ids
+from speechsum_cli.data.rows import decode_row_audio, long_audio_plan, shown_ids
 from speechsum_cli.errors import InputError, ModelError
 from speechsum_cli.llm.batch import check_batch_failures
 from speechsum_cli.llm.failures import MANIFEST_KEY as FAILURES_KEY
@@ -38,8 +38,8 @@ from speechsum_cli.metrics import preference
 JUDGES = ("pairwise", "rubric", "offline")
 STUDENT, TEACHER = "student", "teacher"
 """Where a candidate came from (``chosen_source`` / ``rejected_source``); the judge never sees it."""
-LONG_AUDIO = (LongAudio.error, LongAudio.drop)
-"""Candidates are sampled from one window: chunk and truncate are not offered."""
+LONG_AUDIO = (LongAudio.error, LongAudio.chunk, LongAudio.drop)
+"""A candidate answers the whole recording: truncate is not offered."""
 
 
 @dataclass(frozen=True)
@@ -68,7 +68,8 @@ class PairsConfig:
     concurrency: int = 8
     """Judge requests in flight."""
     on_long_audio: LongAudio = LongAudio.error
-    """Audio longer than the model's window: error (default) or drop (counted and warned)."""
+    """Audio longer than the model's window: error (default), chunk (its windows in one prompt, as
+    sft/distill/dpo read it) or drop (counted and warned)."""
     seed: int = 0
     device: str = "auto"
     dtype: str = "auto"
@@ -109,8 +110,8 @@ def check_config(config: PairsConfig) -> None:
     if config.on_long_audio not in LONG_AUDIO:
         allowed = " or ".join(p.value for p in LONG_AUDIO)
         got = getattr(config.on_long_audio, "value", config.on_long_audio)
-        problems.append(f"--on-long-audio must be {allowed} for pairs (candidates are sampled from one "
-                        f"window), got '{got}'")
+        problems.append(f"--on-long-audio must be {allowed} for pairs (a candidate answers the whole "
+                        f"recording), got '{got}'")
     if config.judge != "offline" and config.llm is None:
         problems.append(f"--judge {config.judge} needs an LLM: pass --judge-base-url or set the key variable "
                         "(--judge-api-key-env), or use --judge offline")
@@ -138,7 +139,8 @@ def load_prompts(config: PairsConfig) -> list[dict[str, Any]]:
 
 def split_long(rows: list[dict[str, Any]], window: float, policy: LongAudio | str,
                source: Path) -> tuple[list[dict[str, Any]], int]:
-    """Rows that fit one window, and how many were dropped (error unless policy is drop)."""
+    """The rows kept, and how many were dropped: long rows are refused (error), dropped (drop), or
+    kept whole (chunk: their windows fill one prompt)."""
     policy = LongAudio(policy)
     ids = [row["id"] for row in rows]
     durations = [probe(row["audio"]).duration for row in rows]
@@ -147,8 +149,9 @@ def split_long(rows: list[dict[str, Any]], window: float, policy: LongAudio | st
         if long:
             raise InputError(
                 f"{len(long)} prompt(s) have audio longer than the model's {window:g} s window (ids: "
-                f"{shown_ids(long)}); candidates are sampled from one window. Pass --on-long-audio drop "
-                "to leave them out (counted), or split the recordings first."
+                f"{shown_ids(long)}). Pass --on-long-audio chunk to read each whole (its windows in one "
+                "prompt, as sft/distill/dpo read it), --on-long-audio drop to leave them out (counted), "
+                "or split the recordings first."
             )
     plan = long_audio_plan(ids, durations, window, policy, source)
     return [rows[i] for i in plan.keep], plan.counts["dropped_long_audio"]
@@ -165,11 +168,13 @@ def sample_candidates(config: PairsConfig, rows: list[dict[str, Any]], lm: Any) 
     torch.manual_seed(config.seed)
     settings = GenerationSettings(config.max_new_tokens, config.temperature, config.top_p)
     size = lm.generation_batch(config.batch_size)
+    window = lm.window_seconds
     candidates: list[list[str]] = []
     with progress_bar("Sampling candidates", len(rows), enabled=config.show_progress) as advance:
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
-            prompts = [Prompt(row["query"], load_audio(row["audio"], lm.sampling_rate)) for row in chunk]
+            prompts = [Prompt(row["query"], decode_row_audio(row, lm.sampling_rate, window, chunk=True))
+                       for row in chunk]
             seeds = [config.seed + config.k * (start + i) for i in range(len(chunk))]  # a row's k seeds are its own
             candidates += lm.sample(prompts, settings, config.k, seeds)
             advance(len(chunk))
