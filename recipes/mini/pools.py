@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from typing import Any, Protocol
 
 
@@ -99,6 +99,9 @@ class Pool(Protocol):
     def without(self, taken: Iterable[Any]) -> Pool:
         """The pool less raw values already used (for People: their first names and surnames)."""
 
+    def size(self) -> int:
+        """How many distinct values one draw can return."""
+
 
 @dataclass(frozen=True)
 class Choice:
@@ -114,6 +117,9 @@ class Choice:
 
     def say(self, value: Any) -> str:
         return self.speak(value)
+
+    def size(self) -> int:
+        return len(self.values)
 
     def without(self, taken: Iterable[Any]) -> Choice:
         used = set(taken)
@@ -137,6 +143,9 @@ class People:
 
     def say(self, value: Person) -> Person:
         return value
+
+    def size(self) -> int:
+        return min(len(self.first), len(self.last))
 
     def without(self, taken: Iterable[Person]) -> People:
         used = list(taken)
@@ -236,12 +245,13 @@ def draw_raw(
     taken: dict[str, list[Any]] | None = None,
 ) -> dict[str, Any]:
     """Raw values for every slot: distinct per pool, ``ascending`` slots sorted. With ``taken``
-    (pool name -> values used so far, updated here), values already used are not drawn again."""
+    (pool name -> values used so far, updated here), values already used are not drawn again
+    unless the pool has too few left (five weekdays for six segments)."""
     raw: dict[str, Any] = {}
     for pool_name in dict.fromkeys(slots.values()):
         names = [slot for slot, pool in slots.items() if pool == pool_name]
         pool = pools[pool_name]
-        if taken is not None:
+        if taken is not None and pool.without(taken.get(pool_name, ())).size() >= len(names):
             pool = pool.without(taken.get(pool_name, ()))
         values = pool.draw(rng, len(names))
         if taken is not None:
@@ -413,7 +423,7 @@ def compose(stems: Sequence[str], tails: Sequence[str], glue: str = " ") -> list
     return [f"{stem}{glue}{tail}" if tail else stem for stem in stems for tail in tails]
 
 
-@lru_cache(maxsize=None)
+@cache
 def large_pools(part: str) -> dict[str, Pool]:
     """The mini pools with people, cities, products, companies and clients from ``part`` of the
     large lists. The parts are disjoint in every name word (a held-out person's first name and
