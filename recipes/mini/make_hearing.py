@@ -2,6 +2,7 @@
 
     python recipes/mini/make_hearing.py OUT_DIR [--hours 12] [--heldout 100] [--seed 0]
                                         [--max-seconds 15.5] [--pools-share 0.18] [--workers 2]
+                                        [--voice-family espeak|train] [--name-pool mini|large]
                                         [--overwrite]
 
 Why. The mini student's fresh projector learns to "hear" from diverse speech: a probe trained on
@@ -18,19 +19,26 @@ seed. The test set's names and spoken numbers never occur in docstrings, so a sh
 (--pools-share) speaks sentences built from the scenario pools (pools.py: people, cities,
 products, amounts, dates, numbers as words, spelled as make_corpus.py writes them) in carrier
 sentences of this file; no carrier shares a phrase with a held-out scenario (scenarios with
-``split="test"``), so the mini test set stays unseen in content.
+``split="test"`` or ``"valid"``), so the mini test set stays unseen in content.
 
 Speech. Consecutive sentences of one source are packed into a clip while its estimated duration
 stays under --max-seconds less a second (clips come out 10-15 s, 12.5 s typically), and rendered
 by espeak-ng with a voice and a speed (140-190 words per minute) drawn per clip from the seed;
---workers processes run at once. Every wav is measured: one longer than --max-seconds (default
+--workers processes run at once. With --voice-family train, each clip's voice is drawn from the
+long corpus's train family instead (voices.py: espeak-ng accents, variants, speeds and pitches
+and flite, all perturbed with speed, noise and gain). With --name-pool large, the carrier
+sentences name people, cities, products, companies and clients of the large pools' train part
+(pools.large_pools("train")) instead of the mini pools; the held-out part is never spoken.
+The defaults (espeak, mini) give the corpus this script always gave. Every wav is measured: one longer than --max-seconds (default
 15.5, under the student's 16 s window) is rendered again without its last sentence; audio is
 never cut. Such shortenings are counted in hearing.json.
 
 Writes OUT_DIR (atomically: built in OUT_DIR.tmp, then renamed):
   audio/ID.wav     espeak-ng speech, 22.05 kHz mono
   train.jsonl      id, audio, transcript, query (the eval ASR_QUERY), style "custom",
-  heldout.jsonl    summary = transcript, voice, speed, source ("docstrings" | "pools");
+  heldout.jsonl    summary = transcript, voice, speed, source ("docstrings" | "pools"); with
+                   --voice-family train, voice is voices.Voice.label and speed its estimated
+                   words per minute;
                    --heldout clips (the first ones rendered) whose sentences never occur in train,
                    then train clips until --hours of train audio
   hearing.json     counts, seed, hours, distinct words, voices and speeds, longest clip, text
@@ -49,7 +57,6 @@ import random
 import re
 import shutil
 import site
-import subprocess
 import sys
 import sysconfig
 import time
@@ -63,10 +70,12 @@ from pathlib import Path
 from typing import Any
 
 from make_corpus import WORD, positive_int, speak, template_fields, write_jsonl
-from pools import POOLS, draw_slots, words
+from pools import POOLS, Pool, draw_slots, large_pools, words
 from rich.console import Console
 from rich.progress import Progress
 from scenarios import SCENARIOS
+from voices import Voice, draw_voice, family_bases, missing_voices, problems
+from voices import render as render_voice
 
 from speechsum_cli.stages.evaluate import ASR_QUERY
 
@@ -99,6 +108,10 @@ SECONDS_PER_CLIP = 13.0
 """Rough clip length, for the text budget and the progress bar only."""
 AUDIO_DIR = "audio"
 DOCSTRINGS, POOL_SOURCE = "docstrings", "pools"
+VOICE_FAMILIES = ("espeak", "train")
+"""espeak: VOICES x SPEEDS (the default); train: voices.py's train family."""
+NAME_POOLS = ("mini", "large")
+"""mini: pools.POOLS (the default); large: the train part of pools.large_pools."""
 
 SKIP_DIRS = {"__pycache__", "site-packages", "dist-packages", "test", "tests"}
 """Not walked: caches, the site-packages inside the stdlib root, test suites."""
@@ -204,6 +217,9 @@ class Plan:
     voice: str
     speed: int
     sentences: tuple[Sentence, ...]
+    timbre: Voice | None = None
+    """The voices.py voice that renders the clip (--voice-family train); None: espeak-ng's
+    ``voice`` at ``speed``."""
 
     @property
     def id(self) -> str:
@@ -408,11 +424,12 @@ def masked_runs(template: str, n: int = HELD_OUT_RUN) -> set[tuple[str, ...]]:
 
 
 def held_out_templates() -> list[str]:
-    """Every text of the scenarios held out for the mini test set."""
+    """Every text of the scenarios held out of training (the mini test set's, the long corpus's
+    validation and test kinds)."""
     return [
         text
         for s in SCENARIOS
-        if s.split == "test"
+        if s.split != "train"
         for text in (*s.transcripts, s.tldr, *s.points, *s.decisions, *s.actions)
     ]
 
@@ -436,14 +453,19 @@ def validate_carriers(carriers: tuple[str, ...] = CARRIERS) -> None:
         raise CarrierError("carrier sentences are inconsistent:\n  " + "\n  ".join(problems))
 
 
-def pool_sentences(seed: int) -> Iterator[Sentence]:
-    """An endless stream of distinct carrier sentences filled from the pools, from ``seed``."""
+def name_pools(name_pool: str) -> dict[str, Pool]:
+    """The pools the carriers are filled from (NAME_POOLS)."""
+    return dict(POOLS) if name_pool == "mini" else large_pools("train")
+
+
+def pool_sentences(seed: int, pools: dict[str, Pool] = POOLS) -> Iterator[Sentence]:
+    """An endless stream of distinct carrier sentences filled from ``pools``, from ``seed``."""
     rng = random.Random(f"{seed}:pools")
     seen: set[str] = set()
     while True:
         index = rng.randrange(len(CARRIERS))
         carrier = CARRIERS[index]
-        text = carrier.format(**draw_slots(carrier_slots(carrier), (), rng))
+        text = carrier.format(**draw_slots(carrier_slots(carrier), (), rng, pools))
         text = text[0].upper() + text[1:]
         if sentence_key(text) not in seen:
             seen.add(sentence_key(text))
@@ -475,17 +497,30 @@ class Stream:
         self.back.append(item)
 
 
+def clip_voice(rng: random.Random, family: str) -> tuple[str, int, Voice | None]:
+    """A clip's voice, speed and (--voice-family train) voices.py voice."""
+    if family == "espeak":
+        return rng.choice(VOICES), rng.randint(*SPEEDS), None
+    timbre = draw_voice("train", rng)
+    return timbre.label, round(timbre.words_per_minute), timbre
+
+
 def plan_clips(
-    docs: list[Sentence], seed: int, pools_share: float, max_seconds: float
+    docs: list[Sentence],
+    seed: int,
+    pools_share: float,
+    max_seconds: float,
+    voice_family: str = "espeak",
+    pools: dict[str, Pool] = POOLS,
 ) -> Iterator[Plan]:
     """Clips of consecutive sentences of one source, each up to an estimated
     ``max_seconds - FILL_MARGIN``; ends when the docstring sentences run out."""
-    streams = {DOCSTRINGS: Stream(iter(docs)), POOL_SOURCE: Stream(pool_sentences(seed))}
+    streams = {DOCSTRINGS: Stream(iter(docs)), POOL_SOURCE: Stream(pool_sentences(seed, pools))}
     budget = max_seconds - FILL_MARGIN
     for index in count():
         rng = random.Random(f"{seed}:clip:{index}")
         source = POOL_SOURCE if rng.random() < pools_share else DOCSTRINGS
-        voice, speed = rng.choice(VOICES), rng.randint(*SPEEDS)
+        voice, speed, timbre = clip_voice(rng, voice_family)
         stream, taken = streams[source], []
         while (sentence := stream.next()) is not None:
             text = " ".join(s.text for s in (*taken, sentence))
@@ -495,7 +530,7 @@ def plan_clips(
             taken.append(sentence)
         if not taken:
             return
-        yield Plan(index, source, voice, speed, tuple(taken))
+        yield Plan(index, source, voice, speed, tuple(taken), timbre)
 
 
 def render_clip(plan: Plan, out: Path, max_seconds: float) -> Clip:
@@ -504,7 +539,11 @@ def render_clip(plan: Plan, out: Path, max_seconds: float) -> Clip:
     sentences = list(plan.sentences)
     wav = out / plan.audio
     while sentences:
-        seconds = speak(" ".join(s.text for s in sentences), wav, plan.speed, plan.voice)
+        text = " ".join(s.text for s in sentences)
+        if plan.timbre is None:
+            seconds = speak(text, wav, plan.speed, plan.voice)
+        else:
+            seconds = render_voice(text, plan.timbre, wav)
         if seconds <= max_seconds:
             return Clip(plan, tuple(sentences), seconds)
         sentences.pop()
@@ -596,6 +635,8 @@ def hearing_info(
             "heldout": args.heldout,
             "max_seconds": args.max_seconds,
             "pools_share": args.pools_share,
+            "voice_family": args.voice_family,
+            "name_pool": args.name_pool,
         },
         "rows": {name: len(split) for name, split in splits.items()},
         "hours": {
@@ -648,26 +689,6 @@ def words_wanted(hours: float, heldout: int, pools_share: float) -> int:
     return max(MIN_MINED_WORDS, round(seconds * SPEEDS[1] / 60 * MINE_MARGIN))
 
 
-def voice_sample(voice: str) -> bytes:
-    """espeak-ng's wav of one short word in ``voice``; empty when it has no such voice."""
-    proc = subprocess.run(
-        ["espeak-ng", "-v", voice, "--stdout", "hearing"], capture_output=True, check=False
-    )
-    return proc.stdout if proc.returncode == 0 else b""
-
-
-def missing_voices(voices: Iterable[str]) -> list[str]:
-    """The voices espeak-ng cannot speak here. An unknown language fails, but an unknown variant
-    (``en+nosuch``) falls back to the plain language, so a variant must sound different."""
-    missing = []
-    for voice in voices:
-        sample = voice_sample(voice)
-        language = voice.split("+")[0]
-        if len(sample) <= 44 or ("+" in voice and sample == voice_sample(language)):
-            missing.append(voice)
-    return missing
-
-
 def build(out: Path, args: argparse.Namespace) -> dict[str, Any]:
     """Mine, plan, render and write the corpus into ``out`` (new); returns hearing.json."""
     started = time.monotonic()
@@ -681,7 +702,14 @@ def build(out: Path, args: argparse.Namespace) -> dict[str, Any]:
             progress,
         )
         mined_at = time.monotonic()
-        plans = plan_clips(mined.sentences, args.seed, args.pools_share, args.max_seconds)
+        plans = plan_clips(
+            mined.sentences,
+            args.seed,
+            args.pools_share,
+            args.max_seconds,
+            args.voice_family,
+            name_pools(args.name_pool),
+        )
         clips = render(
             plans,
             out,
@@ -744,6 +772,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--workers", type=positive_int, default=2, help="espeak-ng processes at once"
     )
+    parser.add_argument(
+        "--voice-family",
+        choices=VOICE_FAMILIES,
+        default="espeak",
+        help="espeak: espeak-ng voices and speeds (default); train: voices.py's train family "
+        "(espeak-ng and flite, perturbed)",
+    )
+    parser.add_argument(
+        "--name-pool",
+        choices=NAME_POOLS,
+        default="mini",
+        help="mini: the mini corpus's pools (default); large: the train part of the large pools",
+    )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
     args = parser.parse_args(argv)
     if args.heldout < 0:
@@ -762,6 +803,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.exists() and not args.overwrite:
         sys.exit(f"Error: '{args.out}' already exists; pass --overwrite to replace it.")
     validate_carriers()
+    if args.voice_family == "train":
+        unavailable = problems(family_bases("train"))
+        if unavailable:
+            sys.exit("Error: cannot render the train voice family:\n  " + "\n  ".join(unavailable))
     missing = missing_voices(VOICES)
     if missing:
         sys.exit(

@@ -1021,8 +1021,7 @@ SCENARIOS: tuple[Scenario, ...] = (
             ),
             (
                 "Internships. We get {interns} interns in {city} from {date}, and the stipend is "
-                "{stipend} dollars each. {manager} approved it, and {mentor} agreed to mentor "
-                "them."
+                "{stipend} dollars each. {manager} approved it, with {mentor} as their mentor."
             ),
         ),
         tldr="{manager} approved {interns} paid interns in {city} from {date}.",
