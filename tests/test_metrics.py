@@ -113,3 +113,17 @@ def test_limits_and_free_text_queries():
     assert check_preset("anything", "custom") is None
     assert check_style("", "bullets").violations == ["empty summary"]
     assert count_sentences("Alice spoke. Bob answered! Done") == 3
+
+
+def test_an_answer_copying_the_combine_scaffold_is_counted():
+    """Issue 31: the trained student answered long recordings with 'Part 1 (0:00:00-0:00:15): ...'."""
+    from speechsum_cli.metrics.scores import offline_scores
+    from speechsum_cli.prompts.styles import combine_query, echoes_combine_scaffold
+
+    prompt = combine_query([(0.0, 15.2, "- Budget cut."), (15.2, 30.0, "- Ana hired.")], "Use bullets.")
+    assert echoes_combine_scaffold(prompt)
+    copied = "Part 1 (0:00:00-0:00:15):\n- Budget cut.\nPart 2 (0:00:15 - 0:00:30): - Ana hired."
+    merged = "- The budget was cut in part 1 of the plan.\n- Ana was hired at 10:30."
+    row = {"transcript": "The budget was cut. Ana was hired.", "style": "bullets"}
+    assert offline_scores(copied, row)["scaffold_echo"] == 1.0
+    assert offline_scores(merged, row)["scaffold_echo"] == 0.0

@@ -68,7 +68,8 @@ def test_every_stage_of_the_mini_recipe_ran_and_the_student_writes_text(mini_run
 
 def test_the_recipe_writes_results_json_with_every_row_of_the_table(mini_run):
     rows = json.loads((mini_run / "results.json").read_text())["rows"]
-    assert [r["system"] for r in rows] == ["untrained", "sft", "kd", "dpo", "teacher", "teacher-sft", "cascade"]
+    assert [r["system"] for r in rows] == ["untrained", "sft", "kd", "dpo", "teacher", "teacher-sft", "cascade",
+                                           "cascade-sft"]
     for row in rows:
         for key in ("rouge1", "rouge2", "rougeL", "hallucinated_share", "unsupported_items", "style_ok"):
             assert isinstance(row[key], float) and 0 <= row[key], (row, key)
@@ -144,3 +145,34 @@ def test_summarize_covers_a_real_recording_longer_than_the_window(mini_run):
     assert recording["encoded_seconds"] == pytest.approx(duration, abs=0.05)
     assert len(recording["chunks"]) >= 3
     assert recording["summary"].strip()
+
+
+def test_long_items_are_trained_whole_and_scored_with_wer(mini_run):
+    """Issue 31: the long rows reach sft/distill/pairs/dpo as one prompt each (chunked, not dropped or
+    cut), and the long held-out sets are scored, WER included, on recordings over one window."""
+    for stage in ("sft", "kd", "dpo"):
+        counts = json.loads((mini_run / stage / "speechsum.json").read_text())["counts"]
+        assert counts.get("chunked_long_audio", 0) > 0, (stage, counts)
+        assert counts.get("dropped_long_audio", 0) == counts.get("truncated_long_audio", 0) == 0, (stage, counts)
+    pairs = json.loads((mini_run / "pairs" / "speechsum.json").read_text())
+    assert pairs["counts"]["long_audio_dropped"] == 0
+    for name in ("test", "valid"):
+        rows = [json.loads(line) for line in (mini_run / "long" / f"{name}.jsonl").read_text().splitlines()]
+        assert all(sf.info(str(mini_run / "long" / r["audio"])).duration > 16 for r in rows)
+        report = json.loads((mini_run / f"eval-long-{name}" / "report.json").read_text())
+        assert report["rows_compared"] == len(rows)
+        wer = report["summary"]["wer"]
+        assert wer["+ sft + kd + dpo"]["n"] == 1 and wer["cascade (whisper-base -> tuned smollm2)"]["n"] == 1
+        results = json.loads((mini_run / f"results-long-{name}.json").read_text())["rows"]
+        assert [r["system"] for r in results] == ["sft", "kd", "dpo", "teacher", "teacher-sft", "cascade",
+                                                  "cascade-sft"]
+
+
+def test_the_longest_held_out_meeting_is_summarized_in_one_prompt(mini_run):
+    from speechsum_cli.prompts.styles import echoes_combine_scaffold
+
+    summary = json.loads((mini_run / "summary.json").read_text())
+    assert summary["duration"] > 16 and summary["reduce_rounds"] == 0
+    (prompt,) = summary["chunks"]
+    assert prompt["windows"] >= 2 and summary["encoded_seconds"] == pytest.approx(summary["duration"], abs=0.05)
+    assert summary["summary"].strip() and not echoes_combine_scaffold(summary["summary"])

@@ -9,6 +9,11 @@
                       teacher summarizes Whisper's transcript (the pipeline an audio LLM replaces)
   OUT/teacher-sft.jsonl  with --tuned-teacher DIR: that teacher (``speechsum sft`` in text mode)
                       reading the reference transcript, the teacher distill and pairs then use
+  OUT/cascade-sft.jsonl  with --tuned-teacher DIR: Whisper, then the tuned teacher summarizes its
+                      transcript (the strongest cascade a user could build from the same parts)
+
+Audio longer than Whisper's 30 s window is transcribed window by window (cut at pauses by the
+toolkit's own ``iter_chunks``, every sample heard once) and the windows' transcripts joined.
 
 Both ask the teacher exactly what ``speechsum distill`` asks it (its ``Teacher`` prompt: the
 transcript, then the row's query, in the teacher's own chat template, with ``--teacher-system``),
@@ -25,6 +30,10 @@ from pathlib import Path
 from typing import Any
 
 WHISPER_RATE = 16_000
+WHISPER_WINDOW = 30.0
+"""Whisper's audio window in seconds; longer audio is transcribed window by window."""
+WHISPER_TOKENS = 224
+"""Decoding budget per window (30 s of fast speech is ~110 tokens; Whisper's own cap is 448)."""
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
@@ -39,27 +48,33 @@ def batches(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
+def whisper_windows(rows: list[dict[str, Any]]) -> list[tuple[int, Any]]:
+    """(row index, samples) of every <= 30 s window of every row's audio, in order."""
+    from speechsum_cli.data.audio import iter_chunks
+
+    return [(i, chunk.samples) for i, row in enumerate(rows)
+            for chunk in iter_chunks(row["audio"], WHISPER_RATE, WHISPER_WINDOW)]
+
+
 def transcribe(whisper_dir: str, rows: list[dict[str, Any]], batch_size: int) -> list[str]:
-    """Whisper's greedy English transcription of every row's audio (each fits one 30 s window)."""
+    """Whisper's greedy English transcription of every row's audio, window by window, joined."""
     import torch
     from transformers import WhisperForConditionalGeneration, WhisperProcessor
-
-    from speechsum_cli.data.audio import load_audio
 
     processor = WhisperProcessor.from_pretrained(whisper_dir)
     model = WhisperForConditionalGeneration.from_pretrained(whisper_dir).eval()
     english_only = not model.config.vocab_size > 51864
-    texts: list[str] = []
-    for chunk in batches(rows, batch_size):
-        waves = [load_audio(row["audio"], WHISPER_RATE) for row in chunk]
-        enc = processor(waves, sampling_rate=WHISPER_RATE, return_tensors="pt",
+    kwargs = {} if english_only else {"language": "en", "task": "transcribe"}
+    parts: list[list[str]] = [[] for _ in rows]
+    for chunk in batches(whisper_windows(rows), batch_size):
+        enc = processor([wave for _, wave in chunk], sampling_rate=WHISPER_RATE, return_tensors="pt",
                         return_attention_mask=True)
-        kwargs = {} if english_only else {"language": "en", "task": "transcribe"}
         with torch.inference_mode():
             ids = model.generate(enc.input_features, attention_mask=enc.attention_mask,
-                                 max_new_tokens=200, **kwargs)
-        texts += [t.strip() for t in processor.batch_decode(ids, skip_special_tokens=True)]
-    return texts
+                                 max_new_tokens=WHISPER_TOKENS, **kwargs)
+        for (owner, _), text in zip(chunk, processor.batch_decode(ids, skip_special_tokens=True)):
+            parts[owner].append(text.strip())
+    return [" ".join(t for t in texts if t) for texts in parts]
 
 
 def summarize_text(teacher_dir: str, system: str | None, pairs: list[tuple[str, str]],
@@ -119,10 +134,13 @@ def main() -> int:
                                              for r, p, h in zip(rows, cascade, heard)])
     written = [args.out / "teacher.jsonl", args.out / "cascade.jsonl"]
     if args.tuned_teacher:
-        tuned = summarize_text(args.tuned_teacher, args.teacher_system, both[: len(rows)],
-                               args.max_new_tokens, args.batch_size)
+        tuned_answers = summarize_text(args.tuned_teacher, args.teacher_system, both, args.max_new_tokens,
+                                       args.batch_size)
+        tuned, tuned_cascade = tuned_answers[: len(rows)], tuned_answers[len(rows) :]
         write_jsonl(args.out / "teacher-sft.jsonl", [{"id": r["id"], "prediction": p} for r, p in zip(rows, tuned)])
-        written.append(args.out / "teacher-sft.jsonl")
+        write_jsonl(args.out / "cascade-sft.jsonl", [{"id": r["id"], "prediction": p, "transcription": h}
+                                                     for r, p, h in zip(rows, tuned_cascade, heard)])
+        written += [args.out / "teacher-sft.jsonl", args.out / "cascade-sft.jsonl"]
     print(f"{len(rows)} rows: transcribed in {t_asr:.0f} s, summarized in {time.time() - t0 - t_asr:.0f} s "
           f"-> {', '.join(map(str, written))}", file=sys.stderr)
     return 0

@@ -19,7 +19,8 @@ from typing import Any
 COLUMNS = [
     ("rouge1", "R-1"), ("rouge2", "R-2"), ("rougeL", "R-L"),
     ("has_unsupported", "halluc. (share)"), ("unsupported_items", "unsupp. items"),
-    ("style_ok", "style ok"), ("repetition", "rep. 4-grams"), ("words", "words"),
+    ("style_ok", "style ok"), ("repetition", "rep. 4-grams"), ("scaffold_echo", "echoes scaffold"),
+    ("words", "words"),
     ("wer", "WER"), ("judge_overall", "judge (1-7)"),
 ]
 
@@ -46,7 +47,7 @@ def render(report: dict[str, Any]) -> str:
 
 JSON_METRICS = {"rouge1": "rouge1", "rouge2": "rouge2", "rougeL": "rougeL",
                 "hallucinated_share": "has_unsupported", "unsupported_items": "unsupported_items",
-                "style_ok": "style_ok", "wer": "wer"}
+                "style_ok": "style_ok", "wer": "wer", "scaffold_echo": "scaffold_echo", "words": "words"}
 """results.json's field -> the eval summary's metric."""
 
 

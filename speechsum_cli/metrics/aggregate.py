@@ -12,6 +12,7 @@ HIGHER_IS_BETTER = {
     "rouge1": True, "rouge2": True, "rougeL": True,
     "unsupported_items": False, "has_unsupported": False,
     "style_ok": True, "repetition": False, "repeated_sentences": False,
+    "scaffold_echo": False,
     "real_time_factor": False, "wer": False, "cer": False,
 }
 """Direction of each metric; metrics not listed (length) have no 'best'."""

@@ -25,6 +25,7 @@ METRIC_LABELS = {
     "style_ok": "style compliance (share)",
     "repetition": "repeated 4-grams (share)",
     "repeated_sentences": "repeated sentences / summary",
+    "scaffold_echo": "echoes the combine scaffold (share)",
     "words": "length (words)",
     "real_time_factor": "real-time factor",
     "wer": "WER (transcription prompt)", "cer": "CER (transcription prompt)",

@@ -8,6 +8,7 @@ from speechsum_cli.metrics.faithfulness import unsupported_content
 from speechsum_cli.metrics.repetition import repeated_ngram_rate, repeated_sentences, words
 from speechsum_cli.metrics.rouge import rouge
 from speechsum_cli.metrics.style import Limits, check_preset
+from speechsum_cli.prompts.styles import echoes_combine_scaffold
 
 
 def limits_of(row: dict[str, Any]) -> Limits:
@@ -28,6 +29,7 @@ def offline_scores(prediction: str, row: dict[str, Any]) -> dict[str, float]:
         "repeated_sentences": float(repeated_sentences(prediction)),
         "unsupported_items": float(unsupported.count),
         "has_unsupported": float(unsupported.count > 0),
+        "scaffold_echo": float(echoes_combine_scaffold(prediction)),
     }
     reference = row.get("summary")
     if isinstance(reference, str) and reference.strip():

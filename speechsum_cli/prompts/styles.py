@@ -6,6 +6,7 @@ A preset turns ``--style NAME`` into the query the model sees; ``--query`` passe
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
@@ -72,10 +73,23 @@ def resolve_query(style: str | None, query: str | None, default_style: str = "pa
 def combine_query(parts: list[tuple[float, float, str]], instruction: str) -> str:
     """The text-only prompt that merges partial summaries of consecutive windows."""
     lines = [
-        f"Part {i} ({format_clock(start)}-{format_clock(end)}):\n{text}"
-        for i, (start, end, text) in enumerate(parts, start=1)
+        f"{part_header(i, start, end)}\n{text}" for i, (start, end, text) in enumerate(parts, start=1)
     ]
     return prompt_data()["combine"].format(parts="\n\n".join(lines), instruction=instruction)
+
+
+def part_header(index: int, start: float, end: float) -> str:
+    """How the combine prompt introduces one part: 'Part 2 (0:00:15-0:00:30):'."""
+    return f"Part {index} ({format_clock(start)}-{format_clock(end)}):"
+
+
+PART_HEADER = re.compile(r"\bPart \d+ \(\d+:\d{2}:\d{2}\s*-\s*\d+:\d{2}:\d{2}\)")
+"""A :func:`part_header` anywhere in a text (an answer that copies the combine prompt's scaffold)."""
+
+
+def echoes_combine_scaffold(text: str) -> bool:
+    """Whether ``text`` copies the combine prompt's part headers instead of merging the parts."""
+    return PART_HEADER.search(text) is not None
 
 
 def format_clock(seconds: float) -> str:
