@@ -310,8 +310,9 @@ def render(sentences: list[Sentence]) -> str:
 
 
 def decapitalize(span: Span) -> Span:
-    """A sentence's first span moved inside it: its capital goes, unless it is a name or 'I'."""
-    if span.slot is not None or span.text.split(" ")[0] in I_WORDS:
+    """A sentence's first span moved inside it: its capital goes, unless it is a name (a slot,
+    or a repair's wrong name), an inserted phrase, or 'I'."""
+    if span.slot is not None or span.tag is not None or span.text.split(" ")[0] in I_WORDS:
         return span
     return replace(span, text=span.text[:1].lower() + span.text[1:])
 
