@@ -69,6 +69,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import re
 import statistics
 import sys
 import time
@@ -92,7 +93,6 @@ from make_corpus import (
     positive_int,
     queries,
     reference_problems,
-    template_fields,
     train_rows,
     validate_scenarios,
     write_atomically,
@@ -258,18 +258,15 @@ def fill_segments(
     return segments, taken
 
 
-def stated_slots(scenario: Scenario) -> frozenset[str]:
-    """Whole slots a reference states (repairing them tests that the correction was heard)."""
-    facts = (
-        scenario.tldr,
-        scenario.topic,
-        *scenario.points,
-        *scenario.decisions,
-        *scenario.actions,
-    )
-    fields = set().union(*(template_fields(t) for t in facts))
+def stated_slots(segment: Segment, references: dict[str, str]) -> frozenset[str]:
+    """The segment's whole slots of a repairable pool whose value some reference states: a
+    repair of one of them tests that the correction, not the slip, was heard."""
+    said = "\n".join(references.values())
     return frozenset(
-        f for f in fields if "." not in f and scenario.slots.get(f) in REPAIRABLE_POOLS
+        slot
+        for slot, pool in segment.scenario.slots.items()
+        if pool in REPAIRABLE_POOLS
+        and re.search(rf"(?<![\w']){re.escape(str(segment.values[slot]))}(?![\w'])", said)
     )
 
 
@@ -441,16 +438,16 @@ def draft_long(
     pools = pools_for(split)
     segments, taken = fill_segments(pick_scenarios(split, setting, n, rng), rng, pools)
     clean = " ".join(s.clean for s in segments)
+    refs = compose_references(tuple(segments), setting)
     parts = [
         Part(
             fill(s.phrasing, s.values),
-            stated_slots(s.scenario),
+            stated_slots(s, refs),
             distractor_source(s, pools, taken, clean, rng),
         )
         for s in segments
     ]
     spoken = speak(parts, setting, rng, cfg.rates)
-    refs = compose_references(tuple(segments), setting)
     available = [s for s in STYLE_ORDER if s in refs]
     rows = tuple(
         Row(style, rng.choice(queries(style, setting)), refs[style])
