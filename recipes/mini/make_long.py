@@ -147,6 +147,8 @@ MAX_ATTEMPTS = 12
 """Drafts per item before giving up on the duration bounds."""
 ESTIMATE_OVERHEAD_WORDS = 14
 """Words of an item besides its segments (opening, closing), for the segment-count estimate."""
+ESTIMATE_SLACK = 0.85
+"""A draft whose estimated duration misses the bounds by more than this factor is not rendered."""
 HISTOGRAM_EDGES = (0, 30, 45, 60, 75, 90, 105, 120, 135, 150)
 
 
@@ -462,16 +464,20 @@ def draft_long(
 
 def make_long_item(split: str, index: int, cfg: LongConfig, out: Path) -> RenderedLong:
     """Draft and render one item, drafting again with more or fewer segments until its audio
-    is within the duration bounds."""
+    is within the duration bounds (a draft whose estimate is far off is not rendered at all)."""
     allowed = SEGMENTS
     seen: list[str] = []
     for attempt in range(MAX_ATTEMPTS):
         item = draft_long(split, index, cfg, attempt, allowed)
         n = len(item.segments)
-        seconds = render(item.spoken.text, item.voice, out / item.audio)
-        if seconds > WINDOW_SECONDS and cfg.min_seconds <= seconds <= cfg.max_seconds:
-            return RenderedLong(item, seconds, attempt + 1)
-        (out / item.audio).unlink()  # a missed draft leaves no wav
+        estimate = estimate_seconds(item.spoken.text, item.voice)
+        if ESTIMATE_SLACK * cfg.min_seconds <= estimate <= cfg.max_seconds / ESTIMATE_SLACK:
+            seconds = render(item.spoken.text, item.voice, out / item.audio)
+            if seconds > WINDOW_SECONDS and cfg.min_seconds <= seconds <= cfg.max_seconds:
+                return RenderedLong(item, seconds, attempt + 1)
+            (out / item.audio).unlink()  # a missed draft leaves no wav
+        else:
+            seconds = estimate  # clearly out of bounds: not worth rendering
         seen.append(f"{seconds:.1f} s with {n} segments")
         if seconds > cfg.max_seconds:
             allowed = (allowed[0], max(allowed[0], n - 1))
