@@ -30,10 +30,10 @@ SEED="${SEED:-0}"
 
 case "$MINI_SIZE" in
   full) N_TRAIN=300; N_TEST=40; HEAR_HOURS=4; HEAR_HELDOUT=100; ALIGN_EPOCHS=4; WARM_HEAR_ROWS=500
-        WARMUP_STEPS=100; SFT_STEPS=48; TEACHER_STEPS=60; KD_STEPS=24; PAIR_PROMPTS=128
-        DPO_STEPS=60; GEN_TOKENS=64; KD_TOKENS=96; WER_ROWS=40; SFT_BATCH=8; BATCH=4; LOG=5
+        WARMUP_STEPS=100; SFT_STEPS=48; TEACHER_STEPS=50; KD_STEPS=20; PAIR_PROMPTS=128
+        DPO_STEPS=56; GEN_TOKENS=64; KD_TOKENS=80; WER_ROWS=40; SFT_BATCH=8; BATCH=4; LOG=5
         N_LONG_TRAIN=150; N_VALID=40; N_LONG_TEST=60; LONG_MIN=20; LONG_MAX=120; LONG_PAIR_PROMPTS=32
-        LONG_GEN_TOKENS=128; LONG_WER_ROWS=20 ;;
+        LONG_GEN_TOKENS=128; LONG_WER_ROWS=16 ;;
   test) N_TRAIN=8; N_TEST=4; HEAR_HOURS=0.02; HEAR_HELDOUT=4; ALIGN_EPOCHS=2; WARM_HEAR_ROWS=4
         WARMUP_STEPS=4; SFT_STEPS=2; TEACHER_STEPS=2; KD_STEPS=2; PAIR_PROMPTS=4
         DPO_STEPS=2; GEN_TOKENS=16; KD_TOKENS=12; WER_ROWS=2; SFT_BATCH=2; BATCH=2; LOG=1
@@ -134,7 +134,7 @@ say "5/12 sft, part 1: LM-in-the-loop transcription warm-up ('$($PYTHON -c 'from
 timed sft-warmup "$WORK/warmup" $SPEECHSUM sft --data "$WORK/warmup.jsonl" --model "$WORK/aligned" --out "$WORK/warmup" \
   --max-steps "$WARMUP_STEPS" --batch-size "$SFT_BATCH" --lr "$WARMUP_LR" --warmup 0.1 --logging-steps "$LOG" --seed "$SEED"
 
-say "6/12 sft, part 2: summaries (+ the transcription rows three times, so transcribing is not forgotten), $SFT_STEPS steps"
+say "6/12 sft, part 2: summaries (+ the transcription rows three times, so transcribing is not forgotten) and the long items read whole, $SFT_STEPS steps"
 timed sft "$WORK/sft" $SPEECHSUM sft --data "$DATA/sft.jsonl" --model "$WORK/warmup" --out "$WORK/sft" \
   --max-steps "$SFT_STEPS" --batch-size "$SFT_BATCH" --lr "$SFT_LR" --warmup 0.05 --logging-steps "$LOG" --seed "$SEED" \
   --on-long-audio chunk
@@ -148,12 +148,23 @@ timed teacher-sft "$WORK/teacher-sft" $SPEECHSUM sft --data "$DATA/kd.jsonl" --m
   --lr "$TEACHER_LR" --warmup 0.05 --logging-steps "$LOG" --seed "$SEED"
 TEACHER="$WORK/teacher-sft"
 
-say "8/12 distill: on-policy reverse KL toward the tuned teacher reading the transcript, $KD_STEPS steps"
+say "8/12 baselines: the raw and the tuned teacher on the reference transcript, and the cascades Whisper base -> raw / tuned SmolLM2"
+# (They need only the tuned teacher, so they run before distill: their figures are in hand early.)
+timed baselines "$WORK/baselines/cascade-sft.jsonl" $PYTHON "$HERE/baselines.py" --data "$CORPUS/test.jsonl" \
+  --teacher "$LLM" --tuned-teacher "$TEACHER" --whisper "$WHISPER" --teacher-system "$TEACHER_SYSTEM" --out "$WORK/baselines" \
+  --max-new-tokens "$GEN_TOKENS"
+for SET in test valid; do
+  timed "baselines-$SET" "$WORK/baselines-long-$SET/cascade-sft.jsonl" $PYTHON "$HERE/baselines.py" --data "$LONG/$SET.jsonl" \
+    --teacher "$LLM" --tuned-teacher "$TEACHER" --whisper "$WHISPER" --teacher-system "$TEACHER_SYSTEM" \
+    --out "$WORK/baselines-long-$SET" --max-new-tokens "$LONG_GEN_TOKENS"
+done
+
+say "9/12 distill: on-policy reverse KL toward the tuned teacher reading the transcript, $KD_STEPS steps"
 timed distill "$WORK/kd" $SPEECHSUM distill --data "$DATA/kd.jsonl" --model "$WORK/sft" --teacher "$TEACHER" \
   --teacher-system "$TEACHER_SYSTEM" --out "$WORK/kd" --max-steps "$KD_STEPS" --batch-size "$BATCH" \
   --max-new-tokens "$KD_TOKENS" --lr "$KD_LR" --logging-steps "$LOG" --seed "$SEED" --on-long-audio chunk
 
-say "9/12 pairs: $PAIR_K samples per prompt from the KD model, offline judge (unsupported names/numbers, repetition, style, ROUGE-L)"
+say "10/12 pairs: $PAIR_K samples per prompt from the KD model, offline judge (unsupported names/numbers, repetition, style, ROUGE-L)"
 # On-policy pairs only. With the tuned teacher's answer as a candidate (--teacher), the judge chose it
 # in 44 of 48 pairs and DPO taught the student the teacher's specificity, which it cannot hear:
 # invented items +17% (RESULTS.md, "DPO"). Pairs of the student's own samples teach it what to leave out.
@@ -169,20 +180,10 @@ timed pairs "$WORK/pairs" $SPEECHSUM pairs --model "$WORK/kd" --data "$DATA/pair
   --k "$PAIR_K" --max-new-tokens "$LONG_GEN_TOKENS" --batch-size 8 --judge offline --seed "$SEED" --no-progress \
   --on-long-audio chunk
 
-say "10/12 dpo: reference = the KD model, $DPO_STEPS steps (one pass over the pairs), NLL on the chosen x $DPO_RPO"
+say "11/12 dpo: reference = the KD model, $DPO_STEPS steps (one pass over the pairs), NLL on the chosen x $DPO_RPO"
 timed dpo "$WORK/dpo" $SPEECHSUM dpo --model "$WORK/kd" --data "$WORK/pairs" --out "$WORK/dpo" \
   --max-steps "$DPO_STEPS" --batch-size "$BATCH" --lr "$DPO_LR" --beta "$DPO_BETA" --rpo-alpha "$DPO_RPO" --logging-steps "$LOG" --seed "$SEED" \
   --on-long-audio chunk
-
-say "11/12 baselines: the raw and the tuned teacher on the reference transcript, and the cascades Whisper base -> raw / tuned SmolLM2"
-timed baselines "$WORK/baselines/cascade-sft.jsonl" $PYTHON "$HERE/baselines.py" --data "$CORPUS/test.jsonl" \
-  --teacher "$LLM" --tuned-teacher "$TEACHER" --whisper "$WHISPER" --teacher-system "$TEACHER_SYSTEM" --out "$WORK/baselines" \
-  --max-new-tokens "$GEN_TOKENS"
-for SET in test valid; do
-  timed "baselines-$SET" "$WORK/baselines-long-$SET/cascade-sft.jsonl" $PYTHON "$HERE/baselines.py" --data "$LONG/$SET.jsonl" \
-    --teacher "$LLM" --tuned-teacher "$TEACHER" --whisper "$WHISPER" --teacher-system "$TEACHER_SYSTEM" \
-    --out "$WORK/baselines-long-$SET" --max-new-tokens "$LONG_GEN_TOKENS"
-done
 
 BASELINE_NAMES=(--name "teacher (text, transcript)" --name "teacher fine-tuned (text, transcript)"
   --name "cascade (whisper-base -> smollm2)" --name "cascade (whisper-base -> tuned smollm2)")

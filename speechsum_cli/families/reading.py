@@ -49,17 +49,21 @@ def windows_per_prompt(lm: Any, queries: Sequence[str], max_new_tokens: int, lim
     return fits if limit is None else max(1, min(limit, fits))
 
 
+def batched(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive items in lists of ``size`` (the last may hold fewer), one list in memory at a time."""
+    batch: list[Any] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 def window_groups(chunks: Iterable[AudioChunk], per_prompt: int) -> Iterator[list[AudioChunk]]:
-    """Consecutive windows in groups of ``per_prompt`` (the last may hold fewer), one group in
-    memory at a time."""
-    group: list[AudioChunk] = []
-    for chunk in chunks:
-        group.append(chunk)
-        if len(group) == per_prompt:
-            yield group
-            group = []
-    if group:
-        yield group
+    """A recording's consecutive windows in prompts of ``per_prompt`` (the last may hold fewer)."""
+    return batched(chunks, per_prompt)
 
 
 def group_audio(group: Sequence[AudioChunk]) -> np.ndarray | list[np.ndarray]:

@@ -34,7 +34,14 @@ from speechsum_cli.data.audio import (
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.errors import AudioError, InputError
 from speechsum_cli.families import GenerationSettings, Prompt, SpeechLM, load_generator
-from speechsum_cli.families.reading import CONTEXT_MARGIN_TOKENS, group_audio, text_tokens, window_groups, windows_per_prompt
+from speechsum_cli.families.reading import (
+    CONTEXT_MARGIN_TOKENS,
+    batched,
+    group_audio,
+    text_tokens,
+    window_groups,
+    windows_per_prompt,
+)
 from speechsum_cli.prompts.styles import combine_query, resolve_query
 
 LONG_AUDIO_CHOICES = (LongAudio.chunk, LongAudio.error)
@@ -214,17 +221,6 @@ def iter_all_groups(
     for index, source in enumerate(sources):
         for group in window_groups(iter_chunks(source, sample_rate, window), per_prompt):
             yield index, group
-
-
-def batched(items: Iterator[Any], size: int) -> Iterator[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
 
 
 def map_windows(
