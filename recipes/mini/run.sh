@@ -33,18 +33,22 @@ case "$MINI_SIZE" in
         WARMUP_STEPS=100; SFT_STEPS=48; TEACHER_STEPS=50; KD_STEPS=20; PAIR_PROMPTS=128
         DPO_STEPS=56; GEN_TOKENS=64; KD_TOKENS=80; WER_ROWS=40; SFT_BATCH=8; BATCH=4; LOG=5
         N_LONG_TRAIN=150; N_VALID=40; N_LONG_TEST=60; LONG_MIN=20; LONG_MAX=120; LONG_PAIR_PROMPTS=32
-        LONG_GEN_TOKENS=128; LONG_WER_ROWS=16 ;;
+        LONG_GEN_TOKENS=128; LONG_WER_ROWS=16; ROWS_PER_PASS=4; DPO_ROWS_PER_PASS=2 ;;
   test) N_TRAIN=8; N_TEST=4; HEAR_HOURS=0.02; HEAR_HELDOUT=4; ALIGN_EPOCHS=2; WARM_HEAR_ROWS=4
         WARMUP_STEPS=4; SFT_STEPS=2; TEACHER_STEPS=2; KD_STEPS=2; PAIR_PROMPTS=4
         DPO_STEPS=2; GEN_TOKENS=16; KD_TOKENS=12; WER_ROWS=2; SFT_BATCH=2; BATCH=2; LOG=1
         N_LONG_TRAIN=2; N_VALID=2; N_LONG_TEST=2; LONG_MIN=20; LONG_MAX=40; LONG_PAIR_PROMPTS=2
-        LONG_GEN_TOKENS=16; LONG_WER_ROWS=1 ;;
+        LONG_GEN_TOKENS=16; LONG_WER_ROWS=1; ROWS_PER_PASS=1; DPO_ROWS_PER_PASS=1 ;;
   *) echo "MINI_SIZE must be 'full' or 'test', not '$MINI_SIZE'" >&2; exit 2 ;;
 esac
 # Voxtral layout: one audio token per 80 ms (Whisper frames in groups of 4), every clip padded to one
 # window. Short corpus items are 10-16 s, so a 16 s window holds each in 200 tokens (the qwen2_audio
 # layout, 40 ms per token, needs ~320): the LM's forward/backward is the whole cost of a step on this
 # CPU. A long item's windows fill one prompt: after compression ~37 positions per window.
+# Memory: a long transcription row is ~750 tokens and takes ~3.5 GB of activations in training (no
+# memory-efficient attention backward on this CPU): the stages that see long rows run ROWS_PER_PASS
+# rows per forward and accumulate to the same batch (the 8 longest rows at 4 per pass peak at 14.6 GB;
+# at 8 they exceed the 24 GB).
 FAMILY=voxtral
 WINDOW_SECONDS=16
 ALIGN_LR=1e-3; WARMUP_LR=5e-4; SFT_LR=5e-4; TEACHER_LR=2e-4; KD_LR=1e-4; DPO_LR=2e-4; DPO_BETA=0.1; DPO_RPO=0.3
@@ -136,15 +140,16 @@ timed sft-warmup "$WORK/warmup" $SPEECHSUM sft --data "$WORK/warmup.jsonl" --mod
 
 say "6/12 sft, part 2: summaries (+ the transcription rows three times, so transcribing is not forgotten) and the long items read whole, $SFT_STEPS steps"
 timed sft "$WORK/sft" $SPEECHSUM sft --data "$DATA/sft.jsonl" --model "$WORK/warmup" --out "$WORK/sft" \
-  --max-steps "$SFT_STEPS" --batch-size "$SFT_BATCH" --lr "$SFT_LR" --warmup 0.05 --logging-steps "$LOG" --seed "$SEED" \
-  --on-long-audio chunk
+  --max-steps "$SFT_STEPS" --batch-size "$ROWS_PER_PASS" --grad-accum "$(( SFT_BATCH / ROWS_PER_PASS ))" --lr "$SFT_LR" \
+  --warmup 0.05 --logging-steps "$LOG" --seed "$SEED" --on-long-audio chunk
 
 say "7/12 teacher-sft: SmolLM2 fine-tuned in text mode on (transcript + query -> reference), $TEACHER_STEPS steps"
 # On the transcription rows too (reference = the transcript): asked to transcribe, the teacher tuned on
 # summaries alone shortens the transcript it reads (WER 0.32 against it, mostly deletions), and
 # distill then teaches the student to drop words (RESULTS.md, run 5). Tuned on both it copies (0.01).
 timed teacher-sft "$WORK/teacher-sft" $SPEECHSUM sft --data "$DATA/kd.jsonl" --model "$LLM" \
-  --system "$TEACHER_SYSTEM" --out "$WORK/teacher-sft" --max-steps "$TEACHER_STEPS" --batch-size "$SFT_BATCH" \
+  --system "$TEACHER_SYSTEM" --out "$WORK/teacher-sft" --max-steps "$TEACHER_STEPS" --batch-size "$ROWS_PER_PASS" \
+  --grad-accum "$(( SFT_BATCH / ROWS_PER_PASS ))" \
   --lr "$TEACHER_LR" --warmup 0.05 --logging-steps "$LOG" --seed "$SEED"
 TEACHER="$WORK/teacher-sft"
 
@@ -182,8 +187,8 @@ timed pairs "$WORK/pairs" $SPEECHSUM pairs --model "$WORK/kd" --data "$DATA/pair
 
 say "11/12 dpo: reference = the KD model, $DPO_STEPS steps (one pass over the pairs), NLL on the chosen x $DPO_RPO"
 timed dpo "$WORK/dpo" $SPEECHSUM dpo --model "$WORK/kd" --data "$WORK/pairs" --out "$WORK/dpo" \
-  --max-steps "$DPO_STEPS" --batch-size "$BATCH" --lr "$DPO_LR" --beta "$DPO_BETA" --rpo-alpha "$DPO_RPO" --logging-steps "$LOG" --seed "$SEED" \
-  --on-long-audio chunk
+  --max-steps "$DPO_STEPS" --batch-size "$DPO_ROWS_PER_PASS" --grad-accum "$(( BATCH / DPO_ROWS_PER_PASS ))" --lr "$DPO_LR" \
+  --beta "$DPO_BETA" --rpo-alpha "$DPO_RPO" --logging-steps "$LOG" --seed "$SEED" --on-long-audio chunk
 
 BASELINE_NAMES=(--name "teacher (text, transcript)" --name "teacher fine-tuned (text, transcript)"
   --name "cascade (whisper-base -> smollm2)" --name "cascade (whisper-base -> tuned smollm2)")
