@@ -461,6 +461,8 @@ def test_wer_covers_rows_longer_than_one_window(long_test_set, tmp_path, tiny_mo
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["wer"]["tiny"]["n"] == 4  # the 12 s row too (it used to be skipped)
+    # what WER was computed on is in the report: every row's transcription, the long one's included
+    assert all(isinstance(row["systems"]["tiny"]["transcription"], str) for row in report["rows"])
     assert json.loads((out / "speechsum.json").read_text())["counts"]["transcribed[tiny]"] == 4
 
 

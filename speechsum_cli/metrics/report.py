@@ -74,6 +74,7 @@ def build_report(
                 "systems": {
                     s.name: {
                         "prediction": s.predictions[row_id],
+                        **({"transcription": s.transcriptions[row_id]} if row_id in s.transcriptions else {}),
                         "scores": per_row[row_id][s.name],
                         **({"judge_rationale": judged.rationales[(row_id, s.name)]}
                            if judged is not None and (row_id, s.name) in judged.rationales else {}),
