@@ -28,7 +28,7 @@ def mini_run(mini_weights, tmp_path_factory) -> Path:
     env = {**os.environ, "MINI_SIZE": "test", "WORK": str(work), "WEIGHTS": str(mini_weights),
            "PYTHON": sys.executable}
     proc = subprocess.run(["bash", str(ROOT / "recipes" / "mini" / "run.sh")], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=1800, check=False)
+                          capture_output=True, text=True, timeout=3000, check=False)
     assert proc.returncode == 0, proc.stderr[-6000:]
     return work
 
