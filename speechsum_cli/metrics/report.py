@@ -141,7 +141,7 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, Estimate]]) ->
         n = report["wer_rows_compared"]
         beyond = [f"`{s['name']}` {s['transcribed']}" for s in report["systems"] if s.get("transcribed", 0) > n]
         lines += ["", f"WER/CER: on the {plural(n, 'row')} every system with transcriptions has transcribed "
-                      "(a checkpoint transcribes `--wer-rows` rows that fit one window)"
+                      "(a checkpoint transcribes the first `--wer-rows` rows, of any length)"
                       + (f"; transcribed but not compared: {', '.join(beyond)} rows in all." if beyond else ".")]
     lines += ["", "Systems (`--name` pairs with every `--model` first, then every `--predictions`):", "",
               *system_sources(report)]
