@@ -69,7 +69,7 @@ from itertools import count
 from pathlib import Path
 from typing import Any
 
-from make_corpus import WORD, positive_int, speak, template_fields, write_jsonl
+from make_corpus import WORD, positive_float, positive_int, speak, template_fields, write_jsonl
 from pools import POOLS, Pool, draw_slots, large_pools, words
 from rich.console import Console
 from rich.progress import Progress
@@ -732,13 +732,6 @@ def share(text: str) -> float:
     value = float(text)
     if not 0 <= value < 1:
         raise argparse.ArgumentTypeError(f"expected a share in [0, 1), got {text}")
-    return value
-
-
-def positive_float(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
     return value
 
 

@@ -93,6 +93,7 @@ from make_corpus import (
     bullets,
     eval_rows,
     in_pool,
+    positive_float,
     positive_int,
     queries,
     reference_problems,
@@ -612,13 +613,6 @@ def scenario_problems() -> list[str]:
     return found
 
 
-def positive_seconds(text: str) -> float:
-    value = float(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
-    return value
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
@@ -642,12 +636,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument(
         "--min-seconds",
-        type=positive_seconds,
+        type=positive_float,
         default=MIN_SECONDS,
         help=f"shortest item (more than the student's {WINDOW_SECONDS:g} s window)",
     )
     parser.add_argument(
-        "--max-seconds", type=positive_seconds, default=MAX_SECONDS, help="longest item"
+        "--max-seconds", type=positive_float, default=MAX_SECONDS, help="longest item"
     )
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
     args = parser.parse_args(argv)
