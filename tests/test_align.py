@@ -11,13 +11,8 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from speechsum_cli.app import app
-from speechsum_cli.training.alignment import (
-    BLANK,
-    CorpusVocab,
-    StallWatch,
-    ctc_feasible,
-    greedy_decode,
-)
+from speechsum_cli.families.ctc_head import BLANK, CorpusVocab, greedy_decode
+from speechsum_cli.training.alignment import StallWatch, ctc_feasible
 
 runner = CliRunner()
 def weights(folder: Path) -> dict[str, torch.Tensor]:
@@ -113,8 +108,8 @@ def test_align_refuses_rows_without_a_transcript_before_loading_a_model(tmp_path
 def test_the_saved_head_decodes_the_heldout_rows_as_the_run_reported(asr_rows, tiny_models, tmp_path):
     from speechsum_cli.data.dataset import load_rows
     from speechsum_cli.errors import ModelError
-    from speechsum_cli.stages.align import encode_clips, project_batch
-    from speechsum_cli.training.alignment import BLANK_BIAS_START, HEAD_FILE, CtcHead, load_head
+    from speechsum_cli.families.ctc_head import BLANK_BIAS_START, HEAD_FILE, CtcHead, load_head
+    from speechsum_cli.training.alignment import encode_clips, project_batch
     from speechsum_cli.training.model import load_for_training
 
     out = tmp_path / "aligned"

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from speechsum_cli.app import app
 from speechsum_cli.families.compression import COMPRESSION_FILE, SELECTOR_FILE, keep_mask
-from speechsum_cli.training.alignment import BLANK, HEAD_FILE
+from speechsum_cli.families.ctc_head import BLANK, HEAD_FILE
 
 runner = CliRunner()
 
@@ -75,7 +75,7 @@ def test_align_compress_writes_the_selector_and_only_then(compressed, asr_rows, 
 def test_placeholders_match_the_selected_frames_and_the_forward_reads_exactly_them(compressed, speech_wav):
     from speechsum_cli.data.audio import load_audio
     from speechsum_cli.families import Prompt, load
-    from speechsum_cli.training.alignment import load_head
+    from speechsum_cli.families.ctc_head import load_head
 
     lm = load(str(compressed), device="cpu", dtype="float32")
     assert lm.compressor is not None

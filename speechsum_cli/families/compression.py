@@ -40,7 +40,7 @@ FORMAT = 1
 def keep_mask(log_probs: Any) -> Any:
     """``[clips, frames]`` bool: frames whose best class is not blank, the first of each run of
     one class, and the first frame of a clip that has none (a clip never vanishes)."""
-    from speechsum_cli.training.alignment import BLANK
+    from speechsum_cli.families.ctc_head import BLANK
 
     best = log_probs.argmax(-1)
     keep = best != BLANK
@@ -138,7 +138,7 @@ def load_compressor(folder: Path, family: Any, model: Any) -> AudioCompressor:
 
     from safetensors.torch import load_file
 
-    from speechsum_cli.training.alignment import load_head
+    from speechsum_cli.families.ctc_head import load_head
 
     spec = json.loads((folder / COMPRESSION_FILE).read_text())
     if spec.get("format") != FORMAT or spec.get("method") != METHOD:
@@ -161,7 +161,7 @@ def write(folder: Path, family: Any, model: Any, *, kept_per_clip: float) -> Non
     compressed: the selector (its projector, now) and ``compression.json``."""
     from safetensors.torch import save_file
 
-    from speechsum_cli.training.alignment import HEAD_FILE
+    from speechsum_cli.families.ctc_head import HEAD_FILE
 
     projector = projector_module(model, family)
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in projector.state_dict().items()}

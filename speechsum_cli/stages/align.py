@@ -18,18 +18,20 @@ import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from speechsum_cli.console import info, progress_bar, warn
 from speechsum_cli.data.dataset import ColumnMap, load_rows
 from speechsum_cli.data.long_audio import LongAudio
-from speechsum_cli.data.rows import check_audio_rows, decode_row_audio, long_audio_plan
+from speechsum_cli.data.rows import check_audio_rows, long_audio_plan
 from speechsum_cli.errors import InputError, ModelError, SpeechsumError
 from speechsum_cli.families import compression
 from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
 
+if TYPE_CHECKING:  # torch loads with the training layer, inside run: `speechsum --help` stays fast
+    from speechsum_cli.training.alignment import Clip
+
 REQUIRED_COLUMNS = ["audio", "transcript"]
-ENCODE_BATCH = 8
 STALL_MIN_STEPS = 20
 """Steps past warm-up before a blank plateau counts as a stall (CTC often sits there a while)."""
 LONG_AUDIO = (LongAudio.error, LongAudio.drop)
@@ -97,20 +99,6 @@ class AlignResult:
     metrics: dict[str, Any]
 
 
-@dataclass
-class Clip:
-    """One row as the projector sees it: cached encoder states of its real frames + its target."""
-
-    row_id: str
-    transcript: str
-    states: Any
-    """``[frames, width]`` float16, only the frames behind the clip's real audio tokens."""
-    tokens: int
-    """Audio embeddings the projector makes of ``states``."""
-    target: list[int]
-    """The transcript's LM token ids."""
-
-
 def check_config(cfg: AlignConfig) -> None:
     problems = []
     if cfg.on_stall not in ("warn", "error"):
@@ -142,64 +130,13 @@ def split_heldout(ds: Any, n: int, seed: int) -> tuple[Any, Any]:
     return ds.select(sorted(order[n:])), ds.select(sorted(order[:n]))
 
 
-# --- encoding (once; the feature cache keeps it) -------------------------------------------------
-
-
-def encode_clips(lm: Any, ds: Any, window: float, *, label: str, show_progress: bool) -> list[Clip]:
-    """Every row's encoder states (real frames only) and target ids, through the feature cache."""
-    import torch
-
-    family, sr = lm.family, lm.sampling_rate
-    tok = lm.tokenizer
-    clips: list[Clip] = []
-    rows = list(ds)
-    with progress_bar(f"encoding {label}", len(rows), enabled=show_progress) as advance:
-        for start in range(0, len(rows), ENCODE_BATCH):
-            part = rows[start : start + ENCODE_BATCH]
-            waves = [decode_row_audio(row, sr, window, chunk=False) for row in part]
-            features = family.audio_features(lm.processor, lm.config, waves)
-            tensors = lm.to_model(features.tensors)
-            with torch.no_grad():
-                states = family.encoder_states(lm.model, tensors)
-                full_tokens = family.project(lm.model, states[:1]).shape[1]
-            frames_per_token = states.shape[1] // full_tokens
-            for row, wave, n_tokens, row_states in zip(part, waves, features.num_tokens, states):
-                real = min(n_tokens, full_tokens, math.ceil(len(wave) / sr / window * full_tokens) + 1)
-                target = list(tok(row["transcript"], add_special_tokens=False)["input_ids"])
-                clips.append(Clip(row["id"], row["transcript"],
-                                  row_states[: real * frames_per_token].to("cpu", torch.float16).clone(),
-                                  real, target))
-            advance(len(part))
-    return clips
-
-
-# --- training -------------------------------------------------------------------------------
-
-
-def batch_inputs(lm: Any, clips: list[Clip], device: Any) -> tuple[Any, Any]:
-    """Padded encoder states ``[batch, frames, width]`` and each clip's embedding count."""
-    import torch
-
-    width = max(c.states.shape[0] for c in clips)
-    states = torch.zeros((len(clips), width, clips[0].states.shape[1]), dtype=lm.model.dtype)
-    for i, clip in enumerate(clips):
-        states[i, : clip.states.shape[0]] = clip.states.to(lm.model.dtype)
-    return states.to(device), torch.tensor([c.tokens for c in clips], dtype=torch.long)
-
-
-def project_batch(lm: Any, clips: list[Clip], device: Any) -> tuple[Any, Any]:
-    """The projector's embeddings of a batch of clips, and their lengths."""
-    states, lengths = batch_inputs(lm, clips, device)
-    hidden = lm.family.project(lm.model, states)
-    return hidden[:, : int(lengths.max())], lengths
-
-
 def heldout_wer(lm: Any, head: Any, clips: list[Clip], vocab: Any, device: Any, batch: int) -> tuple[float, float, list[str]]:
     """Greedy CTC transcripts of ``clips``: corpus WER, non-blank share, and the texts."""
     import torch
 
+    from speechsum_cli.families.ctc_head import greedy_decode
     from speechsum_cli.metrics.wer import error_rates
-    from speechsum_cli.training.alignment import greedy_decode, nonblank_share
+    from speechsum_cli.training.alignment import nonblank_share, project_batch
 
     texts: list[str] = []
     shares: list[float] = []
@@ -221,6 +158,7 @@ def kept_per_clip(lm: Any, head: Any, clips: list[Clip], device: Any, batch: int
     import torch
 
     from speechsum_cli.families.compression import keep_mask
+    from speechsum_cli.training.alignment import project_batch
 
     kept = 0
     with torch.no_grad():
@@ -230,21 +168,6 @@ def kept_per_clip(lm: Any, head: Any, clips: list[Clip], device: Any, batch: int
             keep = keep_mask(head(hidden))
             kept += sum(int(row[:n].sum()) for row, n in zip(keep, lengths.tolist()))
     return kept / max(1, len(clips))
-
-
-def projector_parameters(lm: Any) -> list[Any]:
-    """Freeze everything but the family's projector; return the projector's parameters."""
-    from speechsum_cli.training.model import _under
-
-    params = []
-    for name, param in lm.model.named_parameters():
-        param.requires_grad = _under(name, lm.family.projector_prefixes)
-        if param.requires_grad:
-            params.append(param)
-    if not params:
-        raise ModelError(f"'{lm.source}': no parameter under {', '.join(lm.family.projector_prefixes)}; "
-                         "the checkpoint has no projector to align.")
-    return params
 
 
 def stall_message(kind: str, step: int, total: int, loss: float) -> str:
@@ -271,32 +194,11 @@ def load_inputs(cfg: AlignConfig) -> tuple[Any, Any, list[float], list[float]]:
             list(train["_seconds"]), list(heldout["_seconds"]))
 
 
-def run(cfg: AlignConfig) -> AlignResult:
-    """Encode once, align the projector by CTC, write the checkpoint + WER curve."""
-    import torch
-
+def load_alignable(cfg: AlignConfig) -> tuple[Any, str, Any]:
+    """The checkpoint in float32 on its device, checked to be alignable; its base source; the device."""
     from speechsum_cli.families import resolve_device
-    from speechsum_cli.training.alignment import (
-        HEAD_FILE,
-        HEAD_LR_FACTOR,
-        NORM_WEIGHT,
-        CorpusVocab,
-        CtcHead,
-        StallWatch,
-        ctc_feasible,
-        ctc_loss,
-        lr_factor,
-        nonblank_share,
-        save_head,
-    )
-    from speechsum_cli.training.feature_cache import cache_for_training, report
     from speechsum_cli.training.model import load_for_training
 
-    started = time.perf_counter()
-    check_config(cfg)
-    train_rows, heldout_rows, train_seconds, heldout_seconds = load_inputs(cfg)
-
-    torch.manual_seed(cfg.seed)
     lm, base_source = load_for_training(cfg.model, "float32")
     if cfg.compress and not lm.family.compressible:
         raise ModelError(f"--compress: '{cfg.model}' is a {lm.family.model_type} checkpoint, whose clips do "
@@ -311,23 +213,27 @@ def run(cfg: AlignConfig) -> AlignResult:
         lm.compressor = None
     device = resolve_device(cfg.device)
     lm.model.to(device).eval()
+    return lm, base_source, device
+
+
+def plan_rows(cfg: AlignConfig, lm: Any, inputs: tuple[Any, Any, list[float], list[float]]
+              ) -> tuple[Any, Any, dict[str, Any]]:
+    """The training and held-out rows that fit one window (``--on-long-audio``), with the counts."""
+    train_rows, heldout_rows, train_seconds, heldout_seconds = inputs
     window = lm.window_seconds
     counts: dict[str, Any] = {"rows_in": len(train_rows), "heldout_rows_in": len(heldout_rows)}
     plan = long_audio_plan(train_rows["id"], train_seconds, window, cfg.on_long_audio, cfg.data)
-    train_rows = train_rows.select(plan.keep)
     counts.update(plan.counts)
     held_plan = long_audio_plan(heldout_rows["id"], heldout_seconds, window, cfg.on_long_audio,
                                 cfg.heldout or cfg.data)
-    heldout_rows = heldout_rows.select(held_plan.keep)
     counts["train_audio_hours"] = round(sum(train_seconds[i] for i in plan.keep) / 3600, 4)
+    return train_rows.select(plan.keep), heldout_rows.select(held_plan.keep), counts
 
-    params = projector_parameters(lm)  # the encoder is frozen before the cache looks at it
-    cache = cache_for_training(lm.model, lm.family, cfg.out, enabled=cfg.feature_cache,
-                               directory=cfg.feature_cache_dir, max_gb=cfg.feature_cache_gb)
-    t0 = time.perf_counter()
-    clips = encode_clips(lm, train_rows, window, label="training rows", show_progress=cfg.show_progress)
-    held = encode_clips(lm, heldout_rows, window, label="held-out rows", show_progress=cfg.show_progress)
-    encode_minutes = (time.perf_counter() - t0) / 60
+
+def alignable_clips(cfg: AlignConfig, clips: list[Clip]) -> tuple[list[Clip], Any, int]:
+    """The clips CTC can align, the corpus vocabulary, and how many were left out (warned)."""
+    from speechsum_cli.families.ctc_head import CorpusVocab
+    from speechsum_cli.training.alignment import ctc_feasible
 
     vocab = CorpusVocab.of([c.target for c in clips])
     infeasible = [c.row_id for c in clips if not ctc_feasible(len(vocab.classes(c.target)), c.tokens)]
@@ -337,26 +243,64 @@ def run(cfg: AlignConfig) -> AlignResult:
     clips = [c for c in clips if c.row_id not in set(infeasible)]
     if not clips:
         raise InputError(f"data '{cfg.data}': no row has fewer transcript tokens than audio embeddings.")
-    counts.update(train_rows=len(clips), heldout_rows=len(held), infeasible_rows=len(infeasible),
-                  vocabulary=len(vocab.ids))
+    return clips, vocab, len(infeasible)
 
-    head = CtcHead(lm.model.get_input_embeddings().weight, vocab).to(device)
+
+@dataclass
+class Schedule:
+    """How many steps, their warm-up, when the held-out WER is measured, and when a stall counts."""
+
+    total: int
+    warmup: int
+    steps_per_epoch: int
+    eval_at: list[int]
+
+    @classmethod
+    def of(cls, cfg: AlignConfig, rows: int) -> Schedule:
+        steps_per_epoch = math.ceil(rows / cfg.batch_size)
+        total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
+        warmup = int(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup)
+        eval_at = sorted({min(total, round(total * (k + 1) / max(1, cfg.evals))) for k in range(cfg.evals)})
+        return cls(total, warmup, steps_per_epoch, eval_at)
+
+    def stall_watch(self) -> Any:
+        from speechsum_cli.training.alignment import StallWatch
+
+        return StallWatch(check_from=self.warmup + max(STALL_MIN_STEPS, self.total // 10),
+                          repeats_from=self.warmup + max(STALL_MIN_STEPS, self.total * 3 // 10))
+
+
+@dataclass
+class Training:
+    """What the training loop leaves: the loss per step, the WER curve, the stall watch."""
+
+    losses: list[float]
+    curve: list[dict[str, Any]]
+    watch: Any
+    minutes: float
+
+
+def train_projector(cfg: AlignConfig, lm: Any, head: Any, params: list[Any], clips: list[Clip],
+                    held: list[Clip], vocab: Any, device: Any, schedule: Schedule,
+                    curve: list[dict[str, Any]], encode_minutes: float) -> Training:
+    """AdamW on the projector and the head (the head ``HEAD_LR_FACTOR`` faster), CTC + norm penalty,
+    the held-out WER at ``schedule.eval_at``; a stall is warned or raised (``--on-stall``)."""
+    import torch
+
+    from speechsum_cli.training.alignment import (
+        HEAD_LR_FACTOR,
+        NORM_WEIGHT,
+        ctc_loss,
+        lr_factor,
+        nonblank_share,
+        project_batch,
+    )
+
     rates = (cfg.lr, cfg.lr * HEAD_LR_FACTOR)
     optimizer = torch.optim.AdamW(
         [{"params": params}, {"params": list(head.parameters()), "weight_decay": 0.0, "lr": rates[1]}],
         lr=cfg.lr, weight_decay=cfg.weight_decay)
-    steps_per_epoch = math.ceil(len(clips) / cfg.batch_size)
-    total = cfg.max_steps if cfg.max_steps > 0 else max(1, math.ceil(cfg.epochs * steps_per_epoch))
-    warmup = int(cfg.warmup * total) if cfg.warmup < 1 else int(cfg.warmup)
-    watch = StallWatch(check_from=warmup + max(STALL_MIN_STEPS, total // 10),
-                       repeats_from=warmup + max(STALL_MIN_STEPS, total * 3 // 10))
-    eval_at = sorted({min(total, round(total * (k + 1) / max(1, cfg.evals))) for k in range(cfg.evals)})
-
-    wer, share, _ = heldout_wer(lm, head, held, vocab, device, cfg.batch_size)
-    curve = [{"step": 0, "epoch": 0.0, "minutes": round(encode_minutes, 2), "wer": round(wer, 4),
-              "nonblank_share": round(share, 4)}]
-    info(f"align: {len(clips)} rows ({counts['train_audio_hours']:.2f} h), vocabulary {len(vocab.ids)} "
-         f"tokens, {total} steps of {cfg.batch_size}; held-out WER before: {wer:.3f}")
+    total, watch = schedule.total, schedule.stall_watch()
     rng = random.Random(cfg.seed)
     order: list[int] = []
     losses: list[float] = []
@@ -370,7 +314,7 @@ def run(cfg: AlignConfig) -> AlignResult:
             batch = [clips[i] for i in order[: cfg.batch_size]]
             order = order[cfg.batch_size :]
             for group, rate in zip(optimizer.param_groups, rates):
-                group["lr"] = rate * lr_factor(step, total, warmup)
+                group["lr"] = rate * lr_factor(step, total, schedule.warmup)
             hidden, lengths = project_batch(lm, batch, device)
             log_probs = head(hidden)
             loss = ctc_loss(log_probs, lengths, [vocab.classes(c.target) for c in batch])
@@ -388,32 +332,82 @@ def run(cfg: AlignConfig) -> AlignResult:
                     raise AlignmentStalled(message + " Nothing was written.")
                 warn(message)
             advance(1)
-            if step + 1 in eval_at:
+            if step + 1 in schedule.eval_at:
                 lm.model.eval()
                 wer, share, _ = heldout_wer(lm, head, held, vocab, device, cfg.batch_size)
                 lm.model.train()
                 minutes = encode_minutes + (time.perf_counter() - t_train) / 60
-                curve.append({"step": step + 1, "epoch": round((step + 1) / steps_per_epoch, 2),
+                curve.append({"step": step + 1, "epoch": round((step + 1) / schedule.steps_per_epoch, 2),
                               "minutes": round(minutes, 2), "loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
                               "wer": round(wer, 4), "nonblank_share": round(share, 4)})
                 info(f"align step {step + 1}/{total}: loss {curve[-1]['loss']:.3f}, held-out WER {wer:.3f}, "
                      f"non-blank frames {share:.2f} ({minutes:.1f} min)")
     lm.model.eval()
-    _, _, examples = heldout_wer(lm, head, held[:3], vocab, device, cfg.batch_size)
+    return Training(losses, curve, watch, round((time.perf_counter() - t_train) / 60, 2))
+
+
+def final_metrics(lm: Any, head: Any, held: list[Clip], vocab: Any, device: Any, batch: int,
+                  training: Training, encode_minutes: float) -> dict[str, Any]:
+    """speechsum.json's metrics: the losses, the WER curve, the stall, the head, a few examples."""
+    import torch
+
+    from speechsum_cli.training.alignment import project_batch
+
+    _, _, examples = heldout_wer(lm, head, held[:3], vocab, device, batch)
     with torch.no_grad():
         norm = float(project_batch(lm, held[:8], device)[0].norm(dim=-1).mean())
-    kept = kept_per_clip(lm, head, held, device, cfg.batch_size)
-
-    metrics: dict[str, Any] = {
-        "steps": total, "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]),
+    kept = kept_per_clip(lm, head, held, device, batch)
+    losses, curve, watch = training.losses, training.curve, training.watch
+    return {
+        "steps": len(losses), "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]),
         "wer_before": curve[0]["wer"], "wer_after": curve[-1]["wer"], "curve": curve,
         "stalled": watch.stalled, "stalled_at_step": watch.stalled_at, "stall_kind": watch.kind,
         "logit_scale": head.log_scale.exp().item(), "audio_embedding_norm": norm,
         "token_embedding_norm": head.embedding_norm, "encode_minutes": round(encode_minutes, 2),
         "kept_tokens_per_clip": round(kept, 2),
-        "train_minutes": round((time.perf_counter() - t_train) / 60, 2),
+        "train_minutes": training.minutes,
         "examples": [{"id": c.row_id, "reference": c.transcript, "ctc": text} for c, text in zip(held, examples)],
     }
+
+
+def run(cfg: AlignConfig) -> AlignResult:
+    """Encode once, align the projector by CTC, write the checkpoint + WER curve."""
+    import torch
+
+    from speechsum_cli.families.ctc_head import HEAD_FILE, CtcHead, save_head
+    from speechsum_cli.training.alignment import encode_clips, projector_parameters
+    from speechsum_cli.training.feature_cache import cache_for_training, report
+
+    started = time.perf_counter()
+    check_config(cfg)
+    inputs = load_inputs(cfg)
+
+    torch.manual_seed(cfg.seed)
+    lm, base_source, device = load_alignable(cfg)
+    train_rows, heldout_rows, counts = plan_rows(cfg, lm, inputs)
+
+    params = projector_parameters(lm)  # the encoder is frozen before the cache looks at it
+    cache = cache_for_training(lm.model, lm.family, cfg.out, enabled=cfg.feature_cache,
+                               directory=cfg.feature_cache_dir, max_gb=cfg.feature_cache_gb)
+    t0 = time.perf_counter()
+    window = lm.window_seconds
+    clips = encode_clips(lm, train_rows, window, label="training rows", show_progress=cfg.show_progress)
+    held = encode_clips(lm, heldout_rows, window, label="held-out rows", show_progress=cfg.show_progress)
+    encode_minutes = (time.perf_counter() - t0) / 60
+    clips, vocab, infeasible = alignable_clips(cfg, clips)
+    counts.update(train_rows=len(clips), heldout_rows=len(held), infeasible_rows=infeasible,
+                  vocabulary=len(vocab.ids))
+
+    head = CtcHead(lm.model.get_input_embeddings().weight, vocab).to(device)
+    schedule = Schedule.of(cfg, len(clips))
+    wer, share, _ = heldout_wer(lm, head, held, vocab, device, cfg.batch_size)
+    curve = [{"step": 0, "epoch": 0.0, "minutes": round(encode_minutes, 2), "wer": round(wer, 4),
+              "nonblank_share": round(share, 4)}]
+    info(f"align: {len(clips)} rows ({counts['train_audio_hours']:.2f} h), vocabulary {len(vocab.ids)} "
+         f"tokens, {schedule.total} steps of {cfg.batch_size}; held-out WER before: {wer:.3f}")
+    training = train_projector(cfg, lm, head, params, clips, held, vocab, device, schedule, curve, encode_minutes)
+    metrics = final_metrics(lm, head, held, vocab, device, cfg.batch_size, training, encode_minutes)
+
     for param in lm.model.parameters():
         param.requires_grad = False
     with atomic_output_dir(cfg.out, overwrite=cfg.overwrite) as tmp:
@@ -421,7 +415,7 @@ def run(cfg: AlignConfig) -> AlignResult:
         lm.processor.save_pretrained(tmp)
         save_head(head, vocab, tmp)
         if cfg.compress:
-            compression.write(tmp, lm.family, lm.model, kept_per_clip=kept)
+            compression.write(tmp, lm.family, lm.model, kept_per_clip=metrics["kept_tokens_per_clip"])
         write_manifest(
             tmp, stage="align", config=cfg,
             inputs=[cfg.data, *([cfg.heldout] if cfg.heldout else []), lm.source],

@@ -18,126 +18,35 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import torch
 
-BLANK = 0
-"""Index of the blank class; token ``vocab[i]`` is class ``i + 1``."""
+from speechsum_cli.console import progress_bar
+from speechsum_cli.data.rows import decode_row_audio
+from speechsum_cli.errors import ModelError
+from speechsum_cli.families.ctc_head import BLANK
+from speechsum_cli.training.model import _under
+
+ENCODE_BATCH = 8
+"""Rows per encoder forward when clips are encoded."""
 STALL_SHARE = 0.02
 """Below this share of non-blank frames (mean of the last steps) the alignment has not started."""
 STALL_WINDOW = 10
 NORM_WEIGHT = 0.1
 """Weight of :meth:`CtcHead.norm_penalty` in the alignment loss."""
-BLANK_BIAS_START = 5.0
-"""The blank's logit starts this far ahead, so training starts where CTC usually does (blank on
-most frames) and tokens emerge from it; started at 0, one of two runs of the mini student fell into
-the repeat collapse instead (held-out WER 0.90 after 600 steps; with 5: 0.43 after 300)."""
 REPEAT_FACTOR = 2.0
 """Emitting tokens on more than this many times the frames the transcripts need is the repeat
 collapse (measured: a healthy alignment 0.27 of frames for 0.26 needed; a collapsed one 0.71)."""
-HEAD_FILE = "alignment/ctc_head.safetensors"
-"""Where ``align`` saves the trained head inside its output: with the checkpoint's projector it
-decodes the audio into the corpus vocabulary, the selector that CTC-guided compression needs."""
 HEAD_LR_FACTOR = 10.0
 """The head's few parameters (blank vector and bias, temperature) learn this much faster than the
 projector: at the projector's rate the blank's logit cannot catch up with thousands of tokens'."""
-
-
-@dataclass(frozen=True)
-class CorpusVocab:
-    """The LM token ids the corpus's transcripts use, in class order (blank excluded)."""
-
-    ids: tuple[int, ...]
-
-    @classmethod
-    def of(cls, targets: list[list[int]]) -> CorpusVocab:
-        return cls(tuple(sorted({t for row in targets for t in row})))
-
-    def classes(self, row: list[int]) -> list[int]:
-        """``row``'s token ids as CTC classes; tokens outside the vocabulary are skipped."""
-        index = {t: i + 1 for i, t in enumerate(self.ids)}
-        return [index[t] for t in row if t in index]
 
 
 def ctc_feasible(target_length: int, frames: int) -> bool:
     """Whether CTC can emit ``target_length`` tokens from ``frames`` (repeats need a blank between;
     a margin of one frame per 8 tokens is kept for them)."""
     return 0 < target_length and target_length + target_length // 8 <= frames
-
-
-class CtcHead(torch.nn.Module):
-    """Scores audio embeddings against the LM's (frozen) input embeddings of the corpus vocabulary."""
-
-    def __init__(self, embeddings: Any, vocab: CorpusVocab) -> None:
-        super().__init__()
-        table = embeddings[list(vocab.ids)].detach().float().clone()
-        self.register_buffer("table", table)
-        self.blank = torch.nn.Parameter(table.mean(0).clone())
-        """The blank's vector, learned (it starts at the mean token embedding)."""
-        self.log_scale = torch.nn.Parameter(torch.zeros(()))
-        """Logit temperature, learned, so sharpening need not inflate the audio embeddings' norm."""
-        self.blank_bias = torch.nn.Parameter(torch.tensor(BLANK_BIAS_START))
-        """A free logit for the blank. Without it the blank (a vector near the embeddings' large
-        common component) never beats the best of thousands of tokens, CTC cannot use it, and the
-        projector collapses to repeating frequent tokens ("the the the")."""
-        self.embedding_norm = float(table.norm(dim=-1).mean())
-
-    def forward(self, hidden: Any) -> Any:
-        """``[batch, frames, 1 + vocab]`` log-probabilities (class 0 = blank).
-
-        The audio embeddings are scored at the tokens' mean norm (their direction decides), so the
-        projector cannot win by inflating norms: with raw dot products it did (audio norm 25 vs
-        token 2.8), every logit outgrew the blank's and the alignment collapsed to repeating
-        frequent words. :meth:`norm_penalty` keeps the norms the LM will read near the tokens'.
-        """
-        hidden = hidden.float()
-        self.last_norms = hidden.norm(dim=-1)
-        scaled = torch.nn.functional.normalize(hidden, dim=-1) * self.embedding_norm
-        weights = torch.cat([self.blank[None, :], self.table], dim=0)
-        logits = torch.matmul(scaled, weights.T) * self.log_scale.exp()
-        blank = torch.zeros_like(logits[..., :1]) + self.blank_bias
-        return torch.log_softmax(torch.cat([logits[..., :1] + blank, logits[..., 1:]], dim=-1), dim=-1)
-
-    def norm_penalty(self) -> Any:
-        """Mean squared relative gap between the last batch's audio-embedding norms and the
-        tokens' mean norm."""
-        return ((self.last_norms / self.embedding_norm - 1) ** 2).mean()
-
-
-def save_head(head: CtcHead, vocab: CorpusVocab, folder: Path) -> Path:
-    """Write ``head``'s learned parameters and ``vocab`` to ``folder / HEAD_FILE`` (the token table
-    is the LM's own embeddings, read again on load)."""
-    import torch
-    from safetensors.torch import save_file
-
-    path = Path(folder) / HEAD_FILE
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {name: param.detach().float().cpu().contiguous() for name, param in head.named_parameters()}
-    tensors["vocab_ids"] = torch.tensor(vocab.ids, dtype=torch.long)
-    save_file(tensors, str(path), metadata={"format": "speechsum-ctc-head-1"})
-    return path
-
-
-def load_head(folder: Path, embeddings: Any) -> tuple[CtcHead, CorpusVocab]:
-    """The head ``align`` saved in ``folder``, scoring against ``embeddings`` (the LM's input table)."""
-    from safetensors.torch import load_file
-
-    from speechsum_cli.errors import ModelError
-
-    path = Path(folder) / HEAD_FILE
-    if not path.is_file():
-        raise ModelError(f"'{folder}' has no {HEAD_FILE}: it is not a 'speechsum align' output "
-                         "(or one from before the head was saved); run align on it again.")
-    tensors = load_file(str(path))
-    vocab = CorpusVocab(tuple(int(i) for i in tensors.pop("vocab_ids").tolist()))
-    if max(vocab.ids) >= embeddings.shape[0]:
-        raise ModelError(f"'{path}' names token ids up to {max(vocab.ids)} but the LM has "
-                         f"{embeddings.shape[0]} embeddings: the head belongs to another model.")
-    head = CtcHead(embeddings, vocab)
-    head.load_state_dict({**tensors, "table": head.table}, strict=True)
-    return head, vocab
 
 
 def ctc_loss(log_probs: Any, lengths: Any, targets: list[list[int]]) -> Any:
@@ -148,20 +57,6 @@ def ctc_loss(log_probs: Any, lengths: Any, targets: list[list[int]]) -> Any:
         log_probs.transpose(0, 1), flat, lengths.cpu(), target_lengths, blank=BLANK,
         reduction="mean", zero_infinity=True,
     )
-
-
-def greedy_decode(log_probs: Any, lengths: Any, vocab: CorpusVocab) -> list[list[int]]:
-    """Best path per row: argmax, repeats collapsed, blanks dropped; as LM token ids."""
-    best = log_probs.argmax(-1).tolist()
-    out = []
-    for row, n in zip(best, lengths.tolist()):
-        ids, previous = [], BLANK
-        for c in row[:n]:
-            if c != previous and c != BLANK:
-                ids.append(vocab.ids[c - 1])
-            previous = c
-        out.append(ids)
-    return out
 
 
 def nonblank_share(log_probs: Any, lengths: Any) -> float:
@@ -220,3 +115,77 @@ def lr_factor(step: int, total: int, warmup: int) -> float:
         return (step + 1) / max(1, warmup)
     progress = (step - warmup) / max(1, total - warmup)
     return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# --- clips: the rows as the projector sees them (encoded once; the feature cache keeps it) ------
+
+
+@dataclass
+class Clip:
+    """One row as the projector sees it: cached encoder states of its real frames + its target."""
+
+    row_id: str
+    transcript: str
+    states: Any
+    """``[frames, width]`` float16, only the frames behind the clip's real audio tokens."""
+    tokens: int
+    """Audio embeddings the projector makes of ``states``."""
+    target: list[int]
+    """The transcript's LM token ids."""
+
+
+
+def encode_clips(lm: Any, ds: Any, window: float, *, label: str, show_progress: bool) -> list[Clip]:
+    """Every row's encoder states (real frames only) and target ids, through the feature cache."""
+    family, sr = lm.family, lm.sampling_rate
+    tok = lm.tokenizer
+    clips: list[Clip] = []
+    rows = list(ds)
+    with progress_bar(f"encoding {label}", len(rows), enabled=show_progress) as advance:
+        for start in range(0, len(rows), ENCODE_BATCH):
+            part = rows[start : start + ENCODE_BATCH]
+            waves = [decode_row_audio(row, sr, window, chunk=False) for row in part]
+            features = family.audio_features(lm.processor, lm.config, waves)
+            tensors = lm.to_model(features.tensors)
+            with torch.no_grad():
+                states = family.encoder_states(lm.model, tensors)
+                full_tokens = family.project(lm.model, states[:1]).shape[1]
+            frames_per_token = states.shape[1] // full_tokens
+            for row, wave, n_tokens, row_states in zip(part, waves, features.num_tokens, states):
+                real = min(n_tokens, full_tokens, math.ceil(len(wave) / sr / window * full_tokens) + 1)
+                target = list(tok(row["transcript"], add_special_tokens=False)["input_ids"])
+                clips.append(Clip(row["id"], row["transcript"],
+                                  row_states[: real * frames_per_token].to("cpu", torch.float16).clone(),
+                                  real, target))
+            advance(len(part))
+    return clips
+
+
+def batch_inputs(lm: Any, clips: list[Clip], device: Any) -> tuple[Any, Any]:
+    """Padded encoder states ``[batch, frames, width]`` and each clip's embedding count."""
+    width = max(c.states.shape[0] for c in clips)
+    states = torch.zeros((len(clips), width, clips[0].states.shape[1]), dtype=lm.model.dtype)
+    for i, clip in enumerate(clips):
+        states[i, : clip.states.shape[0]] = clip.states.to(lm.model.dtype)
+    return states.to(device), torch.tensor([c.tokens for c in clips], dtype=torch.long)
+
+
+def project_batch(lm: Any, clips: list[Clip], device: Any) -> tuple[Any, Any]:
+    """The projector's embeddings of a batch of clips, and their lengths."""
+    states, lengths = batch_inputs(lm, clips, device)
+    hidden = lm.family.project(lm.model, states)
+    return hidden[:, : int(lengths.max())], lengths
+
+
+
+def projector_parameters(lm: Any) -> list[Any]:
+    """Freeze everything but the family's projector; return the projector's parameters."""
+    params = []
+    for name, param in lm.model.named_parameters():
+        param.requires_grad = _under(name, lm.family.projector_prefixes)
+        if param.requires_grad:
+            params.append(param)
+    if not params:
+        raise ModelError(f"'{lm.source}': no parameter under {', '.join(lm.family.projector_prefixes)}; "
+                         "the checkpoint has no projector to align.")
+    return params

@@ -16,8 +16,14 @@ from typing import Any
 import torch
 from datasets import Dataset
 
-from speechsum_cli.stages.align import Clip, encode_clips, project_batch, projector_parameters
-from speechsum_cli.training.alignment import HEAD_FILE, CorpusVocab, CtcHead, ctc_loss, load_head
+from speechsum_cli.families.ctc_head import HEAD_FILE, CorpusVocab, CtcHead, load_head
+from speechsum_cli.training.alignment import (
+    Clip,
+    ctc_loss,
+    encode_clips,
+    project_batch,
+    projector_parameters,
+)
 from speechsum_cli.training.feature_cache import cache_for_training
 from speechsum_cli.training.model import load_for_training
 

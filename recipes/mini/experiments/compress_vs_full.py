@@ -25,8 +25,8 @@ import torch
 from common import load_setup
 from peft import LoraConfig, get_peft_model
 
+from speechsum_cli.families.ctc_head import BLANK
 from speechsum_cli.metrics.wer import error_rates
-from speechsum_cli.training.alignment import BLANK
 from speechsum_cli.training.model import lora_pattern
 
 WORK, MODEL = Path(sys.argv[1]), sys.argv[2]

@@ -20,9 +20,9 @@ from pathlib import Path
 import torch
 from common import load_setup
 
+from speechsum_cli.families.ctc_head import BLANK, greedy_decode
 from speechsum_cli.metrics.wer import error_rates
-from speechsum_cli.stages.align import project_batch
-from speechsum_cli.training.alignment import BLANK, greedy_decode
+from speechsum_cli.training.alignment import project_batch
 
 WORK = Path(sys.argv[1]); MODEL = sys.argv[2]; N_HELD = int(sys.argv[3]) if len(sys.argv) > 3 else 20
 setup = load_setup(WORK, MODEL, n_fit=int(os.environ.get("N_FIT", "400")), held_file="hearing/heldout.jsonl",

@@ -12,10 +12,11 @@ from datasets import Dataset
 
 from speechsum_cli.data.audio import load_audio
 from speechsum_cli.families import GenerationSettings, Prompt, load
+from speechsum_cli.families.ctc_head import load_head
 from speechsum_cli.metrics.wer import error_rates
-from speechsum_cli.stages.align import encode_clips, heldout_wer
+from speechsum_cli.stages.align import heldout_wer
 from speechsum_cli.stages.evaluate import ASR_QUERY
-from speechsum_cli.training.alignment import load_head
+from speechsum_cli.training.alignment import encode_clips
 
 work = Path(sys.argv[1])
 rows = [json.loads(l) for l in (work/"corpus/test.jsonl").read_text().splitlines()][:12]
