@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from speechsum_cli.app import app
 from speechsum_cli.families import FAMILIES
+from speechsum_cli.inference.feature_cache import CACHE_DIRNAME
 from speechsum_cli.stages.distill_losses import (
     chunked_divergence,
     completion_mask,
@@ -20,7 +21,6 @@ from speechsum_cli.stages.distill_losses import (
     token_divergence,
     token_logprobs,
 )
-from speechsum_cli.training.feature_cache import CACHE_DIRNAME
 from tests.conftest import espeak
 
 runner = CliRunner()

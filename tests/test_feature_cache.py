@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from speechsum_cli.app import app
 from speechsum_cli.families import Prompt, load
-from speechsum_cli.training import feature_cache as fc
+from speechsum_cli.inference import feature_cache as fc
 from tests.conftest import espeak
 
 runner = CliRunner()
@@ -114,7 +114,7 @@ def test_an_unreadable_entry_is_a_miss_and_a_killed_writers_file_is_removed(tmp_
 
 WRITER = """
 import sys, numpy as np
-from speechsum_cli.training.feature_cache import FeatureCache
+from speechsum_cli.inference.feature_cache import FeatureCache
 cache = FeatureCache(sys.argv[1])
 worker = int(sys.argv[2])
 for i in range(100000):

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from speechsum_cli.app import app
 from speechsum_cli.families import FAMILIES, get_family
-from speechsum_cli.training.feature_cache import CACHE_DIRNAME
+from speechsum_cli.inference.feature_cache import CACHE_DIRNAME
 from tests.conftest import espeak
 
 runner = CliRunner()

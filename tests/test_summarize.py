@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from speechsum_cli.app import app
 from speechsum_cli.families import FAMILIES, Prompt, load
+from speechsum_cli.inference import recordings
 from speechsum_cli.stages import summarize as stage
 from tests.conftest import speech_of_duration
 
@@ -71,7 +72,7 @@ def test_the_prompt_of_a_long_recording_is_the_one_training_reads(tiny_models, t
     """summarize's windows of a recording are exactly the windows sft/distill/pairs put in one prompt."""
     from speechsum_cli.data.audio import iter_chunks
     from speechsum_cli.data.rows import decode_row_audio
-    from speechsum_cli.families.reading import group_audio, window_groups
+    from speechsum_cli.inference.reading import group_audio, window_groups
 
     audio = speech_of_duration(tmp_path / "long.wav", 2.6 * WINDOW, workdir=tmp_path)
     (group,) = window_groups(iter_chunks(audio, 16000, WINDOW), per_prompt=8)
@@ -84,7 +85,7 @@ def test_the_prompt_of_a_long_recording_is_the_one_training_reads(tiny_models, t
 @pytest.mark.parametrize("model_type", ["qwen2_audio", "voxtral"])
 def test_windows_per_prompt_is_what_the_context_holds(model_type, tiny_models):
     """The planned windows fit beside the query and the generation budget; one more would not."""
-    from speechsum_cli.families.reading import windows_per_prompt
+    from speechsum_cli.inference.reading import windows_per_prompt
 
     lm = load(str(tiny_models(model_type)), device="cpu", dtype="float32")
     lm.model.config.get_text_config().max_position_embeddings = 1000
@@ -174,11 +175,11 @@ def test_reduce_packs_parts_within_the_context(tiny_models):
     lm = load(str(tiny_models("qwen2_audio")), device="cpu", dtype="float32")
     parts = [(i * 5.0, i * 5.0 + 5.0, f"Part {i} said the budget is {i} million.") for i in range(30)]
     budget = 200
-    groups = stage.group_parts(lm, parts, "Summarize.", budget)
+    groups = recordings.group_parts(lm, parts, "Summarize.", budget)
     assert [p for g in groups for p in g] == parts  # order kept, nothing lost
-    assert all(len(g) <= stage.REDUCE_FAN_IN for g in groups)
+    assert all(len(g) <= recordings.REDUCE_FAN_IN for g in groups)
     for group in groups:
-        tokens = stage.text_tokens(lm, stage.combine_query(group, "Summarize."))
+        tokens = recordings.text_tokens(lm, recordings.combine_query(group, "Summarize."))
         assert tokens <= budget or len(group) == 1
 
 

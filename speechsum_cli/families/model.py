@@ -323,3 +323,28 @@ class SpeechLM(CheckpointFacts):
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         return kwargs
+
+
+def adapter_chain(source: str) -> tuple[str, list[str]]:
+    """The full checkpoint at the bottom of ``source`` and the adapters above it, top first.
+
+    A chain of adapters (dpo on kd on sft on a base, as earlier versions wrote them; the stages
+    now keep the merged starting weights in the adapter's ./base) is merged in training order by
+    :func:`merge_chain`. Transformers' own adapter loading follows one level only, and does not
+    resolve a base written relative to the adapter, so such outputs would not load otherwise.
+    """
+    chain: list[str] = []
+    base = source
+    while (parent := adapter_base(base)) is not None:
+        chain.append(base)
+        base = resolve_source(parent)
+        if len(chain) > 32:
+            raise ModelError(f"'{source}': adapter chain longer than 32 (a cycle in base_model_name_or_path?)")
+    return base, chain
+
+
+def merge_chain(model: Any, chain: list[str]) -> Any:
+    """``model`` with the adapters of :func:`adapter_chain` merged in, bottom first."""
+    for adapter in reversed(chain):  # LoRA outputs of sft/distill/dpo: merged in for inference
+        model = attach_adapter(model, adapter).eval()
+    return model

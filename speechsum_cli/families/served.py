@@ -274,8 +274,8 @@ def load_served(source: str, server: LLMConfig) -> ServedSpeechLM:
     asked first whether it answers and serves the model."""
     from transformers import AutoConfig
 
-    from speechsum_cli.families import adapter_chain, get_family
-    from speechsum_cli.families.model import read_model_type
+    from speechsum_cli.families.model import adapter_chain, read_model_type
+    from speechsum_cli.families.registry import get_family
 
     given = source
     source = resolve_config_source(source)

@@ -205,8 +205,9 @@ def check_join(config: EvalConfig, systems: list[System], test_ids: list[str], c
 def generate_predictions(model: str, name: str, rows: list[dict[str, Any]], config: EvalConfig) -> System:
     """Summaries of every test row by a checkpoint, through the summarize machinery."""
     from speechsum_cli.families import GenerationSettings, load_generator
-    from speechsum_cli.families.reading import windows_per_prompt
-    from speechsum_cli.stages.summarize import (
+    from speechsum_cli.inference.feature_cache import cache_for_inference
+    from speechsum_cli.inference.reading import windows_per_prompt
+    from speechsum_cli.inference.recordings import (
         RecordingSummary,
         check_chunk_seconds,
         check_windows_per_prompt,
@@ -214,7 +215,6 @@ def generate_predictions(model: str, name: str, rows: list[dict[str, Any]], conf
         resolve_window,
         summarize_recordings,
     )
-    from speechsum_cli.training.feature_cache import cache_for_inference
 
     check_chunk_seconds(config.chunk_seconds)
     check_windows_per_prompt(config.windows_per_prompt)
@@ -260,7 +260,7 @@ def transcription_prompts(lm: Any, rows: list[dict[str, Any]], window: float, pe
     ``per_prompt`` at a time (one prompt for a row within one window)."""
     from speechsum_cli.data.audio import iter_chunks
     from speechsum_cli.families import Prompt
-    from speechsum_cli.families.reading import group_audio, window_groups
+    from speechsum_cli.inference.reading import group_audio, window_groups
 
     prompts = []
     for row in rows:
@@ -274,7 +274,7 @@ def transcribe(lm: Any, rows: list[dict[str, Any]], window: float, config: EvalC
     """Answers to the transcription prompt for ``rows`` (any length): a row read in several prompts
     is the prompts' transcriptions joined in order."""
     from speechsum_cli.families import GenerationSettings
-    from speechsum_cli.families.reading import windows_per_prompt
+    from speechsum_cli.inference.reading import windows_per_prompt
 
     per_prompt = windows_per_prompt(lm, [ASR_QUERY], config.max_new_tokens, config.windows_per_prompt,
                                     answer_tokens_per_window=math.ceil(window * ASR_TOKENS_PER_SECOND))

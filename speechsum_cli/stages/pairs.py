@@ -300,8 +300,8 @@ def add_teacher_answers(candidates: list[list[str]], answers: list[str], seed: i
 def run(config: PairsConfig) -> PairsResult:
     """Sample, judge, and write the pairs dataset (nothing written on a dry run)."""
     from speechsum_cli.families import load_generator
+    from speechsum_cli.inference.feature_cache import cache_for_inference
     from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
-    from speechsum_cli.training.feature_cache import cache_for_inference
 
     started = time.perf_counter()
     check_config(config)

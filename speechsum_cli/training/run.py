@@ -167,11 +167,11 @@ class TrainingRun:
     precision: Precision
     started: float
     feature_cache: Any = None
-    """The stage's :class:`~speechsum_cli.training.feature_cache.FeatureCache`, if it uses one."""
+    """The stage's :class:`~speechsum_cli.inference.feature_cache.FeatureCache`, if it uses one."""
 
     def use_feature_cache(self, model: Any, family: Any, train: TrainSettings) -> None:
         """Serve ``model``'s frozen encoder from the feature cache (unless switched off)."""
-        from speechsum_cli.training.feature_cache import cache_for_training
+        from speechsum_cli.inference.feature_cache import cache_for_training
 
         self.feature_cache = cache_for_training(
             model, family, self.out, enabled=train.feature_cache, directory=train.feature_cache_dir,
@@ -250,7 +250,7 @@ def finish_run(trainer: Any, run: TrainingRun, lm: Any, *, stage: str, config: A
             lm.processor.save_pretrained(tmp)
             carry_compression(getattr(lm, "compressor", None), tmp)
             if run.feature_cache is not None:
-                from speechsum_cli.training.feature_cache import report
+                from speechsum_cli.inference.feature_cache import report
 
                 recorded["feature_cache"] = report(run.feature_cache)
             write_manifest(

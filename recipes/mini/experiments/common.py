@@ -17,6 +17,7 @@ import torch
 from datasets import Dataset
 
 from speechsum_cli.families.ctc_head import HEAD_FILE, CorpusVocab, CtcHead, load_head
+from speechsum_cli.inference.feature_cache import cache_for_training
 from speechsum_cli.training.alignment import (
     Clip,
     ctc_loss,
@@ -24,7 +25,6 @@ from speechsum_cli.training.alignment import (
     project_batch,
     projector_parameters,
 )
-from speechsum_cli.training.feature_cache import cache_for_training
 from speechsum_cli.training.model import load_for_training
 
 
