@@ -42,7 +42,7 @@ def run_dpo(*args):
 def test_dpo_raises_the_margin_and_keeps_the_reference(model_type, tiny_models, pairs_file, tmp_path, speech_wav):
     ckpt = str(tiny_models(model_type))
     out = tmp_path / "dpo"
-    result = run_dpo("--ckpt", ckpt, "--pairs", str(pairs_file), "--out", str(out), "--max-steps", "24",
+    result = run_dpo("--ckpt", ckpt, "--data", str(pairs_file), "--out", str(out), "--max-steps", "24",
                      "--lr", "5e-3", "--batch-size", "2", "--logging-steps", "4", "--warmup", "0")
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)["metrics"]
@@ -85,7 +85,7 @@ def test_pairs_then_dpo_chain(tiny_models, tmp_path):
     made = runner.invoke(app, ["pairs", "--model", ckpt, "--data", str(prompts), "--out", str(tmp_path / "pairs"),
                                "--judge", "offline", "--k", "4", "--max-new-tokens", "8", "--no-progress", "--json"])
     assert made.exit_code == 0, made.output
-    trained = run_dpo("--ckpt", ckpt, "--pairs", str(tmp_path / "pairs"), "--out", str(tmp_path / "dpo"),
+    trained = run_dpo("--ckpt", ckpt, "--data", str(tmp_path / "pairs"), "--out", str(tmp_path / "dpo"),
                       "--max-steps", "4", "--lr", "1e-3")
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["counts"]["train_pairs"] == json.loads(made.stdout)["counts"]["pairs_kept"]
@@ -94,7 +94,7 @@ def test_pairs_then_dpo_chain(tiny_models, tmp_path):
 def test_pairs_without_rejected_column_says_what_to_run(tiny_models, tmp_path):
     data = tmp_path / "p.jsonl"
     data.write_text(json.dumps({"id": "a", "audio": "a.wav", "query": "q", "chosen": "c"}) + "\n")
-    result = run_dpo("--ckpt", str(tiny_models("qwen2_audio")), "--pairs", str(data), "--out", str(tmp_path / "o"))
+    result = run_dpo("--ckpt", str(tiny_models("qwen2_audio")), "--data", str(data), "--out", str(tmp_path / "o"))
     assert result.exit_code == 1
     assert "no column 'rejected'" in result.stderr and "speechsum pairs" in result.stderr
 
@@ -103,6 +103,6 @@ def test_identical_chosen_and_rejected_are_named(tiny_models, tmp_path, speech_w
     data = tmp_path / "p.jsonl"
     data.write_text(json.dumps({"id": "same-1", "audio": str(speech_wav), "query": "q", "chosen": "x",
                                 "rejected": "x"}) + "\n")
-    result = run_dpo("--ckpt", str(tiny_models("qwen2_audio")), "--pairs", str(data), "--out", str(tmp_path / "o"))
+    result = run_dpo("--ckpt", str(tiny_models("qwen2_audio")), "--data", str(data), "--out", str(tmp_path / "o"))
     assert result.exit_code == 1
     assert "chosen equals rejected" in result.stderr and "same-1" in result.stderr

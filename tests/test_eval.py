@@ -376,19 +376,6 @@ def test_pairs_and_eval_spell_the_judge_identically():
     assert "Here 256" in pairs["--judge-max-tokens"][1]
 
 
-def test_old_judge_cache_spelling_still_works_with_a_deprecation_note(test_set, tmp_path):
-    from tests.fake_openai import FakeOpenAI
-
-    good = predictions(tmp_path / "g.jsonl", FAITHFUL)
-    with FakeOpenAI(judge_reply) as server:
-        result = run_eval("-d", str(test_set), "-p", str(good), "-o", str(tmp_path / "r"), "--resamples", "20",
-                          "--judge-base-url", server.base_url, "--judge-cache", str(tmp_path / "old-cache"))
-    assert result.exit_code == 0, result.output
-    assert ("--judge-cache is deprecated and will be removed in the next release; use --judge-cache-dir."
-            in " ".join(result.stderr.split()))
-    assert any((tmp_path / "old-cache").iterdir())
-
-
 def test_json_prints_the_summary(test_set, tmp_path):
     result = run_eval("--data", str(test_set), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
                       "--out", str(tmp_path / "r"), "--no-judge", "--resamples", "20", "--json")

@@ -276,21 +276,22 @@ def test_long_audio_is_refused_by_id_dropped_and_counted_or_read_whole(tiny_mode
 
 # --- the shared option vocabulary (issue 17) ---------------------------------------------------
 
-def test_old_judge_spellings_still_work_with_a_deprecation_note(prompts, tiny_models, tmp_path):
-    """pairs' --base-url/--api-key-env/--concurrency/--cache-dir became --judge-*; the old ones
-    work for one release. --ckpt is the checkpoint's synonym; -d/-o the short flags."""
+def test_judge_flags_reach_the_config_and_the_old_spellings_are_gone(prompts, tiny_models, tmp_path):
+    """pairs' judge is --judge-*; the pre-release --base-url/--api-key-env/--concurrency/--cache-dir
+    are refused. --ckpt is the checkpoint's synonym; -d/-o the short flags."""
     from tests.fake_openai import FakeOpenAI
 
     out = tmp_path / "p"
     with FakeOpenAI(prefer_fewer_digits) as server:
+        for old in ("--base-url", "--api-key-env", "--concurrency", "--cache-dir"):
+            refused = run_pairs("--ckpt", str(tiny_models("qwen2_audio")), "-d", str(prompts), "-o", str(out),
+                                old, "x", "--judge-model", "j")
+            assert refused.exit_code == 2 and "No such option" in refused.output, (old, refused.output)
         result = run_pairs("--ckpt", str(tiny_models("qwen2_audio")), "-d", str(prompts), "-o", str(out),
-                           "--base-url", server.base_url, "--api-key-env", "JUDGE_KEY", "--concurrency", "2",
-                           "--cache-dir", str(tmp_path / "c"), "--judge-model", "j")
+                           "--judge-base-url", server.base_url, "--judge-api-key-env", "JUDGE_KEY",
+                           "--judge-concurrency", "2", "--judge-cache-dir", str(tmp_path / "c"),
+                           "--judge-model", "j")
     assert result.exit_code == 0, result.output
-    stderr = " ".join(result.stderr.split())
-    for old, new in [("--base-url", "--judge-base-url"), ("--api-key-env", "--judge-api-key-env"),
-                     ("--concurrency", "--judge-concurrency"), ("--cache-dir", "--judge-cache-dir")]:
-        assert f"{old} is deprecated and will be removed in the next release; use {new}." in stderr
     llm = json.loads((out / "speechsum.json").read_text())["config"]["llm"]
     assert (llm["base_url"], llm["api_key_env"], llm["concurrency"], llm["cache_dir"]) == (
         server.base_url, "JUDGE_KEY", 2, str(tmp_path / "c"))
@@ -298,19 +299,6 @@ def test_old_judge_spellings_still_work_with_a_deprecation_note(prompts, tiny_mo
     counts = json.loads((out / "speechsum.json").read_text())["counts"]
     assert result.stdout.startswith(f"{out}: {counts['pairs_kept']} pairs kept of 3 prompts")
     assert len(result.stdout.splitlines()) == 1
-
-
-def test_new_judge_spelling_wins_over_the_old_one(prompts, tiny_models, tmp_path):
-    from tests.fake_openai import FakeOpenAI
-
-    with FakeOpenAI(prefer_fewer_digits) as server:
-        result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(prompts),
-                           "--out", str(tmp_path / "p"), "--judge-base-url", server.base_url,
-                           "--judge-cache-dir", str(tmp_path / "new"), "--cache-dir", str(tmp_path / "old"),
-                           "--dry-run", "--json")
-    assert result.exit_code == 0, result.output
-    assert "--cache-dir is deprecated" in result.stderr
-    assert (tmp_path / "new").exists() and not (tmp_path / "old").exists()
 
 
 def test_column_flags_map_other_names(tiny_models, prompts, tmp_path):

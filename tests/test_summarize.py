@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from speechsum_cli.app import app
 from speechsum_cli.families import FAMILIES, Prompt, load
 from speechsum_cli.inference import recordings
-from speechsum_cli.stages import summarize as stage
 from tests.conftest import speech_of_duration
 
 FAMILY_TYPES = sorted(FAMILIES)
@@ -317,8 +316,11 @@ def test_on_long_audio_offers_only_chunk_and_error(speech_wav, policy):
 
 def test_dtype_speaks_the_shared_vocabulary(tiny_models, tmp_path):
     audio = speech_of_duration(tmp_path / "short.wav", 2.0, workdir=tmp_path)
-    result = runner.invoke(app, ["summarize", str(audio), "--model", str(tiny_models("qwen2_audio")),
-                                 "--dtype", "fp32", "--max-new-tokens", "2", "--no-progress"])
+    args = ["summarize", str(audio), "--model", str(tiny_models("qwen2_audio")), "--max-new-tokens", "2",
+            "--no-progress", "--dtype"]
+    refused = runner.invoke(app, [*args, "fp32"])  # the pre-release short spelling is gone
+    assert refused.exit_code == 2
+    assert "'fp32' is not one of auto, float32," in " ".join(refused.output.split())
+    result = runner.invoke(app, [*args, "float32"])
     assert result.exit_code == 0, result.output
-    assert "the dtype 'fp32' is deprecated" in " ".join(result.stderr.split())
     assert "Error" not in result.output

@@ -324,26 +324,6 @@ def test_column_maps_and_sidecar_folder(tmp_path, server):
     assert sorted(load_rows(tmp_path / "out")["source_id"]) == ["r0", "r1", "r2"]
 
 
-@pytest.mark.parametrize("old", ["--model", "-m"])
-def test_old_model_spelling_still_works_with_a_deprecation_note(tmp_path, server, old):
-    """synth's LLM name is --llm (a checkpoint is --model/-m everywhere else); the old flag works one release."""
-    args = cli(tmp_path, server, "--n", "2", "--json")
-    args[args.index("--llm"):args.index("--llm") + 2] = [old, "fake"]
-    result = CliRunner().invoke(app, args)
-    assert result.exit_code == 0, result.output
-    assert "--model is deprecated and will be removed in the next release; use --llm." in " ".join(result.stderr.split())
-    payload = json.loads(result.stdout)
-    assert payload["counts"]["written"] == 2 and payload["out"] == str(tmp_path / "out")
-    assert manifest(tmp_path / "out")["config"]["llm"]["model"] == "fake"
-
-
-def test_llm_wins_over_the_old_model_flag(tmp_path, server):
-    result = CliRunner().invoke(app, cli(tmp_path, server, "--n", "2", "--model", "other", "--dry-run", "--json"))
-    assert result.exit_code == 0, result.output
-    assert "--model is deprecated" in result.stderr
-    assert json.loads(result.stdout)["model"] == "fake"
-
-
 def test_the_key_never_reaches_output_manifest_or_stderr(tmp_path, server, monkeypatch):
     monkeypatch.setenv("SYNTH_TEST_KEY", SECRET)
     write_corpus(tmp_path / "corpus.jsonl")

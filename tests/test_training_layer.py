@@ -106,18 +106,6 @@ def test_every_training_field_reaches_the_stage_config(stage, monkeypatch, tmp_p
     assert train.precision.value == "float32" and train.on_long_audio.value == "chunk"
 
 
-def test_old_dtype_spelling_works_with_a_deprecation_note(monkeypatch, tmp_path):
-    from speechsum_cli.stages import sft
-
-    seen = {}
-    monkeypatch.setattr(sft, "run", lambda cfg: captured(seen, cfg))
-    result = runner.invoke(app, ["sft", "-m", "m", "-d", str(tmp_path), "-o", str(tmp_path / "o"),
-                                 "--precision", "fp32"])
-    assert result.exit_code == 0, result.output
-    assert seen["cfg"].train.precision.value == "float32"
-    assert "deprecated" in result.stderr and "float32" in result.stderr
-
-
 # --- dpo, which had drifted from sft's skeleton ---------------------------------------------
 
 

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from speechsum_cli.cli.options import (
     Json,
     Split,
-    deprecated_option,
     echo_result,
     model_option,
     out_option,
-    prefer,
     train_options,
 )
 from speechsum_cli.data.dataset import ColumnMap
@@ -44,8 +42,7 @@ def dpo(
     out: Annotated[Path, out_option("Output directory (adapter + processor + speechsum.json).")],
     train: TrainSettings,
     columns: ColumnMap,
-    data: Annotated[Optional[Path], typer.Option("--data", "-d", help="Preference pairs: 'speechsum pairs' output (id, audio, query, chosen, rejected).", show_default=False)] = None,
-    pairs: Annotated[Optional[Path], deprecated_option("--pairs", "--data")] = None,
+    data: Annotated[Path, typer.Option("--data", "-d", help="Preference pairs: 'speechsum pairs' output (id, audio, query, chosen, rejected).", show_default=False)],
     beta: Annotated[float, typer.Option(help="KL strength towards the reference.", min=0.0)] = 0.1,
     loss: Annotated[Loss, typer.Option(help="sigmoid (DPO), ipo or hinge.")] = Loss.sigmoid,
     rpo_alpha: Annotated[float, typer.Option(help="Weight of an NLL term on the chosen answers (0 = off).", min=0.0)] = 0.0,
@@ -56,7 +53,6 @@ def dpo(
     from speechsum_cli.cli.common import quiet_libraries
     from speechsum_cli.stages.dpo import DpoConfig, run
 
-    data = prefer(data, pairs, new="--data", old="--pairs")
     quiet_libraries()
     config = DpoConfig(data=data, model=model, out=out, train=train, beta=beta, loss=loss.value,
                        rpo_alpha=rpo_alpha, split=split, columns=columns)

@@ -58,7 +58,7 @@ def judge_settings(judge: Optional[bool], endpoint: Endpoint, dry_run: bool) -> 
     return endpoint.llm_config(temperature=0.0, dry_run=dry_run), ""
 
 
-@judge_options("eval", deprecated={("--judge-cache",): "cache_dir"})
+@judge_options("eval")
 @server_endpoint_options()
 @column_options(("id", "audio", "transcript", "query", "summary"))
 def evaluate(

@@ -5,9 +5,6 @@ Typer ``Annotated`` aliases (as the ``hf`` CLI keeps its shared options), plus
 flags, help and defaults — from :class:`~speechsum_cli.training.settings.TrainSettings`; a
 stage whose default differs says why in its help (``DEFAULT_REASONS``).
 
-Old spellings keep working for one release: a hidden option (:func:`deprecated_option`) or a
-value alias (``--precision bf16``) prints a deprecation note on stderr and maps to the new one.
-
 The commands that are not training stages share the rest: :func:`endpoint_options` spells an
 OpenAI-compatible LLM the same way everywhere (``--ROLE-base-url --ROLE-model ...`` with the role
 as prefix, e.g. pairs' and eval's judge, distill's ``--teacher-*``, and the ``--server-*`` of
@@ -35,7 +32,6 @@ from speechsum_cli.training.settings import (
     DEFAULT_REASONS,
     DISTILL_DEFAULTS,
     DPO_DEFAULTS,
-    DTYPE_ALIASES,
     SFT_DEFAULTS,
     Precision,
     ReportTo,
@@ -44,12 +40,6 @@ from speechsum_cli.training.settings import (
 
 TRAINING_PANEL = "Training (shared by sft, distill, dpo)"
 COLUMNS_PANEL = "Column mapping"
-
-
-def deprecation(old: str, new: str) -> None:
-    from speechsum_cli.console import warn
-
-    warn(f"{old} is deprecated and will be removed in the next release; use {new}.")
 
 
 # --- the shared options ----------------------------------------------------------------------
@@ -101,10 +91,7 @@ WindowsPerPrompt = Annotated[Optional[int], typer.Option(
 
 
 def normalize_dtype(value: str) -> str:
-    """The dtype vocabulary (auto, float32, bfloat16, float16); fp32/bf16/fp16 are deprecated."""
-    if value in DTYPE_ALIASES:
-        deprecation(f"the dtype '{value}'", f"'{DTYPE_ALIASES[value]}'")
-        return DTYPE_ALIASES[value]
+    """The dtype vocabulary: auto, float32, bfloat16, float16."""
     allowed = [p.value for p in Precision]
     if value not in allowed:
         raise typer.BadParameter(f"'{value}' is not one of {', '.join(allowed)}.")
@@ -371,19 +358,8 @@ def _endpoint_specs(role: str | None, who: str, model_help: str, max_tokens: int
     }
 
 
-def _given(ctx: Any, name: str, value: Any, default: Any) -> bool:
-    """Whether the user set parameter ``name`` (not its default)."""
-    from click.core import ParameterSource
-
-    source = ctx.get_parameter_source(name) if ctx is not None else None
-    if source is None:
-        return value != default
-    return source not in (ParameterSource.DEFAULT, ParameterSource.DEFAULT_MAP)
-
-
 def endpoint_options(role: str | None, *, into: str, who: str, panel: str, model_help: str,
                      max_tokens: int, max_tokens_help: str,
-                     deprecated: dict[tuple[str, ...], str] | None = None,
                      only: tuple[str, ...] | None = None, defaults: dict[str, Any] | None = None,
                      helps: dict[str, str] | None = None,
                      ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -394,9 +370,7 @@ def endpoint_options(role: str | None, *, into: str, who: str, panel: str, model
     they are ``--base-url --llm --api-key-env --concurrency --cache-dir --max-tokens``. The budget
     flags ``--max-cost --price-in --price-out --prices`` and the failure policy ``--max-failed-share
     --retry-failed`` come with them. The command declares
-    ``into: Endpoint`` and receives it built from the flags. ``deprecated`` maps old spellings to
-    a field: hidden options that keep working for one release with a note on stderr. ``only``
-    offers a subset of the flags (the others keep their defaults); ``defaults`` and ``helps``
+    ``into: Endpoint`` and receives it built from the flags. ``only`` offers a subset of the flags (the others keep their defaults); ``defaults`` and ``helps``
     override a field's default and help (distill's teacher: its model defaults to --teacher).
     """
     specs = _endpoint_specs(role, who, model_help, max_tokens, max_tokens_help)
@@ -414,24 +388,9 @@ def endpoint_options(role: str | None, *, into: str, who: str, panel: str, model
         option = typer.Option(endpoint_flag(role, name), help=help, rich_help_panel=panel, **extra)
         params.append(inspect.Parameter(prefix + name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                         annotation=Annotated[kind, option]))
-    old_flags = dict(deprecated or {})
-    for flags, name in old_flags.items():
-        option = deprecated_option(flags[0], endpoint_flag(role, name), *flags[1:])
-        params.append(inspect.Parameter(f"deprecated_{prefix}{name}", inspect.Parameter.KEYWORD_ONLY,
-                                        default=None, annotation=Annotated[Optional[specs[name][0]], option]))
 
     def build(values: dict[str, Any]) -> dict[str, Any]:
-        import click
-
-        ctx = click.get_current_context(silent=True)
         fields = {**fixed, **{name: values[prefix + name] for name in specs}}
-        for flags, name in old_flags.items():
-            old = values[f"deprecated_{prefix}{name}"]
-            if old is None:
-                continue
-            deprecation(flags[0], endpoint_flag(role, name))
-            if not _given(ctx, prefix + name, fields[name], specs[name][1]):
-                fields[name] = old
         prices = price_table(fields["model"], fields.pop("price_in"), fields.pop("price_out"),
                              fields.pop("prices"))
         return {into: Endpoint(role=role, prices=prices, **fields)}
@@ -448,8 +407,7 @@ JUDGE_MAX_TOKENS = {
 }
 
 
-def judge_options(command: str, deprecated: dict[tuple[str, ...], str] | None = None
-                  ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def judge_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The LLM judge's flags (``--judge-base-url`` ... ``--prices``), defined once for pairs and eval.
 
     The command declares ``judge_llm: Endpoint``.
@@ -457,7 +415,7 @@ def judge_options(command: str, deprecated: dict[tuple[str, ...], str] | None = 
     max_tokens, max_tokens_help = JUDGE_MAX_TOKENS[command]
     return endpoint_options("judge", into="judge_llm", who="judge", panel=JUDGE_PANEL,
                             model_help=f"Judge model (the paper: {DEFAULT_LLM}).", max_tokens=max_tokens,
-                            max_tokens_help=max_tokens_help, deprecated=deprecated)
+                            max_tokens_help=max_tokens_help)
 
 
 TEACHER_PANEL = "Remote teacher (a vLLM-compatible server)"
@@ -512,23 +470,6 @@ def server_config(endpoint: Endpoint) -> Any:
     if endpoint.base_url is None:
         return None
     return endpoint.llm_config(temperature=0.0)
-
-
-def deprecated_option(old: str, new: str, *also: str) -> Any:
-    """A hidden option for an old spelling (and ``also`` its short forms); :func:`prefer` maps it
-    to the new one with a note."""
-    return typer.Option(old, *also, hidden=True, help=f"Deprecated: use {new}.", show_default=False)
-
-
-def prefer(new_value: Any, old_value: Any, *, new: str, old: str, required: bool = True) -> Any:
-    """The new option's value, else the deprecated one's (with a note); a usage error if neither."""
-    if old_value is not None:
-        deprecation(old, new)
-        if new_value is None:
-            return old_value
-    if new_value is None and required:
-        raise typer.BadParameter(f"Missing option '{new}'.", param_hint=new)
-    return new_value
 
 
 def estimate_json(batch: Any, **extra: Any) -> str:

@@ -49,8 +49,7 @@ class Judge(str, Enum):
     offline = "offline"
 
 
-@judge_options("pairs", deprecated={("--base-url",): "base_url", ("--api-key-env",): "api_key_env",
-                                    ("--concurrency",): "concurrency", ("--cache-dir",): "cache_dir"})
+@judge_options("pairs")
 @server_endpoint_options()
 @column_options(("id", "audio", "transcript", "query"))
 def pairs(

@@ -7,7 +7,15 @@ from typing import Annotated, Optional
 
 import typer
 
-from speechsum_cli.cli.options import Json, Split, data_option, echo_result, model_option, out_option, train_options
+from speechsum_cli.cli.options import (
+    Json,
+    Split,
+    data_option,
+    echo_result,
+    model_option,
+    out_option,
+    train_options,
+)
 from speechsum_cli.data.dataset import ColumnMap
 from speechsum_cli.training.settings import TrainSettings
 

@@ -34,8 +34,7 @@ EPILOG = (
 
 @endpoint_options(None, into="llm", who="LLM", panel="LLM (any OpenAI-compatible endpoint)",
                   model_help="Model that writes the queries and summaries (the paper: gpt-4.1).",
-                  max_tokens=1024, max_tokens_help="Completion budget per request (a query and its summary).",
-                  deprecated={("--model", "-m"): "model"})
+                  max_tokens=1024, max_tokens_help="Completion budget per request (a query and its summary).")
 @column_options(("id", "audio", "transcript"))
 def synth(
     data: Annotated[Path, data_option("Corpus: dataset dir, .parquet/.jsonl file, or folder of audio with .txt transcripts.")],

@@ -12,7 +12,7 @@ from typing import Any
 
 from speechsum_cli.console import err_console
 from speechsum_cli.errors import InputError, ModelError
-from speechsum_cli.training.settings import DTYPE_ALIASES, Precision, TrainSettings
+from speechsum_cli.training.settings import Precision, TrainSettings
 
 
 @dataclass
@@ -129,7 +129,7 @@ def resolve_precision(precision: Precision | str) -> Precision:
     """auto -> bfloat16 on GPUs that support it, float16 on other GPUs, float32 on CPU."""
     import torch
 
-    value = DTYPE_ALIASES.get(str(getattr(precision, "value", precision)), str(getattr(precision, "value", precision)))
+    value = str(getattr(precision, "value", precision))
     try:
         chosen = Precision(value)
     except ValueError:

@@ -34,10 +34,6 @@ class ReportTo(str, Enum):
     wandb = "wandb"
 
 
-DTYPE_ALIASES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16"}
-"""Old short spellings (``--precision bf16``), accepted for one release with a deprecation note."""
-
-
 @dataclass(frozen=True)
 class TrainSettings:
     """How a training stage trains (shared by sft, distill and dpo)."""
