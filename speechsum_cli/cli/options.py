@@ -154,9 +154,6 @@ def _train_option_specs() -> dict[str, tuple[Any, tuple[str, ...], str, dict[str
     }
 
 
-TRAIN_FLAGS = tuple(_train_option_specs())
-
-
 def _train_params(stage: str) -> list[inspect.Parameter]:
     defaults, reasons = STAGE_DEFAULTS[stage], DEFAULT_REASONS.get(stage, {})
     params = []

@@ -24,9 +24,6 @@ import numpy as np
 
 from speechsum_cli.errors import ModelError
 
-DEFAULT_SYSTEM_PROMPT = None
-"""Families use their chat template's own default system prompt unless a prompt sets one."""
-
 
 @dataclass(frozen=True)
 class Prompt:
