@@ -2,9 +2,9 @@
 
 A projector aligned by ``speechsum align`` maps each group of encoder frames near one of the LM's
 token embeddings, and its CTC head says which frames carry a token and which are *blank*. A
-small LM reads the ~40 frames that carry words far better than the 200 of a 16 s window, most of
-them blanks and repeats (RESULTS.md, "Why the student still does not listen": held-out WER 0.53
-against 0.93 after the same 30 warm-up steps, each step 2x cheaper).
+small LM reads the few frames that carry words far better than every frame of a window, most of
+them blanks and repeats (measured in recipes/mini/RESULTS.md, "Why the student still does not
+listen").
 
 **The selector** is a frozen copy of the projector as align left it, with align's head: for each
 clip it keeps the frames whose best class is not blank, consecutive repeats merged (at least one
