@@ -195,3 +195,34 @@ def test_a_step_logged_twice_gets_one_step_line(capsys):
     log.on_log(None, state, None, logs={"eval_loss": 2.0})
     err = capsys.readouterr().err
     assert err.count("step 24/24") == 1 and "eval_loss 2" in err and "rewards/accuracies 0.75" in err
+
+
+GENERATING = {"summarize": ("speechsum_cli.stages.summarize", "SummarizeConfig"),
+              "eval": ("speechsum_cli.stages.evaluate", "EvalConfig"),
+              "pairs": ("speechsum_cli.stages.pairs", "PairsConfig")}
+GENERATION_FLAGS = {"--max-new-tokens": "max_new_tokens", "--temperature": "temperature", "--top-p": "top_p",
+                    "--batch-size": "batch_size"}
+
+
+@pytest.mark.parametrize("name", sorted(GENERATING))
+def test_generation_flags_have_one_default_each_and_the_config_agrees(name):
+    """--max-new-tokens/--temperature/--top-p/--batch-size: the shared default unless the help says
+    why (speechsum_cli/generation.py), and the stage config's default is the flag's."""
+    import dataclasses
+    import importlib
+
+    from speechsum_cli import generation
+
+    module, config = GENERATING[name]
+    fields = {f.name: f.default for f in dataclasses.fields(getattr(importlib.import_module(module), config))}
+    cmd = command(name)
+    for flag, field_name in GENERATION_FLAGS.items():
+        found = [p for p in cmd.params if flag in p.opts]
+        if not found:
+            continue
+        param = found[0]
+        assert param.default == fields[field_name], (name, flag, param.default, fields[field_name])
+        if param.default != generation.SHARED[field_name]:
+            assert f"(Here {param.default}: " in param.help, (name, flag, param.help)
+        else:
+            assert "(Here " not in param.help, (name, flag)

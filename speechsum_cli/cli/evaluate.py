@@ -7,6 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from speechsum_cli import generation
 from speechsum_cli.cli.options import (
     Device,
     Dtype,
@@ -18,6 +19,7 @@ from speechsum_cli.cli.options import (
     column_options,
     data_option,
     estimate_json,
+    generation_option,
     json_option,
     judge_options,
     model_option,
@@ -72,9 +74,9 @@ def evaluate(
     name: Annotated[Optional[list[str]], typer.Option("--name", help="Display name per system, in --model..., --predictions... order (repeatable).")] = None,
     split: Split = None,
     wer_rows: Annotated[int, typer.Option(help="Rows (any length) given the transcription prompt per checkpoint for WER/CER (0 = skip).", min=0)] = 20,
-    max_new_tokens: Annotated[int, typer.Option(help="Generation budget per prompt / combine step (a transcription's grows with its audio).", min=1)] = 512,
+    max_new_tokens: Annotated[int, generation_option("eval", "max_new_tokens", "per prompt and per combine step (a transcription's grows with its audio)")] = generation.default("eval", "max_new_tokens"),
     windows_per_prompt: WindowsPerPrompt = None,
-    batch_size: Annotated[int, typer.Option(help="Prompts generated together.", min=1)] = 4,
+    batch_size: Annotated[int, generation_option("eval", "batch_size")] = generation.default("eval", "batch_size"),
     device: Device = "auto",
     dtype: Dtype = "auto",
     chunk_seconds: Annotated[Optional[float], typer.Option(help="Window length for long audio  \\[default: the model's window].", show_default=False)] = None,

@@ -90,6 +90,31 @@ WindowsPerPrompt = Annotated[Optional[int], typer.Option(
          "\\[default: as many as fit the model's context].", min=1, show_default=False)]
 
 
+GENERATION_HELP = {
+    "max_new_tokens": "Generation budget {what}.",
+    "temperature": "Sampling temperature: 0 = greedy (reproducible), > 0 samples.",
+    "top_p": "Nucleus sampling mass (with --temperature > 0).",
+    "batch_size": "Prompts generated together{what}.",
+}
+GENERATION_LIMITS: dict[str, dict[str, Any]] = {
+    "max_new_tokens": {"min": 1}, "temperature": {"min": 0.0}, "top_p": {"min": 0.0, "max": 1.0},
+    "batch_size": {"min": 1},
+}
+
+
+def generation_option(command: str, name: str, what: str = "") -> Any:
+    """``--max-new-tokens``, ``--temperature``, ``--top-p`` or ``--batch-size``: the same help and
+    limits in every command; a default that differs from the shared one says why
+    (:mod:`speechsum_cli.generation`). The signature's default is ``generation.default(command, name)``."""
+    from speechsum_cli import generation
+
+    help = GENERATION_HELP[name].format(what=what)
+    why = generation.reason(command, name)
+    if why:
+        help = f"{help} (Here {generation.default(command, name)}: {why}.)"
+    return typer.Option(help=help, **GENERATION_LIMITS[name])
+
+
 def normalize_dtype(value: str) -> str:
     """The dtype vocabulary: auto, float32, bfloat16, float16."""
     allowed = [p.value for p in Precision]

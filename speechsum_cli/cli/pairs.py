@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from speechsum_cli import generation
 from speechsum_cli.cli.options import (
     Device,
     Dtype,
@@ -18,6 +19,7 @@ from speechsum_cli.cli.options import (
     column_options,
     data_option,
     estimate_json,
+    generation_option,
     json_option,
     judge_options,
     long_audio_option,
@@ -60,10 +62,10 @@ def pairs(
     server_llm: Endpoint,
     columns: ColumnMap,
     k: Annotated[int, typer.Option("--k", help="Candidates sampled per prompt.", min=2)] = 2,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (> 0).")] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.")] = 1.0,
-    max_new_tokens: Annotated[int, typer.Option(help="Budget per candidate.", min=1)] = 256,
-    batch_size: Annotated[int, typer.Option(help="Prompts sampled together.", min=1)] = 4,
+    temperature: Annotated[float, generation_option("pairs", "temperature")] = generation.default("pairs", "temperature"),
+    top_p: Annotated[float, generation_option("pairs", "top_p")] = generation.default("pairs", "top_p"),
+    max_new_tokens: Annotated[int, generation_option("pairs", "max_new_tokens", "per candidate")] = generation.default("pairs", "max_new_tokens"),
+    batch_size: Annotated[int, generation_option("pairs", "batch_size")] = generation.default("pairs", "batch_size"),
     judge: Annotated[Judge, typer.Option(help="pairwise (the paper's), rubric (1-7 scores), or offline (no LLM).")] = Judge.pairwise,
     min_margin: Annotated[float, typer.Option(help="rubric: keep pairs whose best - worst score >= this.")] = 1.0,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Sample, then estimate judge requests and cost; send and write nothing.")] = False,

@@ -8,12 +8,14 @@ from typing import Annotated, Optional
 
 import typer
 
+from speechsum_cli import generation
 from speechsum_cli.cli.options import (
     Device,
     Dtype,
     Endpoint,
     Progress,
     WindowsPerPrompt,
+    generation_option,
     json_option,
     long_audio_option,
     model_option,
@@ -53,8 +55,8 @@ def summarize(
     output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the result to this file instead of stdout.")] = None,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text, md, or json (with per-window summaries, timings).")] = OutputFormat.text,
     as_json: Annotated[bool, json_option(help="Same as --format json: the result with per-window summaries and timings as JSON (on stdout, or in --output).")] = False,
-    max_new_tokens: Annotated[int, typer.Option(help="Generation budget per prompt and per combine step.", min=1)] = 512,
-    temperature: Annotated[float, typer.Option(help="0 = greedy (reproducible); > 0 samples.", min=0.0)] = 0.0,
+    max_new_tokens: Annotated[int, generation_option("summarize", "max_new_tokens", "per prompt and per combine step")] = generation.default("summarize", "max_new_tokens"),
+    temperature: Annotated[float, generation_option("summarize", "temperature")] = generation.default("summarize", "temperature"),
     device: Device = "auto",
     dtype: Dtype = "auto",
     chunk_seconds: Annotated[Optional[float], typer.Option(help="Window length in seconds  \\[default: the model's audio window].", show_default=False)] = None,
@@ -64,7 +66,7 @@ def summarize(
         "longer than one window. A summary "
         "covers the whole recording, so truncate and drop are not offered.")] = LongAudio.chunk.value,
     windows_per_prompt: WindowsPerPrompt = None,
-    batch_size: Annotated[int, typer.Option(help="Prompts generated together.", min=1)] = 4,
+    batch_size: Annotated[int, generation_option("summarize", "batch_size", " (across files)")] = generation.default("summarize", "batch_size"),
     progress: Progress = True,
     server_llm: Endpoint = None,
 ) -> None:

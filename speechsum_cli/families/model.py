@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from speechsum_cli import generation
 from speechsum_cli.errors import ModelError
 from speechsum_cli.families.base import AudioFamily, Batch, Prompt
 
@@ -16,11 +17,11 @@ from speechsum_cli.families.base import AudioFamily, Batch, Prompt
 class GenerationSettings:
     """Decoding parameters shared by every stage that generates."""
 
-    max_new_tokens: int = 256
+    max_new_tokens: int = generation.MAX_NEW_TOKENS
     """Upper bound on generated tokens per prompt."""
-    temperature: float = 0.0
+    temperature: float = generation.TEMPERATURE
     """0 = greedy decoding; > 0 samples."""
-    top_p: float = 1.0
+    top_p: float = generation.TOP_P
     """Nucleus sampling mass when sampling."""
 
 

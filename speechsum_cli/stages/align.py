@@ -375,8 +375,8 @@ def run(cfg: AlignConfig) -> AlignResult:
     import torch
 
     from speechsum_cli.families.ctc_head import HEAD_FILE, CtcHead, save_head
-    from speechsum_cli.training.alignment import encode_clips, projector_parameters
     from speechsum_cli.inference.feature_cache import cache_for_training, report
+    from speechsum_cli.training.alignment import encode_clips, projector_parameters
 
     started = time.perf_counter()
     check_config(cfg)

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speechsum_cli import generation
 from speechsum_cli.console import plural, warn
 from speechsum_cli.data.audio import probe
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
@@ -56,12 +57,12 @@ class EvalConfig:
     wer_rows: int = 20
     """Rows given the transcription prompt per checkpoint (audio of any length, read as summaries
     are: consecutive windows in one prompt, the prompts' transcriptions joined); 0 = no WER."""
-    max_new_tokens: int = 512
+    max_new_tokens: int = generation.default("eval", "max_new_tokens")
     """Generation budget per prompt / combine step for checkpoints (a transcription's grows with
     its audio: ASR_TOKENS_PER_SECOND)."""
     windows_per_prompt: int | None = None
     """Most consecutive windows read in one prompt; None = as many as fit the LM's context."""
-    batch_size: int = 4
+    batch_size: int = generation.default("eval", "batch_size")
     """Prompts generated together."""
     device: str = "auto"
     dtype: str = "auto"

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speechsum_cli import generation
 from speechsum_cli.data.audio import probe
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
 from speechsum_cli.data.long_audio import LongAudio
@@ -54,10 +55,10 @@ class PairsConfig:
     """Output dataset directory."""
     k: int = 2
     """Candidates per prompt (the paper: 2)."""
-    temperature: float = 1.0
-    top_p: float = 1.0
-    max_new_tokens: int = 256
-    batch_size: int = 4
+    temperature: float = generation.default("pairs", "temperature")
+    top_p: float = generation.default("pairs", "top_p")
+    max_new_tokens: int = generation.default("pairs", "max_new_tokens")
+    batch_size: int = generation.default("pairs", "batch_size")
     """Prompts sampled together (each with k candidates)."""
     judge: str = "pairwise"
     """pairwise | rubric | offline."""

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speechsum_cli import generation
 from speechsum_cli.data.audio import (
     SUPPORTED_EXTENSIONS,
     AudioInfo,
@@ -54,9 +55,9 @@ class SummarizeConfig:
     """Style preset name; default 'paragraph' when neither style nor query is given."""
     query: str | None = None
     """Free-text instruction instead of a preset."""
-    max_new_tokens: int = 512
+    max_new_tokens: int = generation.default("summarize", "max_new_tokens")
     """Generation budget per window and per combine step."""
-    temperature: float = 0.0
+    temperature: float = generation.default("summarize", "temperature")
     """0 = greedy (reproducible)."""
     device: str = "auto"
     """auto | cpu | cuda[:N]."""
@@ -70,7 +71,7 @@ class SummarizeConfig:
     windows_per_prompt: int | None = None
     """Most consecutive windows read in one prompt; None = as many as fit the LM's context,
     1 = every window summarized alone, then combined."""
-    batch_size: int = 4
+    batch_size: int = generation.default("summarize", "batch_size")
     """Prompts generated together (across files)."""
     show_progress: bool = True
     """Progress bar on stderr for multi-window / multi-file work."""
