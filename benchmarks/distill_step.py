@@ -9,7 +9,7 @@ check requires) are built offline; espeak-ng speech gives the prompts. Worker pr
 * generation: ``sample_completions`` (the student samples, no gradients) — or, with
   ``fixed_tokens`` (vocab200k), the same random completions of that length in every process, so
   every variant scores exactly the same tokens;
-* teacher scoring: ``Batcher.score_teacher`` (teacher forward under inference mode);
+* teacher scoring: ``LocalTeacher.score`` (teacher forward under inference mode);
 * student update: student forward + divergence + backward + optimizer step.
 
 Peak memory is the process's resident high-water mark (``VmHWM``) during the student update,
@@ -140,20 +140,16 @@ def worker(args: argparse.Namespace) -> None:
     import torch
 
     from speechsum_cli.data.dataset import load_rows
-    from speechsum_cli.families import Prompt, load
-    from speechsum_cli.stages.distill import (
-        Batcher,
-        DistillCollator,
-        DistillConfig,
-        Scored,
-        check_vocab,
-        completion_mask,
-        distill_loss,
-        load_teacher,
-        load_teacher_tokenizer,
-        sample_completions,
-        torch_where_scorable,
-    )
+    from speechsum_cli.families import GenerationSettings, Prompt, load
+    from speechsum_cli.stages.distill import DistillConfig
+    from speechsum_cli.stages.distill.batch import Batcher
+    from speechsum_cli.stages.distill.checks import check_vocab
+    from speechsum_cli.stages.distill.losses import completion_mask, distill_loss
+    from speechsum_cli.stages.distill.sampling import sample_completions
+    from speechsum_cli.stages.distill.scores import Scored
+    from speechsum_cli.stages.distill.teacher import LocalTeacher, torch_where_scorable
+    from speechsum_cli.stages.distill.trainer import DistillCollator
+    from speechsum_cli.teacher import load_teacher_tokenizer
     from speechsum_cli.training.model import prepare_model
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
@@ -162,14 +158,14 @@ def worker(args: argparse.Namespace) -> None:
     lm = load(args.student, device="cpu", dtype="float32")
     t_tok = load_teacher_tokenizer(args.teacher)
     n = check_vocab(lm.tokenizer, t_tok, student=args.student, teacher=args.teacher, family="qwen2_audio")
-    teacher = load_teacher(cfg, t_tok)
+    teacher = LocalTeacher.load(cfg, t_tok, n)
     torch.manual_seed(0)
     model = prepare_model(lm.model, lm.family, cfg.train, args.student)
     model.eval()  # no LoRA dropout: the first step's loss is comparable across processes
     optim = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
-    batcher = Batcher(lm, teacher, n, lm.stop_token_ids(), args.chunk_size)
+    batcher = Batcher(lm, teacher, lm.stop_token_ids(), args.chunk_size)
     if args.mode == "logits":  # the models' full logits, as distill did before
-        batcher.student_states.fused = batcher.teacher_states.fused = False
+        batcher.student_states.fused = teacher.states.fused = False
     rows = DistillCollator(lm, lm.window_seconds)(list(load_rows(args.data)))["rows"][:args.batch]
     prompts = [Prompt(r["query"], r["wave"]) for r in rows]
     t_prompts = [teacher.prompt_ids(r["transcript"], r["query"]) for r in rows]
@@ -180,11 +176,11 @@ def worker(args: argparse.Namespace) -> None:
         if args.fixed_tokens:
             completions = fixed_completions(len(rows), args.fixed_tokens, n, batcher.stop_ids[0])
         else:
-            completions, _ = sample_completions(model, lm, prompts, temperature=1.0, top_p=1.0,
-                                                max_new_tokens=args.max_new_tokens, stop_ids=batcher.stop_ids)
+            completions, _ = sample_completions(model, lm, prompts,
+                                                GenerationSettings(args.max_new_tokens, 1.0, 1.0))
         t1 = time.perf_counter()
         padded, real = batcher.pad_completions(completions)
-        scores = batcher.score_teacher(t_prompts, padded, real, full=True)
+        scores = teacher.score(t_prompts, padded, real, full=True)
         t2 = time.perf_counter()
         Path("/proc/self/clear_refs").write_text("5")
         base = _rss_kb("VmRSS")

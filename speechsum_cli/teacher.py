@@ -8,7 +8,11 @@ the generation prompt, and the answer follows as token ids, then the template's 
 * ``speechsum sft`` in text mode fine-tunes a text LM on it (:meth:`Teacher.training_ids`: the
   same prompt ids, then the summary's ids and the end-of-turn), so the teacher is trained on
   exactly the prompt it is later asked;
+* ``speechsum pairs --teacher`` asks it for its own greedy answer
+  (:meth:`Teacher.generation_kwargs`);
 * ``recipes/mini/baselines.py`` asks it for summaries (the text upper bound and the cascade).
+
+distill and pairs load it with the one :func:`load_teacher`.
 
 The system turn is optional (``--teacher-system`` in distill, ``--system`` in sft): without one
 the template's own default applies. A teacher fine-tuned with a system turn should be asked with
@@ -59,6 +63,21 @@ class Teacher:
         tok = self.tokenizer
         return int(tok.pad_token_id if tok.pad_token_id is not None else self.end_id)
 
+    def stop_ids(self) -> list[int]:
+        """Every end token: the generation config's eos ids, then the tokenizer's."""
+        ids: list[int] = []
+        for candidate in (self.model.generation_config.eos_token_id, self.tokenizer.eos_token_id):
+            if candidate is not None:
+                ids.extend(candidate if isinstance(candidate, list) else [candidate])
+        return list(dict.fromkeys(ids))
+
+    def generation_kwargs(self, settings: Any) -> dict[str, Any]:
+        """``model.generate`` keywords for the teacher's answer (a
+        :class:`~speechsum_cli.families.GenerationSettings`): ending at any of :meth:`stop_ids`."""
+        from speechsum_cli.families.model import generation_kwargs
+
+        return generation_kwargs(settings, stop_ids=self.stop_ids(), pad_id=self.pad_id)
+
     def messages(self, transcript: str, query: str) -> list[dict[str, str]]:
         user = {"role": "user", "content": TEACHER_USER.format(transcript=transcript, query=query)}
         return ([{"role": "system", "content": self.system}] if self.system else []) + [user]
@@ -92,6 +111,21 @@ class Teacher:
         then :meth:`answer_ids`; and the prompt's length (the positions the loss skips)."""
         prompt = self.prompt_ids(transcript, query)
         return prompt + self.answer_ids(answer), len(prompt)
+
+
+def load_teacher(source: str, tokenizer: Any, *, device: str, dtype: str,
+                 system: str | None) -> Teacher:
+    """The teacher, frozen, on ``device`` (already resolved) in ``dtype`` (auto: by device). An
+    adapter dir (a text-mode sft output, its base named relative to it) is merged into its base."""
+    from speechsum_cli.families import load_text_model, resolve_dtype
+
+    try:
+        model = load_text_model(source, dtype=resolve_dtype(dtype, device), device=device)
+    except (OSError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        raise ModelError(f"--teacher '{source}': cannot load it as a causal LM "
+                         f"({type(exc).__name__}: {first}).") from None
+    return Teacher(model.requires_grad_(False), tokenizer, source, system)
 
 
 def load_teacher_tokenizer(source: str, *, flag: str = "--teacher") -> Any:

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from speechsum_cli.app import app
 from speechsum_cli.families import FAMILIES
 from speechsum_cli.inference.feature_cache import CACHE_DIRNAME
-from speechsum_cli.stages.distill_losses import (
+from speechsum_cli.stages.distill.losses import (
     chunked_divergence,
     completion_mask,
     repetition_rate,
@@ -137,7 +137,8 @@ def test_completion_mask_keeps_through_first_stop_and_drops_padding():
 
 @pytest.mark.parametrize("estimator", ["full", "sampled"])
 def test_distill_loss_ignores_padding_and_post_stop_positions(estimator):
-    from speechsum_cli.stages.distill import Scored, TeacherScores, distill_loss
+    from speechsum_cli.stages.distill.losses import distill_loss
+    from speechsum_cli.stages.distill.scores import Scored, TeacherScores
     from speechsum_cli.training.head import Head
 
     torch.manual_seed(0)
@@ -278,21 +279,19 @@ def test_teacher_reads_the_transcript_in_its_template_and_the_student_hears_the_
 
     from speechsum_cli.data.dataset import load_rows
     from speechsum_cli.families import Prompt, load
-    from speechsum_cli.stages.distill import (
-        Batcher,
-        DistillCollator,
-        DistillConfig,
-        check_vocab,
-        load_teacher,
-    )
+    from speechsum_cli.stages.distill import DistillConfig
+    from speechsum_cli.stages.distill.batch import Batcher
+    from speechsum_cli.stages.distill.checks import check_vocab
+    from speechsum_cli.stages.distill.teacher import LocalTeacher
+    from speechsum_cli.stages.distill.trainer import DistillCollator
 
     lm = load(str(student), device="cpu", dtype="float32")
     tok = AutoTokenizer.from_pretrained(teacher)
     cfg = DistillConfig(data=data, model=str(student), teacher=str(teacher), out=Path("unused"),
                         teacher_device="cpu")
     n = check_vocab(lm.tokenizer, tok, student="s", teacher="t", family="qwen2_audio")
-    t = load_teacher(cfg, tok)
-    batcher = Batcher(lm, t, n, lm.stop_token_ids())
+    t = LocalTeacher.load(cfg, tok, n)
+    batcher = Batcher(lm, t, lm.stop_token_ids())
     rows = DistillCollator(lm, lm.window_seconds)([load_rows(data)[0]])["rows"]
     seen: dict[str, dict] = {}
 
@@ -339,23 +338,22 @@ def test_loss_from_hidden_states_equals_the_loss_from_full_logits(full_training,
 
     from speechsum_cli.data.dataset import load_rows
     from speechsum_cli.families import Prompt, load
-    from speechsum_cli.stages.distill import (
-        Batcher,
-        DistillCollator,
-        DistillConfig,
-        check_vocab,
-        distill_loss,
-        load_teacher,
-    )
+    from speechsum_cli.stages.distill import DistillConfig
+    from speechsum_cli.stages.distill.batch import Batcher
+    from speechsum_cli.stages.distill.checks import check_vocab
+    from speechsum_cli.stages.distill.losses import distill_loss
+    from speechsum_cli.stages.distill.teacher import LocalTeacher
+    from speechsum_cli.stages.distill.trainer import DistillCollator
     from speechsum_cli.training.head import forward_last
     from speechsum_cli.training.model import prepare_model
     from speechsum_cli.training.settings import TrainSettings
 
     lm = load(str(student), device="cpu", dtype="float32")
     tok = AutoTokenizer.from_pretrained(teacher)
-    cfg = DistillConfig(data=data, model=str(student), teacher=str(teacher), out=Path("unused"), teacher_device="cpu")
+    cfg = DistillConfig(data=data, model=str(student), teacher=str(teacher), out=Path("unused"),
+                        teacher_device="cpu", chunk_size=3)
     n = check_vocab(lm.tokenizer, tok, student="s", teacher="t", family="qwen2_audio")
-    t = load_teacher(cfg, tok)
+    t = LocalTeacher.load(cfg, tok, n)
     torch.manual_seed(0)
     model = prepare_model(lm.model, lm.family, TrainSettings(full=full_training, lora_r=4), str(student))
     for name, param in model.named_parameters():  # LoRA B starts at 0: move it, so gradients differ per module
@@ -363,7 +361,7 @@ def test_loss_from_hidden_states_equals_the_loss_from_full_logits(full_training,
             torch.nn.init.normal_(param, std=0.05)
     model.eval()  # no dropout: both passes must see the same network (gradients still flow)
     trained = [p for p in model.parameters() if p.requires_grad]
-    batcher = Batcher(lm, t, n, lm.stop_token_ids(), chunk_size=3)
+    batcher = Batcher(lm, t, lm.stop_token_ids(), chunk_size=3)
     rows = DistillCollator(lm, lm.window_seconds)(list(load_rows(data))[:2])["rows"]
     prompts = [Prompt(r["query"], r["wave"]) for r in rows]
     t_prompts = [t.prompt_ids(r["transcript"], r["query"]) for r in rows]
@@ -378,7 +376,8 @@ def test_loss_from_hidden_states_equals_the_loss_from_full_logits(full_training,
     tokens, real = batcher.pad_completions(completions)
     s_inputs = lm.to_model(batcher.student_inputs(prompts, tokens, real))
     with torch.no_grad():
-        t_logits = forward_last(t.model, batcher.teacher_inputs(t_prompts, tokens, real), tokens.shape[1])[..., :n]
+        t_inputs = t.inputs(t_prompts, tokens, real)
+        t_logits = forward_last(t.model, t_inputs, tokens.shape[1])[..., :n]
     hidden = lm.model.config.get_text_config().hidden_size
     for kind, estimator in [("reverse-kl", "full"), ("forward-kl", "full"), ("jsd", "full"), ("reverse-kl", "sampled")]:
         scored = batcher.score(model, prompts, t_prompts, completions, full=estimator == "full")
@@ -519,7 +518,7 @@ def test_vocab_check_allows_only_added_tokens_past_the_teacher(tiny_text_lm):
     from transformers import AutoTokenizer
 
     from speechsum_cli.errors import InputError
-    from speechsum_cli.stages.distill import check_vocab
+    from speechsum_cli.stages.distill.checks import check_vocab
 
     teacher_tok = AutoTokenizer.from_pretrained(tiny_text_lm)
     student_tok = AutoTokenizer.from_pretrained(tiny_text_lm)
@@ -534,7 +533,7 @@ def test_reference_summaries_become_the_students_tokens_through_the_end_of_turn(
     import numpy as np
 
     from speechsum_cli.families import Prompt, load
-    from speechsum_cli.stages.distill import reference_completion
+    from speechsum_cli.stages.distill.sampling import reference_completion
 
     lm = load(str(student), device="cpu", dtype="float32")
     ids = reference_completion(lm, Prompt(QUERY, np.zeros(8000, np.float32), answer="Budget review."),

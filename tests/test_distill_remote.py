@@ -17,8 +17,8 @@ import torch
 from typer.testing import CliRunner
 
 from speechsum_cli.app import app
-from speechsum_cli.stages.distill_losses import LOG_ZERO, head_topk_divergence, token_divergence
-from speechsum_cli.stages.distill_remote import parse_echo, parse_prompt_logprobs, scores_tensors
+from speechsum_cli.stages.distill.losses import LOG_ZERO, head_topk_divergence, token_divergence
+from speechsum_cli.stages.distill.remote import parse_echo, parse_prompt_logprobs, scores_tensors
 from tests.test_distill import data, student, teacher  # noqa: F401 - module fixtures, shared
 
 runner = CliRunner()
@@ -96,7 +96,7 @@ def test_top_k_divergence_is_exact_with_every_token_and_a_lower_bound_with_fewer
 
 
 def test_ids_past_the_shared_vocabulary_fall_into_the_tail():
-    from speechsum_cli.stages.distill_remote import SequenceScores
+    from speechsum_cli.stages.distill.remote import SequenceScores
 
     rows = [SequenceScores([-0.1, -0.2], [{3: -0.1, 50: -3.0}, {4: -0.2}])]
     logp, ids, top = scores_tensors(rows, torch.ones(1, 3, dtype=torch.bool), 10, full=True)

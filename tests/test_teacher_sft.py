@@ -121,25 +121,24 @@ def test_the_training_prompt_is_distills_teacher_prompt(tiny_teacher):
     """The same function renders both: a teacher is trained on exactly what distill asks it."""
     from transformers import AutoTokenizer
 
-    from speechsum_cli.stages import distill
+    from speechsum_cli.stages.distill.teacher import DistillTeacher
     from speechsum_cli.stages.sft import TextCollator
     from speechsum_cli.teacher import Teacher
 
-    assert distill.Teacher is Teacher
     tok = AutoTokenizer.from_pretrained(tiny_teacher)
     _, transcript, summary = ROWS[0]
     for system in (None, SYSTEM):
-        asked = distill.Teacher(None, tok, "t", system)
+        asked = DistillTeacher(Teacher(None, tok, "t", system), len(tok))  # what distill reads
         batch = TextCollator(Teacher(None, tok, "t", system))(
             [{"id": "x", "transcript": transcript, "query": QUERY, "summary": summary}])
         prompt_length = int((batch["labels"][0] == -100).sum())
         trained_prompt = batch["input_ids"][0, :prompt_length].tolist()
         assert trained_prompt == asked.prompt_ids(transcript, QUERY)
-        assert tok.decode(trained_prompt) == asked.render(transcript, QUERY)
+        assert tok.decode(trained_prompt) == asked.conversation.render(transcript, QUERY)
         expected = (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" if system else "") + (
             f"<|im_start|>user\nTranscript of the recording:\n\n{transcript}\n\n{QUERY}<|im_end|>\n"
             "<|im_start|>assistant\n")
-        assert asked.render(transcript, QUERY) == expected
+        assert asked.conversation.render(transcript, QUERY) == expected
 
 
 def test_the_output_is_distills_teacher(trained, runs, tmp_path, monkeypatch):
@@ -147,7 +146,9 @@ def test_the_output_is_distills_teacher(trained, runs, tmp_path, monkeypatch):
     with the trained weights, and a distillation step runs with it."""
     from transformers import AutoModelForCausalLM
 
-    from speechsum_cli.stages.distill import DistillConfig, load_teacher, load_teacher_tokenizer
+    from speechsum_cli.stages.distill import DistillConfig
+    from speechsum_cli.stages.distill.teacher import LocalTeacher
+    from speechsum_cli.teacher import load_teacher_tokenizer
     from tests.test_compose import save_tiny_whisper
     from tests.test_distill import ROWS as AUDIO_ROWS
     from tests.test_distill import write_rows
@@ -156,7 +157,8 @@ def test_the_output_is_distills_teacher(trained, runs, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the relative base resolves against the adapter, not the cwd
     cfg = DistillConfig(data=Path("unused"), model="unused", teacher=str(out), out=Path("unused"),
                         teacher_device="cpu")
-    teacher = load_teacher(cfg, load_teacher_tokenizer(str(out)))
+    tok = load_teacher_tokenizer(str(out))
+    teacher = LocalTeacher.load(cfg, tok, len(tok))
     base = AutoModelForCausalLM.from_pretrained(runs / "lm")
     ids = torch.tensor([teacher.prompt_ids(ROWS[0][1], QUERY)])
     with torch.inference_mode():
@@ -185,18 +187,18 @@ def test_the_output_answers_in_the_mini_baselines_and_in_pairs(trained, runs, tm
     named relative to it) into the same weights distill's teacher has."""
     import importlib.util
 
-    from speechsum_cli.stages.distill import DistillConfig, load_teacher
-    from speechsum_cli.stages.pairs import PairsConfig
-    from speechsum_cli.stages.pairs import load_teacher as load_pairs_teacher
-    from speechsum_cli.teacher import load_teacher_tokenizer
+    from speechsum_cli.stages.distill import DistillConfig
+    from speechsum_cli.stages.distill.teacher import LocalTeacher
+    from speechsum_cli.teacher import load_teacher, load_teacher_tokenizer
 
     out, _ = trained
     monkeypatch.chdir(tmp_path)
     tok = load_teacher_tokenizer(str(out))
-    distilled = load_teacher(DistillConfig(data=Path("x"), model="x", teacher=str(out), out=Path("x"),
-                                           teacher_device="cpu"), tok).model
-    paired = load_pairs_teacher(PairsConfig(model="x", data=Path("x"), out=Path("x"), teacher=str(out),
-                                            device="cpu", dtype="float32"), tok).model
+    cfg = DistillConfig(data=Path("x"), model="x", teacher=str(out), out=Path("x"),
+                        teacher_device="cpu")
+    distilled = LocalTeacher.load(cfg, tok, len(tok)).model
+    # as pairs loads it (its --device cpu, --dtype float32)
+    paired = load_teacher(str(out), tok, device="cpu", dtype="float32", system=None).model
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.inference_mode():
         assert torch.allclose(paired(ids).logits, distilled(ids).logits, atol=1e-6)
@@ -211,7 +213,7 @@ def test_the_output_answers_in_the_mini_baselines_and_in_pairs(trained, runs, tm
 
 
 def test_distill_warns_when_asked_without_the_trained_system_turn(trained, capsys):
-    from speechsum_cli.stages.distill import warn_system_mismatch
+    from speechsum_cli.stages.distill.checks import warn_system_mismatch
     from speechsum_cli.teacher import trained_system
 
     out, _ = trained

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -23,6 +22,7 @@ from speechsum_cli.cli.options import (
     train_options,
 )
 from speechsum_cli.data.dataset import ColumnMap
+from speechsum_cli.stages.distill.config import Estimator, Loss, TeacherLogprobs
 from speechsum_cli.training.settings import TrainSettings
 
 EPILOG = (
@@ -38,23 +38,6 @@ EPILOG = (
     "student must share a vocabulary (checked first): build the student with 'speechsum compose "
     "--llm TEACHER' if not. Interrupted? Run the same command again: it resumes."
 )
-
-
-class Loss(str, Enum):
-    reverse_kl = "reverse-kl"
-    forward_kl = "forward-kl"
-    jsd = "jsd"
-
-
-class Estimator(str, Enum):
-    full = "full"
-    sampled = "sampled"
-
-
-class TeacherLogprobs(str, Enum):
-    auto = "auto"
-    prompt_logprobs = "prompt_logprobs"
-    echo = "echo"
 
 
 def remote_teacher(endpoint: Endpoint, teacher: str) -> Any:
@@ -103,11 +86,12 @@ def distill(
 
     quiet_libraries()
     config = DistillConfig(
-        data=data, model=model, teacher=teacher, out=out, train=train, loss=loss.value, beta=beta,
-        estimator=estimator.value, lmbda=lmbda, sft_alpha=sft_alpha, samples_per_prompt=samples_per_prompt,
+        data=data, model=model, teacher=teacher, out=out, train=train, loss=loss, beta=beta,
+        estimator=estimator, lmbda=lmbda, sft_alpha=sft_alpha,
+        samples_per_prompt=samples_per_prompt,
         temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, chunk_size=chunk_size,
         teacher_device=teacher_device, teacher_dtype=teacher_dtype, teacher_system=teacher_system,
         eval_data=eval_data, split=split, columns=columns, teacher_llm=remote_teacher(teacher_llm, teacher),
-        teacher_logprobs=teacher_logprobs.value, teacher_top_k=teacher_top_k,
+        teacher_logprobs=teacher_logprobs, teacher_top_k=teacher_top_k,
     )
     echo_result(run(config), as_json)

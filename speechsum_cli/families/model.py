@@ -311,19 +311,27 @@ class SpeechLM(CheckpointFacts):
         """``model.generate`` keywords for ``settings``: audio placeholders suppressed (a model
         that emitted one would make the next forward fail or hear nothing), stop and pad ids."""
         tok = self.tokenizer
-        sampling = settings.temperature > 0
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": settings.max_new_tokens,
-            "do_sample": sampling,
-            "suppress_tokens": self.family.placeholder_token_ids(self.processor),
-            "pad_token_id": tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-            "eos_token_id": self.stop_token_ids(),
-        }
-        if sampling:
-            kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
-        else:
-            kwargs.update(temperature=None, top_p=None, top_k=None)
-        return kwargs
+        return generation_kwargs(
+            settings, stop_ids=self.stop_token_ids(),
+            pad_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
+            suppress_tokens=self.family.placeholder_token_ids(self.processor))
+
+
+def generation_kwargs(settings: GenerationSettings, *, stop_ids: list[int], pad_id: int | None,
+                      suppress_tokens: list[int] | None = None) -> dict[str, Any]:
+    """``model.generate`` keywords for ``settings``, for any causal LM of ours (an audio LLM, the
+    text teacher): greedy at temperature 0 (the checkpoint's own sampling settings off), else
+    sampling with ``temperature`` and ``top_p``; ends at any of ``stop_ids``."""
+    sampling = settings.temperature > 0
+    kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": sampling}
+    if suppress_tokens is not None:
+        kwargs["suppress_tokens"] = suppress_tokens
+    kwargs.update(pad_token_id=pad_id, eos_token_id=stop_ids)
+    if sampling:
+        kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+    else:
+        kwargs.update(temperature=None, top_p=None, top_k=None)
+    return kwargs
 
 
 def adapter_chain(source: str) -> tuple[str, list[str]]:

@@ -30,7 +30,7 @@ from speechsum_cli.data.audio import probe
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import decode_row_audio, long_audio_plan, shown_ids
-from speechsum_cli.errors import InputError, ModelError
+from speechsum_cli.errors import InputError
 from speechsum_cli.llm.batch import check_batch_failures
 from speechsum_cli.llm.failures import MANIFEST_KEY as FAILURES_KEY
 from speechsum_cli.llm.failures import retry_replaces
@@ -217,41 +217,20 @@ def check_teacher(config: PairsConfig, rows: list[dict[str, Any]]) -> Any:
     return tokenizer
 
 
-def load_teacher(config: PairsConfig, tokenizer: Any) -> Any:
-    """The teacher, frozen, on pairs' --device / --dtype (an adapter dir, e.g. a text-mode sft
-    output whose base is named relative to it, is merged into its base)."""
-    from speechsum_cli.families import load_text_model, resolve_device, resolve_dtype
-    from speechsum_cli.teacher import Teacher
-
-    device = resolve_device(config.device)
-    try:
-        model = load_text_model(config.teacher, dtype=resolve_dtype(config.dtype, device), device=device)
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"--teacher '{config.teacher}': cannot load it as a causal LM "
-                         f"({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}).") from None
-    model = model.requires_grad_(False)
-    return Teacher(model, tokenizer, config.teacher, config.teacher_system)
-
-
-def teacher_stop_ids(teacher: Any) -> list[int]:
-    """Every end token of the teacher: its generation config's eos ids, then the tokenizer's."""
-    ids: list[int] = []
-    for candidate in (teacher.model.generation_config.eos_token_id, teacher.tokenizer.eos_token_id):
-        if candidate is not None:
-            ids.extend(candidate if isinstance(candidate, list) else [candidate])
-    return list(dict.fromkeys(ids))
-
-
 def teacher_answers(config: PairsConfig, rows: list[dict[str, Any]], tokenizer: Any) -> tuple[list[str], int]:
     """The teacher's greedy answer to each row's transcript + query (batched), and how many
     answers reached --max-new-tokens without an end token (kept as they are, counted)."""
     import torch
 
     from speechsum_cli.console import progress_bar
+    from speechsum_cli.families import GenerationSettings, resolve_device
+    from speechsum_cli.teacher import load_teacher
 
-    teacher = load_teacher(config, tokenizer)
+    teacher = load_teacher(config.teacher, tokenizer, device=resolve_device(config.device),
+                           dtype=config.dtype, system=config.teacher_system)
     tokenizer.padding_side = "left"
-    stop = teacher_stop_ids(teacher)
+    kwargs = teacher.generation_kwargs(GenerationSettings(config.max_new_tokens))  # greedy
+    stop = kwargs["eos_token_id"]
     answers: list[str] = []
     hit_max = 0
     with progress_bar("Teacher answers", len(rows), enabled=config.show_progress) as advance:
@@ -260,9 +239,7 @@ def teacher_answers(config: PairsConfig, rows: list[dict[str, Any]], tokenizer: 
             prompts = [teacher.render(row["transcript"], row["query"]) for row in chunk]
             enc = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(teacher.device)
             with torch.inference_mode():
-                output = teacher.model.generate(**enc, max_new_tokens=config.max_new_tokens, do_sample=False,
-                                                temperature=None, top_p=None, top_k=None,
-                                                eos_token_id=stop, pad_token_id=teacher.pad_id)
+                output = teacher.model.generate(**enc, **kwargs)
             new = output[:, enc["input_ids"].shape[1] :].cpu()
             hit_max += sum(1 for ids in new.tolist() if not set(ids) & set(stop))
             answers += [text.strip() for text in tokenizer.batch_decode(new, skip_special_tokens=True)]

@@ -14,7 +14,9 @@ distill runs is the ``head_*`` family below: it starts from each model's last hi
 ``[N, H]`` and LM head, so no ``[N, V]`` tensor exists for either model at all — only one chunk's.
 
 :func:`sampled_reverse_kl` is the per-token policy-gradient (score-function) estimator of the
-reverse KL: it needs only the teacher's log-prob of the sampled token.
+reverse KL: it needs only the teacher's log-prob of the sampled token. :func:`distill_loss` is
+what a training step takes: one of them over the masked completion positions of a
+:class:`~speechsum_cli.stages.distill.scores.Scored` batch.
 """
 
 from __future__ import annotations
@@ -22,13 +24,12 @@ from __future__ import annotations
 import math
 from typing import Any
 
-DIVERGENCES = ("reverse-kl", "forward-kl", "jsd")
-ESTIMATORS = ("full", "sampled")
-DEFAULT_CHUNK = 512
-"""Completion positions per chunk of the full-vocabulary divergence."""
+from speechsum_cli.stages.distill.config import DEFAULT_CHUNK, Estimator, Loss
+from speechsum_cli.stages.distill.scores import Scored
 
 
-def token_divergence(student_logits: Any, teacher_logits: Any, kind: str = "reverse-kl", beta: float = 0.5) -> Any:
+def token_divergence(student_logits: Any, teacher_logits: Any, kind: Loss = Loss.reverse_kl,
+                     beta: float = 0.5) -> Any:
     """Per-row divergence ``[N]`` (fp32) between the two ``[N, V]`` logit tensors."""
     import torch
 
@@ -37,22 +38,24 @@ def token_divergence(student_logits: Any, teacher_logits: Any, kind: str = "reve
     return logprob_divergence(log_s, log_t, kind, beta)
 
 
-def logprob_divergence(log_s: Any, log_t: Any, kind: str = "reverse-kl", beta: float = 0.5) -> Any:
+def logprob_divergence(log_s: Any, log_t: Any, kind: Loss = Loss.reverse_kl,
+                       beta: float = 0.5) -> Any:
     """Per-row divergence ``[N]`` between two ``[N, V]`` fp32 log-probability tensors."""
     import torch
 
-    if kind == "reverse-kl":
+    if kind == Loss.reverse_kl:
         return _kl(log_s, log_t)
-    if kind == "forward-kl":
+    if kind == Loss.forward_kl:
         return _kl(log_t, log_s)
-    if kind == "jsd":
+    if kind == Loss.jsd:
         if not 0.0 < beta < 1.0:
             raise ValueError(f"jsd needs 0 < beta < 1, got {beta}")
         mixture = torch.logsumexp(
             torch.stack([log_t + math.log(beta), log_s + math.log(1.0 - beta)]), dim=0
         )
         return beta * _kl(log_t, mixture) + (1.0 - beta) * _kl(log_s, mixture)
-    raise ValueError(f"unknown divergence {kind!r}; choose one of {', '.join(DIVERGENCES)}")
+    choices = ", ".join(k.value for k in Loss)
+    raise ValueError(f"unknown divergence {kind!r}; choose one of {choices}")
 
 
 def _kl(log_p: Any, log_q: Any) -> Any:
@@ -64,7 +67,7 @@ def _kl(log_p: Any, log_q: Any) -> Any:
 
 
 def chunked_divergence(
-    student_logits: Any, teacher_logits: Any, kind: str = "reverse-kl", beta: float = 0.5,
+    student_logits: Any, teacher_logits: Any, kind: Loss = Loss.reverse_kl, beta: float = 0.5,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> Any:
     """:func:`token_divergence` over ``chunk_size`` rows at a time; equal values and gradients.
@@ -112,12 +115,6 @@ def sampled_reverse_kl(student_logp: Any, teacher_logp: Any) -> Any:
     advantage = (teacher_logp - student_logp).detach()
     surrogate = -advantage * student_logp
     return (student_logp - teacher_logp).detach() + (surrogate - surrogate.detach())
-
-
-def masked_mean(values: Any, mask: Any) -> Any:
-    """Mean of ``values`` where ``mask`` is true (0 if nothing is)."""
-    mask = mask.to(values.dtype)
-    return (values * mask).sum() / mask.sum().clamp(min=1)
 
 
 def completion_mask(completions: Any, stop_ids: list[int], pad_mask: Any = None) -> Any:
@@ -174,7 +171,7 @@ def _picked(log_p: Any, tokens: Any) -> Any:
 
 
 def head_divergence(student_hidden: Any, student_head: Any, teacher_hidden: Any, teacher_head: Any,
-                    tokens: Any, kind: str = "reverse-kl", beta: float = 0.5,
+                    tokens: Any, kind: Loss = Loss.reverse_kl, beta: float = 0.5,
                     chunk_size: int = DEFAULT_CHUNK) -> tuple[Any, Any, Any, Any]:
     """The full-vocabulary divergence per row ``[N]`` of two models given by last hidden states
     and LM heads; also (no gradient) the reverse KL, and the student's and the teacher's log-prob
@@ -186,7 +183,7 @@ def head_divergence(student_hidden: Any, student_head: Any, teacher_hidden: Any,
         log_t = torch.log_softmax(teacher_head(t_h).to(log_s.device).float(), dim=-1)
         div = logprob_divergence(log_s, log_t, kind, beta)
         with torch.no_grad():
-            reverse = div.detach() if kind == "reverse-kl" else _kl(log_s, log_t)
+            reverse = div.detach() if kind == Loss.reverse_kl else _kl(log_s, log_t)
             return div, reverse, _picked(log_s, tok).detach(), _picked(log_t, tok)
 
     grad = torch.is_grad_enabled() and student_hidden.requires_grad
@@ -216,7 +213,7 @@ def with_tail(top_logp: Any) -> Any:
 
 
 def head_topk_divergence(student_hidden: Any, student_head: Any, tokens: Any, top_ids: Any, top_logp: Any,
-                         kind: str = "reverse-kl", beta: float = 0.5,
+                         kind: Loss = Loss.reverse_kl, beta: float = 0.5,
                          chunk_size: int = DEFAULT_CHUNK) -> tuple[Any, Any, Any]:
     """The divergence per row between the two distributions coarsened to the teacher's top-k
     tokens plus one tail bucket holding the rest of the mass (what a server that returns top-k
@@ -235,9 +232,51 @@ def head_topk_divergence(student_hidden: Any, student_head: Any, tokens: Any, to
         t_b = torch.log_softmax(with_tail(t_top.float()), dim=-1)
         div = logprob_divergence(s_b, t_b, kind, beta)
         with torch.no_grad():
-            reverse = div.detach() if kind == "reverse-kl" else _kl(s_b, t_b)
+            reverse = div.detach() if kind == Loss.reverse_kl else _kl(s_b, t_b)
             return div, reverse, _picked(log_s, tok).detach()
 
     grad = torch.is_grad_enabled() and student_hidden.requires_grad
     div, reverse, s_logp = chunk_rows(chunk, (student_hidden, tokens, top_ids, top_logp.float()), chunk_size, grad=grad)
     return div, reverse, s_logp
+
+
+# --- the step's loss ------------------------------------------------------------------------------
+
+
+def distill_loss(scored: Scored, *, kind: Loss, beta: float, estimator: Estimator, chunk_size: int
+                 ) -> tuple[Any, dict[str, float]]:
+    """The token-mean loss over masked completion positions, and the step's statistics.
+
+    Every full-vocabulary quantity is made from hidden states and heads a chunk of positions at a
+    time (the ``head_*`` functions above); no ``[tokens, vocab]`` tensor is held.
+    """
+    flat = scored.mask.reshape(-1)
+
+    def rows(x: Any) -> Any:
+        return x.reshape(-1, *x.shape[2:])[flat]
+
+    s, head, tokens = rows(scored.student_hidden), scored.student_head, rows(scored.tokens)
+    t = scored.teacher
+    t_logp = rows(t.logp)
+    if estimator == Estimator.sampled:
+        s_logp = head_logprobs(s, head, tokens, chunk_size)
+        per_token = sampled_reverse_kl(s_logp, t_logp)
+        reverse = per_token.detach()
+    elif t.hidden is not None:
+        per_token, reverse, s_logp, _ = head_divergence(s, head, rows(t.hidden), t.head, tokens,
+                                                        kind, beta, chunk_size)
+    else:
+        per_token, reverse, s_logp = head_topk_divergence(s, head, tokens, rows(t.top_ids),
+                                                          rows(t.top_logp), kind, beta, chunk_size)
+    loss = per_token.mean() if per_token.numel() else scored.student_hidden.sum() * 0.0
+    return loss, step_stats(reverse, t_logp, s_logp, flat)
+
+
+def step_stats(reverse: Any, t_logp: Any, s_logp: Any, flat: Any) -> dict[str, float]:
+    """The step's reverse KL, both models' mean log-prob of the completion, the tokens scored."""
+    return {
+        "reverse_kl": float(reverse.mean()) if reverse.numel() else 0.0,
+        "logp/teacher": float(t_logp.mean()) if t_logp.numel() else 0.0,
+        "logp/student": float(s_logp.detach().mean()) if s_logp.numel() else 0.0,
+        "scored_tokens": float(flat.sum()),
+    }

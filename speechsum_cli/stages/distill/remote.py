@@ -1,4 +1,4 @@
-"""A distill teacher behind a vLLM-compatible server (``--teacher NAME --teacher-base-url URL``).
+"""The wire protocol of a distill teacher behind a vLLM-compatible server (``--teacher-base-url``).
 
 The teacher reads the same token ids a local teacher would — its prompt (transcript + query in the
 chat template of ``--teacher``, which still names the tokenizer) then the student's completion ids —
@@ -17,26 +17,24 @@ LLM client (adaptive concurrency, retries). Its log-probs of exactly those token
 The sampled estimator needs only the log-prob of each sampled token: exact this way. The
 full-vocabulary divergences get the teacher's top-k log-probs (``--teacher-top-k``): the loss is
 then taken between the two distributions coarsened to those k tokens + one bucket for the rest of
-the mass (:func:`~speechsum_cli.stages.distill_losses.head_topk_divergence`), recorded as such in
+the mass (:func:`~speechsum_cli.stages.distill.losses.head_topk_divergence`), recorded as such in
 ``speechsum.json``. The server's log-probs are normalised over its model's whole output layer
 (a local teacher renormalises over the shared vocabulary: the same when the output layer is the
 tokenizer's size, as for the test's teacher).
+
+Here: the request, the two reply forms and the tensors they make, pure (no client, no loop);
+:class:`~speechsum_cli.stages.distill.teacher.RemoteTeacher` sends the requests.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from speechsum_cli.errors import ModelError
-from speechsum_cli.llm import LLMClient, LLMConfig
-from speechsum_cli.llm.pool import run_pool
-from speechsum_cli.stages.distill_losses import LOG_ZERO
+from speechsum_cli.stages.distill.config import Estimator, Loss, TeacherLogprobs
+from speechsum_cli.stages.distill.losses import LOG_ZERO
 
-PROTOCOLS = ("auto", "prompt_logprobs", "echo")
-DEFAULT_TOP_K = 20
-"""vLLM's default ``--max-logprobs``: the most log-probs per position its server returns."""
 TOKEN_ID_PREFIX = "token_id:"
 FIX = ("Serve the teacher with vLLM (vllm serve TEACHER), whose OpenAI-compatible server returns "
        "prompt_logprobs for a token-id prompt, or pass --teacher-logprobs echo for a server that "
@@ -60,9 +58,10 @@ class SequenceScores:
     top: list[dict[int, float]]
 
 
-def request_body(model: str, ids: list[int], *, protocol: str, top_k: int) -> dict[str, Any]:
+def request_body(model: str, ids: list[int], *, protocol: TeacherLogprobs, top_k: int
+                 ) -> dict[str, Any]:
     """The ``/v1/completions`` request that returns log-probs of the prompt ``ids`` themselves."""
-    if protocol == "prompt_logprobs":
+    if protocol is TeacherLogprobs.prompt_logprobs:
         return {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0.0,
                 "prompt_logprobs": max(1, top_k)}
     return {"model": model, "prompt": ids, "max_tokens": 0, "temperature": 0.0, "echo": True,
@@ -126,12 +125,12 @@ def parse_echo(choice: dict[str, Any], ids: list[int], start: int, vocab: dict[s
     return SequenceScores(logp, top)
 
 
-def parse_reply(data: dict[str, Any], *, protocol: str, ids: list[int], start: int,
+def parse_reply(data: dict[str, Any], *, protocol: TeacherLogprobs, ids: list[int], start: int,
                 vocab: dict[str, int]) -> SequenceScores:
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise ReplyShape("its reply has no choices")
-    if protocol == "prompt_logprobs":
+    if protocol is TeacherLogprobs.prompt_logprobs:
         return parse_prompt_logprobs(choices[0], ids, start)
     return parse_echo(choices[0], ids, start, vocab)
 
@@ -160,89 +159,10 @@ def scores_tensors(rows: list[SequenceScores], real: Any, n_shared: int, *, full
     return logp, ids, top
 
 
-class RemoteTeacher:
-    """Scores completions on the teacher's server; one event loop for the whole run, so the
-    client's connections and its adaptive limit carry over from step to step."""
-
-    def __init__(self, config: LLMConfig, *, protocol: str, top_k: int, vocab: dict[str, int], n_shared: int) -> None:
-        self.config, self.protocol, self.top_k = config, protocol, top_k
-        self.vocab, self.n_shared = vocab, n_shared
-        self._loop = asyncio.new_event_loop()
-        self.client = LLMClient(config)
-
-    @property
-    def where(self) -> str:
-        return f"--teacher-base-url {self.config.base_url}"
-
-    def probe(self, ids: list[int], start: int) -> None:
-        """Ask once, before training, and settle ``auto`` on what the server answers; a clear
-        error naming the flag and the fix when it answers neither form."""
-        tried = []
-        for protocol in (("prompt_logprobs", "echo") if self.protocol == "auto" else (self.protocol,)):
-            done = self._run(self._one(ids, start, protocol))
-            if isinstance(done, SequenceScores):
-                self.protocol = protocol
-                return
-            if done.startswith("connection error"):  # no server: asking another way cannot help
-                raise TeacherServerError(
-                    f"nothing answers at {self.where}: {done}. Start the teacher's server (vllm serve "
-                    f"{self.config.model}) or fix --teacher-base-url, then run the same command again.")
-            tried.append(f"{protocol}: {done}")
-        raise TeacherServerError(
-            f"{self.where} cannot score the student's tokens: asked /completions for the log-probs of "
-            f"a token-id prompt, and {'; '.join(tried)}. {FIX}. (Or check --teacher-model "
-            f"'{self.config.model}', and --teacher-top-k {self.top_k} against the server's --max-logprobs.)")
-
-    def score(self, prompts: list[list[int]], completions: Any, real: Any, *, full: bool) -> Any:
-        """:class:`~speechsum_cli.stages.distill.TeacherScores` of the teacher's completion ids
-        (``[B, C]``, already mapped to the teacher's ids) after each teacher prompt."""
-        from speechsum_cli.stages.distill import TeacherScores
-
-        sequences = [(list(p) + completions[b][real[b]].tolist(), len(p)) for b, p in enumerate(prompts)]
-        results: dict[int, SequenceScores | str] = {}
-
-        async def one(job: tuple[int, tuple[list[int], int]]) -> None:
-            b, (ids, start) = job
-            results[b] = await self._one(ids, start, self.protocol)
-
-        self._run(run_pool(enumerate(sequences), one, concurrency=self.config.concurrency))
-        failed = [(b, r) for b, r in sorted(results.items()) if not isinstance(r, SequenceScores)]
-        if failed:
-            raise TeacherServerError(
-                f"{self.where}: {len(failed)} of {len(sequences)} teacher requests failed, e.g. {failed[0][1]}. "
-                "The run stops here; start the server again (or lower --teacher-concurrency) and re-run the "
-                "same command: it resumes from its last checkpoint.")
-        rows = [results[b] for b in range(len(sequences))]
-        logp, ids, top = scores_tensors(rows, real, self.n_shared, full=full)  # type: ignore[arg-type]
-        return TeacherScores(logp, top_ids=ids, top_logp=top)
-
-    async def _one(self, ids: list[int], start: int, protocol: str) -> SequenceScores | str:
-        """One sequence's scores, or why not (a failed request, a reply without the log-probs)."""
-        body = request_body(self.config.model, ids, protocol=protocol, top_k=self.top_k)
-        reply = await self.client.post_json("/completions", body)
-        if reply.data is None:
-            return reply.reason or "no reply"
-        try:
-            return parse_reply(reply.data, protocol=protocol, ids=ids, start=start, vocab=self.vocab)
-        except ReplyShape as exc:
-            return str(exc)
-
-    def _run(self, coroutine: Any) -> Any:
-        return self._loop.run_until_complete(coroutine)
-
-    def usage(self) -> dict[str, Any]:
-        ledger = self.client.ledger
-        return {"requests": ledger.requests, "input_tokens": ledger.input_tokens,
-                "concurrency": self.client.in_flight.record()}
-
-    def close(self) -> None:
-        self._run(self.client.aclose())
-        self._loop.close()
-
-
-def approximation(estimator: str, loss: str, top_k: int) -> str:
+def approximation(estimator: Estimator, loss: Loss, top_k: int) -> str:
     """What the remote teacher's log-probs make of the loss, for ``speechsum.json``."""
-    if estimator == "sampled":
+    if estimator is Estimator.sampled:
         return "exact: the server's log-prob of each sampled token (policy-gradient estimator)"
-    return (f"top-{top_k} log-probs + one tail bucket: {loss} between the two distributions coarsened "
-            f"to the teacher's top-{top_k} tokens and the rest of the mass (a lower bound of the full divergence)")
+    return (f"top-{top_k} log-probs + one tail bucket: {loss.value} between the two "
+            f"distributions coarsened to the teacher's top-{top_k} tokens and the rest of the mass "
+            "(a lower bound of the full divergence)")
