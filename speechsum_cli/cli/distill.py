@@ -7,6 +7,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from speechsum_cli import generation
 from speechsum_cli.cli.options import (
     DTYPE_HELP,
     TEACHER_PANEL,
@@ -15,6 +16,7 @@ from speechsum_cli.cli.options import (
     Split,
     data_option,
     echo_result,
+    generation_option,
     model_option,
     normalize_dtype,
     out_option,
@@ -67,9 +69,9 @@ def distill(
     lmbda: Annotated[float, typer.Option(help="Share of rows on the student's samples; the rest use the reference summary.", min=0.0, max=1.0)] = 1.0,
     sft_alpha: Annotated[float, typer.Option(help="Weight of cross-entropy on reference summaries (0 = off).", min=0.0)] = 0.0,
     samples_per_prompt: Annotated[int, typer.Option(help="Completions sampled per prompt each step.", min=1)] = 1,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature (1 = on-policy; 0 = greedy).", min=0.0)] = 1.0,
-    top_p: Annotated[float, typer.Option(help="Nucleus sampling mass.", min=0.0, max=1.0)] = 1.0,
-    max_new_tokens: Annotated[int, typer.Option(help="Longest sampled completion.", min=1)] = 128,
+    temperature: Annotated[float, generation_option("distill", "temperature")] = generation.default("distill", "temperature"),
+    top_p: Annotated[float, generation_option("distill", "top_p")] = generation.default("distill", "top_p"),
+    max_new_tokens: Annotated[int, generation_option("distill", "max_new_tokens", "per sampled completion")] = generation.default("distill", "max_new_tokens"),
     chunk_size: Annotated[int, typer.Option(help="Positions per chunk of the divergence (0 = all at once).", min=0)] = 512,
     teacher_device: Annotated[str, typer.Option(help="Teacher device: auto, cpu, cuda, cuda:1...")] = "auto",
     teacher_dtype: Annotated[str, typer.Option(help=f"Teacher dtype: {DTYPE_HELP}", callback=normalize_dtype)] = "auto",

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 
+from speechsum_cli import generation
 from speechsum_cli.console import info, warn
 from speechsum_cli.errors import InputError
 from speechsum_cli.llm import LLMConfig
@@ -65,11 +66,11 @@ class DistillConfig(StageConfig):
     """Weight of a cross-entropy term on the reference summaries (0 = off)."""
     samples_per_prompt: int = 1
     """Completions sampled per (audio, query) each step."""
-    temperature: float = 1.0
+    temperature: float = generation.default("distill", "temperature")
     """Sampling temperature (1 = the student's own distribution; 0 = greedy)."""
-    top_p: float = 1.0
+    top_p: float = generation.default("distill", "top_p")
     """Nucleus mass when sampling."""
-    max_new_tokens: int = 128
+    max_new_tokens: int = generation.default("distill", "max_new_tokens")
     """Longest sampled completion; hitting it without a stop token is counted."""
     chunk_size: int = DEFAULT_CHUNK
     """Completion positions per chunk of the full-vocabulary divergence (0 = one chunk)."""
