@@ -468,7 +468,7 @@ def test_inconsistent_flags_are_refused(flags, message, student, teacher, data, 
     ["--loss", "forward-kl", "--lmbda", "0.5", "--sft-alpha", "0.5"],
     ["--loss", "jsd", "--beta", "0.3", "--samples-per-prompt", "2", "--chunk-size", "3"],
     ["--estimator", "sampled", "--merge"],
-    ["--teacher-device", "cpu", "--teacher-dtype", "bf16", "--grad-accum", "2", "--batch-size", "1"],
+    ["--teacher-device", "cpu", "--teacher-dtype", "bfloat16", "--grad-accum", "2", "--batch-size", "1"],
 ])
 def test_other_losses_estimators_and_mixing_train(flags, student, teacher, data, tmp_path):
     out = tmp_path / "kd"
