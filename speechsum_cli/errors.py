@@ -12,9 +12,7 @@ cannot be used (:class:`SpeechsumError`); 2 a usage error (unknown flag, bad val
 
 from __future__ import annotations
 
-EXIT_DONE = 0
 EXIT_BAD_INPUT = 1
-EXIT_USAGE = 2
 EXIT_NOTHING_USABLE = 3
 EXIT_INTERRUPTED = 130
 

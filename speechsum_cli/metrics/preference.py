@@ -13,8 +13,6 @@ from typing import Any
 
 from speechsum_cli.metrics.scores import offline_scores
 
-VERDICTS = ("A", "B", "tie")
-
 
 def normalized(text: str) -> str:
     """Text compared for 'identical candidates': case and whitespace do not matter."""
