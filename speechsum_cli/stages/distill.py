@@ -51,7 +51,7 @@ from speechsum_cli.data.dataset import load_rows
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import AudioRowCollator, check_audio_rows, long_audio_plan
 from speechsum_cli.errors import InputError, ModelError
-from speechsum_cli.llm import LLMConfig
+from speechsum_cli.llm.config import LLMConfig
 from speechsum_cli.stages.distill_losses import (
     DEFAULT_CHUNK,
     DIVERGENCES,

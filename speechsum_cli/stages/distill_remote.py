@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from speechsum_cli.errors import ModelError
-from speechsum_cli.llm import LLMClient, LLMConfig
+from speechsum_cli.llm.client import LLMClient
+from speechsum_cli.llm.config import LLMConfig
 from speechsum_cli.llm.pool import run_pool
 from speechsum_cli.stages.distill_losses import LOG_ZERO
 

@@ -28,11 +28,14 @@ from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, ro
 from speechsum_cli.data.tts import audio_name, check_tts, speak
 from speechsum_cli.data.workdir import WorkDir, work_dir_for
 from speechsum_cli.errors import InputError, NothingUsableError
-from speechsum_cli.llm import BudgetExceeded, LLMClient, LLMConfig, LLMError
-from speechsum_cli.llm.failures import MANIFEST_KEY as FAILURES_KEY
+from speechsum_cli.llm.client import Completion, LLMClient
+from speechsum_cli.llm.config import LLMConfig
 from speechsum_cli.llm.failures import Failures, check_failures, reason_category, retry_hint
 from speechsum_cli.llm.pool import run_pool
+from speechsum_cli.llm.prices import BudgetExceeded, price_for
+from speechsum_cli.llm.transport import LLMError
 from speechsum_cli.manifest import (
+    FAILURES_KEY,
     MANIFEST_NAME,
     atomic_output_dir,
     check_output_dir,
@@ -377,8 +380,6 @@ def _dry_run(config: SynthConfig, plan: Plan, transcripts: Any, skipped: int, st
     estimate.setdefault("cost_usd", 0.0)
     tts_model = _remote_tts_model(config.tts)
     if tts_model:  # every planned recording without audio is spoken once
-        from speechsum_cli.llm import price_for
-
         sources = {plan.job(j).source for j in range(min(plan.n, plan.per_pass))}
         chars = sum(len(transcripts[i]["transcript"]) for i in sources)
         price = price_for(tts_model, config.llm.prices)
@@ -474,13 +475,12 @@ async def _generate(
     return "budget" if stopped is not None else None
 
 
-def _record(job: Job, completion: Any, version: str, config: SynthConfig, dedup: Deduplicator) -> dict[str, Any]:
+def _record(job: Job, completion: Completion, version: str, config: SynthConfig,
+            dedup: Deduplicator) -> dict[str, Any]:
     record: dict[str, Any] = {
         "job": job.index, "id": job.row_id, "source": job.source, "source_id": job.source_id,
         **job.facets.as_row(), "prompt_version": version,
-        "requests": completion.requests, "cache_hits": completion.cache_hits,
-        "input_tokens": completion.input_tokens, "output_tokens": completion.output_tokens,
-        "cost_usd": completion.cost_usd,
+        **completion.usage.as_record(),
     }
     if not completion.ok:
         return record | {"status": STATUS_FAILED, "reason": completion.reason}
