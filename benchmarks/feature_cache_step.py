@@ -88,8 +88,8 @@ def main() -> int:
     import torch
 
     from speechsum_cli.families import load
-    from speechsum_cli.stages.sft import SpeechCollator
     from speechsum_cli.inference import feature_cache as fc
+    from speechsum_cli.stages.sft import SpeechCollator
     from speechsum_cli.training.model import prepare_model
     from speechsum_cli.training.settings import SFT_DEFAULTS
     from speechsum_cli.training.trainer import answer_token_loss

@@ -44,8 +44,8 @@ class Round:
 
 
 def one_round(args: argparse.Namespace, *, adaptive: bool) -> Round:
-    from speechsum_cli.llm import LLMConfig
     from speechsum_cli.llm.batch import run_calls
+    from speechsum_cli.llm.config import LLMConfig
     from tests.fake_openai import FakeOpenAI
 
     with FakeOpenAI(latency=args.latency, capacity=args.capacity, over_capacity=args.over_capacity) as server:

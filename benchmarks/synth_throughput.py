@@ -49,7 +49,7 @@ def write_corpus(path: Path, recordings: int) -> Path:
 
 
 def throughput(corpus: Path, base_url: str, rows: int, concurrency: int, work: Path) -> float:
-    from speechsum_cli.llm import LLMConfig
+    from speechsum_cli.llm.config import LLMConfig
     from speechsum_cli.stages.synth import SynthConfig, run
 
     out = work / f"out-c{concurrency}"

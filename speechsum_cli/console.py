@@ -43,23 +43,31 @@ def error(message: str) -> None:
 
 
 @contextmanager
-def progress_bar(description: str, total: int, *, enabled: bool = True) -> Iterator[Callable[[int], None]]:
-    """A rich progress bar on stderr; yields ``advance(n)``. Disabled -> a no-op advance."""
+def progress_bar(
+    description: str, total: int, *, enabled: bool = True, completed: int = 0,
+    stats: Callable[[], str] | None = None,
+) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on stderr; yields ``advance(n)``. Disabled -> a no-op advance.
+
+    ``completed`` items are done already (a resumed run); ``stats()`` is shown after the count and
+    asked again on every advance (e.g. '3.1 rows/s 1,200 tok $0.0042').
+    """
     if not enabled:
         yield lambda n=1: None
         return
-    columns = (
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-    )
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if stats is not None:
+        columns.append(TextColumn("{task.fields[stats]}"))
+    columns += [TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=err_console, transient=False) as progress:
-        task = progress.add_task(description, total=total)
+        task = progress.add_task(description, total=total, completed=completed,
+                                 stats=stats() if stats is not None else "")
 
         def advance(n: int = 1) -> None:
-            progress.advance(task, n)
+            if stats is None:
+                progress.advance(task, n)
+            else:
+                progress.update(task, advance=n, stats=stats())
             if progress.tasks[0].completed > (progress.tasks[0].total or 0):
                 progress.update(task, total=progress.tasks[0].completed)
 

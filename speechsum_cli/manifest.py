@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -26,11 +25,11 @@ from typing import Any
 from speechsum_cli import __version__
 from speechsum_cli.errors import InputError
 from speechsum_cli.fs import atomic_write_text, make_ordinary
+from speechsum_cli.redact import public_config
 
 MANIFEST_NAME = "speechsum.json"
-SECRET_KEY = re.compile(r"(?:^|_)(?:api_?key|token|secret|password|credentials?)$", re.IGNORECASE)
-"""Config keys ending in these are never written (``api_key_env``, a variable *name*, and counts
-such as ``max_tokens`` are kept)."""
+FAILURES_KEY = "llm_failures"
+"""Where ``speechsum.json`` records a run's failed LLM calls (``--retry-failed`` reads it)."""
 
 
 def _jsonable(value: Any) -> Any:
@@ -47,21 +46,6 @@ def _jsonable(value: Any) -> Any:
     if isinstance(value, (str, int, float, bool)) or value is None:
         return value
     return repr(value)
-
-
-def redact(config: dict[str, Any]) -> dict[str, Any]:
-    """Drop keys that could hold secrets; keep ``*_env`` (names of variables, not values); URLs
-    lose their user:password and query string."""
-    from speechsum_cli.llm.client import public_url
-
-    clean: dict[str, Any] = {}
-    for key, value in config.items():
-        if SECRET_KEY.search(key):
-            continue
-        if key.endswith("url") and isinstance(value, str):
-            value = public_url(value)  # no user:password@ or ?key= of an endpoint
-        clean[key] = redact(value) if isinstance(value, dict) else value
-    return clean
 
 
 def read_manifest(path: str | Path) -> dict[str, Any] | None:
@@ -102,7 +86,7 @@ def write_manifest(
         "stage": stage,
         "speechsum_version": __version__,
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "config": redact(_jsonable(config)),
+        "config": public_config(_jsonable(config)),
         "inputs": [input_record(p) for p in inputs or []],
         "counts": _jsonable(counts or {}),
         "metrics": _jsonable(metrics or {}),
@@ -111,6 +95,27 @@ def write_manifest(
     if extra:
         payload.update(_jsonable(extra))
     return atomic_write_text(Path(out_dir) / MANIFEST_NAME, json.dumps(payload, indent=2) + "\n")
+
+
+def recorded_failures(manifest: dict[str, Any] | None) -> int:
+    """Failed LLM calls an earlier run recorded in its ``speechsum.json`` (0: none, or no
+    manifest)."""
+    record = (manifest or {}).get(FAILURES_KEY) or {}
+    return int(record.get("failed") or 0)
+
+
+def retry_replaces(out: Path, retry_failed: bool) -> bool:
+    """Whether ``--retry-failed`` may replace ``out``: its speechsum.json must record failed calls.
+
+    Stages that are not resumable (pairs, eval) retry by running again: the calls that succeeded
+    come from the response cache, so only the failed ones are sent.
+    """
+    if not retry_failed or not out.exists():
+        return False
+    if recorded_failures(read_manifest(out)) == 0:
+        raise InputError(f"--retry-failed: '{out}' records no failed request (its speechsum.json); "
+                         "there is nothing to retry. Pass --overwrite to redo it.")
+    return True
 
 
 def check_output_dir(out: Path, *, overwrite: bool, flag: str = "--out") -> None:

@@ -14,7 +14,6 @@ import pytest
 import soundfile as sf
 import soxr
 
-from tests.conftest import speech_of_duration
 from speechsum_cli.data.audio import (
     AudioChunk,
     cut_search_samples,
@@ -25,6 +24,7 @@ from speechsum_cli.data.audio import (
     stream_audio,
 )
 from speechsum_cli.errors import AudioError
+from tests.conftest import speech_of_duration
 
 SR = 16_000
 """Target rate (what the audio encoders expect)."""

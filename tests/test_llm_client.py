@@ -9,17 +9,12 @@ import time
 
 import pytest
 
-from speechsum_cli.llm import (
-    BudgetExceeded,
-    InvalidJSON,
-    LLMClient,
-    LLMConfig,
-    LLMError,
-    extract_json,
-    parse_json,
-    price_for,
-)
+from speechsum_cli.llm.client import LLMClient
+from speechsum_cli.llm.config import LLMConfig
+from speechsum_cli.llm.jsonout import InvalidJSON, extract_json, parse_json
+from speechsum_cli.llm.prices import BudgetExceeded, price_for
 from speechsum_cli.llm.ratelimit import RateLimiter
+from speechsum_cli.llm.transport import LLMError
 from tests.fake_openai import FakeOpenAI
 
 SCHEMA = {
@@ -81,15 +76,16 @@ def test_happy_call_counts_tokens_and_cost(server):
     client = make_client(server)
     result = call(client)
     assert result.ok and result.data["importance"] == 4
-    assert (result.requests, result.input_tokens, result.output_tokens) == (1, 1000, 500)
-    assert result.cost_usd == pytest.approx((1000 * 1.0 + 500 * 2.0) / 1e6)
+    usage = result.usage
+    assert (usage.requests, usage.input_tokens, usage.output_tokens) == (1, 1000, 500)
+    assert usage.cost_usd == pytest.approx((1000 * 1.0 + 500 * 2.0) / 1e6)
     assert client.ledger.requests == 1 and server.requests == 1
 
 
 def test_unknown_model_costs_zero_with_a_warning(server, capsys):
     client = make_client(server, model="no-such-price", prices={})
     result = call(client)
-    assert result.ok and result.cost_usd == 0.0
+    assert result.ok and result.usage.cost_usd == 0.0
     assert "no price known for model 'no-such-price'" in capsys.readouterr().err
 
 
@@ -121,7 +117,7 @@ def test_timeout_fails_with_reason(server):
 def test_malformed_json_is_repaired_by_a_retry(server):
     server.fail_next("garbage")
     result = call(make_client(server))
-    assert result.ok and result.requests == 2
+    assert result.ok and result.usage.requests == 2
     assert server.requests == 2
 
 
@@ -139,7 +135,8 @@ def test_cache_hit_sends_zero_requests_on_rerun(server, tmp_path):
     client = make_client(server, cache_dir=tmp_path / "cache")
     second = call(client)
     assert server.requests == 1, "the second run must be served from the cache"
-    assert second.data == first.data and second.cache_hits == 1 and second.cost_usd == 0.0
+    assert second.data == first.data and second.usage.cache_hits == 1
+    assert second.usage.cost_usd == 0.0
     other = call(make_client(server, cache_dir=tmp_path / "cache", temperature=0.1))
     assert other.ok and server.requests == 2, "different params are a different cache key"
 
@@ -149,7 +146,7 @@ def test_cache_replays_repair_turns_too(server, tmp_path):
     call(make_client(server, cache_dir=tmp_path / "c"))
     assert server.requests == 2
     again = call(make_client(server, cache_dir=tmp_path / "c"))
-    assert again.ok and server.requests == 2 and again.cache_hits == 2
+    assert again.ok and server.requests == 2 and again.usage.cache_hits == 2
 
 
 def test_budget_stops_before_sending(server):
@@ -247,3 +244,54 @@ def test_concurrent_calls_overlap(server):
     results = asyncio.run(go())
     assert all(r.ok for r in results) and len({json.dumps(r.data) for r in results}) == 8
     assert time.monotonic() - start < 8 * 0.2 * 0.6
+
+
+CALL_KINDS = ("complete_json", "generate", "speech")
+"""The cached call kinds, each one call by :func:`call_each`."""
+
+
+def call_each(client: LLMClient, text: str, kinds=CALL_KINDS) -> list:
+    """One call of each kind in ``kinds`` on ``text``, the client closed after."""
+    messages = [{"role": "user", "content": text}]
+    calls = {"complete_json": lambda: client.complete_json(messages, SCHEMA, prompt_version=1),
+             "generate": lambda: client.generate(messages, {"temperature": 0.0, "max_tokens": 16}),
+             "speech": lambda: client.speech(text)}
+
+    async def go():
+        try:
+            return [await calls[kind]() for kind in kinds]
+        finally:
+            await client.aclose()
+
+    return asyncio.run(go())
+
+
+def test_every_call_kind_replays_from_the_cache_and_sends_nothing_in_a_dry_run(server, tmp_path):
+    """The one call path: a structured call, a generation and speech are each stored once paid
+    for, replayed by a dry run (a cache hit, $0, no request), and never sent by a dry run on a
+    miss; post_json is not cached, so a dry run never sends it either."""
+    live = call_each(make_client(server, cache_dir=tmp_path / "c"), "hello world")
+    assert server.requests == 3 and all(r.usage.requests == 1 for r in live)
+    assert all(r.usage.cache_hits == 0 and r.usage.cost_usd > 0 for r in live)
+    client = make_client(server, cache_dir=tmp_path / "c", dry_run=True)
+    replay = call_each(client, "hello world")
+    assert server.requests == 3 and client.ledger.cache_hits == 3
+    assert (replay[0].data, replay[1].texts, replay[2].audio) == (
+        live[0].data, live[1].texts, live[2].audio)
+    assert all(r.usage.as_record() == {"requests": 0, "cache_hits": 1, "input_tokens": 0,
+                                       "output_tokens": 0, "cost_usd": 0.0} for r in replay)
+    for kind in CALL_KINDS:
+        with pytest.raises(RuntimeError, match="dry run"):
+            call_each(make_client(server, cache_dir=tmp_path / "c", dry_run=True), "other", [kind])
+    dry = make_client(server, dry_run=True)
+    with pytest.raises(RuntimeError, match="dry run"):
+        asyncio.run(dry.post_json("/completions", {"prompt": [1, 2]}))
+    assert server.requests == 3
+
+
+@pytest.mark.parametrize("kind", CALL_KINDS)
+def test_every_call_kind_stops_at_the_budget_before_sending(server, kind):
+    client = make_client(server, max_cost=1e-9)
+    with pytest.raises(BudgetExceeded):
+        call_each(client, "hello world", [kind])
+    assert server.requests == 0 and client.ledger.reserved_usd == 0.0

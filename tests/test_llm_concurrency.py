@@ -8,9 +8,9 @@ import asyncio
 
 import pytest
 
-from speechsum_cli.llm import LLMConfig
 from speechsum_cli.llm.batch import CallBatch, run_calls
 from speechsum_cli.llm.concurrency import AdaptiveLimit, Outcome
+from speechsum_cli.llm.config import LLMConfig
 from tests.fake_openai import FakeOpenAI
 
 SCHEMA = {"type": "object", "required": ["query"], "properties": {"query": {"type": "string"}}}

@@ -27,7 +27,8 @@ from speechsum_cli.app import app
 from speechsum_cli.errors import NothingUsableError
 from speechsum_cli.families import GenerationSettings, Prompt
 from speechsum_cli.families.served import chat_messages, float_wav, sampling_params
-from speechsum_cli.llm import LLMConfig, public_url
+from speechsum_cli.llm.config import LLMConfig
+from speechsum_cli.redact import public_url
 from speechsum_cli.stages import summarize as summarize_stage
 from tests.conftest import espeak, speech_of_duration
 

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 from speechsum_cli.app import app
 from speechsum_cli.data.dataset import load_rows
 from speechsum_cli.errors import InputError
-from speechsum_cli.llm import LLMConfig
+from speechsum_cli.llm.config import LLMConfig
 from speechsum_cli.prompts.styles import styles
 from speechsum_cli.prompts.synth import draw_facets, synth_prompt_version
 from speechsum_cli.stages.synth import Deduplicator, Plan, SynthConfig, run

@@ -26,8 +26,7 @@ from typing import Annotated, Any, Optional
 import typer
 
 from speechsum_cli.data.long_audio import LongAudio
-from speechsum_cli.llm.config import endpoint_flag
-from speechsum_cli.llm.failures import DEFAULT_MAX_FAILED_SHARE
+from speechsum_cli.llm.config import DEFAULT_MAX_FAILED_SHARE, endpoint_flag
 from speechsum_cli.training.settings import (
     DEFAULT_REASONS,
     DISTILL_DEFAULTS,
@@ -322,8 +321,8 @@ class Endpoint:
             )
 
     def llm_config(self, *, cache: bool = True, **settings: Any) -> Any:
-        """The client's :class:`~speechsum_cli.llm.LLMConfig`; ``settings`` add the rest (temperature...)."""
-        from speechsum_cli.llm import LLMConfig
+        """The client's :class:`~speechsum_cli.llm.config.LLMConfig`; ``settings`` add the rest (temperature...)."""
+        from speechsum_cli.llm.config import LLMConfig
 
         return LLMConfig(
             base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
@@ -338,7 +337,7 @@ def price_table(model: str, price_in: float | None, price_out: float | None,
                 prices: Path | None) -> dict[str, tuple[float, float]]:
     """``--prices FILE`` plus ``--price-in/--price-out`` for ``model`` (both or neither)."""
     from speechsum_cli.errors import InputError
-    from speechsum_cli.llm import load_price_file
+    from speechsum_cli.llm.prices import load_price_file
 
     table = load_price_file(prices) if prices else {}
     if (price_in is None) != (price_out is None):

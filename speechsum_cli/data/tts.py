@@ -1,4 +1,6 @@
-"""Text to speech for text-only corpora (``synth --tts espeak``): espeak-ng, offline."""
+"""Text to speech for text-only corpora: ``synth --tts espeak`` (espeak-ng, offline, here) or
+``synth --tts openai:MODEL`` (an endpoint's ``/audio/speech``: :mod:`speechsum_cli.llm.speech`,
+which needs the LLM client, a layer up)."""
 
 from __future__ import annotations
 
@@ -11,6 +13,15 @@ from pathlib import Path
 from speechsum_cli.errors import InputError
 
 ESPEAK_WORDS_PER_MINUTE = 160
+REMOTE_PREFIX = "openai:"
+"""``--tts openai:MODEL``: speech through the same endpoint and key as the generator."""
+
+
+def remote_model(engine: str | None) -> str | None:
+    """'openai:tts-1' -> 'tts-1'; None for espeak, no TTS, or 'openai:' without a model."""
+    if engine and engine.startswith(REMOTE_PREFIX) and engine[len(REMOTE_PREFIX):].strip():
+        return engine[len(REMOTE_PREFIX):].strip()
+    return None
 
 
 def check_tts(engine: str) -> None:

@@ -72,7 +72,7 @@ def load(source: str, *, device: str = "auto", dtype: str = "auto", text: bool =
 
 def load_generator(source: str, *, server: Any = None, device: str = "auto", dtype: str = "auto") -> Any:
     """What summarize, eval and pairs generate with: the checkpoint loaded here, or with ``server``
-    (an :class:`~speechsum_cli.llm.LLMConfig`, from ``--server-base-url``) its processor and config
+    (an :class:`~speechsum_cli.llm.config.LLMConfig`, from ``--server-base-url``) its processor and config
     here and its generation on that server (:class:`~speechsum_cli.families.served.ServedSpeechLM`,
     the same interface)."""
     if server is None:

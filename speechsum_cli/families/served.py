@@ -13,7 +13,7 @@ and pairs' k candidates run unchanged; only the generation goes over HTTP:
 * greedy (``temperature`` 0) or sampled with ``temperature``, ``top_p`` and a ``seed`` per
   request; pairs' k candidates of a prompt are one request with ``n`` = k (a server that returns
   fewer choices is asked again for the rest, with the next seeds);
-* every request goes through the one LLM client (:class:`~speechsum_cli.llm.LLMClient`: adaptive
+* every request goes through the one LLM client (:class:`~speechsum_cli.llm.client.LLMClient`: adaptive
   concurrency, retries on 429/5xx/time-outs, the response cache — a re-run sends only the
   requests that were not answered — and the ledger of requests and tokens).
 
@@ -34,16 +34,12 @@ from typing import Any
 from speechsum_cli.errors import ModelError, NothingUsableError
 from speechsum_cli.families.base import AudioFamily, Batch, Prompt, windows_of
 from speechsum_cli.families.model import CheckpointFacts, GenerationSettings
-from speechsum_cli.llm.client import (
-    EndpointUnreachable,
-    Generation,
-    LLMClient,
-    LLMError,
-    public_url,
-)
+from speechsum_cli.llm.client import Generation, LLMClient
 from speechsum_cli.llm.config import LLMConfig, endpoint_flag
 from speechsum_cli.llm.failures import Failures
 from speechsum_cli.llm.pool import run_pool
+from speechsum_cli.llm.transport import EndpointUnreachable, LLMError
+from speechsum_cli.redact import public_url
 
 CONFIG_FILES = ["*.json", "*.jinja", "*.txt", "*.model", "*.tiktoken"]
 """What a hub checkpoint gives the served path: processor, tokenizer, config — never the weights."""
@@ -227,7 +223,7 @@ class ServedSpeechLM(CheckpointFacts):
         async def one(job: tuple[int, tuple[Prompt, dict[str, Any], int]]) -> None:
             i, (prompt, params, n) = job
             results[i] = await self._client.generate(chat_messages(prompt, self.sampling_rate), params, n=n)
-            if results[i].requests:
+            if results[i].usage.requests:
                 self.sent_audio_seconds += self._seconds(prompt)
 
         self._loop.run_until_complete(run_pool(enumerate(jobs), one, concurrency=self.llm.concurrency))

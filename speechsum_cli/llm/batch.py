@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speechsum_cli.llm.client import Completion, LLMClient
+from speechsum_cli.llm.client import Completion, LLMClient, Usage
 from speechsum_cli.llm.config import LLMConfig
 from speechsum_cli.llm.failures import Failures, check_failures, retry_hint
 from speechsum_cli.llm.pool import run_pool
@@ -27,11 +27,8 @@ class CallBatch:
     """Completed calls by key (ok or failed with a reason); calls not sent are absent."""
     stopped_by_budget: bool = False
     """--max-cost was reached: the calls that are absent from ``results`` were never sent."""
-    requests: int = 0
-    cache_hits: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
+    usage: Usage = field(default_factory=Usage)
+    """What the calls sent took, added up."""
     estimated_requests: int = 0
     """Dry run: calls that would need a request (not in the cache)."""
     estimated_input_tokens: int = 0
@@ -87,11 +84,7 @@ async def _run_calls(config: LLMConfig, calls: dict[Any, list[dict[str, str]]], 
             key, messages = call
             done = await client.complete_json(messages, schema, prompt_version=prompt_version)
             batch.results[key] = done
-            batch.requests += done.requests
-            batch.cache_hits += done.cache_hits
-            batch.input_tokens += done.input_tokens
-            batch.output_tokens += done.output_tokens
-            batch.cost_usd += done.cost_usd
+            batch.usage.add(done.usage)
             advance(1)
 
         stopped = await run_pool(calls.items(), one, concurrency=concurrency, stop_on=(BudgetExceeded,))

@@ -1,44 +1,42 @@
 """The one OpenAI-compatible client: every HTTP LLM call in the project goes through ``LLMClient``.
 
-* transport: ``openai.AsyncOpenAI`` against any base URL, one attempt per ``post``; the retries are
-  this module's (the openai client's policy: exponential backoff with jitter on 408/409/429/5xx and
-  connection errors, honouring ``Retry-After``) because each attempt must hold a slot of the
-  adaptive limit (:mod:`speechsum_cli.llm.concurrency`: time-outs and 429s halve the requests in
-  flight) and time-outs get a budget of their own (``timeout_retries``; the rest ``max_retries``);
-  when a budget is spent the call returns a failure with the reason (never raises per row);
-* structured output: the reply text is parsed and validated against a JSON Schema; on failure a
-  repair turn is sent, ``json_retries`` times, then the call fails with reason ``invalid JSON``;
-* free text: :meth:`LLMClient.generate` asks for ``n`` plain-text choices with the caller's sampling
-  fields (a speech LM on a server: audio as ``input_audio`` content parts), cached like the rest;
-* cache: every reply that was paid for is stored in sqlite under (model, messages, params,
-  prompt_version, attempt), so a re-run sends zero requests for work already done;
+Each call kind describes its request as a :class:`_Call` (how to key it in the cache, what to
+send, how to read the reply, what to reserve) and :meth:`LLMClient._call` runs every one the
+same way: cache lookup → dry-run guard → estimate → reserve budget and rate limit → send →
+parse → settle → cache store. What each kind adds:
+
+* structured output (:meth:`~LLMClient.complete_json`): the reply text is parsed and validated
+  against a JSON Schema; on failure a repair turn is sent, ``json_retries`` times, then the call
+  fails with reason ``invalid JSON``;
+* free text (:meth:`~LLMClient.generate`): ``n`` plain-text choices with the caller's sampling
+  fields (a speech LM on a server: audio as ``input_audio`` content parts);
+* speech (:meth:`~LLMClient.speech`): ``/audio/speech`` as wav, priced per character;
+* raw JSON (:meth:`~LLMClient.post_json`, not cached; :meth:`~LLMClient.get_json`, not booked);
+* cache: every reply that was paid for is stored in sqlite under its key (model, messages,
+  params, prompt_version, attempt), so a re-run sends zero requests for work already done;
 * ledger: requests, tokens and USD per the price table; ``max_cost`` raises
-  :class:`BudgetExceeded` *before* a request that could pass the budget;
-* the key: read from the environment variable named in the config, kept only inside the openai
-  client, and scrubbed from every reason and error message.
+  :class:`BudgetExceeded` *before* a request that could pass the budget.
+
+HTTP, retries and the key live in :mod:`speechsum_cli.llm.transport`; a call that fails for good
+returns its result with the (key-scrubbed) ``reason``, never raises per row.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
+import dataclasses
 import json
-import os
-import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-import openai
-
-from speechsum_cli.console import info, warn
-from speechsum_cli.errors import EXIT_NOTHING_USABLE, SpeechsumError
+from speechsum_cli.console import warn
 from speechsum_cli.llm.cache import ResponseCache, cache_key
-from speechsum_cli.llm.concurrency import AdaptiveLimit, Outcome
-from speechsum_cli.llm.config import LLMConfig, endpoint_flag
+from speechsum_cli.llm.config import LLMConfig
 from speechsum_cli.llm.jsonout import InvalidJSON, parse_json
-from speechsum_cli.llm.prices import BudgetExceeded, Ledger, estimate_tokens, price_for
+from speechsum_cli.llm.prices import Ledger, estimate_tokens, price_for
 from speechsum_cli.llm.ratelimit import RateLimiter
+from speechsum_cli.llm.transport import CallFailed, Transport, retryable
 
 T = TypeVar("T")
 
@@ -46,33 +44,32 @@ REPAIR_PROMPT = (
     "Your previous reply was not valid: {reason}. Reply again with only the JSON object, no other "
     "text, following the schema you were given."
 )
-LOCAL_PLACEHOLDER_KEY = "sk-no-key-needed"
 DEFAULT_VOICE = "alloy"
-"""Sent to custom base URLs when the key variable is unset (local servers ignore it)."""
+"""The voice :meth:`LLMClient.speech` asks for (one of OpenAI's built-in TTS voices)."""
 
 
-class LLMError(SpeechsumError):
-    """The server refuses every request (bad key, unknown model, bad URL): stop the whole run."""
+@dataclass
+class Usage:
+    """What one call (or many, added up) took: replies received, cache hits, tokens, USD."""
 
+    requests: int = 0
+    """HTTP requests that returned a reply (retries inside the transport not counted)."""
+    cache_hits: int = 0
+    input_tokens: int = 0
+    """Prompt tokens (for speech: characters of input text, as TTS is priced)."""
+    output_tokens: int = 0
+    cost_usd: float = 0.0
 
-class EndpointUnreachable(LLMError):
-    """Nothing answers at the endpoint: the first calls could not connect and none ever got a reply.
-    Nothing usable can come of the rest, so none is sent (exit 3, like any run with nothing usable)."""
+    def add(self, other: Usage) -> None:
+        self.requests += other.requests
+        self.cache_hits += other.cache_hits
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.cost_usd += other.cost_usd
 
-    exit_code = EXIT_NOTHING_USABLE
-
-
-INITIAL_RETRY_DELAY = 0.5
-MAX_RETRY_DELAY = 8.0
-"""Backoff between retries: 0.5 s doubling up to 8 s, minus up to 25% jitter (the openai client's)."""
-MAX_RETRY_AFTER = 60.0
-"""A server's ``Retry-After`` is honoured up to this many seconds (longer: the backoff above)."""
-RETRYABLE_STATUS = (408, 409, 429)
-"""Retried like any 5xx; other 4xx are the request's own fault."""
-
-UNREACHABLE_LIMIT = 3
-"""Calls that could not connect (after their retries), with no reply ever received from the
-endpoint, after which the run stops instead of spending every other call's retries the same way."""
+    def as_record(self) -> dict[str, Any]:
+        """requests, cache_hits, input_tokens, output_tokens, cost_usd (in that order)."""
+        return dataclasses.asdict(self)
 
 
 @dataclass
@@ -82,12 +79,7 @@ class Completion:
     data: dict[str, Any] | None = None
     reason: str | None = None
     """Short failure category + detail, e.g. 'invalid JSON: no JSON object in the reply'."""
-    requests: int = 0
-    """HTTP requests that returned a reply (retries inside the openai client not counted)."""
-    cache_hits: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
+    usage: Usage = field(default_factory=Usage)
     raw: str | None = None
     """The last reply text (for debugging invalid JSON)."""
 
@@ -105,11 +97,7 @@ class Generation:
     reason: str | None = None
     status: int | None = None
     """The HTTP status of a failed request the server answered (None: no answer, or not HTTP)."""
-    requests: int = 0
-    cache_hits: int = 0
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cost_usd: float = 0.0
+    usage: Usage = field(default_factory=Usage)
 
     @property
     def ok(self) -> bool:
@@ -127,9 +115,7 @@ class Speech:
 
     audio: bytes | None = None
     reason: str | None = None
-    requests: int = 0
-    cache_hits: int = 0
-    cost_usd: float = 0.0
+    usage: Usage = field(default_factory=Usage)
 
 
 @dataclass
@@ -142,37 +128,52 @@ class Estimate:
     cost_usd: float
 
 
-def check_credentials(config: LLMConfig) -> None:
-    """Fail before any work when no key is available for api.openai.com (local URLs need none)."""
-    if not os.environ.get(config.api_key_env) and config.base_url is None and not config.dry_run:
-        raise LLMError(
-            f"no API key: environment variable {config.api_key_env} is not set. Export it, pass "
-            f"{endpoint_flag(config.role, 'api_key_env')} NAME for another variable, or "
-            f"{endpoint_flag(config.role, 'base_url')} for a local server."
-        )
-
-
 def message_text(messages: list[dict[str, Any]]) -> str:
     """The text of ``messages`` (of content-part lists, the text parts: audio is not text)."""
     def text(content: Any) -> str:
         if isinstance(content, list):
-            return "\n".join(str(part.get("text") or "") for part in content if isinstance(part, dict))
+            parts = (part for part in content if isinstance(part, dict))
+            return "\n".join(str(part.get("text") or "") for part in parts)
         return content or ""
     return "\n".join(text(m.get("content")) for m in messages)
 
 
-def public_url(url: str | None) -> str | None:
-    """``url`` fit for a log or ``speechsum.json``: no user:password, no query string, no fragment
-    (where a server's key could hide)."""
-    if not url:
-        return url
-    from urllib.parse import urlsplit, urlunsplit
+@dataclass(frozen=True)
+class _Reply:
+    """A reply as its call kind read it."""
 
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit((parts.scheme, host, parts.path, "", ""))
+    value: Any
+    """What the call returns (the text, the texts, the wav bytes, the JSON object)."""
+    input_tokens: int = 0
+    output_tokens: int = 0
+    stored: str | None = None
+    """What the cache keeps of it (None: nothing)."""
+    problem: str | None = None
+    """The reply was paid for but cannot be used: the call fails with this reason."""
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One request of a call kind: everything :meth:`LLMClient._call` needs to run it."""
+
+    path: str
+    body: dict[str, Any] | None
+    parse: Callable[[Any], _Reply]
+    """The reply -> its value and usage; raises :class:`CallFailed` for one it cannot read (the
+    reservation is released, nothing is billed)."""
+    key: str | None = None
+    """Cache key (None: never cached)."""
+    from_cache: Callable[[str], Any] = str
+    """The cached text -> the call's value."""
+    priced: tuple[int, int] | None = (0, 0)
+    """(input, output) tokens the budget reserves for; None: not booked at all (no budget, rate
+    limit, dry-run guard or ledger entry)."""
+    rate_tokens: int = 0
+    """Tokens the rate limiter admits for the request."""
+    cast_to: type = str
+    method: str = "post"
+    retries: int | None = None
+    """Cap on the transport's non-time-out retries (None: ``max_retries``)."""
 
 
 @dataclass
@@ -182,13 +183,7 @@ class LLMClient:
     """USD spent by earlier runs of the same job (counts against ``max_cost``)."""
     ledger: Ledger = field(init=False)
     _cache: ResponseCache | None = field(init=False, default=None)
-    _client: Any = field(init=False, default=None)
-    _key: str | None = field(init=False, default=None, repr=False)
-    _answered: bool = field(init=False, default=False)
-    """The endpoint has replied at least once (any HTTP status): connection errors are then bad luck."""
-    _unreachable: int = field(init=False, default=0)
-    """Calls that could not connect."""
-    _told_overload: bool = field(init=False, default=False)
+    _transport: Transport = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         cfg = self.config
@@ -198,22 +193,23 @@ class LLMClient:
                  "(pass --price-in/--price-out or --prices FILE to set one).")
         self.ledger = Ledger(price=price, max_cost=cfg.max_cost, spent_before=self.spent_before)
         self._limiter = RateLimiter(cfg.rpm, cfg.tpm)
-        self.in_flight = AdaptiveLimit(cfg.concurrency, adaptive=cfg.adaptive_concurrency)
         if cfg.cache_dir is not None:
             self._cache = ResponseCache(cfg.cache_dir)
-        check_credentials(cfg)
-        self._key = os.environ.get(cfg.api_key_env) or None
+        self._transport = Transport(cfg)  # a missing key for api.openai.com fails here
+
+    @property
+    def in_flight(self) -> Any:
+        """The adaptive limit of requests in flight (:class:`~.concurrency.AdaptiveLimit`)."""
+        return self._transport.in_flight
 
     # -- public API ------------------------------------------------------------------------
 
     def estimate(self, messages: list[dict[str, str]], *, prompt_version: str | int) -> Estimate:
         """Dry-run estimate for one call (attempt 0): no HTTP, cache looked up."""
-        key = cache_key(self._key_payload(messages, prompt_version, 0))
-        hit = self._cache.get(key) if self._cache is not None else None
-        if hit is not None:
+        call = self._chat(messages, prompt_version, 0)
+        if self._cache is not None and self._cache.get(call.key) is not None:
             return Estimate(True, 0, 0, 0.0)
-        tin = estimate_tokens(message_text(messages))
-        tout = min(self.config.expected_output_tokens, self.config.max_tokens)
+        tin, tout = call.priced
         return Estimate(False, tin, tout, self.ledger.cost_of(tin, tout))
 
     async def complete_json(
@@ -226,79 +222,14 @@ class LLMClient:
         becomes ``Completion(reason=...)``.
         """
         result = await self._complete_json(messages, schema, prompt_version, fresh=False)
-        if not result.ok and result.cache_hits and self.config.retry_failed:
-            return self._merged(result, await self._complete_json(messages, schema, prompt_version, fresh=True))
+        if not result.ok and result.usage.cache_hits and self.config.retry_failed:
+            fresh = await self._complete_json(messages, schema, prompt_version, fresh=True)
+            fresh.usage.add(result.usage)  # the fresh outcome, with the usage of both tries
+            return fresh
         return result
 
-    async def _complete_json(self, messages: list[dict[str, str]], schema: dict[str, Any],
-                             prompt_version: str | int, *, fresh: bool) -> Completion:
-        """The attempts of one call; ``fresh`` asks the server even where the cache has a reply."""
-        result = Completion()
-        convo = list(messages)
-        for attempt in range(self.config.json_retries + 1):
-            text = await self._reply(convo, prompt_version, attempt, result, fresh=fresh)
-            if text is None:
-                return result
-            result.raw = text
-            try:
-                result.data = parse_json(text, schema)
-                result.reason = None
-                return result
-            except InvalidJSON as exc:
-                result.reason = f"invalid JSON: {exc}"
-                convo = list(messages) + [
-                    {"role": "assistant", "content": text[:4000]},
-                    {"role": "user", "content": REPAIR_PROMPT.format(reason=exc)},
-                ]
-        result.reason = self.scrub(f"{result.reason} (after {self.config.json_retries + 1} attempts)")
-        return result
-
-    @staticmethod
-    def _merged(cached: Completion, fresh: Completion) -> Completion:
-        """The fresh outcome, with the usage of both tries."""
-        fresh.requests += cached.requests
-        fresh.cache_hits += cached.cache_hits
-        fresh.input_tokens += cached.input_tokens
-        fresh.output_tokens += cached.output_tokens
-        fresh.cost_usd += cached.cost_usd
-        return fresh
-
-    async def speech(self, text: str, *, voice: str = DEFAULT_VOICE) -> Speech:
-        """Text to speech (``/audio/speech``, wav) with the same cache, budget, limits and retries.
-
-        TTS models are priced per character: the price table's input price is USD per 1M
-        characters of input text (e.g. tts-1); the output price is unused.
-        """
-        result = Speech()
-        key = cache_key({"model": self.config.model, "speech": text, "voice": voice, "format": "wav"})
-        hit = self._cached(key)
-        if hit is not None:
-            result.cache_hits = 1
-            result.audio = base64.b64decode(hit)
-            return result
-        if self.config.dry_run:
-            raise RuntimeError("dry run: no request may be sent")
-        estimate = self.ledger.estimate(len(text), 0)
-        body = {"model": self.config.model, "input": text, "voice": voice, "response_format": "wav"}
-        try:
-            audio = await self._booked(
-                estimate, estimate_tokens(text), lambda: self._post("/audio/speech", body, bytes)
-            )
-        except _RowFailure as exc:
-            result.reason = self.scrub(str(exc))
-            return result
-        if not audio or audio[:4] != b"RIFF":
-            self.ledger.release(estimate)
-            result.reason = "bad response: not a wav file"
-            return result
-        result.cost_usd = self.ledger.settle(estimate, len(text), 0)
-        result.requests = 1
-        result.audio = audio
-        if self._cache is not None:
-            self._cache.put(key, self.config.model, base64.b64encode(audio).decode("ascii"), len(text), 0)
-        return result
-
-    async def generate(self, messages: list[dict[str, Any]], params: dict[str, Any], *, n: int = 1) -> Generation:
+    async def generate(self, messages: list[dict[str, Any]], params: dict[str, Any], *,
+                       n: int = 1) -> Generation:
         """One chat completion asking for ``n`` choices (``"n"`` in the request), the reply's texts
         stripped: how a speech LM on a server generates (content parts with ``input_audio``).
 
@@ -309,101 +240,38 @@ class LLMClient:
         fewer texts (the caller asks again). Raises :class:`LLMError` like :meth:`complete_json`.
         """
         result = Generation()
-        key = cache_key({"kind": "generate", "model": self.config.model, "messages": messages,
-                         "params": params, "n": n})
-        hit = self._cached(key)
-        if hit is not None:
-            result.cache_hits = 1
-            result.texts = json.loads(hit)
-            return result
-        if self.config.dry_run:
-            raise RuntimeError("dry run: no request may be sent")  # a bug, not a user error
-        est_in = estimate_tokens(message_text(messages))
-        max_tokens = int(params.get("max_tokens") or self.config.max_tokens)
-        estimate = self.ledger.estimate(est_in, n * min(self.config.expected_output_tokens, max_tokens))
-        body = {"model": self.config.model, "messages": messages, **params, **({"n": n} if n > 1 else {})}
-        body.update(self.config.extra_body or {})
         try:
-            raw = await self._booked(
-                estimate, est_in + n * max_tokens, lambda: self._post("/chat/completions", body, str)
-            )
-        except _RowFailure as exc:
-            result.reason, result.status = self.scrub(str(exc)), exc.status
-            return result
+            result.texts = await self._call(self._generation(messages, params, n), result.usage)
+        except CallFailed as exc:
+            result.reason, result.status = str(exc), exc.status
+        return result
+
+    async def speech(self, text: str, *, voice: str = DEFAULT_VOICE) -> Speech:
+        """Text to speech (``/audio/speech``, wav) with the same cache, budget, limits and retries.
+
+        TTS models are priced per character: the price table's input price is USD per 1M
+        characters of input text (e.g. tts-1); the output price is unused.
+        """
+        result = Speech()
         try:
-            reply = json.loads(raw)
-            texts = [((c.get("message") or {}).get("content") or "").strip() for c in reply.get("choices") or []]
-            usage = reply.get("usage") or {}
-        except (ValueError, AttributeError, TypeError) as exc:
-            self.ledger.release(estimate)
-            result.reason = f"bad response: not an OpenAI chat completion ({type(exc).__name__})"
-            return result
-        tin = int(usage.get("prompt_tokens") or 0) or est_in
-        tout = int(usage.get("completion_tokens") or 0) or sum(estimate_tokens(t) for t in texts)
-        result.cost_usd = self.ledger.settle(estimate, tin, tout)
-        result.requests, result.input_tokens, result.output_tokens = 1, tin, tout
-        if not texts:
-            result.reason = "bad response: no choices in the reply"
-            return result
-        result.texts = texts
-        if self._cache is not None:
-            self._cache.put(key, self.config.model, json.dumps(texts, ensure_ascii=False), tin, tout)
+            result.audio = await self._call(self._speech(text, voice), result.usage)
+        except CallFailed as exc:
+            result.reason = str(exc)
         return result
 
     async def get_json(self, path: str, *, retries: int = 2) -> Completion:
         """One GET of ``path`` (e.g. ``/models``: what a server serves) with at most ``retries``
         retries, under the same adaptive limit; the reply's JSON in ``data`` or a failure ``reason``
-        (a connection error's reason starts with 'connection error')."""
-        result = Completion()
-        try:
-            raw = await self._post(path, None, str, method="get", retries=retries)
-        except _RowFailure as exc:
-            result.reason = self.scrub(str(exc))
-            return result
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None
-        result.requests = 1
-        if not isinstance(data, dict):
-            result.reason = f"bad response: not a JSON object ({str(raw)[:80]!r})"
-            return result
-        result.data = data
-        return result
+        (a connection error's reason starts with 'connection error'). Not cached, not booked."""
+        call = _Call(path, None, _json_object, priced=None, method="get", retries=retries)
+        return await self._json_call(call)
 
     async def post_json(self, path: str, body: dict[str, Any]) -> Completion:
         """One POST of a JSON ``body`` to ``path`` (e.g. ``/completions`` with token ids and vLLM's
         ``prompt_logprobs``, for a remote teacher) under the same adaptive limit, rate limits,
         retries and ledger as every other call; the reply's JSON object in ``data``, or a failure
         ``reason``. Not cached: such calls score fresh samples every time."""
-        result = Completion()
-        if self.config.dry_run:
-            raise RuntimeError("dry run: no request may be sent")  # a bug, not a user error
-        estimate = self.ledger.estimate(0, 0)
-        try:
-            raw = await self._booked(estimate, 0, lambda: self._post(path, body, str))
-        except _RowFailure as exc:
-            result.reason = self.scrub(str(exc))
-            return result
-        try:
-            data = json.loads(raw)
-        except ValueError:
-            data = None
-        usage = (data.get("usage") if isinstance(data, dict) else None) or {}
-        tin, tout = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
-        result.cost_usd = self.ledger.settle(estimate, tin, tout)
-        result.requests, result.input_tokens, result.output_tokens = 1, tin, tout
-        if not isinstance(data, dict):
-            result.reason = f"bad response: not a JSON object ({raw[:80]!r})"
-            return result
-        result.data = data
-        return result
-
-    def scrub(self, text: str) -> str:
-        """Remove the key (and its bearer form) from any text that may reach a log or a file."""
-        if self._key:
-            text = text.replace(self._key, "***")
-        return text
+        return await self._json_call(_Call(path, body, _json_object))
 
     def close(self) -> None:
         """Release the cache (for callers that never made a request; aclose() does it all)."""
@@ -412,64 +280,42 @@ class LLMClient:
             self._cache = None
 
     async def aclose(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-        if self._cache is not None:
-            self._cache.close()
-            self._cache = None
+        await self._transport.close()
+        self.close()
 
-    # -- internals -------------------------------------------------------------------------
+    # -- the one call path -----------------------------------------------------------------
 
-    def _params(self) -> dict[str, Any]:
-        cfg = self.config
-        params: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
-        if cfg.extra_body:
-            params["extra_body"] = cfg.extra_body
-        return params
-
-    def _key_payload(self, messages: list[dict[str, str]], prompt_version: str | int, attempt: int) -> dict[str, Any]:
-        return {"model": self.config.model, "messages": messages, "params": self._params(),
-                "prompt_version": str(prompt_version), "attempt": attempt}
-
-    def _openai(self) -> Any:
-        if self._client is None:
-            cfg = self.config
-            self._client = openai.AsyncOpenAI(
-                api_key=self._key or LOCAL_PLACEHOLDER_KEY, base_url=cfg.base_url,
-                max_retries=0, timeout=cfg.timeout,  # retried in _post, each attempt in a slot
-            )
-        return self._client
-
-    async def _reply(
-        self, messages: list[dict[str, str]], prompt_version: str | int, attempt: int, result: Completion,
-        *, fresh: bool = False,
-    ) -> str | None:
-        """Reply text from the cache (unless ``fresh``) or the server; None with ``result.reason`` set on failure."""
-        key = cache_key(self._key_payload(messages, prompt_version, attempt))
-        hit = None if fresh else self._cached(key)
+    async def _call(self, call: _Call, usage: Usage, *, fresh: bool = False) -> Any:
+        """Run ``call``: its value from the cache (unless ``fresh``) or the server, its usage added
+        to ``usage``. Raises :class:`CallFailed` (the reason scrubbed of the key) when it failed,
+        :class:`BudgetExceeded` before a request the budget cannot take, :class:`LLMError` when
+        the server refuses every request."""
+        hit = None if fresh or call.key is None else self._cached(call.key)
         if hit is not None:
-            result.cache_hits += 1
-            return hit
-        if self.config.dry_run:
+            usage.cache_hits += 1
+            return call.from_cache(hit)
+        booked = call.priced is not None
+        if booked and self.config.dry_run:
             raise RuntimeError("dry run: no request may be sent")  # a bug, not a user error
-        est_in = estimate_tokens(message_text(messages))
-        estimate = self.ledger.estimate(est_in, min(self.config.expected_output_tokens, self.config.max_tokens))
+        estimate = self.ledger.estimate(*call.priced) if booked else 0.0
+
+        async def send() -> _Reply:
+            raw = await self._transport.request(call.path, call.body, call.cast_to,
+                                                method=call.method, retries=call.retries)
+            return call.parse(raw)
+
         try:
-            text, tin, tout = await self._booked(
-                estimate, est_in + self.config.max_tokens, lambda: self._send(messages)
-            )
-        except _RowFailure as exc:
-            result.reason = self.scrub(str(exc))
-            return None
-        cost = self.ledger.settle(estimate, tin, tout)
-        result.requests += 1
-        result.input_tokens += tin
-        result.output_tokens += tout
-        result.cost_usd += cost
-        if self._cache is not None:
-            self._cache.put(key, self.config.model, text, tin, tout)
-        return text
+            reply = await (self._booked(estimate, call.rate_tokens, send) if booked else send())
+        except CallFailed as exc:
+            raise CallFailed(self._transport.scrub(str(exc)), status=exc.status) from None
+        tin, tout = reply.input_tokens, reply.output_tokens
+        cost = self.ledger.settle(estimate, tin, tout) if booked else 0.0
+        usage.add(Usage(1, 0, tin, tout, cost))
+        if reply.problem is not None:
+            raise CallFailed(self._transport.scrub(reply.problem))
+        if call.key is not None and reply.stored is not None and self._cache is not None:
+            self._cache.put(call.key, self.config.model, reply.stored, tin, tout)
+        return reply.value
 
     def _cached(self, key: str) -> str | None:
         """The cached reply text under ``key`` (counted as a cache hit in the ledger), or None."""
@@ -482,7 +328,7 @@ class LLMClient:
     async def _booked(self, estimate: float, tokens: int, send: Callable[[], Awaitable[T]]) -> T:
         """``send()`` once the rate limiter admits ``tokens``, with ``estimate`` USD reserved in the
         ledger first (may raise :class:`BudgetExceeded`) and released again when no reply comes:
-        any exception (a :class:`_RowFailure` for this call, a cancellation...) propagates."""
+        any exception (a :class:`CallFailed` for this call, a cancellation...) propagates."""
         self.ledger.reserve(estimate)
         try:
             await self._limiter.acquire(tokens)
@@ -491,159 +337,135 @@ class LLMClient:
             self.ledger.release(estimate)
             raise
 
-    async def _send(self, messages: list[dict[str, str]]) -> tuple[str, int, int]:
-        body: dict[str, Any] = {"model": self.config.model, "messages": messages,
-                                "temperature": self.config.temperature, "max_tokens": self.config.max_tokens}
-        body.update(self.config.extra_body or {})
-        raw = await self._post("/chat/completions", body, str)
-        try:
-            response = json.loads(raw)
-            choices = response.get("choices") or [{}]
-            text = (choices[0].get("message") or {}).get("content") or ""
-            usage = response.get("usage") or {}
-        except (ValueError, AttributeError, TypeError) as exc:
-            raise _RowFailure(f"bad response: not an OpenAI chat completion ({type(exc).__name__})") from None
-        tin = int(usage.get("prompt_tokens") or 0) or estimate_tokens(message_text(messages))
-        tout = int(usage.get("completion_tokens") or 0) or estimate_tokens(text)
-        return text, tin, tout
+    # -- the call kinds ----------------------------------------------------------------------
 
-    async def _post(self, path: str, body: dict[str, Any] | None, cast_to: type, *, method: str = "post",
-                    retries: int | None = None) -> Any:
-        """POST (or ``method``) with retries; errors mapped to LLMError (stop the run) or _RowFailure
-        (this call). ``retries`` caps the non-time-out retries (default: ``max_retries``)."""
-        cfg = self.config
-        max_retries = cfg.max_retries if retries is None else retries
-        timeouts = others = 0
-        while True:
+    async def _complete_json(self, messages: list[dict[str, str]], schema: dict[str, Any],
+                             prompt_version: str | int, *, fresh: bool) -> Completion:
+        """The attempts of one call; ``fresh`` asks the server even where the cache has a reply."""
+        result = Completion()
+        convo = list(messages)
+        for attempt in range(self.config.json_retries + 1):
             try:
-                return await self._attempt(path, body, cast_to, method)
-            except openai.APITimeoutError:
-                self._note_overload("time-outs")
-                if timeouts >= cfg.timeout_retries:
-                    raise _RowFailure(f"timeout: no reply within {cfg.timeout:g} s "
-                                      f"(after {cfg.timeout_retries} time-out retries)") from None
-                delay, timeouts = retry_delay(timeouts), timeouts + 1
-            except (openai.APIConnectionError, openai.APIStatusError) as exc:
-                status = getattr(exc, "status_code", None)
-                if status == 429:
-                    self._note_overload("HTTP 429")
-                if not retryable(status, getattr(exc, "response", None)) or others >= max_retries:
-                    raise self._failure(exc, max_retries) from None
-                delay, others = retry_delay(others, getattr(exc, "response", None)), others + 1
-            except openai.APIError as exc:  # a reply the openai client could not read
-                raise self._failure(exc) from None
-            await asyncio.sleep(delay)
-
-    async def _attempt(self, path: str, body: dict[str, Any] | None, cast_to: type, method: str = "post") -> Any:
-        """One HTTP attempt in a slot of the adaptive limit, which learns from how it ended."""
-        async with self.in_flight.slot() as slot:
+                text = await self._call(self._chat(convo, prompt_version, attempt), result.usage,
+                                        fresh=fresh)
+            except CallFailed as exc:
+                result.reason = str(exc)
+                return result
+            result.raw = text
             try:
-                # The client's generic post(): same timeouts as chat.completions.create(), without
-                # its typed request transform and response models, which cost ~2 ms of CPU per
-                # call and capped throughput at high concurrency (benchmark).
-                if method == "get":
-                    reply = await self._openai().get(path, cast_to=cast_to)
-                else:
-                    reply = await self._openai().post(path, cast_to=cast_to, body=body)
-            except openai.APITimeoutError:
-                slot.outcome = Outcome.timed_out
-                raise
-            except openai.APIStatusError as exc:
-                self._answered = True
-                slot.outcome = Outcome.rate_limited if exc.status_code == 429 else Outcome.other
-                raise
-            slot.outcome = Outcome.answered
-            self._answered = True
-            return reply
+                result.data = parse_json(text, schema)
+                result.reason = None
+                return result
+            except InvalidJSON as exc:
+                result.reason = f"invalid JSON: {exc}"
+                convo = list(messages) + [
+                    {"role": "assistant", "content": text[:4000]},
+                    {"role": "user", "content": REPAIR_PROMPT.format(reason=exc)},
+                ]
+        attempts = self.config.json_retries + 1
+        result.reason = self._transport.scrub(f"{result.reason} (after {attempts} attempts)")
+        return result
 
-    def _note_overload(self, signal: str) -> None:
-        """Say once, on stderr, that the endpoint is overloaded and the requests in flight were lowered."""
-        limit = self.in_flight
-        if self._told_overload or not limit.adaptive or limit.decreases == 0:
-            return
-        self._told_overload = True
-        info(f"{self.config.base_url or 'api.openai.com'} is overloaded ({signal}): requests in flight "
-             f"lowered from {limit.ceiling} to {limit.allowed}; they grow back while it keeps up "
-             f"({endpoint_flag(self.config.role, 'concurrency')} {limit.ceiling} is the ceiling).")
-
-    def _failure(self, exc: Exception, max_retries: int | None = None) -> Exception:
-        """The error a failed call ends with: LLMError for refusals that fail every row, else _RowFailure."""
-        cfg = self.config
-        retried = f" (after {cfg.max_retries if max_retries is None else max_retries} retries)"
-        if isinstance(exc, (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)):
-            return LLMError(self.scrub(
-                f"{cfg.base_url or 'api.openai.com'} refused the request "
-                f"(HTTP {exc.status_code}: {_short(exc)}). Check the key in ${cfg.api_key_env}, "
-                f"{endpoint_flag(cfg.role, 'model')} '{cfg.model}' and "
-                f"{endpoint_flag(cfg.role, 'base_url')}."
-            ))
-        if isinstance(exc, openai.APIConnectionError):
-            self._check_reachable(exc)
-            return _RowFailure(f"connection error: {_short(exc)}{retried}")
-        if isinstance(exc, openai.RateLimitError):
-            return _RowFailure(f"HTTP 429 rate limited: {_short(exc)}{retried}", status=429)
-        if isinstance(exc, openai.APIStatusError):
-            again = retryable(exc.status_code, exc.response)
-            return _RowFailure(f"HTTP {exc.status_code}: {_short(exc)}{retried if again else ''}",
-                               status=exc.status_code)
-        return _RowFailure(f"bad response: {_short(exc)}")
-
-    def _check_reachable(self, exc: BaseException) -> None:
-        """Stop the run (:class:`EndpointUnreachable`) once ``UNREACHABLE_LIMIT`` calls could not
-        connect and the endpoint never replied: a server that is not running or a wrong URL would
-        otherwise cost every remaining call its full retries before the run could fail."""
-        self._unreachable += 1
-        if self._answered or self._unreachable < UNREACHABLE_LIMIT:
-            return
-        cfg = self.config
-        raise EndpointUnreachable(self.scrub(
-            f"nothing answers at {cfg.base_url or 'api.openai.com'}: {self._unreachable} requests could not "
-            f"connect ({_short(exc)}, after {cfg.max_retries} retries each) and none has ever been answered, "
-            f"so no more are sent. Start the server or fix {endpoint_flag(cfg.role, 'base_url')}, then run "
-            "the same command again."
-        )) from None
-
-
-def retryable(status: int | None, response: Any = None) -> bool:
-    """Whether a failed attempt is worth another: the server's ``x-should-retry`` if it sent one,
-    else no reply at all (None), 408/409/429 or a 5xx (the openai client's rule)."""
-    said = (getattr(response, "headers", None) or {}).get("x-should-retry")
-    if said in ("true", "false"):
-        return said == "true"
-    return status is None or status in RETRYABLE_STATUS or status >= 500
-
-
-def retry_delay(retry: int, response: Any = None) -> float:
-    """Seconds before retry number ``retry`` (0-based): the server's Retry-After, else the backoff."""
-    headers = getattr(response, "headers", None) or {}
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+    async def _json_call(self, call: _Call) -> Completion:
+        result = Completion()
         try:
-            after = float(headers.get(name)) / scale
-        except (TypeError, ValueError):
-            continue
-        if 0 < after <= MAX_RETRY_AFTER:
-            return after
-    return min(INITIAL_RETRY_DELAY * 2.0 ** min(retry, 16), MAX_RETRY_DELAY) * (1 - 0.25 * random.random())
+            result.data = await self._call(call, result.usage)
+        except CallFailed as exc:
+            result.reason = str(exc)
+        return result
+
+    def _chat(self, messages: list[dict[str, str]], prompt_version: str | int,
+              attempt: int) -> _Call:
+        """One attempt of a structured call: the config's sampling fields, the reply's text."""
+        cfg = self.config
+        params: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+        if cfg.extra_body:
+            params["extra_body"] = cfg.extra_body
+        key = cache_key({"model": cfg.model, "messages": messages, "params": params,
+                         "prompt_version": str(prompt_version), "attempt": attempt})
+        body: dict[str, Any] = {"model": cfg.model, "messages": messages,
+                                "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+        body.update(cfg.extra_body or {})
+        est_in = estimate_tokens(message_text(messages))
+        return _Call("/chat/completions", body, lambda raw: _chat_reply(raw, messages), key=key,
+                     priced=(est_in, min(cfg.expected_output_tokens, cfg.max_tokens)),
+                     rate_tokens=est_in + cfg.max_tokens)
+
+    def _generation(self, messages: list[dict[str, Any]], params: dict[str, Any], n: int) -> _Call:
+        """``n`` choices of free text with the caller's sampling ``params``."""
+        cfg = self.config
+        key = cache_key({"kind": "generate", "model": cfg.model, "messages": messages,
+                         "params": params, "n": n})
+        body = {"model": cfg.model, "messages": messages, **params, **({"n": n} if n > 1 else {})}
+        body.update(cfg.extra_body or {})
+        est_in = estimate_tokens(message_text(messages))
+        max_tokens = int(params.get("max_tokens") or cfg.max_tokens)
+        return _Call("/chat/completions", body, lambda raw: _generation_reply(raw, est_in), key=key,
+                     from_cache=json.loads,
+                     priced=(est_in, n * min(cfg.expected_output_tokens, max_tokens)),
+                     rate_tokens=est_in + n * max_tokens)
+
+    def _speech(self, text: str, voice: str) -> _Call:
+        """Wav audio of ``text``, priced per character."""
+        model = self.config.model
+        key = cache_key({"model": model, "speech": text, "voice": voice, "format": "wav"})
+        body = {"model": model, "input": text, "voice": voice, "response_format": "wav"}
+        return _Call("/audio/speech", body, lambda audio: _speech_reply(audio, text), key=key,
+                     from_cache=base64.b64decode, priced=(len(text), 0),
+                     rate_tokens=estimate_tokens(text), cast_to=bytes)
 
 
-class _RowFailure(Exception):
-    """One call failed for good (retries spent); the row is recorded as failed with this reason."""
-
-    def __init__(self, reason: str, *, status: int | None = None) -> None:
-        super().__init__(reason)
-        self.status = status
-        """The HTTP status the server answered with, if it answered."""
-
-
-def _short(exc: BaseException, limit: int = 200) -> str:
-    message = getattr(exc, "message", None) or str(exc)
-    body = getattr(exc, "body", None)
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        message = inner.get("message", message) if isinstance(inner, dict) else str(inner)
-    message = " ".join(str(message).split())
-    return message if len(message) <= limit else message[: limit - 3] + "..."
+def _chat_reply(raw: str, messages: list[dict[str, Any]]) -> _Reply:
+    """The first choice's text of a chat completion (usage estimated where the server has none)."""
+    try:
+        response = json.loads(raw)
+        choices = response.get("choices") or [{}]
+        text = (choices[0].get("message") or {}).get("content") or ""
+        usage = response.get("usage") or {}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise _not_a_chat_completion(exc) from None
+    tin = int(usage.get("prompt_tokens") or 0) or estimate_tokens(message_text(messages))
+    tout = int(usage.get("completion_tokens") or 0) or estimate_tokens(text)
+    return _Reply(text, tin, tout, stored=text)
 
 
-__all__ = ["BudgetExceeded", "Completion", "EndpointUnreachable", "Estimate", "Generation", "LLMClient", "LLMError",
-           "public_url"]
+def _generation_reply(raw: str, est_in: int) -> _Reply:
+    """Every choice's text, stripped; no choice at all is paid for but fails the call."""
+    try:
+        reply = json.loads(raw)
+        choices = reply.get("choices") or []
+        texts = [((c.get("message") or {}).get("content") or "").strip() for c in choices]
+        usage = reply.get("usage") or {}
+    except (ValueError, AttributeError, TypeError) as exc:
+        raise _not_a_chat_completion(exc) from None
+    tin = int(usage.get("prompt_tokens") or 0) or est_in
+    tout = int(usage.get("completion_tokens") or 0) or sum(estimate_tokens(t) for t in texts)
+    return _Reply(texts, tin, tout, stored=json.dumps(texts, ensure_ascii=False),
+                  problem=None if texts else "bad response: no choices in the reply")
+
+
+def _speech_reply(audio: bytes, text: str) -> _Reply:
+    """The wav bytes, priced as ``len(text)`` characters of input."""
+    if not audio or audio[:4] != b"RIFF":
+        raise CallFailed("bad response: not a wav file")
+    return _Reply(audio, len(text), 0, stored=base64.b64encode(audio).decode("ascii"))
+
+
+def _json_object(raw: str) -> _Reply:
+    """The reply's JSON object, with the token usage it reports (none: 0)."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        data = None
+    if not isinstance(data, dict):
+        return _Reply(None, problem=f"bad response: not a JSON object ({raw[:80]!r})")
+    usage = data.get("usage") or {}
+    return _Reply(data, int(usage.get("prompt_tokens") or 0),
+                  int(usage.get("completion_tokens") or 0))
+
+
+def _not_a_chat_completion(exc: Exception) -> CallFailed:
+    return CallFailed(f"bad response: not an OpenAI chat completion ({type(exc).__name__})")
+
+
+__all__ = ["Completion", "Estimate", "Generation", "LLMClient", "Speech", "Usage", "message_text"]

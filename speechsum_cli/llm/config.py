@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from speechsum_cli.llm.failures import DEFAULT_MAX_FAILED_SHARE
-
 DEFAULT_MODEL = "gpt-4.1"
 """The paper's generator."""
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_MAX_FAILED_SHARE = 0.1
+"""More than 1 in 10 calls failing after their retries is a broken endpoint, not bad luck
+(the failure policy: :mod:`speechsum_cli.llm.failures`)."""
 BUDGET_FIELDS = ("max_cost", "price_in", "price_out", "prices", "max_failed_share", "retry_failed")
 """Never prefixed: a command calls one LLM under one budget and one failure policy."""
 

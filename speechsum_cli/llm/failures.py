@@ -15,16 +15,11 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from speechsum_cli.console import plural
 from speechsum_cli.errors import NothingUsableError
-
-DEFAULT_MAX_FAILED_SHARE = 0.1
-"""More than 1 in 10 calls failing after their retries is a broken endpoint, not bad luck."""
-MANIFEST_KEY = "llm_failures"
-"""Where ``speechsum.json`` records the tally (``--retry-failed`` reads it)."""
+from speechsum_cli.llm.config import endpoint_flag
 
 
 def reason_category(reason: str) -> str:
@@ -88,35 +83,9 @@ def check_failures(failures: Failures, *, max_share: float, unit: str, left: str
 
 def retry_hint(config: Any) -> str:
     """How to send the failed calls of an :class:`LLMConfig`'s endpoint again (ends a sentence)."""
-    from speechsum_cli.llm.config import endpoint_flag
-
     endpoint = f"{endpoint_flag(config.role, 'base_url')} {config.base_url or 'api.openai.com'}"
     return (f"Fix the cause (is {endpoint} answering?) and run the same command with --retry-failed: the "
             "answers already received come from the response cache, so only the failed requests are sent.")
 
 
-def recorded_failures(manifest: dict[str, Any] | None) -> int:
-    """Failed calls an earlier run recorded in its ``speechsum.json`` (0 when none or no manifest)."""
-    record = (manifest or {}).get(MANIFEST_KEY) or {}
-    return int(record.get("failed") or 0)
-
-
-def retry_replaces(out: Path, retry_failed: bool) -> bool:
-    """Whether ``--retry-failed`` may replace ``out``: it must record failed calls in its speechsum.json.
-
-    Stages that are not resumable (pairs, eval) retry by running again: the calls that succeeded
-    come from the response cache, so only the failed ones are sent.
-    """
-    from speechsum_cli.errors import InputError
-    from speechsum_cli.manifest import read_manifest
-
-    if not retry_failed or not out.exists():
-        return False
-    if recorded_failures(read_manifest(out)) == 0:
-        raise InputError(f"--retry-failed: '{out}' records no failed request (its speechsum.json); there is "
-                         "nothing to retry. Pass --overwrite to redo it.")
-    return True
-
-
-__all__ = ["DEFAULT_MAX_FAILED_SHARE", "Failures", "check_failures", "reason_category", "recorded_failures", "retry_hint",
-           "retry_replaces"]
+__all__ = ["Failures", "check_failures", "reason_category", "retry_hint"]

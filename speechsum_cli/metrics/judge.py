@@ -88,15 +88,15 @@ class JudgeRun:
 
     @property
     def requests(self) -> int:
-        return self.batch.requests
+        return self.batch.usage.requests
 
     @property
     def cache_hits(self) -> int:
-        return self.batch.cache_hits
+        return self.batch.usage.cache_hits
 
     @property
     def cost_usd(self) -> float:
-        return self.batch.cost_usd
+        return self.batch.usage.cost_usd
 
     @property
     def estimated_cost_usd(self) -> float:

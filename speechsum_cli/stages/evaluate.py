@@ -21,8 +21,7 @@ from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, ro
 from speechsum_cli.data.rows import shown_ids
 from speechsum_cli.errors import InputError
 from speechsum_cli.llm.batch import check_batch_failures
-from speechsum_cli.llm.failures import MANIFEST_KEY as FAILURES_KEY
-from speechsum_cli.llm.failures import retry_replaces
+from speechsum_cli.manifest import FAILURES_KEY, retry_replaces
 from speechsum_cli.metrics.aggregate import Estimate, bootstrap
 from speechsum_cli.metrics.scores import offline_scores
 from speechsum_cli.metrics.wer import error_rates
@@ -387,7 +386,7 @@ def wer_estimates(
 def check_server_config(config: EvalConfig) -> None:
     """``--server-base-url`` generates the --model checkpoints' predictions: there must be one, and
     ``--server-model`` names one model (several checkpoints are each asked for by their own name)."""
-    from speechsum_cli.llm.client import check_credentials
+    from speechsum_cli.llm.transport import check_credentials
 
     if not config.models:
         raise InputError("--server-base-url generates the predictions of --model checkpoints, and no --model was "
@@ -411,7 +410,7 @@ def run(config: EvalConfig) -> EvalResult:
     if config.server is not None:
         check_server_config(config)
     if config.judge is not None:
-        from speechsum_cli.llm.client import check_credentials
+        from speechsum_cli.llm.transport import check_credentials
 
         check_credentials(config.judge)
     overwrite = config.overwrite or retry_replaces(config.out, config.judge is not None and config.judge.retry_failed)

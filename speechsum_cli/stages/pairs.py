@@ -32,8 +32,7 @@ from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import decode_row_audio, long_audio_plan, shown_ids
 from speechsum_cli.errors import InputError
 from speechsum_cli.llm.batch import check_batch_failures
-from speechsum_cli.llm.failures import MANIFEST_KEY as FAILURES_KEY
-from speechsum_cli.llm.failures import retry_replaces
+from speechsum_cli.manifest import FAILURES_KEY, retry_replaces
 from speechsum_cli.metrics import preference
 
 JUDGES = ("pairwise", "rubric", "offline")
@@ -118,7 +117,7 @@ def check_config(config: PairsConfig) -> None:
                         "(--judge-api-key-env), or use --judge offline")
     if problems:
         raise InputError("; ".join(problems) + ".")
-    from speechsum_cli.llm.client import check_credentials
+    from speechsum_cli.llm.transport import check_credentials
 
     for llm in (config.llm, config.server):
         if llm is not None:
@@ -345,8 +344,7 @@ def run(config: PairsConfig) -> PairsResult:
     with atomic_output_dir(config.out, overwrite=overwrite) as tmp:
         Dataset.from_list(pairs).save_to_disk(str(tmp))
         llm_usage = {} if batch is None else {
-            "requests": batch.requests, "cache_hits": batch.cache_hits, "input_tokens": batch.input_tokens,
-            "output_tokens": batch.output_tokens, "cost_usd": round(batch.cost_usd, 6),
+            **batch.usage.as_record(), "cost_usd": round(batch.usage.cost_usd, 6),
             "stopped_by_budget": batch.stopped_by_budget, "concurrency": batch.concurrency,
             "failure_reasons": sorted(set(batch.failed.values()))[:20],
         }

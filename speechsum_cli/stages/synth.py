@@ -17,22 +17,26 @@ import shutil
 import time
 import warnings
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from speechsum_cli.console import plural
+from speechsum_cli.console import plural, progress_bar
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
-from speechsum_cli.data.tts import audio_name, check_tts, speak
+from speechsum_cli.data.tts import audio_name, check_tts, remote_model, speak
 from speechsum_cli.data.workdir import WorkDir, work_dir_for
 from speechsum_cli.errors import InputError, NothingUsableError
-from speechsum_cli.llm import BudgetExceeded, LLMClient, LLMConfig, LLMError
-from speechsum_cli.llm.failures import MANIFEST_KEY as FAILURES_KEY
+from speechsum_cli.llm.client import Completion, LLMClient
+from speechsum_cli.llm.config import LLMConfig
 from speechsum_cli.llm.failures import Failures, check_failures, reason_category, retry_hint
 from speechsum_cli.llm.pool import run_pool
+from speechsum_cli.llm.prices import BudgetExceeded, price_for
+from speechsum_cli.llm.speech import speak_all
+from speechsum_cli.llm.transport import LLMError
 from speechsum_cli.manifest import (
+    FAILURES_KEY,
     MANIFEST_NAME,
     atomic_output_dir,
     check_output_dir,
@@ -224,19 +228,12 @@ def check_config(config: SynthConfig) -> None:
         problems.append(f"--concurrency must be at least 1, got {config.llm.concurrency}")
     if config.llm.max_cost is not None and config.llm.max_cost <= 0:
         problems.append(f"--max-cost must be positive, got {config.llm.max_cost:g}")
-    if config.tts is not None and config.tts != "espeak" and not _remote_tts_model(config.tts):
+    if config.tts is not None and config.tts != "espeak" and not remote_model(config.tts):
         problems.append(f"--tts '{config.tts}' is not supported; use --tts espeak or --tts openai:MODEL")
     if problems:
         raise InputError("; ".join(problems) + ".")
     if config.tts == "espeak":
         check_tts(config.tts)
-
-
-def _remote_tts_model(tts: str | None) -> str | None:
-    """'openai:tts-1' -> 'tts-1' (speech through the same endpoint and key as the generator)."""
-    if tts and tts.startswith("openai:") and tts.split(":", 1)[1].strip():
-        return tts.split(":", 1)[1].strip()
-    return None
 
 
 def check_output(config: SynthConfig) -> None:
@@ -318,7 +315,7 @@ def run(config: SynthConfig) -> SynthResult:
     counts = state.counts(requested=plan.n, skipped_missing=len(missing), corpus=len(ids))
     usage: dict[str, Any] = dict(state.usage)
     usage["concurrency"] = client.in_flight.record()  # this run's requests in flight (AIMD)
-    if _remote_tts_model(config.tts) and stopped is None:
+    if remote_model(config.tts) and stopped is None:
         tts_usage, tts_failed, stopped = _speak_remote(config, ds, work, state.usage["cost_usd"])
         usage["tts"] = tts_usage
         counts["tts_failed_recordings"] = tts_failed
@@ -375,10 +372,8 @@ def _dry_run(config: SynthConfig, plan: Plan, transcripts: Any, skipped: int, st
                 "JSON repair retries not included",
     }
     estimate.setdefault("cost_usd", 0.0)
-    tts_model = _remote_tts_model(config.tts)
+    tts_model = remote_model(config.tts)
     if tts_model:  # every planned recording without audio is spoken once
-        from speechsum_cli.llm import price_for
-
         sources = {plan.job(j).source for j in range(min(plan.n, plan.per_pass))}
         chars = sum(len(transcripts[i]["transcript"]) for i in sources)
         price = price_for(tts_model, config.llm.prices)
@@ -457,7 +452,9 @@ async def _generate(
     version = synth_prompt_version()
 
     try:
-        with _progress(plan.n, len(state.done), state.usage, enabled=config.show_progress) as advance:
+        bar = progress_bar("Synth", plan.n, enabled=config.show_progress, completed=len(state.done),
+                           stats=_progress_stats(state))
+        with bar as advance:
 
             async def one(job: Job) -> None:
                 messages = synth_messages(transcripts[job.source]["transcript"], job.facets)
@@ -465,7 +462,7 @@ async def _generate(
                 record = _record(job, completion, version, config, state.dedup)
                 writer.write(record)
                 state.add(record)
-                advance(record)
+                advance(1)
 
             stopped = await run_pool(pending, one, concurrency=config.llm.concurrency, stop_on=(BudgetExceeded,))
     finally:
@@ -474,13 +471,12 @@ async def _generate(
     return "budget" if stopped is not None else None
 
 
-def _record(job: Job, completion: Any, version: str, config: SynthConfig, dedup: Deduplicator) -> dict[str, Any]:
+def _record(job: Job, completion: Completion, version: str, config: SynthConfig,
+            dedup: Deduplicator) -> dict[str, Any]:
     record: dict[str, Any] = {
         "job": job.index, "id": job.row_id, "source": job.source, "source_id": job.source_id,
         **job.facets.as_row(), "prompt_version": version,
-        "requests": completion.requests, "cache_hits": completion.cache_hits,
-        "input_tokens": completion.input_tokens, "output_tokens": completion.output_tokens,
-        "cost_usd": completion.cost_usd,
+        **completion.usage.as_record(),
     }
     if not completion.ok:
         return record | {"status": STATUS_FAILED, "reason": completion.reason}
@@ -495,41 +491,18 @@ def _record(job: Job, completion: Any, version: str, config: SynthConfig, dedup:
     return record | {"status": STATUS_OK}
 
 
-def _progress(total: int, done: int, usage: dict[str, Any], *, enabled: bool) -> Any:
-    """Rich progress on stderr: rows, rows/s, tokens and cost so far; yields advance(record)."""
-    from contextlib import contextmanager
+def _progress_stats(state: _State) -> Callable[[], str]:
+    """The progress bar's '12.5 rows/s 3,200 tok $0.0042': rows of this run per second, tokens
+    and cost so far (earlier runs' included)."""
+    started, before = time.perf_counter(), len(state.done)
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    def stats() -> str:
+        rate = (len(state.done) - before) / max(1e-6, time.perf_counter() - started)
+        usage = state.usage
+        return (f"{rate:.1f} rows/s {usage['input_tokens'] + usage['output_tokens']:,} tok "
+                f"${usage['cost_usd']:.4f}")
 
-    from speechsum_cli.console import err_console
-
-    @contextmanager
-    def bar() -> Iterator[Any]:
-        if not enabled:
-            yield lambda record: None
-            return
-        columns = (
-            TextColumn("Synth"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]:.1f} rows/s"), TextColumn("{task.fields[tokens]:,} tok"),
-            TextColumn("${task.fields[cost]:.4f}"), TimeElapsedColumn(),
-        )
-        started = time.perf_counter()
-        fresh = 0
-        with Progress(*columns, console=err_console, transient=False) as progress:
-            task = progress.add_task("synth", total=total, completed=done, rate=0.0,
-                                     tokens=usage["input_tokens"] + usage["output_tokens"], cost=usage["cost_usd"])
-
-            def advance(record: dict[str, Any]) -> None:
-                nonlocal fresh
-                fresh += 1
-                progress.update(
-                    task, advance=1, rate=fresh / max(1e-6, time.perf_counter() - started),
-                    tokens=usage["input_tokens"] + usage["output_tokens"], cost=usage["cost_usd"],
-                )
-
-            yield advance
-
-    return bar()
+    return stats
 
 
 # -- output --------------------------------------------------------------------------------------
@@ -544,7 +517,7 @@ def _finalize(
 
     parquet = work.path / "rows.parquet"
     written, spoken, unspoken = _write_parquet(ds, work, parquet, config)
-    if _remote_tts_model(config.tts):
+    if remote_model(config.tts):
         counts["written"] = written  # rows whose recording could not be spoken are left out
         counts["tts_failed_rows"] = unspoken
     overwrite = config.overwrite or config.out.exists()  # resuming a budget-stopped output
@@ -580,10 +553,12 @@ _OUTPUT_COLUMNS = ("id", "source_id", "audio", "transcript", "query", "style", "
                    "focus", "audience", "tone", "importance", "prompt_version", "model")
 
 
-def _write_parquet(ds: Any, work: WorkDir, path: Path, config: SynthConfig) -> tuple[int, set[str]]:
+def _write_parquet(ds: Any, work: WorkDir, path: Path,
+                   config: SynthConfig) -> tuple[int, set[str], int]:
     """Stream the ok records, joined with their recording's audio and transcript, to parquet;
     with ``tts``, speak the transcripts of recordings without audio (once each, kept in the work
-    dir across resumes). Returns (rows, names of the spoken wav files)."""
+    dir across resumes). Returns (rows written, names of the spoken wav files, rows left out
+    because remote TTS could not speak their recording)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -610,7 +585,7 @@ def _write_parquet(ds: Any, work: WorkDir, path: Path, config: SynthConfig) -> t
         if config.tts is not None and not audio:
             name = audio_name(record["source_id"])
             if name not in spoken and not (work.path / TTS_DIR / name).is_file():
-                if _remote_tts_model(config.tts):  # its failure was counted by _speak_remote
+                if remote_model(config.tts):  # its failure was counted by _speak_remote
                     unspoken += 1
                     continue
                 speak(src["transcript"], work.path / TTS_DIR / name)
@@ -628,51 +603,32 @@ def _write_parquet(ds: Any, work: WorkDir, path: Path, config: SynthConfig) -> t
     return total, spoken, unspoken
 
 
-def _speak_remote(config: SynthConfig, ds: Any, work: WorkDir, spent: float) -> tuple[dict[str, Any], dict[str, int], str | None]:
-    """Speak, through the OpenAI-compatible /audio/speech endpoint, every recording without audio
-    that has written rows; wavs land in the work dir (kept across resumes). Returns the TTS usage,
+def _speak_remote(config: SynthConfig, ds: Any, work: WorkDir,
+                  spent: float) -> tuple[dict[str, Any], dict[str, int], str | None]:
+    """Speak (:func:`~speechsum_cli.llm.speech.speak_all`) every recording without audio that has
+    written rows; wavs land in the work dir (kept across resumes). Returns the TTS usage,
     failures by reason (recordings), and 'budget' if --max-cost stopped it."""
     from dataclasses import replace
 
     sources = {}
-    has_audio = "audio" in ds.column_names
     for record in work.records():
         if record["status"] == STATUS_OK and record["source"] not in sources:
             name = audio_name(record["source_id"])
             if not (work.path / TTS_DIR / name).is_file():
                 sources[record["source"]] = name
-    if has_audio:
+    if "audio" in ds.column_names:
         audio = ds.select_columns(["audio"])
         sources = {i: name for i, name in sources.items() if not audio[i]["audio"]}
     remaining = None if config.llm.max_cost is None else max(0.0, config.llm.max_cost - spent)
-    client = LLMClient(replace(config.llm, model=_remote_tts_model(config.tts), max_cost=remaining,
-                               extra_body=None))
+    tts = replace(config.llm, model=remote_model(config.tts), max_cost=remaining, extra_body=None)
     text = ds.select_columns(["transcript"])
-    failed: Counter = Counter()
-    (work.path / TTS_DIR).mkdir(exist_ok=True)
-
-    async def speak_one(source: tuple[int, str]) -> None:
-        index, name = source
-        result = await client.speech(text[index]["transcript"])
-        if result.audio is None:
-            failed[reason_category(result.reason)] += 1
-            return
-        tmp = work.path / TTS_DIR / f".{name}.tmp"
-        tmp.write_bytes(result.audio)
-        tmp.replace(work.path / TTS_DIR / name)
-
-    async def speak_all() -> Exception | None:
-        try:
-            return await run_pool(sorted(sources.items()), speak_one, concurrency=config.llm.concurrency,
-                                  stop_on=(BudgetExceeded,))
-        finally:
-            await client.aclose()
-
-    stopped = asyncio.run(speak_all())
-    ledger = client.ledger
-    usage = {"model": client.config.model, "recordings": len(sources), "requests": ledger.requests,
-             "cache_hits": ledger.cache_hits, "characters": ledger.input_tokens, "cost_usd": ledger.cost_usd}
-    return usage, dict(failed), "budget" if stopped is not None else None
+    jobs = [(text[i]["transcript"], work.path / TTS_DIR / name)
+            for i, name in sorted(sources.items())]
+    spoken = speak_all(tts, jobs)
+    usage = {"model": tts.model, "recordings": len(sources), "requests": spoken.usage.requests,
+             "cache_hits": spoken.usage.cache_hits, "characters": spoken.usage.input_tokens,
+             "cost_usd": spoken.usage.cost_usd}
+    return usage, spoken.failed, "budget" if spoken.stopped_by_budget else None
 
 
 __all__ = ["MANIFEST_NAME", "SynthConfig", "SynthResult", "run"]

@@ -12,7 +12,7 @@ from pathlib import Path
 from speechsum_cli import generation
 from speechsum_cli.console import info, warn
 from speechsum_cli.errors import InputError
-from speechsum_cli.llm import LLMConfig
+from speechsum_cli.llm.config import LLMConfig
 from speechsum_cli.training.run import TrainResult
 from speechsum_cli.training.settings import DISTILL_DEFAULTS, StageConfig, TrainSettings
 

@@ -21,7 +21,8 @@ import asyncio
 from typing import Any
 
 from speechsum_cli.console import info
-from speechsum_cli.llm import LLMClient, LLMConfig
+from speechsum_cli.llm.client import LLMClient
+from speechsum_cli.llm.config import LLMConfig
 from speechsum_cli.llm.pool import run_pool
 from speechsum_cli.stages.distill.config import (
     DEFAULT_CHUNK,
