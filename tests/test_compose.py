@@ -254,6 +254,25 @@ def test_composed_checkpoint_trains_with_speechsum_sft(family, composed, tmp_pat
     assert any("multi_modal_projector" in name for name in adapter)
 
 
+def test_the_same_seed_composes_the_same_weights_and_another_seed_other_ones(parts, tmp_path):
+    """Every random draw of compose is seeded: the projector AND the new tokens' embedding rows (drawn
+    around the mean embedding), so one command gives one checkpoint."""
+    from safetensors.torch import load_file
+
+    def weights(seed: str, name: str) -> dict[str, torch.Tensor]:
+        out = tmp_path / name
+        result = compose("--family", "qwen2_audio", "--encoder", str(parts["whisper"]), "--llm",
+                         str(parts["llama"]), "--out", str(out), "--seed", seed)
+        assert result.exit_code == 0, result.output
+        return load_file(str(out / "model.safetensors"))
+
+    first, again, other = weights("3", "a"), weights("3", "b"), weights("4", "c")
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    embeddings = next(k for k in first if k.endswith("embed_tokens.weight"))
+    rows = int(json.loads((tmp_path / "a" / "speechsum.json").read_text())["counts"].get("tokens_added", 1))
+    assert not torch.equal(first[embeddings][-rows:], other[embeddings][-rows:])
+
+
 def test_window_cuts_the_positional_table_and_the_feature_extractor(parts, tmp_path):
     from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 

@@ -381,7 +381,10 @@ def run(config: ComposeConfig) -> ComposeResult:
             f"--llm '{config.llm}' has {rows_loaded} embedding rows but its config says "
             f"vocab_size {rows_before}; the checkpoint is inconsistent."
         )
-    if len(tok) > rows_loaded:
+    if len(tok) > rows_loaded:  # the new rows are drawn around the mean embedding: seeded, so --seed reproduces
+        import torch
+
+        torch.manual_seed(config.seed)
         llm.resize_token_embeddings(len(tok), mean_resizing=True)
     encoder_state = _whisper_encoder_state(config.encoder, positions, llm.dtype)
     model = _assemble(family, model_config, llm, encoder_state, seed=config.seed)
