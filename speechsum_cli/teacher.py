@@ -27,6 +27,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from speechsum_cli import dtypes
+from speechsum_cli.dtypes import Dtype
 from speechsum_cli.errors import InputError, ModelError
 
 TEACHER_USER = "Transcript of the recording:\n\n{transcript}\n\n{query}"
@@ -113,14 +115,15 @@ class Teacher:
         return prompt + self.answer_ids(answer), len(prompt)
 
 
-def load_teacher(source: str, tokenizer: Any, *, device: str, dtype: str,
+def load_teacher(source: str, tokenizer: Any, *, device: str, dtype: Dtype,
                  system: str | None) -> Teacher:
     """The teacher, frozen, on ``device`` (already resolved) in ``dtype`` (auto: by device). An
     adapter dir (a text-mode sft output, its base named relative to it) is merged into its base."""
-    from speechsum_cli.families import load_text_model, resolve_dtype
+    from speechsum_cli.families import load_text_model
 
     try:
-        model = load_text_model(source, dtype=resolve_dtype(dtype, device), device=device)
+        model = load_text_model(source, dtype=dtypes.torch_dtype(dtypes.resolve(dtype, device)),
+                                device=device)
     except (OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
         raise ModelError(f"--teacher '{source}': cannot load it as a causal LM "

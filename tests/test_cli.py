@@ -99,3 +99,19 @@ def test_the_report_of_an_unconfigured_judge_does_not_offer_no_judge_as_a_fix():
 
     why = judge_section(SimpleNamespace(judge=None), [], None)["why"]
     assert "--no-judge" not in why and "--judge-base-url" in why
+
+
+def test_command_results_reach_stdout_through_the_one_sink():
+    """Every command prints its result through cli/output.py (text, --json, eval's table); no
+    command module writes to stdout its own way."""
+    import ast
+    from pathlib import Path
+
+    cli = Path(__file__).resolve().parents[1] / "speechsum_cli" / "cli"
+    for path in cli.glob("*.py"):
+        if path.name == "output.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call):
+                name = ast.unparse(node.func)
+                assert name not in ("typer.echo", "print", "Console"), f"{path.name}: {name}"

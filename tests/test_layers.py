@@ -13,7 +13,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "speechsum_cli"
 
 LAYERS: list[tuple[str, ...]] = [
     ("speechsum_cli", "speechsum_cli.errors", "speechsum_cli.console", "speechsum_cli.fs",
-     "speechsum_cli.redact", "speechsum_cli.generation"),
+     "speechsum_cli.redact", "speechsum_cli.generation", "speechsum_cli.dtypes",
+     "speechsum_cli.typed"),
     ("speechsum_cli.manifest", "speechsum_cli.prompts"),
     ("speechsum_cli.llm",),
     ("speechsum_cli.data",),

@@ -11,13 +11,15 @@ import typer
 from typer.testing import CliRunner
 
 from speechsum_cli.app import app
+from speechsum_cli.data.long_audio import LongAudio
+from speechsum_cli.dtypes import Dtype
 from tests.conftest import espeak
 
 runner = CliRunner()
 TRAINING_STAGES = ("sft", "distill", "dpo")
 SHARED_FLAGS = (
     "--model --data --out --lr --max-steps --epochs --batch-size --grad-accum --warmup --weight-decay "
-    "--lora-r --lora-alpha --lora-dropout --lora-targets --seed --resume --restart --merge --precision "
+    "--lora-r --lora-alpha --lora-dropout --lora-targets --seed --resume --restart --merge --dtype "
     "--json --on-long-audio --save-steps --logging-steps --report-to --gradient-checkpointing "
     "--train-encoder --full --eval-steps --num-workers --overwrite --split --group-by-length"
 ).split()
@@ -100,7 +102,7 @@ def test_every_training_field_reaches_the_stage_config(stage, monkeypatch, tmp_p
     monkeypatch.setattr(module, "run", lambda cfg: captured(seen, cfg))
     args = [stage, "--model", "m", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
             "--weight-decay", "0.1", "--lora-dropout", "0.2", "--train-encoder", "--eval-steps", "7",
-            "--num-workers", "2", "--lora-targets", "q_proj, v_proj", "--precision", "float32",
+            "--num-workers", "2", "--lora-targets", "q_proj, v_proj", "--dtype", "float32",
             "--on-long-audio", "chunk", "--warmup", "3"]
     if stage == "distill":
         args += ["--teacher", "t"]
@@ -110,7 +112,54 @@ def test_every_training_field_reaches_the_stage_config(stage, monkeypatch, tmp_p
     assert (train.weight_decay, train.lora_dropout, train.train_encoder, train.eval_steps,
             train.num_workers) == (0.1, 0.2, True, 7, 2)
     assert train.lora_targets == ("q_proj", "v_proj") and train.warmup == 3
-    assert train.precision.value == "float32" and train.on_long_audio.value == "chunk"
+    assert train.dtype is Dtype.float32 and train.on_long_audio is LongAudio.chunk
+
+
+@pytest.mark.parametrize("stage", TRAINING_STAGES)
+def test_each_training_flag_is_a_settings_field_and_its_help_is_the_fields(stage):
+    """One source: the flag's help is the field's metadata (a stage's reason for another default
+    follows it), and no field lacks a flag or flag lacks a field."""
+    import dataclasses
+
+    from speechsum_cli.training.settings import TrainSettings
+
+    cmd = command(stage)
+    panel = [p for p in cmd.params if p.rich_help_panel == "Training (shared by sft, distill, dpo)"]
+    fields = dataclasses.fields(TrainSettings)
+    assert sorted(p.name for p in panel) == sorted(f.name for f in fields)
+    for spec in fields:
+        param = next(p for p in panel if p.name == spec.name)
+        help = spec.metadata["help"]
+        reason = stage != "sft" and param.help.startswith(f"{help} (Here ")
+        assert param.help == help or reason, spec.name
+        assert ("--" + spec.name.replace("_", "-")) in param.opts, (spec.name, param.opts)
+
+
+def test_dtype_is_one_vocabulary_from_the_cli_and_from_python():
+    from speechsum_cli.errors import InputError
+    from speechsum_cli.training.settings import TrainSettings
+
+    assert TrainSettings(dtype="bfloat16").dtype is Dtype.bfloat16  # a Python caller's str, once
+    assert TrainSettings(on_long_audio="chunk").on_long_audio is LongAudio.chunk
+    with pytest.raises(InputError, match="'fp16' is not one of auto, float32, bfloat16, float16"):
+        TrainSettings(dtype="fp16")
+    refused = runner.invoke(app, ["sft", "-m", "m", "-d", "d", "-o", "o", "--dtype", "bf16"])
+    assert refused.exit_code == 2
+    assert "'bf16' is not one of 'auto', 'float32', 'bfloat16', 'float16'" in " ".join(
+        refused.output.replace("│", " ").split())
+    assert "No such option" in runner.invoke(app, ["sft", "--precision", "float32"]).output
+
+
+def test_one_resolver_picks_autos_dtype_for_the_device():
+    from speechsum_cli import dtypes
+    from speechsum_cli.errors import InputError
+
+    assert dtypes.resolve(Dtype.auto, "cpu") is Dtype.float32
+    assert dtypes.resolve("bfloat16", "cpu") is Dtype.bfloat16  # a Python caller's load(dtype=...)
+    assert str(dtypes.torch_dtype(Dtype.bfloat16)) == "torch.bfloat16"
+    assert dtypes.of_torch(dtypes.torch_dtype(Dtype.float16)) is Dtype.float16
+    with pytest.raises(InputError, match="'bf16' is not one of auto, float32, bfloat16, float16"):
+        dtypes.resolve("bf16", "cpu")
 
 
 # --- dpo, which had drifted from sft's skeleton ---------------------------------------------

@@ -15,11 +15,11 @@ from speechsum_cli.cli.options import (
     Split,
     column_options,
     data_option,
-    echo_result,
     long_audio_option,
     model_option,
     out_option,
 )
+from speechsum_cli.cli.output import echo_result
 from speechsum_cli.data.dataset import ColumnMap
 from speechsum_cli.data.long_audio import LongAudio
 
@@ -53,7 +53,9 @@ def align(
     weight_decay: Annotated[float, typer.Option(help="AdamW weight decay.", min=0.0)] = 0.0,
     evals: Annotated[int, typer.Option(help="Held-out WER measurements over the run (the curve).", min=1)] = 8,
     on_stall: Annotated[str, typer.Option(help="A blank plateau past warm-up: warn (recorded in speechsum.json) or error (nothing written).")] = "warn",
-    on_long_audio: Annotated[LongAudio, long_audio_option((LongAudio.error, LongAudio.drop), "Rows longer than the model's window: error or drop (counted).")] = LongAudio.error,
+    on_long_audio: Annotated[str, long_audio_option(
+        (LongAudio.error, LongAudio.drop),
+        "Rows longer than the model's window: error or drop (counted).")] = LongAudio.error.value,
     seed: Annotated[int, typer.Option(help="Seed of the held-out split, shuffling and the blank's start.")] = 0,
     compress: Annotated[bool, typer.Option("--compress/--no-compress", help="The output reads only the frames the CTC head does not blank (repeats merged): ~5x fewer audio tokens, a faster and better-hearing warm-up. Runs through speechsum only (stock transformers/vLLM would read every frame).")] = False,
     feature_cache: Annotated[bool, typer.Option("--feature-cache/--no-feature-cache", help="Read and fill the frozen-encoder feature cache.")] = True,

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from speechsum_cli.cli.options import Overwrite, json_option, out_option
+from speechsum_cli.cli.output import emit, emit_json
 
 EPILOG = (
     "Examples:\n\n"
@@ -55,9 +56,8 @@ def compose(
     for note in result.notes:
         info(note)
     if as_json:
-        import json
         from dataclasses import asdict
 
-        typer.echo(json.dumps(asdict(result), default=str))
+        emit_json(asdict(result))
     else:
-        typer.echo(str(result.out))
+        emit(str(result.out))

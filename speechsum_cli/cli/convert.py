@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from speechsum_cli.cli.options import json_option, overwrite_option, split_option
+from speechsum_cli.cli.output import emit, emit_json
 from speechsum_cli.data.chat_format import DataFormat
 
 EPILOG = (
@@ -50,7 +51,8 @@ def convert(
         info("LLaMA-Factory reads it with this entry in the dataset_info.json of its folder: "
              + json.dumps(result.dataset_info))
     if as_json:
-        typer.echo(json.dumps({"out": str(result.out), "from": result.src_format.value, "to": result.dst_format.value,
-                               "rows": result.rows, "kind": result.kind, "dataset_info": result.dataset_info}))
+        emit_json({"out": str(result.out), "from": result.src_format.value,
+                   "to": result.dst_format.value, "rows": result.rows, "kind": result.kind,
+                   "dataset_info": result.dataset_info})
     else:
-        typer.echo(str(result.out))
+        emit(str(result.out))

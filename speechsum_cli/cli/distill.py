@@ -3,27 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Optional
 
 import typer
 
-from speechsum_cli import generation
+from speechsum_cli import dtypes, generation
 from speechsum_cli.cli.options import (
-    DTYPE_HELP,
     TEACHER_PANEL,
-    Endpoint,
     Json,
     Split,
     data_option,
-    echo_result,
     generation_option,
     model_option,
-    normalize_dtype,
     out_option,
     teacher_endpoint_options,
     train_options,
 )
+from speechsum_cli.cli.output import echo_result
 from speechsum_cli.data.dataset import ColumnMap
+from speechsum_cli.dtypes import Dtype
+from speechsum_cli.llm.config import LLMConfig
 from speechsum_cli.stages.distill.config import Estimator, Loss, TeacherLogprobs
 from speechsum_cli.training.settings import TrainSettings
 
@@ -42,15 +41,17 @@ EPILOG = (
 )
 
 
-def remote_teacher(endpoint: Endpoint, teacher: str) -> Any:
+def remote_teacher(endpoint: LLMConfig, teacher: str) -> LLMConfig | None:
     """The teacher's server as the LLM client's config (model: --teacher unless --teacher-model), or
-    None without --teacher-base-url. Priced at $0: a self-hosted server; requests and tokens are counted."""
+    None without --teacher-base-url. Priced at $0: a self-hosted server; requests and tokens are
+    counted. No response cache: the student's samples are new every step."""
     if endpoint.base_url is None:
         return None
     from dataclasses import replace
 
     model = endpoint.model or teacher
-    return replace(endpoint.llm_config(cache=False, temperature=0.0), model=model, prices={model: (0.0, 0.0)})
+    return replace(endpoint, cache_dir=None, temperature=0.0, model=model,
+                   prices={model: (0.0, 0.0)})
 
 
 @teacher_endpoint_options()
@@ -62,7 +63,7 @@ def distill(
     out: Annotated[Path, out_option("Output directory (adapter + processor + speechsum.json).")],
     train: TrainSettings,
     columns: ColumnMap,
-    teacher_llm: Endpoint,
+    teacher_llm: LLMConfig,
     loss: Annotated[Loss, typer.Option(help="reverse-kl (paper), forward-kl or jsd.")] = Loss.reverse_kl,
     beta: Annotated[float, typer.Option(help="jsd: teacher weight of the mixture (0 < beta < 1).")] = 0.5,
     estimator: Annotated[Estimator, typer.Option(help="full: divergence over the vocabulary; sampled: policy gradient on the sampled tokens (reverse-kl).")] = Estimator.full,
@@ -74,7 +75,8 @@ def distill(
     max_new_tokens: Annotated[int, generation_option("distill", "max_new_tokens", "per sampled completion")] = generation.default("distill", "max_new_tokens"),
     chunk_size: Annotated[int, typer.Option(help="Positions per chunk of the divergence (0 = all at once).", min=0)] = 512,
     teacher_device: Annotated[str, typer.Option(help="Teacher device: auto, cpu, cuda, cuda:1...")] = "auto",
-    teacher_dtype: Annotated[str, typer.Option(help=f"Teacher dtype: {DTYPE_HELP}", callback=normalize_dtype)] = "auto",
+    teacher_dtype: Annotated[Dtype, typer.Option(
+        help=f"Teacher dtype: {dtypes.HELP}")] = Dtype.auto,
     teacher_system: Annotated[Optional[str], typer.Option(help="System message for the teacher  \\[default: its template's].", show_default=False)] = None,
     eval_data: Annotated[Optional[Path], typer.Option(help="Held-out rows: reverse KL on fixed samples before and after.")] = None,
     teacher_logprobs: Annotated[TeacherLogprobs, typer.Option(help="How the teacher's server returns the prompt's log-probs: prompt_logprobs (vLLM), echo (echo + logprobs), or auto (asked once).", rich_help_panel=TEACHER_PANEL)] = TeacherLogprobs.auto,

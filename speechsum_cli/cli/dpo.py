@@ -11,11 +11,11 @@ import typer
 from speechsum_cli.cli.options import (
     Json,
     Split,
-    echo_result,
     model_option,
     out_option,
     train_options,
 )
+from speechsum_cli.cli.output import echo_result
 from speechsum_cli.data.dataset import ColumnMap
 from speechsum_cli.training.settings import TrainSettings
 

@@ -10,15 +10,13 @@ import typer
 from speechsum_cli import generation
 from speechsum_cli.cli.options import (
     Device,
-    Dtype,
-    Endpoint,
+    DtypeOption,
     Overwrite,
     Progress,
     Split,
     WindowsPerPrompt,
     column_options,
     data_option,
-    estimate_json,
     generation_option,
     json_option,
     judge_options,
@@ -27,7 +25,10 @@ from speechsum_cli.cli.options import (
     server_config,
     server_endpoint_options,
 )
+from speechsum_cli.cli.output import emit, emit_json, emit_rich, estimate_json
 from speechsum_cli.data.dataset import ColumnMap
+from speechsum_cli.dtypes import Dtype
+from speechsum_cli.llm.config import LLMConfig
 
 EPILOG = (
     "Examples:\n\n"
@@ -40,7 +41,8 @@ EPILOG = (
 )
 
 
-def judge_settings(judge: Optional[bool], endpoint: Endpoint, dry_run: bool) -> tuple[object, str]:
+def judge_settings(judge: Optional[bool], endpoint: LLMConfig, dry_run: bool
+                   ) -> tuple[LLMConfig | None, str]:
     """The judge's LLMConfig (None when the judge is off) and, when off, why (for the report)."""
     from speechsum_cli.console import warn
     from speechsum_cli.errors import InputError
@@ -56,8 +58,11 @@ def judge_settings(judge: Optional[bool], endpoint: Endpoint, dry_run: bool) -> 
              "to silence this warning.")
         return None, (f"no judge configured: pass {endpoint.flag('base_url')} or set "
                       f"${endpoint.api_key_env} (the variable --judge-api-key-env names)")
-    endpoint.check_key(dry_run=dry_run)
-    return endpoint.llm_config(temperature=0.0, dry_run=dry_run), ""
+    from dataclasses import replace
+
+    config = replace(endpoint, temperature=0.0, dry_run=dry_run)
+    config.check_key()
+    return config, ""
 
 
 @judge_options("eval")
@@ -66,8 +71,8 @@ def judge_settings(judge: Optional[bool], endpoint: Endpoint, dry_run: bool) -> 
 def evaluate(
     data: Annotated[Path, data_option("Test set: dataset dir, .parquet or .jsonl with id, transcript, query (+ audio, summary, style).")],
     out: Annotated[Path, out_option("Report directory (report.json, report.md, plots, speechsum.json).")],
-    judge_llm: Endpoint,
-    server_llm: Endpoint,
+    judge_llm: LLMConfig,
+    server_llm: LLMConfig,
     columns: ColumnMap,
     model: Annotated[Optional[list[str]], model_option("Checkpoint to generate predictions with (repeatable).")] = None,
     predictions: Annotated[Optional[list[Path]], typer.Option("--predictions", "-p", help="Predictions file with id, prediction (repeatable).")] = None,
@@ -78,7 +83,7 @@ def evaluate(
     windows_per_prompt: WindowsPerPrompt = None,
     batch_size: Annotated[int, generation_option("eval", "batch_size")] = generation.default("eval", "batch_size"),
     device: Device = "auto",
-    dtype: Dtype = "auto",
+    dtype: DtypeOption = Dtype.auto,
     chunk_seconds: Annotated[Optional[float], typer.Option(help="Window length for long audio  \\[default: the model's window].", show_default=False)] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.", min=1)] = 1000,
     plot: Annotated[bool, typer.Option("--plot", help="Write a PNG bar chart per metric (pip install 'speechsum\\[plot]').")] = False,
@@ -90,10 +95,6 @@ def evaluate(
     progress: Progress = True,
 ) -> None:
     """Score summaries side by side: ROUGE, hallucination, style, repetition, length, speed, WER."""
-    import json
-
-    from rich.console import Console
-
     from speechsum_cli.cli.common import quiet_libraries
     from speechsum_cli.console import plural, warn
     from speechsum_cli.metrics.report import rich_table
@@ -114,17 +115,17 @@ def evaluate(
     if dry_run:
         judged = result.judge
         if json_out:
-            typer.echo(estimate_json(judged.batch, rows=result.rows_compared, systems=len(result.systems)))
+            estimate_json(judged.batch, rows=result.rows_compared, systems=len(result.systems))
             return
-        typer.echo(f"Dry run: the judge would score {plural(result.rows_compared, 'row')} x "
+        emit(f"Dry run: the judge would score {plural(result.rows_compared, 'row')} x "
                    f"{plural(len(result.systems), 'system')}; estimated cost ${judged.estimated_cost_usd:.4f} (nothing was sent).")
         return
     if json_out:
-        typer.echo(json.dumps(result.report["summary"], indent=2))
+        emit_json(result.report["summary"], indent=2)
     else:
-        Console().print(rich_table(result.report, result.summary))
-        typer.echo(f"Report written to {result.out}/report.md")
+        emit_rich(rich_table(result.report, result.summary))
+        emit(f"Report written to {result.out}/report.md")
         if result.plots:
-            typer.echo(f"Plots ({len(result.plots)}): " + ", ".join(str(p) for p in result.plots))
+            emit(f"Plots ({len(result.plots)}): " + ", ".join(str(p) for p in result.plots))
     if result.warning:
         warn(result.warning)

@@ -1,39 +1,49 @@
 """The one option vocabulary: a flag that means the same thing in two commands is defined here.
 
 Typer ``Annotated`` aliases (as the ``hf`` CLI keeps its shared options), plus
-:func:`train_options`, which gives sft, distill and dpo the same training flags — names, short
-flags, help and defaults — from :class:`~speechsum_cli.training.settings.TrainSettings`; a
-stage whose default differs says why in its help (``DEFAULT_REASONS``).
+:func:`train_options`, which gives sft, distill and dpo the same training flags, built from the
+fields of :class:`~speechsum_cli.training.settings.TrainSettings` (each field's metadata is its
+flag's help, as TRL's are); a stage whose default differs says why in its help
+(``DEFAULT_REASONS``).
 
 The commands that are not training stages share the rest: :func:`endpoint_options` spells an
 OpenAI-compatible LLM the same way everywhere (``--ROLE-base-url --ROLE-model ...`` with the role
 as prefix, e.g. pairs' and eval's judge, distill's ``--teacher-*``, and the ``--server-*`` of
 summarize, eval and pairs generating on a server; unprefixed, with ``--llm`` for the model, where a command
-talks to one LLM and has no checkpoint, as synth), :func:`column_options` the ``--X-column`` flags,
-:func:`long_audio_option` the subset of :class:`LongAudio` a command supports.
+talks to one LLM and has no checkpoint, as synth) and gives the command an
+:class:`~speechsum_cli.llm.config.LLMConfig`, :func:`column_options` the ``--X-column`` flags,
+:func:`long_audio_option` the subset of :class:`LongAudio` a command supports. Results reach
+stdout through :mod:`speechsum_cli.cli.output`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import inspect
-import os
+import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
+from speechsum_cli import dtypes
 from speechsum_cli.data.long_audio import LongAudio
-from speechsum_cli.llm.config import DEFAULT_MAX_FAILED_SHARE, endpoint_flag
+from speechsum_cli.dtypes import Dtype
+from speechsum_cli.llm.config import (
+    DEFAULT_API_KEY_ENV,
+    DEFAULT_CACHE_DIR,
+    DEFAULT_MAX_FAILED_SHARE,
+    DEFAULT_MODEL,
+    LLMConfig,
+    endpoint_flag,
+)
 from speechsum_cli.training.settings import (
     DEFAULT_REASONS,
     DISTILL_DEFAULTS,
     DPO_DEFAULTS,
     SFT_DEFAULTS,
-    Precision,
-    ReportTo,
     TrainSettings,
 )
 
@@ -114,16 +124,7 @@ def generation_option(command: str, name: str, what: str = "") -> Any:
     return typer.Option(help=help, **GENERATION_LIMITS[name])
 
 
-def normalize_dtype(value: str) -> str:
-    """The dtype vocabulary: auto, float32, bfloat16, float16."""
-    allowed = [p.value for p in Precision]
-    if value not in allowed:
-        raise typer.BadParameter(f"'{value}' is not one of {', '.join(allowed)}.")
-    return value
-
-
-DTYPE_HELP = "auto (bfloat16/float16 on GPU, float32 on CPU), float32, bfloat16 or float16."
-Dtype = Annotated[str, typer.Option(help=DTYPE_HELP, callback=normalize_dtype)]
+DtypeOption = Annotated[Dtype, typer.Option(help=dtypes.HELP)]
 
 
 def column_params(names: tuple[str, ...]) -> list[inspect.Parameter]:
@@ -142,61 +143,41 @@ def column_params(names: tuple[str, ...]) -> list[inspect.Parameter]:
 STAGE_DEFAULTS = {"sft": SFT_DEFAULTS, "distill": DISTILL_DEFAULTS, "dpo": DPO_DEFAULTS}
 
 
-def _train_option_specs() -> dict[str, tuple[Any, tuple[str, ...], str, dict[str, Any]]]:
-    """field -> (CLI type, flag names, help, extra typer.Option arguments)."""
-    return {
-        "epochs": (float, ("--epochs",), "Passes over the rows (ignored with --max-steps).", {"min": 0.0}),
-        "max_steps": (int, ("--max-steps",), "Optimizer steps; > 0 overrides --epochs.", {}),
-        "lr": (float, ("--lr",), "Peak learning rate (linear warmup, then linear decay).", {"min": 0.0}),
-        "batch_size": (int, ("--batch-size",), "Rows per device per forward pass.", {"min": 1}),
-        "grad_accum": (int, ("--grad-accum",), "Forward passes per optimizer step.", {"min": 1}),
-        "warmup": (float, ("--warmup",), "Warmup: a fraction of the steps if < 1, else a number of steps.", {"min": 0.0}),
-        "weight_decay": (float, ("--weight-decay",), "AdamW weight decay.", {"min": 0.0}),
-        "lora_r": (int, ("--lora-r",), "LoRA rank (paper: 16).", {"min": 1}),
-        "lora_alpha": (int, ("--lora-alpha",), "LoRA alpha (paper: 32).", {"min": 1}),
-        "lora_dropout": (float, ("--lora-dropout",), "Dropout on the LoRA branch.", {"min": 0.0, "max": 1.0}),
-        "lora_targets": (Optional[str], ("--lora-targets",), "Comma-separated module names inside the language model  \\[default: the family's].", {"show_default": False}),
-        "train_encoder": (bool, ("--train-encoder",), "Also train the audio encoder (frozen in the paper).", {}),
-        "full": (bool, ("--full",), "Full fine-tuning of the LM + projector instead of LoRA.", {}),
-        "merge": (bool, ("--merge",), "Write a merged full checkpoint instead of the adapter.", {}),
-        "on_long_audio": (LongAudio, ("--on-long-audio",), "Rows with audio over the model's window: error, chunk (all windows in one prompt), truncate or drop (both counted).", {}),
-        "group_by_length": (bool, ("--group-by-length/--no-group-by-length",), "Batch rows of similar length together (less padding).", {}),
-        "gradient_checkpointing": (bool, ("--gradient-checkpointing",), "Recompute activations in backward: less memory, ~30% slower.", {}),
-        "precision": (str, ("--precision",), DTYPE_HELP, {"callback": normalize_dtype}),
-        "seed": (int, ("--seed",), "Seed for initialisation, shuffling, sampling and splits.", {}),
-        "resume": (bool, ("--resume",), "Insist on continuing an interrupted run (a re-run of the same command resumes by itself).", {}),
-        "restart": (bool, ("--restart",), "Discard an interrupted run and start over.", {}),
-        "overwrite": (bool, ("--overwrite",), "Replace an existing --out (and discard an interrupted run).", {}),
-        "report_to": (ReportTo, ("--report-to",), "Experiment tracker.", {}),
-        "logging_steps": (int, ("--logging-steps",), "Log the loss and the stage's statistics every N steps.", {"min": 1}),
-        "save_steps": (int, ("--save-steps",), "Resumable checkpoint every N steps.", {"min": 1}),
-        "eval_steps": (Optional[int], ("--eval-steps",), "Eval every N steps  \\[default: every epoch, or at the end with --max-steps].", {"min": 1, "show_default": False}),
-        "num_workers": (int, ("--num-workers",), "DataLoader worker processes decoding audio.", {"min": 0}),
-        "feature_cache": (bool, ("--feature-cache/--no-feature-cache",), "Compute the frozen audio encoder's output for each window once and reuse it (every epoch, every stage reading the same audio).", {}),
-        "feature_cache_dir": (Optional[Path], ("--feature-cache-dir",), "Directory of the feature cache  \\[default: .feature-cache beside --out].", {"show_default": False}),
-        "feature_cache_gb": (float, ("--feature-cache-gb",), "Disk bound of the feature cache (least recently used windows go first).", {"min": 0.001}),
-    }
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(TrainSettings)
+
+
+def _is_names(kind: Any) -> bool:
+    """A tuple of names (``lora_targets``): one comma-separated string on the command line."""
+    return tuple[str, ...] in (kind, *typing.get_args(kind))
 
 
 def _train_params(stage: str) -> list[inspect.Parameter]:
+    """One flag per :class:`TrainSettings` field: its type, its help (the field's metadata), its
+    flag (``--field-name`` unless the metadata names one), this stage's default."""
     defaults, reasons = STAGE_DEFAULTS[stage], DEFAULT_REASONS.get(stage, {})
     params = []
-    for name, (kind, flags, help, extra) in _train_option_specs().items():
+    for spec in dataclasses.fields(TrainSettings):
+        name, kind, help = spec.name, _field_types()[spec.name], spec.metadata["help"]
         default = getattr(defaults, name)
         if name in reasons and default != getattr(SFT_DEFAULTS, name):
             help = f"{help} (Here {default!r}: {reasons[name]}.)"
-        if name == "precision":
-            default = Precision(default).value
-        option = typer.Option(*flags, help=help, rich_help_panel=TRAINING_PANEL, **extra)
+        if _is_names(kind):
+            kind, default = Optional[str], ",".join(default) if default else None
+        flag = spec.metadata["flag"] or "--" + name.replace("_", "-")
+        option = typer.Option(flag, help=help, rich_help_panel=TRAINING_PANEL,
+                              **spec.metadata["option"])
         params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
                                         annotation=Annotated[kind, option]))
     return params
 
 
 def _settings_from(values: dict[str, Any]) -> TrainSettings:
-    targets = values.pop("lora_targets")
-    values["lora_targets"] = tuple(t.strip() for t in targets.split(",") if t.strip()) if targets else None
-    values["precision"] = Precision(values["precision"])
+    for name, value in values.items():
+        if _is_names(_field_types()[name]):
+            names = tuple(t.strip() for t in value.split(",") if t.strip()) if value else ()
+            values[name] = names or None
     return TrainSettings(**values)
 
 
@@ -259,12 +240,12 @@ def column_options(columns: tuple[str, ...]) -> Callable[[Callable[..., Any]], C
 def long_audio_option(allowed: tuple[LongAudio, ...], help: str) -> Any:
     """``--on-long-audio`` limited to the policies a command supports; the command gets a :class:`LongAudio`.
 
-    ``--help`` lists only ``allowed``; another value is a usage error naming them.
+    ``--help`` lists only ``allowed``; another value is a usage error naming them. The command
+    declares the flag ``str`` so that this check, not Typer's of all four policies, reads it.
     """
     values = [a.value for a in allowed]
 
-    def check(ctx: typer.Context, value: Any) -> LongAudio:
-        value = getattr(value, "value", value)
+    def check(ctx: typer.Context, value: str) -> LongAudio:
         if value not in values:
             raise typer.BadParameter(
                 f"'{value}' is not a policy {ctx.info_name} supports; use {' or '.join(values)}."
@@ -275,63 +256,6 @@ def long_audio_option(allowed: tuple[LongAudio, ...], help: str) -> Any:
 
 
 # --- LLM endpoints -----------------------------------------------------------------------------
-
-DEFAULT_LLM = "gpt-4.1"
-DEFAULT_LLM_CACHE = Path.home() / ".cache" / "speechsum" / "llm"
-DEFAULT_KEY_ENV = "OPENAI_API_KEY"
-
-
-@dataclass(frozen=True)
-class Endpoint:
-    """One OpenAI-compatible LLM as its flags describe it (see :func:`endpoint_options`)."""
-
-    role: str | None
-    """Flag prefix: 'judge' (--judge-base-url ...), or None (--base-url, --llm)."""
-    base_url: str | None
-    model: str
-    api_key_env: str
-    concurrency: int
-    cache_dir: Path | None
-    """None: the default cache, ~/.cache/speechsum/llm."""
-    max_tokens: int
-    max_cost: float | None
-    max_failed_share: float
-    """A run whose failed calls exceed this share fails (exit 3) instead of writing a partial output."""
-    retry_failed: bool
-    """Re-send only the calls that failed in the previous run of the same command."""
-    prices: dict[str, tuple[float, float]] = field(default_factory=dict)
-
-    def flag(self, name: str) -> str:
-        return endpoint_flag(self.role, name)
-
-    @property
-    def configured(self) -> bool:
-        """An endpoint is given, or the key variable is set."""
-        return self.base_url is not None or bool(os.environ.get(self.api_key_env))
-
-    def check_key(self, *, dry_run: bool = False) -> None:
-        """Fail before any work when api.openai.com is meant but the key is missing, naming this role's flags."""
-        from speechsum_cli.errors import InputError
-
-        if not dry_run and not self.configured:
-            raise InputError(
-                f"no API key: environment variable {self.api_key_env} is not set. Export it, pass "
-                f"{self.flag('api_key_env')} NAME for another variable, or {self.flag('base_url')} for a "
-                "local server."
-            )
-
-    def llm_config(self, *, cache: bool = True, **settings: Any) -> Any:
-        """The client's :class:`~speechsum_cli.llm.config.LLMConfig`; ``settings`` add the rest (temperature...)."""
-        from speechsum_cli.llm.config import LLMConfig
-
-        return LLMConfig(
-            base_url=self.base_url, model=self.model, api_key_env=self.api_key_env,
-            concurrency=self.concurrency, max_tokens=self.max_tokens, max_cost=self.max_cost,
-            max_failed_share=self.max_failed_share, retry_failed=self.retry_failed,
-            cache_dir=(self.cache_dir or DEFAULT_LLM_CACHE) if cache else None, prices=dict(self.prices),
-            role=self.role, **settings,
-        )
-
 
 def price_table(model: str, price_in: float | None, price_out: float | None,
                 prices: Path | None) -> dict[str, tuple[float, float]]:
@@ -354,9 +278,9 @@ def _endpoint_specs(role: str | None, who: str, model_help: str, max_tokens: int
     return {
         "base_url": (Optional[str], None, f"OpenAI-compatible endpoint of the {who}, e.g. "
                      "http://127.0.0.1:8000/v1  \\[default: api.openai.com].", {"show_default": False}),
-        "model": (str, DEFAULT_LLM, model_help, {}),
-        "api_key_env": (str, DEFAULT_KEY_ENV, f"Environment variable holding the {who}'s API key (only "
-                        "its name is recorded).", {}),
+        "model": (str, DEFAULT_MODEL, model_help, {}),
+        "api_key_env": (str, DEFAULT_API_KEY_ENV, f"Environment variable holding the {who}'s API "
+                        "key (only its name is recorded).", {}),
         "concurrency": (int, 8, (f"Most {who} requests in flight at once: halved on time-outs and HTTP 429s, "
                                  "grown back while the server keeps up (AIMD)."), {"min": 1}),
         "cache_dir": (Optional[Path], None, f"Response cache of the {who}  \\[default: ~/.cache/speechsum/llm].",
@@ -390,8 +314,10 @@ def endpoint_options(role: str | None, *, into: str, who: str, panel: str, model
     --judge-api-key-env --judge-concurrency --judge-cache-dir --judge-max-tokens``); without one
     they are ``--base-url --llm --api-key-env --concurrency --cache-dir --max-tokens``. The budget
     flags ``--max-cost --price-in --price-out --prices`` and the failure policy ``--max-failed-share
-    --retry-failed`` come with them. The command declares
-    ``into: Endpoint`` and receives it built from the flags. ``only`` offers a subset of the flags (the others keep their defaults); ``defaults`` and ``helps``
+    --retry-failed`` come with them. The command declares ``into: LLMConfig`` and receives it built
+    from the flags (its response cache ``--cache-dir``, else the default one; the rest of the
+    client's settings at their defaults, for the command to ``dataclasses.replace``). ``only``
+    offers a subset of the flags (the others keep their defaults); ``defaults`` and ``helps``
     override a field's default and help (distill's teacher: its model defaults to --teacher).
     """
     specs = _endpoint_specs(role, who, model_help, max_tokens, max_tokens_help)
@@ -414,7 +340,8 @@ def endpoint_options(role: str | None, *, into: str, who: str, panel: str, model
         fields = {**fixed, **{name: values[prefix + name] for name in specs}}
         prices = price_table(fields["model"], fields.pop("price_in"), fields.pop("price_out"),
                              fields.pop("prices"))
-        return {into: Endpoint(role=role, prices=prices, **fields)}
+        cache_dir = fields.pop("cache_dir") or DEFAULT_CACHE_DIR
+        return {into: LLMConfig(role=role, prices=prices, cache_dir=cache_dir, **fields)}
 
     return inject(params, build, (into,))
 
@@ -431,11 +358,12 @@ JUDGE_MAX_TOKENS = {
 def judge_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The LLM judge's flags (``--judge-base-url`` ... ``--prices``), defined once for pairs and eval.
 
-    The command declares ``judge_llm: Endpoint``.
+    The command declares ``judge_llm: LLMConfig``.
     """
     max_tokens, max_tokens_help = JUDGE_MAX_TOKENS[command]
     return endpoint_options("judge", into="judge_llm", who="judge", panel=JUDGE_PANEL,
-                            model_help=f"Judge model (the paper: {DEFAULT_LLM}).", max_tokens=max_tokens,
+                            model_help=f"Judge model (the paper: {DEFAULT_MODEL}).",
+                            max_tokens=max_tokens,
                             max_tokens_help=max_tokens_help)
 
 
@@ -446,7 +374,7 @@ TEACHER_ENDPOINT_FIELDS = ("base_url", "model", "api_key_env", "concurrency")
 def teacher_endpoint_options() -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """distill's teacher on a server: ``--teacher-base-url --teacher-model --teacher-api-key-env
     --teacher-concurrency``, the endpoint vocabulary with the role 'teacher'. The command declares
-    ``teacher_llm: Endpoint``; without --teacher-base-url the teacher runs in-process."""
+    ``teacher_llm: LLMConfig``; without --teacher-base-url the teacher runs in-process."""
     return endpoint_options(
         "teacher", into="teacher_llm", who="teacher", panel=TEACHER_PANEL,
         model_help="", max_tokens=16, max_tokens_help="", only=TEACHER_ENDPOINT_FIELDS, defaults={"model": ""},
@@ -465,7 +393,7 @@ def server_endpoint_options() -> Callable[[Callable[..., Any]], Callable[..., An
     """Generation on an inference server for summarize, eval and pairs: ``--server-base-url
     --server-model --server-api-key-env --server-concurrency --server-cache-dir``, the endpoint
     vocabulary with the role 'server' (as the judge's are ``--judge-*`` and distill's remote
-    teacher's ``--teacher-*``). The command declares ``server_llm: Endpoint`` and passes
+    teacher's ``--teacher-*``). The command declares ``server_llm: LLMConfig`` and passes
     :func:`server_config` of it to its stage; without --server-base-url the model runs in-process."""
     return endpoint_options(
         "server", into="server_llm", who="server", panel=SERVER_PANEL, model_help="", max_tokens=16,
@@ -484,30 +412,10 @@ def server_endpoint_options() -> Callable[[Callable[..., Any]], Callable[..., An
     )
 
 
-def server_config(endpoint: Endpoint) -> Any:
+def server_config(endpoint: LLMConfig) -> LLMConfig | None:
     """The generating server as the LLM client's config, or None without --server-base-url (the model
     then runs in this process). Its model name is --server-model, else the checkpoint's (filled in
     when the stage loads it)."""
     if endpoint.base_url is None:
         return None
-    return endpoint.llm_config(temperature=0.0)
-
-
-def estimate_json(batch: Any, **extra: Any) -> str:
-    """A dry run's estimate (requests, tokens, USD) of an LLM call batch, for ``--json``."""
-    import json
-
-    return json.dumps({"dry_run": True, "requests": batch.estimated_requests,
-                       "input_tokens": batch.estimated_input_tokens,
-                       "output_tokens": batch.estimated_output_tokens,
-                       "cost_usd": round(batch.estimated_cost_usd, 6), **extra})
-
-
-def echo_result(result: Any, as_json: bool) -> None:
-    """A training stage's result on stdout: its path, or with --json path, counts and metrics."""
-    import json
-
-    if as_json:
-        typer.echo(json.dumps({"out": str(result.out), "counts": result.counts, "metrics": result.metrics}))
-    else:
-        typer.echo(str(result.out))
+    return dataclasses.replace(endpoint, temperature=0.0)

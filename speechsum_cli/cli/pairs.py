@@ -11,14 +11,12 @@ import typer
 from speechsum_cli import generation
 from speechsum_cli.cli.options import (
     Device,
-    Dtype,
-    Endpoint,
+    DtypeOption,
     Overwrite,
     Progress,
     Split,
     column_options,
     data_option,
-    estimate_json,
     generation_option,
     json_option,
     judge_options,
@@ -28,8 +26,11 @@ from speechsum_cli.cli.options import (
     server_config,
     server_endpoint_options,
 )
+from speechsum_cli.cli.output import emit, emit_json, estimate_json
 from speechsum_cli.data.dataset import ColumnMap
 from speechsum_cli.data.long_audio import LongAudio
+from speechsum_cli.dtypes import Dtype
+from speechsum_cli.llm.config import LLMConfig
 
 EPILOG = (
     "Examples:\n\n"
@@ -58,8 +59,8 @@ def pairs(
     model: Annotated[str, model_option("Checkpoint that samples candidates (the KD student).")],
     data: Annotated[Path, data_option("Prompts: dataset dir/.parquet/.jsonl with id, audio, transcript, query.")],
     out: Annotated[Path, out_option("Output dataset directory of preference pairs.")],
-    judge_llm: Endpoint,
-    server_llm: Endpoint,
+    judge_llm: LLMConfig,
+    server_llm: LLMConfig,
     columns: ColumnMap,
     k: Annotated[int, typer.Option("--k", help="Candidates sampled per prompt.", min=2)] = 2,
     temperature: Annotated[float, generation_option("pairs", "temperature")] = generation.default("pairs", "temperature"),
@@ -81,14 +82,14 @@ def pairs(
         help="System message for the teacher  \\[default: its template's].", show_default=False)] = None,
     seed: Annotated[int, typer.Option(help="Sampling seed (also places the teacher's answer among the candidates).")] = 0,
     device: Device = "auto",
-    dtype: Dtype = "auto",
+    dtype: DtypeOption = Dtype.auto,
     split: Split = None,
     overwrite: Overwrite = False,
     as_json: Annotated[bool, json_option("the output path and counts")] = False,
     progress: Progress = True,
 ) -> None:
     """Sample k candidates per prompt and let a judge build chosen/rejected pairs (stage 3)."""
-    import json
+    from dataclasses import replace
 
     from speechsum_cli.cli.common import quiet_libraries
     from speechsum_cli.console import plural, warn
@@ -97,8 +98,8 @@ def pairs(
 
     llm = None
     if judge is not Judge.offline:
-        judge_llm.check_key(dry_run=dry_run)
-        llm = judge_llm.llm_config(temperature=0.0, dry_run=dry_run)
+        llm = replace(judge_llm, temperature=0.0, dry_run=dry_run)
+        llm.check_key()
     elif dry_run:
         raise InputError("--dry-run estimates LLM judge costs; the offline judge costs nothing. Drop --dry-run.")
     quiet_libraries()
@@ -113,15 +114,15 @@ def pairs(
     if dry_run:
         batch = result.llm
         if as_json:
-            typer.echo(estimate_json(batch, counts=result.counts))
+            estimate_json(batch, counts=result.counts)
             return
-        typer.echo(f"Dry run: {batch.estimated_requests} judge requests (~{batch.estimated_input_tokens} input, "
-                   f"~{batch.estimated_output_tokens} output tokens), estimated ${batch.estimated_cost_usd:.4f}; "
-                   "nothing was sent or written.")
+        emit(f"Dry run: {batch.estimated_requests} judge requests "
+             f"(~{batch.estimated_input_tokens} input, ~{batch.estimated_output_tokens} output "
+             f"tokens), estimated ${batch.estimated_cost_usd:.4f}; nothing was sent or written.")
         return
     c = result.counts
     if as_json:
-        typer.echo(json.dumps({"out": str(result.out), "counts": c}))
+        emit_json({"out": str(result.out), "counts": c})
         if result.warning:
             warn(result.warning)
         return
@@ -132,7 +133,7 @@ def pairs(
     teacher_part = "" if "chosen_teacher" not in c else (
         f"; the teacher's answer was chosen in {c['chosen_teacher']} and rejected in {c['rejected_teacher']} "
         f"of them ({c['teacher_candidates']} of {c['teacher_answers']} answers were candidates)")
-    typer.echo(f"{result.out}: {plural(c['pairs_kept'], 'pair')} kept of {plural(c['prompts'], 'prompt')}"
+    emit(f"{result.out}: {plural(c['pairs_kept'], 'pair')} kept of {plural(c['prompts'], 'prompt')}"
                + (f" ({detail})" if detail else "") + teacher_part)
     if result.warning:
         warn(result.warning)

@@ -11,8 +11,7 @@ import typer
 from speechsum_cli import generation
 from speechsum_cli.cli.options import (
     Device,
-    Dtype,
-    Endpoint,
+    DtypeOption,
     Progress,
     WindowsPerPrompt,
     generation_option,
@@ -22,7 +21,10 @@ from speechsum_cli.cli.options import (
     server_config,
     server_endpoint_options,
 )
+from speechsum_cli.cli.output import emit
 from speechsum_cli.data.long_audio import LongAudio
+from speechsum_cli.dtypes import Dtype
+from speechsum_cli.llm.config import LLMConfig
 
 DEFAULT_MODEL = "microsoft/Phi-4-multimodal-instruct@refs/pr/70"
 """The paper's base student in transformers format (the hub's main branch is remote code);
@@ -58,7 +60,7 @@ def summarize(
     max_new_tokens: Annotated[int, generation_option("summarize", "max_new_tokens", "per prompt and per combine step")] = generation.default("summarize", "max_new_tokens"),
     temperature: Annotated[float, generation_option("summarize", "temperature")] = generation.default("summarize", "temperature"),
     device: Device = "auto",
-    dtype: Dtype = "auto",
+    dtype: DtypeOption = Dtype.auto,
     chunk_seconds: Annotated[Optional[float], typer.Option(help="Window length in seconds  \\[default: the model's audio window].", show_default=False)] = None,
     on_long_audio: Annotated[str, long_audio_option(
         (LongAudio.chunk, LongAudio.error),
@@ -68,7 +70,7 @@ def summarize(
     windows_per_prompt: WindowsPerPrompt = None,
     batch_size: Annotated[int, generation_option("summarize", "batch_size", " (across files)")] = generation.default("summarize", "batch_size"),
     progress: Progress = True,
-    server_llm: Endpoint = None,
+    server_llm: LLMConfig = None,
 ) -> None:
     """Summarize recordings of any length with an audio LLM."""
     from speechsum_cli.cli.common import quiet_libraries
@@ -88,6 +90,6 @@ def summarize(
     )
     text = format_result(run(config), fmt.value)
     if output is None:
-        typer.echo(text)
+        emit(text)
     else:
         atomic_write_text(output, text + "\n")

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from speechsum_cli.cli.options import (
-    Endpoint,
     Overwrite,
     Progress,
     Split,
@@ -19,7 +17,9 @@ from speechsum_cli.cli.options import (
     json_option,
     out_option,
 )
+from speechsum_cli.cli.output import emit, emit_json
 from speechsum_cli.data.dataset import ColumnMap
+from speechsum_cli.llm.config import DEFAULT_MODEL, LLMConfig
 
 EPILOG = (
     "Examples:\n\n"
@@ -33,13 +33,14 @@ EPILOG = (
 
 
 @endpoint_options(None, into="llm", who="LLM", panel="LLM (any OpenAI-compatible endpoint)",
-                  model_help="Model that writes the queries and summaries (the paper: gpt-4.1).",
+                  model_help=("Model that writes the queries and summaries (the paper: "
+                              f"{DEFAULT_MODEL})."),
                   max_tokens=1024, max_tokens_help="Completion budget per request (a query and its summary).")
 @column_options(("id", "audio", "transcript"))
 def synth(
     data: Annotated[Path, data_option("Corpus: dataset dir, .parquet/.jsonl file, or folder of audio with .txt transcripts.")],
     out: Annotated[Path, out_option("Output dataset directory (save_to_disk + speechsum.json).")],
-    llm: Endpoint,
+    llm: LLMConfig,
     columns: ColumnMap,
     n: Annotated[Optional[int], typer.Option("--n", help="Rows to generate  \\[default: one pass: recordings x --per-audio]; cycles through the corpus with fresh facets.", show_default=False)] = None,
     per_audio: Annotated[int, typer.Option(help="Pairs per recording per pass, each with distinct facets.")] = 1,
@@ -65,6 +66,9 @@ def synth(
     progress: Progress = True,
 ) -> None:
     """Write diverse (query, summary) pairs from transcripts with any OpenAI-compatible LLM."""
+    import json
+    from dataclasses import replace
+
     from speechsum_cli.cli.common import quiet_libraries
     from speechsum_cli.console import info, plural, warn
     from speechsum_cli.data.workdir import work_dir_for
@@ -80,10 +84,10 @@ def synth(
             raise InputError(f"--extra-body is not JSON: {exc}.") from None
     config = SynthConfig(
         data=data, out=out, n=n, per_audio=per_audio, seed=seed, min_importance=min_importance,
-        llm=llm.llm_config(cache=not no_cache, rpm=rpm, tpm=tpm, max_retries=max_retries,
-                           timeout_retries=timeout_retries, json_retries=json_retries, timeout=timeout,
-                           temperature=temperature,
-                           extra_body=body, dry_run=dry_run),
+        llm=replace(llm, cache_dir=None if no_cache else llm.cache_dir, rpm=rpm, tpm=tpm,
+                    max_retries=max_retries, timeout_retries=timeout_retries,
+                    json_retries=json_retries, timeout=timeout, temperature=temperature,
+                    extra_body=body, dry_run=dry_run),
         dedup_threshold=dedup_threshold, split=split, skip_missing=skip_missing, tts=tts,
         columns=columns, overwrite=overwrite, restart=restart, show_progress=progress,
     )
@@ -96,7 +100,7 @@ def synth(
     if result.estimate is not None:
         e = result.estimate
         if as_json:
-            typer.echo(json.dumps(e | {"requested": result.counts["requested"]}, indent=2))
+            emit_json(e | {"requested": result.counts["requested"]}, indent=2)
             return
         price = "" if e["priced"] else f"  (no price known for {e['model']}: pass --price-in/--price-out)"
         if "tts" in e:
@@ -104,7 +108,7 @@ def synth(
                       f"({e['tts']['characters']:,} characters) with {e['tts']['model']}")
         if e["max_cost"] is not None and e["cost_usd"] > e["max_cost"]:
             price += f"  (over --max-cost ${e['max_cost']:g}: the run would stop early and be resumable)"
-        typer.echo(
+        emit(
             f"dry run: {result.counts['requested']} rows -> {e.get('requests', 0)} requests "
             f"({e.get('cached', 0)} cached), ~{e.get('input_tokens', 0):,} input + "
             f"~{e.get('output_tokens', 0):,} output tokens, ~${e['cost_usd']:.2f} with {e['model']}{price}"
@@ -113,13 +117,13 @@ def synth(
     if as_json:
         payload = {"out": str(result.out), "complete": result.complete, "stopped": result.stopped,
                    "counts": result.counts, "usage": result.usage}
-        typer.echo(json.dumps(payload, indent=2))
+        emit_json(payload, indent=2)
         if result.warning:
             warn(result.warning)
         return
     c, u = result.counts, result.usage
     failed = ", ".join(f"{k}: {v}" for k, v in c["failed_by_reason"].items()) or "none"
-    typer.echo(
+    emit(
         f"{result.out}: {plural(c['written'], 'row')} written of {c['requested']} requested "
         f"(failed {c['failed']} [{failed}], filtered by importance {c['filtered_importance']}, "
         f"duplicates {c['deduplicated']}); {plural(u['requests'], 'request')}, "

@@ -92,9 +92,8 @@ class LongAudioPlan:
 
 
 def long_audio_plan(ids: Sequence[str], durations: Sequence[float], window: float,
-                    policy: LongAudio | str, source: Path) -> LongAudioPlan:
+                    policy: LongAudio, source: Path) -> LongAudioPlan:
     """Apply ``policy`` to the rows whose audio is longer than ``window`` seconds."""
-    policy = LongAudio(policy)
     long_rows = [i for i, d in enumerate(durations) if d > window + 1e-6]
     counts = {"long_audio": len(long_rows), "dropped_long_audio": 0, "truncated_long_audio": 0,
               "chunked_long_audio": len(long_rows) if policy is LongAudio.chunk else 0}

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from speechsum_cli import dtypes
+from speechsum_cli.dtypes import Dtype
 from speechsum_cli.families import compression
 from speechsum_cli.families.base import AudioFamily, AudioFeatures, Batch, Prompt
 from speechsum_cli.families.model import (
@@ -19,7 +21,6 @@ from speechsum_cli.families.model import (
     merge_chain,
     read_model_type,
     resolve_device,
-    resolve_dtype,
     resolve_source,
 )
 from speechsum_cli.families.registry import FAMILIES, get_family, is_text_lm
@@ -44,19 +45,21 @@ __all__ = [
 ]
 
 
-def load(source: str, *, device: str = "auto", dtype: str = "auto", text: bool = False) -> SpeechLM | TextLM:
+def load(source: str, *, device: str = "auto", dtype: Dtype = Dtype.auto, text: bool = False
+         ) -> SpeechLM | TextLM:
     """Load a checkpoint (local dir, hub id, or ``hub_id@revision``) of any supported family.
 
     A PEFT adapter directory (``adapter_config.json``, no config.json) loads its base checkpoint
     and merges the adapter; the processor is read from the adapter directory, where sft saves it.
     A base written relative to the adapter (``./base``, ``../models/student``) is found beside it.
     ``text``: ``source`` is a plain causal LM (see :func:`is_text_lm`); returns a :class:`TextLM`
-    (model + tokenizer), adapters handled the same way.
+    (model + tokenizer), adapters handled the same way. ``dtype``: ``auto`` is resolved for the
+    device (:func:`speechsum_cli.dtypes.resolve`).
     """
     source = resolve_source(source)
     base, chain = adapter_chain(source)
     resolved_device = resolve_device(device)
-    torch_dtype = resolve_dtype(dtype, resolved_device)
+    torch_dtype = dtypes.torch_dtype(dtypes.resolve(dtype, resolved_device))
     if text:
         model = merge_chain(load_causal_lm(base, dtype=torch_dtype, device=resolved_device), chain)
         return TextLM(TEXT_FAMILY, model, load_text_tokenizer(source), source)
@@ -70,7 +73,8 @@ def load(source: str, *, device: str = "auto", dtype: str = "auto", text: bool =
     return lm
 
 
-def load_generator(source: str, *, server: Any = None, device: str = "auto", dtype: str = "auto") -> Any:
+def load_generator(source: str, *, server: Any = None, device: str = "auto",
+                   dtype: Dtype = Dtype.auto) -> Any:
     """What summarize, eval and pairs generate with: the checkpoint loaded here, or with ``server``
     (an :class:`~speechsum_cli.llm.config.LLMConfig`, from ``--server-base-url``) its processor and config
     here and its generation on that server (:class:`~speechsum_cli.families.served.ServedSpeechLM`,

@@ -36,21 +36,6 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def resolve_dtype(dtype: str, device: str) -> Any:
-    """``auto`` -> bf16 on a GPU that supports it, fp16 on other GPUs, fp32 on CPU."""
-    import torch
-
-    if dtype == "auto":
-        if device.startswith("cuda"):
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        return torch.float32
-    names = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
-             "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
-    if dtype not in names:
-        raise ModelError(f"unknown --dtype {dtype!r}; choose one of auto, {', '.join(sorted(names))}.")
-    return names[dtype]
-
-
 def unreachable(source: str, exc: Exception) -> ModelError:
     """The error for a hub checkpoint that cannot be fetched (offline, unknown repo, auth)."""
     return ModelError(

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from speechsum_cli.errors import InputError
+
 DEFAULT_MODEL = "gpt-4.1"
-"""The paper's generator."""
+"""The paper's generator (and judge)."""
 DEFAULT_API_KEY_ENV = "OPENAI_API_KEY"
+DEFAULT_CACHE_DIR = Path.home() / ".cache" / "speechsum" / "llm"
+"""The response cache the commands use unless told otherwise (``--cache-dir``, ``--no-cache``)."""
 DEFAULT_MAX_FAILED_SHARE = 0.1
 """More than 1 in 10 calls failing after their retries is a broken endpoint, not bad luck
 (the failure policy: :mod:`speechsum_cli.llm.failures`)."""
@@ -79,3 +84,22 @@ class LLMConfig:
     retry_failed: bool = False
     """Re-send the calls that failed in an earlier run: a cached reply that does not parse is asked
     again instead of replayed (answers that parsed still come from the cache)."""
+
+    def flag(self, name: str) -> str:
+        """The command-line flag of the field ``name`` for this endpoint's role."""
+        return endpoint_flag(self.role, name)
+
+    @property
+    def configured(self) -> bool:
+        """An endpoint is given, or the key variable is set."""
+        return self.base_url is not None or bool(os.environ.get(self.api_key_env))
+
+    def check_key(self, error: type[Exception] = InputError) -> None:
+        """Fail before any work when api.openai.com is meant but the key is missing (a dry run
+        sends nothing and needs none), naming this role's flags; ``error``: the exception raised."""
+        if not self.dry_run and not self.configured:
+            raise error(
+                f"no API key: environment variable {self.api_key_env} is not set. Export it, pass "
+                f"{self.flag('api_key_env')} NAME for another variable, or {self.flag('base_url')} "
+                "for a local server."
+            )

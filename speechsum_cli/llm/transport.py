@@ -64,12 +64,7 @@ class CallFailed(Exception):
 
 def check_credentials(config: LLMConfig) -> None:
     """Fail before any work when no key is available for api.openai.com (local URLs need none)."""
-    if not os.environ.get(config.api_key_env) and config.base_url is None and not config.dry_run:
-        raise LLMError(
-            f"no API key: environment variable {config.api_key_env} is not set. Export it, pass "
-            f"{endpoint_flag(config.role, 'api_key_env')} NAME for another variable, or "
-            f"{endpoint_flag(config.role, 'base_url')} for a local server."
-        )
+    config.check_key(LLMError)
 
 
 class Transport:

@@ -27,6 +27,7 @@ from speechsum_cli.data.rows import check_audio_rows, long_audio_plan
 from speechsum_cli.errors import InputError, ModelError, SpeechsumError
 from speechsum_cli.families import compression
 from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
+from speechsum_cli.typed import enum_fields
 
 if TYPE_CHECKING:  # torch loads with the training layer, inside run: `speechsum --help` stays fast
     from speechsum_cli.training.alignment import Clip
@@ -91,6 +92,9 @@ class AlignConfig:
     overwrite: bool = False
     show_progress: bool = True
 
+    def __post_init__(self) -> None:
+        enum_fields(self, on_long_audio=LongAudio)
+
 
 @dataclass
 class AlignResult:
@@ -105,7 +109,7 @@ def check_config(cfg: AlignConfig) -> None:
         problems.append(f"--on-stall must be warn or error, got '{cfg.on_stall}'")
     if cfg.epochs <= 0 and cfg.max_steps <= 0:
         problems.append("--epochs must be > 0 unless --max-steps is given")
-    if LongAudio(cfg.on_long_audio) not in LONG_AUDIO:
+    if cfg.on_long_audio not in LONG_AUDIO:
         problems.append("--on-long-audio must be error or drop (a row is one window)")
     if problems:
         raise InputError("; ".join(problems) + ".")

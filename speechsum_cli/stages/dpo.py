@@ -165,14 +165,14 @@ def run(cfg: DpoConfig) -> DpoResult:
         problems.append(f"--beta must be > 0, got {cfg.beta}")
     if problems:
         raise InputError("; ".join(problems) + ".")
-    precision = check_run(train, cfg.out)
+    dtype = check_run(train, cfg.out)
     rows = load_rows(cfg.data, columns=cfg.columns, split=cfg.split)
     durations = check_pairs(rows, cfg.data)
 
-    run_ = start_run(cfg, train, cfg.out, precision)
+    run_ = start_run(cfg, train, cfg.out, dtype)
     lm, reference = load_for_training(cfg.model, run_.model_dtype(train), is_main=run_.is_main)
     window = lm.window_seconds
-    policy = LongAudio(train.on_long_audio)
+    policy = train.on_long_audio
     plan = long_audio_plan(rows["id"], durations, window, policy, cfg.data)
     counts: dict[str, Any] = {"pairs_in": len(rows), **plan.counts}
     kept = rows.select(plan.keep)

@@ -19,12 +19,14 @@ from speechsum_cli.console import plural, warn
 from speechsum_cli.data.audio import probe
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
 from speechsum_cli.data.rows import shown_ids
+from speechsum_cli.dtypes import Dtype
 from speechsum_cli.errors import InputError
 from speechsum_cli.llm.batch import check_batch_failures
 from speechsum_cli.manifest import FAILURES_KEY, retry_replaces
 from speechsum_cli.metrics.aggregate import Estimate, bootstrap
 from speechsum_cli.metrics.scores import offline_scores
 from speechsum_cli.metrics.wer import error_rates
+from speechsum_cli.typed import enum_fields
 
 ASR_QUERY = "Transcribe the audio exactly, word for word."
 """The transcription prompt for the WER check (forgetting of basic listening)."""
@@ -64,7 +66,7 @@ class EvalConfig:
     batch_size: int = generation.default("eval", "batch_size")
     """Prompts generated together."""
     device: str = "auto"
-    dtype: str = "auto"
+    dtype: Dtype = Dtype.auto
     chunk_seconds: float | None = None
     """Window length for long audio (default: the family's window)."""
     resamples: int = 1000
@@ -85,6 +87,9 @@ class EvalConfig:
     """LLMConfig of an OpenAI-compatible server that generates the checkpoints' predictions from
     audio in chat messages (``--server-base-url``; with no ``--server-model`` each checkpoint is
     asked for by its ``--model`` name); None = generate in this process."""
+
+    def __post_init__(self) -> None:
+        enum_fields(self, dtype=Dtype)
 
 
 @dataclass

@@ -30,10 +30,12 @@ from speechsum_cli.data.audio import probe
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import decode_row_audio, long_audio_plan, shown_ids
+from speechsum_cli.dtypes import Dtype
 from speechsum_cli.errors import InputError
 from speechsum_cli.llm.batch import check_batch_failures
 from speechsum_cli.manifest import FAILURES_KEY, retry_replaces
 from speechsum_cli.metrics import preference
+from speechsum_cli.typed import enum_fields
 
 JUDGES = ("pairwise", "rubric", "offline")
 STUDENT, TEACHER = "student", "teacher"
@@ -72,7 +74,7 @@ class PairsConfig:
     sft/distill/dpo read it) or drop (counted and warned)."""
     seed: int = 0
     device: str = "auto"
-    dtype: str = "auto"
+    dtype: Dtype = Dtype.auto
     teacher: str | None = None
     """Text chat LM (local dir or hub id) whose greedy answer to transcript + query joins the
     candidates (None = student samples only)."""
@@ -86,6 +88,9 @@ class PairsConfig:
     server: Any = None
     """LLMConfig of an OpenAI-compatible server on which the student samples its candidates from
     audio in chat messages (``--server-base-url``); None = sample in this process."""
+
+    def __post_init__(self) -> None:
+        enum_fields(self, on_long_audio=LongAudio, dtype=Dtype)
 
 
 @dataclass
@@ -109,9 +114,8 @@ def check_config(config: PairsConfig) -> None:
         problems.append("--temperature must be > 0: greedy decoding gives k identical candidates")
     if config.on_long_audio not in LONG_AUDIO:
         allowed = " or ".join(p.value for p in LONG_AUDIO)
-        got = getattr(config.on_long_audio, "value", config.on_long_audio)
         problems.append(f"--on-long-audio must be {allowed} for pairs (a candidate answers the whole "
-                        f"recording), got '{got}'")
+                        f"recording), got '{config.on_long_audio.value}'")
     if config.judge != "offline" and config.llm is None:
         problems.append(f"--judge {config.judge} needs an LLM: pass --judge-base-url or set the key variable "
                         "(--judge-api-key-env), or use --judge offline")
@@ -137,11 +141,10 @@ def load_prompts(config: PairsConfig) -> list[dict[str, Any]]:
     return list(ds)
 
 
-def split_long(rows: list[dict[str, Any]], window: float, policy: LongAudio | str,
+def split_long(rows: list[dict[str, Any]], window: float, policy: LongAudio,
                source: Path) -> tuple[list[dict[str, Any]], int]:
     """The rows kept, and how many were dropped: long rows are refused (error), dropped (drop), or
     kept whole (chunk: their windows fill one prompt)."""
-    policy = LongAudio(policy)
     ids = [row["id"] for row in rows]
     durations = [probe(row["audio"]).duration for row in rows]
     if policy is LongAudio.error:

@@ -196,7 +196,7 @@ def run(cfg: SftConfig) -> SftResult:
     train = cfg.train
     if not 0.0 <= cfg.eval_split < 1.0:
         raise InputError(f"--eval-split must be in [0, 1); got {cfg.eval_split}.")
-    precision = check_run(train, cfg.out)
+    dtype = check_run(train, cfg.out)
     text = is_text_lm(cfg.model)  # reads the checkpoint's config only
     if cfg.system is not None and not text:
         raise InputError(
@@ -218,9 +218,9 @@ def run(cfg: SftConfig) -> SftResult:
         eval_seconds = check_rows(eval_rows, cfg.eval_data) if eval_rows is not None else None
 
     has_eval = cfg.eval_data is not None or cfg.eval_split > 0
-    run_ = start_run(cfg, train, cfg.out, precision, has_eval=has_eval)
+    run_ = start_run(cfg, train, cfg.out, dtype, has_eval=has_eval)
     lm, base_source = load_for_training(cfg.model, run_.model_dtype(train), text=text, is_main=run_.is_main)
-    policy = LongAudio(train.on_long_audio)
+    policy = train.on_long_audio
 
     counts: dict[str, Any] = {"rows_in": len(train_rows)}
     eval_ds = None

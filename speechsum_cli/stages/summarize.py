@@ -26,6 +26,7 @@ from speechsum_cli.data.audio import (
     probe,
 )
 from speechsum_cli.data.long_audio import LongAudio
+from speechsum_cli.dtypes import Dtype
 from speechsum_cli.errors import AudioError, InputError
 from speechsum_cli.families import GenerationSettings, load_generator
 from speechsum_cli.inference.reading import windows_per_prompt
@@ -38,6 +39,7 @@ from speechsum_cli.inference.recordings import (
     summarize_recordings,
 )
 from speechsum_cli.prompts.styles import resolve_query
+from speechsum_cli.typed import enum_fields
 
 LONG_AUDIO_CHOICES = (LongAudio.chunk, LongAudio.error)
 """A summary covers the whole recording: truncate and drop are not offered."""
@@ -61,7 +63,7 @@ class SummarizeConfig:
     """0 = greedy (reproducible)."""
     device: str = "auto"
     """auto | cpu | cuda[:N]."""
-    dtype: str = "auto"
+    dtype: Dtype = Dtype.auto
     """auto | float32 | bfloat16 | float16."""
     chunk_seconds: float | None = None
     """Window length; default and maximum: the model family's audio window."""
@@ -78,6 +80,9 @@ class SummarizeConfig:
     server: Any = None
     """LLMConfig of an OpenAI-compatible server that generates from audio in chat messages
     (``--server-base-url``; its model name defaults to ``model``); None = generate in this process."""
+
+    def __post_init__(self) -> None:
+        enum_fields(self, dtype=Dtype, on_long_audio=LongAudio)
 
 
 @dataclass
@@ -128,12 +133,12 @@ def check_inputs(files: list[Path]) -> list[AudioInfo]:
     return infos
 
 
-def check_long_audio(infos: list[AudioInfo], window: float, policy: LongAudio | str) -> None:
+def check_long_audio(infos: list[AudioInfo], window: float, policy: LongAudio) -> None:
     if policy not in LONG_AUDIO_CHOICES:
         allowed = " or ".join(p.value for p in LONG_AUDIO_CHOICES)
         raise InputError(f"--on-long-audio must be {allowed} for summarize (a summary covers the whole "
-                         f"recording), got '{getattr(policy, 'value', policy)}'.")
-    if policy == LongAudio.error:
+                         f"recording), got '{policy.value}'.")
+    if policy is LongAudio.error:
         long = [i for i in infos if i.duration > window]
         if long:
             names = ", ".join(f"'{i.name}' ({i.duration:.1f} s)" for i in long)

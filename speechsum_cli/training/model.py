@@ -10,9 +10,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from speechsum_cli import dtypes
 from speechsum_cli.console import err_console
+from speechsum_cli.dtypes import Dtype
 from speechsum_cli.errors import InputError, ModelError
-from speechsum_cli.training.settings import Precision, TrainSettings
+from speechsum_cli.training.settings import TrainSettings
 
 
 @dataclass
@@ -125,24 +127,16 @@ def print_parameter_table(groups: list[ParameterGroup]) -> None:
     err_console.print(table)
 
 
-def resolve_precision(precision: Precision | str) -> Precision:
-    """auto -> bfloat16 on GPUs that support it, float16 on other GPUs, float32 on CPU."""
+def training_dtype(dtype: Dtype) -> Dtype:
+    """The dtype a run trains in: ``auto`` resolved for the device training uses (a GPU when one
+    is visible; :func:`speechsum_cli.dtypes.resolve`); bfloat16 and float16 need a GPU."""
     import torch
 
-    value = str(getattr(precision, "value", precision))
-    try:
-        chosen = Precision(value)
-    except ValueError:
-        raise InputError(f"unknown precision {value!r}; choose one of "
-                         f"{', '.join(p.value for p in Precision)}.") from None
     cuda = torch.cuda.is_available()
-    if chosen is Precision.auto:
-        if not cuda:
-            return Precision.float32
-        return Precision.bfloat16 if torch.cuda.is_bf16_supported() else Precision.float16
-    if chosen in (Precision.bfloat16, Precision.float16) and not cuda:
-        raise InputError(f"--precision {chosen.value} needs a GPU; none is visible. Use float32 (or auto).")
-    return chosen
+    if dtype in (Dtype.bfloat16, Dtype.float16) and not cuda:
+        raise InputError(f"--dtype {dtype.value} needs a GPU; none is visible. Use float32 "
+                         "(or auto).")
+    return dtypes.resolve(dtype, "cuda" if cuda else "cpu")
 
 
 def write_merged(lm: Any, adapter_dir: Path, out: Path) -> None:
@@ -153,7 +147,7 @@ def write_merged(lm: Any, adapter_dir: Path, out: Path) -> None:
     """
     from speechsum_cli.families import attach_adapter, load
 
-    base = load(lm.source, device="cpu", dtype=str(lm.model.dtype).removeprefix("torch."), text=lm.text_only)
+    base = load(lm.source, device="cpu", dtype=dtypes.of_torch(lm.model.dtype), text=lm.text_only)
     if getattr(base, "compressor", None) is not None:
         base.compressor.remove()  # the adapter's projector copy must not be saved with a hook on
     attach_adapter(base.model, str(adapter_dir)).save_pretrained(out)
@@ -161,7 +155,7 @@ def write_merged(lm: Any, adapter_dir: Path, out: Path) -> None:
 
 
 
-def load_for_training(model_arg: str, dtype: str, *, text: bool = False, is_main: bool = True
+def load_for_training(model_arg: str, dtype: Dtype, *, text: bool = False, is_main: bool = True
                       ) -> tuple[Any, str]:
     """The starting checkpoint (an adapter chain is merged into its base) and where it came from.
 
@@ -184,7 +178,7 @@ def load_for_training(model_arg: str, dtype: str, *, text: bool = False, is_main
     return lm, base_source
 
 
-def write_adapter_base(lm: Any, adapter_dir: Path, out: Path, dtype: str) -> str:
+def write_adapter_base(lm: Any, adapter_dir: Path, out: Path, dtype: Dtype) -> str:
     """Point the adapter in ``adapter_dir`` (to become ``out``) at a base plain transformers loads.
 
     When training started from an adapter, that base exists nowhere as a checkpoint: a fresh load

@@ -33,13 +33,14 @@ from typing import Any
 
 from speechsum_cli.console import info
 from speechsum_cli.data.workdir import work_dir_for
+from speechsum_cli.dtypes import Dtype
 from speechsum_cli.errors import InputError
 from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_manifest
-from speechsum_cli.training.model import resolve_precision, write_adapter_base, write_merged
+from speechsum_cli.training.model import training_dtype, write_adapter_base, write_merged
 from speechsum_cli.training.settings import (
     RESUME_FREE_FIELDS,
     LongAudio,
-    Precision,
+    ReportTo,
     TrainSettings,
     check_settings,
 )
@@ -52,14 +53,16 @@ speechsum.json)."""
 
 
 def check_run(train: TrainSettings, out: Path, *, long_audio: tuple[LongAudio, ...] = tuple(LongAudio)
-              ) -> Precision:
-    """Settings, output dir and precision checked before any input or model is read."""
+              ) -> Dtype:
+    """Settings, output dir and dtype checked before any input or model is read; the dtype the
+    run trains in."""
     check_settings(train, long_audio=long_audio)
     check_output_dir(out, overwrite=train.overwrite)
-    return resolve_precision(train.precision)
+    return training_dtype(train.dtype)
 
 
-def to_training_args(train: TrainSettings, output_dir: Path, *, precision: Precision, has_eval: bool) -> Any:
+def to_training_args(train: TrainSettings, output_dir: Path, *, dtype: Dtype, has_eval: bool
+                     ) -> Any:
     """The one translation of :class:`TrainSettings` into transformers ``TrainingArguments``."""
     import torch
     from transformers import TrainingArguments
@@ -90,10 +93,10 @@ def to_training_args(train: TrainSettings, output_dir: Path, *, precision: Preci
         save_total_limit=2,
         activation_checkpointing=train.gradient_checkpointing,
         activation_checkpointing_kwargs={"use_reentrant": False} if train.gradient_checkpointing else None,
-        bf16=precision is Precision.bfloat16,
-        fp16=precision is Precision.float16,
+        bf16=dtype is Dtype.bfloat16,
+        fp16=dtype is Dtype.float16,
         use_cpu=not torch.cuda.is_available(),
-        report_to=[] if train.report_to == "none" else [str(getattr(train.report_to, "value", train.report_to))],
+        report_to=[] if train.report_to is ReportTo.none else [train.report_to.value],
         seed=train.seed,
         data_seed=train.seed,
         dataloader_num_workers=train.num_workers,
@@ -110,7 +113,7 @@ def last_checkpoint(work_dir: Path) -> Path | None:
 
 def run_fingerprint(config: Any) -> dict[str, Any]:
     """The settings that decide what a run trains (a stage config with a ``train`` field)."""
-    settings = json.loads(json.dumps(asdict(config), default=lambda v: getattr(v, "value", str(v))))
+    settings = json.loads(json.dumps(asdict(config), default=str))  # enums are str: their values
     train = {k: v for k, v in settings.pop("train", {}).items() if k not in RESUME_FREE_FIELDS}
     return {**settings, **{f"train.{k}": v for k, v in train.items()}}
 
@@ -164,7 +167,8 @@ class TrainingRun:
     state: Any
     """accelerate's ``PartialState`` (process rank, world size)."""
     resume_from: Path | None
-    precision: Precision
+    dtype: Dtype
+    """The dtype it trains in (resolved: never auto)."""
     started: float
     feature_cache: Any = None
     """The stage's :class:`~speechsum_cli.inference.feature_cache.FeatureCache`, if it uses one."""
@@ -185,24 +189,24 @@ class TrainingRun:
     def resume_argument(self) -> str | None:
         return str(self.resume_from) if self.resume_from else None
 
-    def model_dtype(self, train: TrainSettings) -> str:
+    def model_dtype(self, train: TrainSettings) -> Dtype:
         """The dtype to load the trained model in (float32 for full fine-tuning and on CPU)."""
-        return "float32" if self.precision is Precision.float32 or train.full else self.precision.value
+        return Dtype.float32 if train.full else self.dtype
 
 
-def start_run(config: Any, train: TrainSettings, out: Path, precision: Precision, *,
+def start_run(config: Any, train: TrainSettings, out: Path, dtype: Dtype, *,
               has_eval: bool = False, started: float | None = None) -> TrainingRun:
     """Trainer arguments, the process group (torchrun / accelerate launch) and the resume plan."""
     from accelerate import PartialState
 
     work_dir = work_dir_for(out)
-    args = to_training_args(train, work_dir, precision=precision, has_eval=has_eval)
+    args = to_training_args(train, work_dir, dtype=dtype, has_eval=has_eval)
     _ = args.device  # sets up the process group under torchrun / accelerate launch
     state = PartialState()
     resume_from = plan_resume(config, train, work_dir, state.is_main_process)
     if resume_from is not None and state.is_main_process:
         info(f"resuming the interrupted run from {resume_from.name} ({work_dir})")
-    return TrainingRun(out, work_dir, args, state, resume_from, precision,
+    return TrainingRun(out, work_dir, args, state, resume_from, dtype,
                        time.perf_counter() if started is None else started)
 
 

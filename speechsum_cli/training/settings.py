@@ -5,7 +5,9 @@ A stage's config holds one (``SftConfig.train``), as litgpt's finetune scripts h
 default differs from another's pass their own ``TrainSettings(...)`` and say why in
 ``DEFAULT_REASONS`` (shown in ``--help``).
 
-Light on purpose (no torch): the CLI builds its options from these defaults.
+Each field's help is its metadata (:func:`doc`, as TRL's ``field(metadata={"help": ...})``):
+the CLI builds every training flag from it (``speechsum_cli.cli.options``), so the flag's help
+and the field's documentation are one text. Light on purpose (no torch).
 """
 
 from __future__ import annotations
@@ -13,19 +15,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
+from typing import Any
 
+from speechsum_cli import dtypes
 from speechsum_cli.data.dataset import ColumnMap
 from speechsum_cli.data.long_audio import LongAudio
+from speechsum_cli.dtypes import Dtype
 from speechsum_cli.errors import InputError
-
-
-class Precision(str, Enum):
-    """Weights' and compute dtype; the one dtype vocabulary of every stage."""
-
-    auto = "auto"
-    float32 = "float32"
-    bfloat16 = "bfloat16"
-    float16 = "float16"
+from speechsum_cli.typed import enum_fields
 
 
 class ReportTo(str, Enum):
@@ -34,70 +31,81 @@ class ReportTo(str, Enum):
     wandb = "wandb"
 
 
+def doc(help: str, *, flag: str | None = None, **option: Any) -> dict[str, Any]:
+    """A :class:`TrainSettings` field's metadata: its help, and how its CLI flag is spelled.
+
+    ``flag`` overrides ``--field-name`` (``--group-by-length/--no-group-by-length``); ``option``
+    goes to the flag's ``typer.Option`` (``min``, ``max``, ``show_default``).
+    """
+    return {"help": help, "flag": flag, "option": option}
+
+
 @dataclass(frozen=True)
 class TrainSettings:
-    """How a training stage trains (shared by sft, distill and dpo)."""
+    """How a training stage trains (shared by sft, distill and dpo). Each field's help is its
+    metadata (``dataclasses.fields(TrainSettings)``), also the help of its flag."""
 
-    lora_r: int = 16
-    """LoRA rank (paper: 16)."""
-    lora_alpha: int = 32
-    """LoRA alpha (paper: 32)."""
-    lora_dropout: float = 0.05
-    """Dropout on the LoRA branch."""
-    lora_targets: tuple[str, ...] | None = None
-    """Module names LoRA wraps inside the language model; default: the family's."""
-    train_encoder: bool = False
-    """Also train the audio encoder (frozen in the paper)."""
-    full: bool = False
-    """Full fine-tuning of the language model + projector instead of LoRA."""
-    epochs: float = 2.0
-    """Passes over the training rows; ignored when max_steps > 0."""
-    max_steps: int = -1
-    """Stop after this many optimizer steps (> 0 overrides epochs)."""
-    lr: float = 1e-4
-    """Peak learning rate (linear warmup, then linear decay)."""
-    batch_size: int = 4
-    """Rows per device per forward pass."""
-    grad_accum: int = 1
-    """Forward passes per optimizer step."""
-    warmup: float = 0.03
-    """Warmup: a fraction of the total steps if < 1, else a number of steps."""
-    weight_decay: float = 0.0
-    """AdamW weight decay."""
-    group_by_length: bool = True
-    """Batch rows of similar length (audio + text tokens) together to reduce padding."""
-    on_long_audio: LongAudio = LongAudio.error
-    """Rows whose audio exceeds the family's window: error | chunk | truncate | drop."""
-    gradient_checkpointing: bool = False
-    """Recompute activations in backward (less memory, ~30% slower)."""
-    precision: Precision = Precision.auto
-    """auto (bfloat16/float16 on GPU, float32 on CPU) | float32 | bfloat16 | float16."""
-    resume: bool = False
-    """Insist on continuing an interrupted run (an error if there is none to continue)."""
-    restart: bool = False
-    """Discard an interrupted run's checkpoints and start over."""
-    merge: bool = False
-    """Write a merged full checkpoint instead of the adapter."""
-    report_to: ReportTo = ReportTo.none
-    """none | tensorboard | wandb."""
-    logging_steps: int = 10
-    """Log the loss and the stage's statistics every this many steps."""
-    save_steps: int = 500
-    """Write a resumable checkpoint every this many steps."""
-    eval_steps: int | None = None
-    """Eval every this many steps (default: once per epoch, or at the end with max_steps)."""
-    seed: int = 0
-    """Seed for initialisation, shuffling, sampling and the eval split."""
-    num_workers: int = 0
-    """DataLoader worker processes that decode audio."""
-    overwrite: bool = False
-    """Replace an existing output (and discard an interrupted run)."""
-    feature_cache: bool = True
-    """Cache the frozen audio encoder's output per window on disk (unused with train_encoder)."""
-    feature_cache_dir: Path | None = None
-    """Where the feature cache lives; default: ``.feature-cache`` beside the output directory."""
-    feature_cache_gb: float = 20.0
-    """Disk bound of the feature cache; least recently used windows are deleted past it."""
+    epochs: float = field(default=2.0, metadata=doc(
+        "Passes over the training rows (ignored when --max-steps > 0).", min=0.0))
+    max_steps: int = field(default=-1, metadata=doc("Optimizer steps; > 0 overrides --epochs."))
+    lr: float = field(default=1e-4, metadata=doc(
+        "Peak learning rate (linear warmup, then linear decay).", min=0.0))
+    batch_size: int = field(default=4, metadata=doc("Rows per device per forward pass.", min=1))
+    grad_accum: int = field(default=1, metadata=doc("Forward passes per optimizer step.", min=1))
+    warmup: float = field(default=0.03, metadata=doc(
+        "Warmup: a fraction of the steps if < 1, else a number of steps.", min=0.0))
+    weight_decay: float = field(default=0.0, metadata=doc("AdamW weight decay.", min=0.0))
+    lora_r: int = field(default=16, metadata=doc("LoRA rank (paper: 16).", min=1))
+    lora_alpha: int = field(default=32, metadata=doc("LoRA alpha (paper: 32).", min=1))
+    lora_dropout: float = field(default=0.05, metadata=doc(
+        "Dropout on the LoRA branch.", min=0.0, max=1.0))
+    lora_targets: tuple[str, ...] | None = field(default=None, metadata=doc(
+        "Comma-separated module names inside the language model  \\[default: the family's].",
+        show_default=False))
+    train_encoder: bool = field(default=False, metadata=doc(
+        "Also train the audio encoder (frozen in the paper)."))
+    full: bool = field(default=False, metadata=doc(
+        "Full fine-tuning of the LM + projector instead of LoRA."))
+    merge: bool = field(default=False, metadata=doc(
+        "Write a merged full checkpoint instead of the adapter."))
+    on_long_audio: LongAudio = field(default=LongAudio.error, metadata=doc(
+        "Rows with audio over the model's window: error, chunk (all windows in one prompt), "
+        "truncate or drop (both counted)."))
+    group_by_length: bool = field(default=True, metadata=doc(
+        "Batch rows of similar length together (less padding).",
+        flag="--group-by-length/--no-group-by-length"))
+    gradient_checkpointing: bool = field(default=False, metadata=doc(
+        "Recompute activations in backward: less memory, ~30% slower."))
+    dtype: Dtype = field(default=Dtype.auto, metadata=doc(dtypes.HELP))
+    seed: int = field(default=0, metadata=doc(
+        "Seed for initialisation, shuffling, sampling and splits."))
+    resume: bool = field(default=False, metadata=doc(
+        "Insist on continuing an interrupted run: an error if there is none (a re-run of the same "
+        "command resumes by itself)."))
+    restart: bool = field(default=False, metadata=doc("Discard an interrupted run and start over."))
+    overwrite: bool = field(default=False, metadata=doc(
+        "Replace an existing --out (and discard an interrupted run)."))
+    report_to: ReportTo = field(default=ReportTo.none, metadata=doc("Experiment tracker."))
+    logging_steps: int = field(default=10, metadata=doc(
+        "Log the loss and the stage's statistics every N steps.", min=1))
+    save_steps: int = field(default=500, metadata=doc("Resumable checkpoint every N steps.", min=1))
+    eval_steps: int | None = field(default=None, metadata=doc(
+        "Eval every N steps  \\[default: every epoch, or at the end with --max-steps].",
+        min=1, show_default=False))
+    num_workers: int = field(default=0, metadata=doc(
+        "DataLoader worker processes decoding audio.", min=0))
+    feature_cache: bool = field(default=True, metadata=doc(
+        "Compute the frozen audio encoder's output for each window once and reuse it (every epoch, "
+        "every stage reading the same audio; off with --train-encoder, whose output changes).",
+        flag="--feature-cache/--no-feature-cache"))
+    feature_cache_dir: Path | None = field(default=None, metadata=doc(
+        "Directory of the feature cache  \\[default: .feature-cache beside --out].",
+        show_default=False))
+    feature_cache_gb: float = field(default=20.0, metadata=doc(
+        "Disk bound of the feature cache (least recently used windows go first).", min=0.001))
+
+    def __post_init__(self) -> None:
+        enum_fields(self, on_long_audio=LongAudio, dtype=Dtype, report_to=ReportTo)
 
 
 SFT_DEFAULTS = TrainSettings()
@@ -156,7 +164,7 @@ def check_settings(train: TrainSettings, *, long_audio: tuple[LongAudio, ...] = 
         problems.append("--merge applies to LoRA training; --full already writes a full checkpoint")
     if train.resume and train.restart:
         problems.append("--resume continues an interrupted run and --restart discards it: pass one")
-    if LongAudio(train.on_long_audio) not in long_audio:
+    if train.on_long_audio not in long_audio:
         problems.append(f"--on-long-audio must be one of {', '.join(p.value for p in long_audio)}")
     if train.epochs <= 0 and train.max_steps <= 0:
         problems.append("--epochs must be > 0 unless --max-steps is given")

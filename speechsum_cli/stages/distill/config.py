@@ -11,10 +11,12 @@ from pathlib import Path
 
 from speechsum_cli import generation
 from speechsum_cli.console import info, warn
+from speechsum_cli.dtypes import Dtype
 from speechsum_cli.errors import InputError
 from speechsum_cli.llm.config import LLMConfig
 from speechsum_cli.training.run import TrainResult
 from speechsum_cli.training.settings import DISTILL_DEFAULTS, StageConfig, TrainSettings
+from speechsum_cli.typed import enum_fields
 
 
 class Loss(str, Enum):
@@ -76,7 +78,7 @@ class DistillConfig(StageConfig):
     """Completion positions per chunk of the full-vocabulary divergence (0 = one chunk)."""
     teacher_device: str = "auto"
     """Device of the teacher (auto = cuda if visible, else cpu)."""
-    teacher_dtype: str = "auto"
+    teacher_dtype: Dtype = Dtype.auto
     """Teacher weights' dtype (auto = bfloat16/float16 on GPU, float32 on CPU)."""
     teacher_system: str | None = None
     """System message of the teacher's conversation (default: its template's own)."""
@@ -89,6 +91,10 @@ class DistillConfig(StageConfig):
     """How that server returns the prompt's log-probs: auto | prompt_logprobs (vLLM) | echo."""
     teacher_top_k: int = DEFAULT_TOP_K
     """Remote teacher, --estimator full: log-probs per position it returns; the rest: one bucket."""
+
+    def __post_init__(self) -> None:
+        enum_fields(self, loss=Loss, estimator=Estimator, teacher_dtype=Dtype,
+                    teacher_logprobs=TeacherLogprobs)
 
 
 DistillResult = TrainResult

@@ -8,6 +8,7 @@ from speechsum_cli.console import info, plural, warn
 from speechsum_cli.data.dataset import load_rows
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.data.rows import long_audio_plan
+from speechsum_cli.dtypes import Dtype
 from speechsum_cli.stages.distill.batch import Batcher
 from speechsum_cli.stages.distill.checks import check_output_width, check_rows, check_teacher
 from speechsum_cli.stages.distill.config import DistillConfig, DistillResult, check_config
@@ -28,7 +29,7 @@ from speechsum_cli.training.run import check_run, finish_run, start_run, train_m
 def run(cfg: DistillConfig) -> DistillResult:
     """Distill, then write the adapter (or merged checkpoint) + processor + speechsum.json."""
     check_config(cfg)
-    precision = check_run(cfg.train, cfg.out)
+    dtype = check_run(cfg.train, cfg.out)
     rows = load_rows(cfg.data, columns=cfg.columns, split=cfg.split)
     durations = check_rows(rows, cfg.data, needs_summary=cfg.lmbda < 1.0 or cfg.sft_alpha > 0)
     conversation, n_shared = check_teacher(cfg, rows)
@@ -36,17 +37,17 @@ def run(cfg: DistillConfig) -> DistillResult:
     if cfg.teacher_llm is not None:
         remote = RemoteTeacher.open(cfg, conversation, n_shared, rows[0])
     try:
-        return distill(cfg, rows, durations, precision, conversation, n_shared, remote)
+        return distill(cfg, rows, durations, dtype, conversation, n_shared, remote)
     finally:
         if remote is not None:
             remote.close()
 
 
-def distill(cfg: DistillConfig, rows: Any, durations: list[float], precision: Any,
+def distill(cfg: DistillConfig, rows: Any, durations: list[float], dtype: Dtype,
             conversation: Teacher, n_shared: int, remote: RemoteTeacher | None) -> DistillResult:
     """Load the student (then a local teacher), train, and finish the run."""
     train = cfg.train
-    run_ = start_run(cfg, train, cfg.out, precision)
+    run_ = start_run(cfg, train, cfg.out, dtype)
     lm, reference = load_for_training(cfg.model, run_.model_dtype(train), is_main=run_.is_main)
     check_output_width("student", lm.model, n_shared)
     teacher: DistillTeacher
