@@ -151,7 +151,7 @@ class AudioFlamingo3Family(AudioFamily):
         )
 
     # --- tests -----------------------------------------------------------------------------
-    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         from transformers import (
             AudioFlamingo3Config,
             AudioFlamingo3ForConditionalGeneration,

@@ -288,9 +288,21 @@ class AudioFamily(ABC):
         return type(self).encoder_states is not AudioFamily.encoder_states
 
     # --- tests -----------------------------------------------------------------------------
-    @abstractmethod
     def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
-        """Save a tiny random model + processor of this family to ``out_dir``, fully offline."""
+        """Save a tiny random model + processor of this family to ``out_dir``, fully offline.
+
+        Written as stage outputs are (:func:`~speechsum_cli.fs.staged_dir`): the files get
+        ordinary permissions (safetensors writes 0600) and land in ``out_dir`` only complete."""
+        from speechsum_cli.fs import staged_dir
+
+        out = Path(out_dir)
+        with staged_dir(out) as tmp:
+            self.write_tiny(tmp, window_seconds=window_seconds, seed=seed)
+        return out
+
+    @abstractmethod
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+        """What :meth:`build_tiny` saves: a tiny random model + processor into ``out_dir``."""
 
     # --- shared encoding -------------------------------------------------------------------
     def encode(

@@ -171,7 +171,7 @@ class Gemma4Family(AudioFamily):
         return vocab_token_ids(self.tokenizer(processor), (AUDIO_TOKEN, BEGIN_AUDIO, END_AUDIO, *IMAGE_TOKENS))
 
     # --- tests -----------------------------------------------------------------------------
-    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         from transformers import (
             Gemma4AudioFeatureExtractor,
             Gemma4Config,

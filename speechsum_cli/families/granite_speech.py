@@ -305,7 +305,7 @@ class GraniteSpeechFamily(AudioFamily):
                 "num_attention_heads": 2, "intermediate_size": 32, "encoder_hidden_size": encoder_width,
                 "cross_attention_frequency": 1, "max_position_embeddings": 64}
 
-    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         import torch
         from transformers import GenerationConfig
 

@@ -235,7 +235,7 @@ class Phi4MultimodalFamily(AudioFamily):
         return tok.convert_tokens_to_ids([AUDIO_TOKEN, IMAGE_TOKEN])
 
     # --- tests -----------------------------------------------------------------------------
-    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         import torch
         from transformers import (
             GenerationConfig,

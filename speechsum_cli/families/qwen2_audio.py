@@ -162,7 +162,7 @@ class Qwen2AudioFamily(AudioFamily):
         tok = self.tokenizer(processor)
         return tok.convert_tokens_to_ids(["<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"])
 
-    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         from transformers import (
             GenerationConfig,
             Qwen2AudioConfig,
