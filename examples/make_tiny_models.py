@@ -38,7 +38,7 @@ def save_whisper(path: Path) -> None:
         decoder_start_token_id=3,
     )
     seed_everything(1)
-    with staged_dir(path) as tmp:  # ordinary permissions, as stage outputs (safetensors writes 0600)
+    with staged_dir(path) as tmp:  # ordinary permissions as stage outputs (safetensors: 0600)
         WhisperForConditionalGeneration(config).save_pretrained(tmp)
 
 

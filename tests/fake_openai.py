@@ -6,7 +6,9 @@ a free port, counts requests, and answers each request by popping the next fault
 with ``responder(messages)`` as the assistant text. Threaded: concurrent requests overlap.
 
 ``port=N`` listens on that port instead of a free one (a server started where a run found
-nothing listening). ``capacity=N`` makes it a server of fixed capacity: it works on at most N requests at a time, and
+nothing listening).
+
+``capacity=N`` makes it a server of fixed capacity: it works on at most N requests at a time, and
 one more is answered ``429`` at once (``over_capacity="429"``, as a rate-limited API) or waits its
 turn (``over_capacity="queue"``, as a serial ``transformers serve``: the client times out while it
 waits, and the server still works through what it queued). ``in_flight_seen`` records how many

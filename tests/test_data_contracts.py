@@ -122,7 +122,8 @@ def empty_inputs(tmp_path):
     Dataset.from_dict(columns).to_parquet(str(tmp_path / "rows.parquet"))
     (tmp_path / "blank.jsonl").write_text("\n  \n\n")
     (tmp_path / "empty.json").write_text("[]\n")
-    return {"saved": "a saved dataset with no data files", "rows.parquet": "a parquet file of 0 rows",
+    return {"saved": "a saved dataset with no data files",
+            "rows.parquet": "a parquet file of 0 rows",
             "blank.jsonl": "only blank lines", "empty.json": "an empty JSON list"}
 
 
@@ -130,15 +131,16 @@ def test_data_without_rows_is_refused_by_name(tmp_path):
     for name, found in empty_inputs(tmp_path).items():
         with pytest.raises(InputError) as refused:
             load_rows(tmp_path / name)
-        assert str(refused.value).startswith(f"data '{tmp_path / name}' has no rows (found {found}); "
-                                             "a stage needs at least one."), refused.value
+        expected = f"data '{tmp_path / name}' has no rows (found {found}); a stage needs at least"
+        assert str(refused.value).startswith(expected), refused.value
 
 
 def test_an_empty_split_is_refused_and_the_other_splits_still_load(tmp_path):
     from datasets import Dataset, DatasetDict
 
-    DatasetDict({"train": Dataset.from_dict({"id": ["a"], "transcript": ["x"]}),
-                 "test": Dataset.from_dict({"id": [], "transcript": []})}).save_to_disk(str(tmp_path / "dd"))
+    splits = {"train": Dataset.from_dict({"id": ["a"], "transcript": ["x"]}),
+              "test": Dataset.from_dict({"id": [], "transcript": []})}
+    DatasetDict(splits).save_to_disk(str(tmp_path / "dd"))
     assert load_rows(tmp_path / "dd", split="train")["id"] == ["a"]
     with pytest.raises(InputError, match=r"data '.*dd/test' has no rows \(found a saved dataset"):
         load_rows(tmp_path / "dd", split="test")
@@ -168,4 +170,5 @@ def test_every_training_and_eval_stage_names_an_empty_saved_dataset(stage, tmp_p
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output and not isinstance(result.exception, IndexError)
     message = " ".join(result.output.split())
-    assert f"data '{tmp_path / 'saved'}' has no rows (found a saved dataset with no data files)" in message
+    found = "has no rows (found a saved dataset with no data files)"
+    assert f"data '{tmp_path / 'saved'}' {found}" in message

@@ -476,7 +476,9 @@ def test_a_long_transcription_is_its_prompts_answers_in_order(per_prompt, long_t
     assert got == " ".join(t for t in expected if t)
 
 
-def test_a_missing_audio_file_is_named_by_row_and_data_file_before_any_model_loads(test_set, tmp_path):
+def test_a_missing_audio_file_is_named_by_row_and_data_file_before_any_model_loads(
+    test_set, tmp_path
+):
     """eval probed the audio without naming the row or the test set (and, for a second --model,
     after the first had run)."""
     rows = [json.loads(line) for line in test_set.read_text().splitlines()]
@@ -487,12 +489,15 @@ def test_a_missing_audio_file_is_named_by_row_and_data_file_before_any_model_loa
     assert result.exit_code == 1, result.output
     message = " ".join(result.stderr.split())
     first = rows[0]["id"]
-    assert f"data '{data}' has rows eval cannot use: 1 row(s) with unreadable 'audio': ids '{first}'" in message
+    assert (f"data '{data}' has rows eval cannot use: 1 row(s) with unreadable 'audio': "
+            f"ids '{first}'") in message
     assert f"audio file '{tmp_path / 'clips' / 'gone.wav'}' does not exist" in message
     assert "no-such-model" not in message
 
 
-def test_a_row_with_audio_too_short_for_the_encoder_is_summarized_and_counted(test_set, tmp_path, tiny_models):
+def test_a_row_with_audio_too_short_for_the_encoder_is_summarized_and_counted(
+    test_set, tmp_path, tiny_models
+):
     """A clip of a few samples crashed Qwen2-Audio's generate; eval summarizes it padded with
     silence, warns naming the row, and counts it in speechsum.json."""
     import numpy as np
@@ -504,10 +509,12 @@ def test_a_row_with_audio_too_short_for_the_encoder_is_summarized_and_counted(te
     rows[1]["audio"] = str(tmp_path / "blip.wav")
     data = write_jsonl(tmp_path / "short.jsonl", rows)
     out = tmp_path / "report"
-    result = run_eval("--data", str(data), "--model", str(tiny_models("qwen2_audio")), "--name", "tiny",
-                      "--out", str(out), "--max-new-tokens", "3", "--no-judge", "--batch-size", "1")
+    model = str(tiny_models("qwen2_audio"))
+    result = run_eval("--data", str(data), "--model", model, "--name", "tiny", "--out", str(out),
+                      "--max-new-tokens", "3", "--no-judge", "--batch-size", "1")
     assert result.exit_code == 0, result.output
-    assert "1 row shorter than the 0.060 s the model's audio encoder reads" in " ".join(result.stderr.split())
+    warning = " ".join(result.stderr.split())
+    assert "1 row shorter than the 0.060 s the model's audio encoder reads" in warning
     assert "'m2' (0.003 s)" in result.stderr
     counts = json.loads((out / "speechsum.json").read_text())["counts"]
     assert counts["padded_short_audio[tiny]"] == 1 and counts["rows_compared"] == 3

@@ -550,7 +550,9 @@ def test_a_teacher_without_chat_template_is_refused_before_the_student_loads(pro
     assert f"--teacher '{plain}' has no chat template" in " ".join(result.stderr.replace("│", " ").split())
 
 
-def test_a_missing_audio_file_is_named_by_row_and_data_file_before_any_model_loads(prompts, tmp_path):
+def test_a_missing_audio_file_is_named_by_row_and_data_file_before_any_model_loads(
+    prompts, tmp_path
+):
     """pairs probed the audio after loading the model, and named neither the row nor the file."""
     rows = [{**row, "audio": str(prompts.parent / row["audio"])}
             for row in map(json.loads, prompts.read_text().splitlines())]
@@ -569,7 +571,9 @@ def test_a_missing_audio_file_is_named_by_row_and_data_file_before_any_model_loa
     assert "no-such-model" not in message  # the rows were checked before the model
 
 
-def test_a_prompt_with_audio_too_short_for_the_encoder_is_sampled_and_counted(prompts, tiny_models, tmp_path):
+def test_a_prompt_with_audio_too_short_for_the_encoder_is_sampled_and_counted(
+    prompts, tiny_models, tmp_path
+):
     """A clip of a few samples crashed Qwen2-Audio's generate; pairs samples it padded with
     silence, warns naming the row, and counts it."""
     import numpy as np
@@ -582,7 +586,8 @@ def test_a_prompt_with_audio_too_short_for_the_encoder_is_sampled_and_counted(pr
     data = tmp_path / "prompts.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
     out = tmp_path / "pairs"
-    result = run_pairs("--model", str(tiny_models("qwen2_audio")), "--data", str(data), "--out", str(out),
+    model = str(tiny_models("qwen2_audio"))
+    result = run_pairs("--model", model, "--data", str(data), "--out", str(out),
                        "--judge", "offline", "--k", "4", "--batch-size", "1", "--json")
     assert result.exit_code == 0, result.output
     warning = " ".join(result.stderr.split())

@@ -330,7 +330,9 @@ def test_dtype_speaks_the_shared_vocabulary(tiny_models, tmp_path):
 
 
 @pytest.mark.parametrize("model_type", FAMILY_TYPES)
-def test_a_clip_of_ten_samples_is_padded_to_the_encoders_shortest_and_generates(model_type, tiny_models):
+def test_a_clip_of_ten_samples_is_padded_to_the_encoders_shortest_and_generates(
+    model_type, tiny_models
+):
     """Qwen2-Audio's forward failed on a clip of one audio token (10-960 samples): TypeError
     'NoneType' object is not subscriptable. Every family pads such a clip with silence to its
     shortest and says how much (Batch.padded_seconds)."""
@@ -361,8 +363,9 @@ def test_summarize_of_clips_shorter_than_the_encoder_reads_says_so(tiny_models, 
     cut.write_bytes(normal.read_bytes()[:100])
     files = [ten, most, cut, normal]
 
-    result = runner.invoke(app, ["summarize", *map(str, files), "--model", str(model), "--format", "json",
-                                 "--no-progress", "--max-new-tokens", "3", "--batch-size", "1"])
+    result = runner.invoke(app, ["summarize", *map(str, files), "--model", str(model),
+                                 "--format", "json", "--no-progress", "--max-new-tokens", "3",
+                                 "--batch-size", "1"])
 
     assert result.exit_code == 0, result.output
     lm = load(str(model), device="cpu", dtype="float32")
@@ -374,6 +377,6 @@ def test_summarize_of_clips_shorter_than_the_encoder_reads_says_so(tiny_models, 
         assert report["padded_seconds"] == pytest.approx(shortest - report["duration"], abs=1e-4)
     assert by_file[str(normal)]["padded_seconds"] == 0.0
     warning = " ".join(result.stderr.split())
-    assert (f"Warning: 3 recordings shorter than the {shortest:.3f} s the model's audio encoder reads, so "
-            "each was summarized with silence after it up to that length:") in warning
+    assert (f"Warning: 3 recordings shorter than the {shortest:.3f} s the model's audio encoder "
+            "reads, so each was summarized with silence after it up to that length:") in warning
     assert all(f"'{path}'" in warning for path in (ten, most, cut)) and str(normal) not in warning

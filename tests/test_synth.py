@@ -483,20 +483,24 @@ def test_start_the_server_then_the_same_command_finishes_the_run(tmp_path):
     port = free_port()
     write_corpus(tmp_path / "corpus.jsonl", n=8)
     args = ["synth", "--data", str(tmp_path / "corpus.jsonl"), "--out", str(tmp_path / "out"),
-            "--base-url", f"http://127.0.0.1:{port}/v1", "--llm", "fake", "--cache-dir", str(tmp_path / "cache"),
-            "--max-retries", "0", "--concurrency", "4", "--no-progress"]
+            "--base-url", f"http://127.0.0.1:{port}/v1", "--llm", "fake",
+            "--cache-dir", str(tmp_path / "cache"), "--max-retries", "0", "--concurrency", "4",
+            "--no-progress"]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 3, first.output
     message = " ".join(first.output.split())
     assert "Start the server or fix --base-url, then run the same command again." in message
-    assert (f"No row is finished yet (the run's state is in '{tmp_path / '.out.partial'}'). Running the same "
-            "command again sends the 8 requests still to do (2 that could not connect, 6 not sent yet).") in message
+    work = tmp_path / ".out.partial"
+    assert (f"No row is finished yet (the run's state is in '{work}'). Running the same command "
+            "again sends the 8 requests still to do (2 that could not connect, 6 not sent yet).") \
+        in message
     assert "finished rows are kept" not in message
 
     with FakeOpenAI(port=port) as server:  # the server is up now: the very same command
         again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output
-    assert "sending again 2 requests that could not connect in an earlier run" in " ".join(again.output.split())
+    said = " ".join(again.output.split())
+    assert "sending again 2 requests that could not connect in an earlier run" in said
     assert server.requests == 8
     assert len(load_rows(tmp_path / "out")) == 8
     recorded = manifest(tmp_path / "out")
@@ -509,8 +513,10 @@ def test_a_stopped_run_counts_what_it_keeps_by_what_each_row_is(tmp_path, server
     """A run stopped by a refusal: the rows written, the one that failed for good (it waits for
     --retry-failed) and the requests not sent, each counted as what it is."""
     server.fail_next("500", "500", None, None, "401")  # None: answered as usual
-    result = CliRunner().invoke(app, cli(tmp_path, server, "--n", "6", "--concurrency", "1", "--max-retries", "1"))
+    args = cli(tmp_path, server, "--n", "6", "--concurrency", "1", "--max-retries", "1")
+    result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output
     message = " ".join(result.output.split())
-    assert (f"Kept in '{tmp_path / '.out.partial'}': 3 finished rows (2 written, 1 failed (--retry-failed sends "
-            "them again)). Running the same command again sends the 3 requests still to do (3 not sent yet).") in message
+    assert (f"Kept in '{tmp_path / '.out.partial'}': 3 finished rows (2 written, 1 failed "
+            "(--retry-failed sends them again)). Running the same command again sends the "
+            "3 requests still to do (3 not sent yet).") in message

@@ -102,8 +102,10 @@ def _empty_file(path: Path) -> str | None:
     not one of those; reading it tells). datasets refuses such files with an error that names
     neither the file nor the cause."""
     suffix = path.suffix.lower()
-    if not path.is_file() or path.stat().st_size == 0 or suffix not in (".parquet", ".jsonl", ".json"):
-        return None  # a 0-byte file has its own message (_load_file)
+    if suffix not in (".parquet", ".jsonl", ".json") or not path.is_file():
+        return None
+    if path.stat().st_size == 0:  # its own message (_load_file)
+        return None
     if suffix == ".parquet":
         import pyarrow.parquet as pq
 
@@ -169,7 +171,8 @@ def _load_saved(path: Path, split: str | None) -> Any:
         splits = _saved_splits(path)
         if split is None:
             if len(splits) != 1:
-                raise InputError(f"data '{path}' has splits {', '.join(splits)}; pick one with --split.")
+                raise InputError(f"data '{path}' has splits {', '.join(splits)}; "
+                                 "pick one with --split.")
             split = splits[0]
         if split not in splits:
             raise InputError(f"data '{path}' has no split '{split}' (found: {', '.join(splits)}).")

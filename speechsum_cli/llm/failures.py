@@ -21,7 +21,6 @@ from speechsum_cli.console import plural
 from speechsum_cli.errors import NothingUsableError
 from speechsum_cli.llm.config import endpoint_flag
 
-
 UNANSWERED = "connection error"
 """The reason category of a call that never reached an answer: the endpoint could not be
 connected to (nothing listening, a wrong URL, a dropped connection)."""
@@ -100,4 +99,5 @@ def retry_hint(config: Any) -> str:
             "answers already received come from the response cache, so only the failed requests are sent.")
 
 
-__all__ = ["UNANSWERED", "Failures", "check_failures", "reason_category", "retry_hint", "unanswered"]
+__all__ = ["UNANSWERED", "Failures", "check_failures", "reason_category", "retry_hint",
+           "unanswered"]

@@ -136,7 +136,8 @@ def load_test_rows(config: EvalConfig) -> list[dict[str, Any]]:
     require_columns(ds, required, config.data, hint)
     empty = rows_with_empty(ds, "transcript")
     need = "the judge and the hallucination check need it"
-    blank = [f"{len(empty)} row(s) with an empty 'transcript' ({need}): ids {shown_ids(empty)}"] if empty else []
+    blank = ([f"{len(empty)} row(s) with an empty 'transcript' ({need}): ids {shown_ids(empty)}"]
+             if empty else [])
     if config.models:
         check_audio_rows(ds, config.data, stage="eval", required=["audio"], nonempty=[], hint=hint,
                          extra_problems=blank)
@@ -460,7 +461,8 @@ def run(config: EvalConfig) -> EvalResult:
                     **{f"missing[{s.name}]": len(s.missing) for s in systems},
                     **{f"extra[{s.name}]": len(s.extra) for s in systems},
                     **{f"transcribed[{s.name}]": len(s.transcriptions) for s in systems if s.transcriptions},
-                    **{f"padded_short_audio[{s.name}]": len(s.padded) for s in systems if s.kind == "model"},
+                    **{f"padded_short_audio[{s.name}]": len(s.padded)
+                       for s in systems if s.kind == "model"},
                     **({"wer_rows_compared": report["wer_rows_compared"]} if "wer" in summary else {})},
             metrics={m: {n: e.mean for n, e in by.items()} for m, by in summary.items()},
             wall_time=time.perf_counter() - started,

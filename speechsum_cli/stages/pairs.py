@@ -132,14 +132,15 @@ def load_prompts(config: PairsConfig) -> tuple[list[dict[str, Any]], list[float]
             "works; other names map with --audio-column, --transcript-column, --query-column).")
     require_columns(ds, ["audio", "transcript", "query"], config.data, hint)
     empty = rows_with_empty(ds, "transcript")
-    blank = [f"{len(empty)} row(s) with an empty 'transcript' ({readers}): ids {shown_ids(empty)}"] if empty else []
+    blank = ([f"{len(empty)} row(s) with an empty 'transcript' ({readers}): ids {shown_ids(empty)}"]
+             if empty else [])
     durations = check_audio_rows(ds, config.data, stage="pairs", required=["audio"], nonempty=[],
                                  hint=hint, extra_problems=blank)
     return list(ds), durations
 
 
-def split_long(rows: list[dict[str, Any]], durations: list[float], window: float, policy: LongAudio | str,
-               source: Path) -> tuple[list[dict[str, Any]], int]:
+def split_long(rows: list[dict[str, Any]], durations: list[float], window: float,
+               policy: LongAudio | str, source: Path) -> tuple[list[dict[str, Any]], int]:
     """The rows kept, and how many were dropped: long rows are refused (error), dropped (drop), or
     kept whole (chunk: their windows fill one prompt)."""
     policy = LongAudio(policy)
@@ -162,9 +163,9 @@ def padded_short(rows: list[dict[str, Any]], durations: list[float], shortest: f
     ``shortest`` seconds (the family pads it); counted and said."""
     short = [row["id"] for row, seconds in zip(rows, durations) if seconds < shortest]
     if short:
-        warn(f"{plural(len(short), 'prompt')} with audio shorter than the {shortest:.3f} s the model's "
-             f"audio encoder reads, so each was sampled with silence after it up to that length: "
-             f"ids {shown_ids(short)}.")
+        warn(f"{plural(len(short), 'prompt')} with audio shorter than the {shortest:.3f} s the "
+             "model's audio encoder reads, so each was sampled with silence after it up to that "
+             f"length: ids {shown_ids(short)}.")
     return len(short)
 
 
@@ -303,7 +304,8 @@ def run(config: PairsConfig) -> PairsResult:
         if config.server is None:
             cache_for_inference(lm, config.out)  # k samples of a clip (and eval's students) encode it once
         padded = padded_short(rows, durations, lm.min_clip_seconds)
-        rows, dropped = split_long(rows, durations, lm.window_seconds, config.on_long_audio, config.data)
+        rows, dropped = split_long(rows, durations, lm.window_seconds, config.on_long_audio,
+                                   config.data)
         texts = sample_candidates(config, rows, lm)
         generation = lm.record()
     finally:
@@ -311,7 +313,8 @@ def run(config: PairsConfig) -> PairsResult:
     del lm
     candidates = [[c[i] for i in distinct_candidates(c)] for c in texts]
     sources = [[STUDENT] * len(c) for c in candidates]
-    counts = {"prompts": len(rows) + dropped, "long_audio_dropped": dropped, "short_audio_padded": padded,
+    counts = {"prompts": len(rows) + dropped, "long_audio_dropped": dropped,
+              "short_audio_padded": padded,
               "empty_candidates": sum(1 for c in texts for t in c if not preference.normalized(t)),
               # samples dropped because an earlier sample of the same prompt says the same
               "identical_candidates": sum(

@@ -30,7 +30,13 @@ from speechsum_cli.data.workdir import WorkDir, work_dir_for
 from speechsum_cli.errors import InputError, NothingUsableError
 from speechsum_cli.llm.client import Completion, LLMClient
 from speechsum_cli.llm.config import LLMConfig
-from speechsum_cli.llm.failures import Failures, check_failures, reason_category, retry_hint, unanswered
+from speechsum_cli.llm.failures import (
+    Failures,
+    check_failures,
+    reason_category,
+    retry_hint,
+    unanswered,
+)
 from speechsum_cli.llm.pool import run_pool
 from speechsum_cli.llm.prices import BudgetExceeded, price_for
 from speechsum_cli.llm.speech import speak_all
