@@ -520,3 +520,20 @@ def test_a_stopped_run_counts_what_it_keeps_by_what_each_row_is(tmp_path, server
     assert (f"Kept in '{tmp_path / '.out.partial'}': 3 finished rows (2 written, 1 failed "
             "(--retry-failed sends them again)). Running the same command again sends the "
             "3 requests still to do (3 not sent yet).") in message
+
+
+def test_discarding_nothing_leaves_the_shards_as_they_are(tmp_path):
+    """synth asks the work dir on every run for the requests to send again: with none, the shards
+    are not rewritten."""
+    from speechsum_cli.data.workdir import WorkDir
+
+    work = WorkDir(tmp_path / "out", {"n": 2})
+    writer = work.writer(shard_rows=10)
+    for job in range(2):
+        writer.write({"job": job, "status": "ok"})
+    writer.close()
+    before = sorted(p.name for p in work.path.glob("shard-*"))
+    assert work.discard(lambda record: False) == 0
+    assert sorted(p.name for p in work.path.glob("shard-*")) == before
+    assert work.discard(lambda record: record["job"] == 1) == 1
+    assert [r["job"] for r in work.records()] == [0]
