@@ -18,6 +18,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from speechsum_cli.fs import staged_dir
+
 CHAT_TEMPLATE = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
     "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
@@ -36,7 +38,8 @@ def save_whisper(path: Path) -> None:
         decoder_start_token_id=3,
     )
     seed_everything(1)
-    WhisperForConditionalGeneration(config).save_pretrained(path)
+    with staged_dir(path) as tmp:  # ordinary permissions as stage outputs (safetensors: 0600)
+        WhisperForConditionalGeneration(config).save_pretrained(tmp)
 
 
 def save_text_lm(path: Path) -> None:
@@ -54,8 +57,9 @@ def save_text_lm(path: Path) -> None:
     seed_everything(3)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-    model.save_pretrained(path)
-    tok.save_pretrained(path)
+    with staged_dir(path) as tmp:
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
 
 
 def main() -> int:

@@ -8,7 +8,10 @@ into place — ``0666`` minus the umask (``0777`` for directories and executable
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 FILE_MODE = 0o666
@@ -52,3 +55,27 @@ def atomic_write_text(path: Path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
+
+
+@contextmanager
+def staged_dir(out: Path) -> Iterator[Path]:
+    """Yield a temp dir beside ``out`` to write into; on success what was written there gets
+    ordinary permissions (:func:`make_ordinary`, as in every stage's output dir) and replaces the
+    same names in ``out`` (created if missing; other files in it are left alone); on failure the
+    temp dir is removed. For writers that may target an existing folder (``build_tiny``)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        yield tmp
+        make_ordinary(tmp)
+        if not out.exists():
+            os.replace(tmp, out)
+            return
+        for entry in sorted(tmp.iterdir()):
+            target = out / entry.name
+            if target.is_dir() and not target.is_symlink():
+                shutil.rmtree(target)
+            os.replace(entry, target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)

@@ -5,6 +5,9 @@ a free port, counts requests, and answers each request by popping the next fault
 (``"429"``, ``"500"``, ``"timeout"``, ``"garbage"``, ``"echo-auth"``) or, when none is queued,
 with ``responder(messages)`` as the assistant text. Threaded: concurrent requests overlap.
 
+``port=N`` listens on that port instead of a free one (a server started where a run found
+nothing listening).
+
 ``capacity=N`` makes it a server of fixed capacity: it works on at most N requests at a time, and
 one more is answered ``429`` at once (``over_capacity="429"``, as a rate-limited API) or waits its
 turn (``over_capacity="queue"``, as a serial ``transformers serve``: the client times out while it
@@ -64,6 +67,7 @@ class FakeOpenAI:
         timeout_sleep: float = 3.0,
         capacity: int | None = None,
         over_capacity: str = "429",
+        port: int = 0,
     ) -> None:
         if over_capacity not in ("429", "queue"):
             raise ValueError(f"over_capacity must be '429' or 'queue', got {over_capacity!r}")
@@ -83,7 +87,7 @@ class FakeOpenAI:
         self.auth_headers: list[str] = []
         self.speech_inputs: list[str] = []
         self.lock = threading.Lock()
-        self.server = _Server(("127.0.0.1", 0), self._handler())
+        self.server = _Server(("127.0.0.1", port), self._handler())  # 0: a free port
         self.port = self.server.server_address[1]
         self.base_url = f"http://127.0.0.1:{self.port}/v1"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -107,3 +107,68 @@ def test_atomic_output_dir_leaves_nothing_on_failure_and_refuses_to_overwrite(tm
     with atomic_output_dir(out, overwrite=True) as tmp:
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+
+
+# --- data without rows (issue 28) ---------------------------------------------------------------
+
+
+def empty_inputs(tmp_path):
+    """A zero-row save_to_disk dataset, a zero-row parquet, a jsonl of blank lines, an empty JSON
+    list: what each holds instead of rows."""
+    from datasets import Dataset
+
+    columns = {name: [] for name in ("id", "audio", "transcript", "query", "summary")}
+    Dataset.from_dict(columns).save_to_disk(str(tmp_path / "saved"))
+    Dataset.from_dict(columns).to_parquet(str(tmp_path / "rows.parquet"))
+    (tmp_path / "blank.jsonl").write_text("\n  \n\n")
+    (tmp_path / "empty.json").write_text("[]\n")
+    return {"saved": "a saved dataset with no data files",
+            "rows.parquet": "a parquet file of 0 rows",
+            "blank.jsonl": "only blank lines", "empty.json": "an empty JSON list"}
+
+
+def test_data_without_rows_is_refused_by_name(tmp_path):
+    for name, found in empty_inputs(tmp_path).items():
+        with pytest.raises(InputError) as refused:
+            load_rows(tmp_path / name)
+        expected = f"data '{tmp_path / name}' has no rows (found {found}); a stage needs at least"
+        assert str(refused.value).startswith(expected), refused.value
+
+
+def test_an_empty_split_is_refused_and_the_other_splits_still_load(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    splits = {"train": Dataset.from_dict({"id": ["a"], "transcript": ["x"]}),
+              "test": Dataset.from_dict({"id": [], "transcript": []})}
+    DatasetDict(splits).save_to_disk(str(tmp_path / "dd"))
+    assert load_rows(tmp_path / "dd", split="train")["id"] == ["a"]
+    with pytest.raises(InputError, match=r"data '.*dd/test' has no rows \(found a saved dataset"):
+        load_rows(tmp_path / "dd", split="test")
+
+
+STAGE_ARGS = {
+    "sft": ["--model", "{model}"],
+    "distill": ["--student", "{model}", "--teacher", "{model}"],
+    "dpo": ["--model", "{model}"],
+    "pairs": ["--model", "{model}", "--judge", "offline"],
+    "eval": ["--model", "{model}", "--no-judge"],
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGE_ARGS))
+def test_every_training_and_eval_stage_names_an_empty_saved_dataset(stage, tmp_path, tiny_models):
+    """A zero-row save_to_disk dataset was a raw IndexError from datasets in all five stages."""
+    from typer.testing import CliRunner
+
+    from speechsum_cli.app import app
+
+    empty_inputs(tmp_path)
+    model = str(tiny_models("qwen2_audio"))
+    args = [a.format(model=model) for a in STAGE_ARGS[stage]]
+    result = CliRunner().invoke(app, [stage, "--data", str(tmp_path / "saved"), *args,
+                                      "--out", str(tmp_path / "out")])
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output and not isinstance(result.exception, IndexError)
+    message = " ".join(result.output.split())
+    found = "has no rows (found a saved dataset with no data files)"
+    assert f"data '{tmp_path / 'saved'}' {found}" in message

@@ -474,3 +474,47 @@ def test_a_long_transcription_is_its_prompts_answers_in_order(per_prompt, long_t
     expected = lm.generate([Prompt(ASR_QUERY, g if len(g) > 1 else g[0]) for g in groups], settings)
     assert settings.max_new_tokens > 20  # not the 2 tokens of --max-new-tokens
     assert got == " ".join(t for t in expected if t)
+
+
+def test_a_missing_audio_file_is_named_by_row_and_data_file_before_any_model_loads(
+    test_set, tmp_path
+):
+    """eval probed the audio without naming the row or the test set (and, for a second --model,
+    after the first had run)."""
+    rows = [json.loads(line) for line in test_set.read_text().splitlines()]
+    rows[0]["audio"] = "clips/gone.wav"
+    data = write_jsonl(tmp_path / "broken.jsonl", rows)
+    result = run_eval("--data", str(data), "--model", str(tmp_path / "no-such-model"),
+                      "--out", str(tmp_path / "report"), "--no-judge")
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    first = rows[0]["id"]
+    assert (f"data '{data}' has rows eval cannot use: 1 row(s) with unreadable 'audio': "
+            f"ids '{first}'") in message
+    assert f"audio file '{tmp_path / 'clips' / 'gone.wav'}' does not exist" in message
+    assert "no-such-model" not in message
+
+
+def test_a_row_with_audio_too_short_for_the_encoder_is_summarized_and_counted(
+    test_set, tmp_path, tiny_models
+):
+    """A clip of a few samples crashed Qwen2-Audio's generate; eval summarizes it padded with
+    silence, warns naming the row, and counts it in speechsum.json."""
+    import numpy as np
+    import soundfile as sf
+
+    rows = [{**json.loads(line)} for line in test_set.read_text().splitlines()]
+    rows = [{**row, "audio": str(test_set.parent / row["audio"])} for row in rows]
+    sf.write(tmp_path / "blip.wav", np.full(40, 0.1, np.float32), 16000)
+    rows[1]["audio"] = str(tmp_path / "blip.wav")
+    data = write_jsonl(tmp_path / "short.jsonl", rows)
+    out = tmp_path / "report"
+    model = str(tiny_models("qwen2_audio"))
+    result = run_eval("--data", str(data), "--model", model, "--name", "tiny", "--out", str(out),
+                      "--max-new-tokens", "3", "--no-judge", "--batch-size", "1")
+    assert result.exit_code == 0, result.output
+    warning = " ".join(result.stderr.split())
+    assert "1 row shorter than the 0.060 s the model's audio encoder reads" in warning
+    assert "'m2' (0.003 s)" in result.stderr
+    counts = json.loads((out / "speechsum.json").read_text())["counts"]
+    assert counts["padded_short_audio[tiny]"] == 1 and counts["rows_compared"] == 3

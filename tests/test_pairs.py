@@ -548,3 +548,49 @@ def test_a_teacher_without_chat_template_is_refused_before_the_student_loads(pro
                        "--judge", "offline", "--teacher", str(plain))
     assert result.exit_code == 1
     assert f"--teacher '{plain}' has no chat template" in " ".join(result.stderr.replace("│", " ").split())
+
+
+def test_a_missing_audio_file_is_named_by_row_and_data_file_before_any_model_loads(
+    prompts, tmp_path
+):
+    """pairs probed the audio after loading the model, and named neither the row nor the file."""
+    rows = [{**row, "audio": str(prompts.parent / row["audio"])}
+            for row in map(json.loads, prompts.read_text().splitlines())]
+    rows[1]["audio"] = str(tmp_path / "gone.wav")
+    rows[2]["transcript"] = " "
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = run_pairs("--model", str(tmp_path / "no-such-model"), "--data", str(data),
+                       "--out", str(tmp_path / "pairs"), "--judge", "offline")
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.stderr.split())
+    assert f"data '{data}' has rows pairs cannot use:" in message
+    assert "1 row(s) with an empty 'transcript' (the judge reads it): ids 'p3'" in message
+    assert (f"1 row(s) with unreadable 'audio': ids 'p2' (first: 'p2': audio file "
+            f"'{tmp_path / 'gone.wav'}' does not exist.") in message
+    assert "no-such-model" not in message  # the rows were checked before the model
+
+
+def test_a_prompt_with_audio_too_short_for_the_encoder_is_sampled_and_counted(
+    prompts, tiny_models, tmp_path
+):
+    """A clip of a few samples crashed Qwen2-Audio's generate; pairs samples it padded with
+    silence, warns naming the row, and counts it."""
+    import numpy as np
+    import soundfile as sf
+
+    rows = [{**row, "audio": str(prompts.parent / row["audio"])}
+            for row in map(json.loads, prompts.read_text().splitlines())]
+    sf.write(tmp_path / "blip.wav", np.full(40, 0.1, np.float32), 16000)
+    rows[0]["audio"] = str(tmp_path / "blip.wav")
+    data = tmp_path / "prompts.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "pairs"
+    model = str(tiny_models("qwen2_audio"))
+    result = run_pairs("--model", model, "--data", str(data), "--out", str(out),
+                       "--judge", "offline", "--k", "4", "--batch-size", "1", "--json")
+    assert result.exit_code == 0, result.output
+    warning = " ".join(result.stderr.split())
+    assert "1 prompt with audio shorter than the 0.060 s the model's audio encoder reads" in warning
+    assert "ids 'p1'" in warning
+    assert json.loads(result.stdout)["counts"]["short_audio_padded"] == 1

@@ -325,3 +325,59 @@ def test_dtype_speaks_the_shared_vocabulary(tiny_models, tmp_path):
     result = runner.invoke(app, [*args, "float32"])
     assert result.exit_code == 0, result.output
     assert "Error" not in result.output
+
+
+# --- audio shorter than the encoder reads (issue 28) -------------------------------------------
+
+
+@pytest.mark.parametrize("model_type", FAMILY_TYPES)
+def test_a_clip_of_ten_samples_is_padded_to_the_encoders_shortest_and_generates(
+    model_type, tiny_models
+):
+    """Qwen2-Audio's forward failed on a clip of one audio token (10-960 samples): TypeError
+    'NoneType' object is not subscriptable. Every family pads such a clip with silence to its
+    shortest and says how much (Batch.padded_seconds)."""
+    from speechsum_cli.families import GenerationSettings
+
+    lm = load(str(tiny_models(model_type)), device="cpu", dtype="float32")
+    sr = lm.sampling_rate
+    for n in (10, 960):
+        texts, batch = lm.generate_batch([Prompt("Summarize.", np.full(n, 0.1, np.float32))],
+                                         GenerationSettings(max_new_tokens=2))
+        assert len(texts) == 1 and batch.audio_seconds == [n / sr] and batch.audio_tokens[0] >= 1
+        shortest = lm.family.min_clip_samples(lm.processor, lm.config)
+        assert batch.padded_seconds == [pytest.approx(max(0, shortest - n) / sr)]
+    long_enough = lm.encode([Prompt("Summarize.", np.zeros(shortest, np.float32))])
+    assert long_enough.padded_seconds == [0.0]
+
+
+def test_summarize_of_clips_shorter_than_the_encoder_reads_says_so(tiny_models, tmp_path):
+    """10 samples, 960 samples and a wav cut to 100 bytes: summarized, with a warning naming each
+    file and 'padded_seconds' in the JSON; a normal file beside them is not padded. One file per
+    batch: a short clip batched with a longer one did not fail before, alone it did."""
+    model = tiny_models("qwen2_audio")
+    ten, most = tmp_path / "ten.wav", tmp_path / "most.wav"
+    sf.write(ten, np.full(10, 0.1, np.float32), 16000)
+    sf.write(most, np.full(960, 0.1, np.float32), 16000)
+    normal = speech_of_duration(tmp_path / "normal.wav", 1.0, workdir=tmp_path)
+    cut = tmp_path / "cut.wav"
+    cut.write_bytes(normal.read_bytes()[:100])
+    files = [ten, most, cut, normal]
+
+    result = runner.invoke(app, ["summarize", *map(str, files), "--model", str(model),
+                                 "--format", "json", "--no-progress", "--max-new-tokens", "3",
+                                 "--batch-size", "1"])
+
+    assert result.exit_code == 0, result.output
+    lm = load(str(model), device="cpu", dtype="float32")
+    shortest = lm.family.min_clip_samples(lm.processor, lm.config) / 16000
+    by_file = {r["audio"]: r for r in json.loads(result.stdout)}
+    for path in (ten, most, cut):
+        report = by_file[str(path)]
+        assert report["encoded_seconds"] == pytest.approx(report["duration"], abs=1e-4)
+        assert report["padded_seconds"] == pytest.approx(shortest - report["duration"], abs=1e-4)
+    assert by_file[str(normal)]["padded_seconds"] == 0.0
+    warning = " ".join(result.stderr.split())
+    assert (f"Warning: 3 recordings shorter than the {shortest:.3f} s the model's audio encoder "
+            "reads, so each was summarized with silence after it up to that length:") in warning
+    assert all(f"'{path}'" in warning for path in (ten, most, cut)) and str(normal) not in warning

@@ -466,3 +466,74 @@ def test_tts_openai_speaks_through_the_endpoint_with_cache(tmp_path, server):
     assert again.complete and server.requests == before and again.usage["tts"]["cache_hits"] == 3
     with pytest.raises(InputError, match="--tts 'openai:' is not supported"):
         run(config(tmp_path, server, data=tmp_path / "text.jsonl", tts="openai:", overwrite=True))
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_start_the_server_then_the_same_command_finishes_the_run(tmp_path):
+    """Issue 28: the error says 'start the server, then run the same command again'; doing exactly
+    that failed again (2 of 8 requests failed ... --retry-failed), the calls that could not
+    connect having been kept as failed rows, which the first message called finished rows."""
+    port = free_port()
+    write_corpus(tmp_path / "corpus.jsonl", n=8)
+    args = ["synth", "--data", str(tmp_path / "corpus.jsonl"), "--out", str(tmp_path / "out"),
+            "--base-url", f"http://127.0.0.1:{port}/v1", "--llm", "fake",
+            "--cache-dir", str(tmp_path / "cache"), "--max-retries", "0", "--concurrency", "4",
+            "--no-progress"]
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 3, first.output
+    message = " ".join(first.output.split())
+    assert "Start the server or fix --base-url, then run the same command again." in message
+    work = tmp_path / ".out.partial"
+    assert (f"No row is finished yet (the run's state is in '{work}'). Running the same command "
+            "again sends the 8 requests still to do (2 that could not connect, 6 not sent yet).") \
+        in message
+    assert "finished rows are kept" not in message
+
+    with FakeOpenAI(port=port) as server:  # the server is up now: the very same command
+        again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    said = " ".join(again.output.split())
+    assert "sending again 2 requests that could not connect in an earlier run" in said
+    assert server.requests == 8
+    assert len(load_rows(tmp_path / "out")) == 8
+    recorded = manifest(tmp_path / "out")
+    assert recorded["complete"] is True and recorded["llm_failures"]["failed"] == 0
+    assert recorded["counts"]["failed"] == 0 and recorded["counts"]["written"] == 8
+    assert not (tmp_path / ".out.partial").exists()
+
+
+def test_a_stopped_run_counts_what_it_keeps_by_what_each_row_is(tmp_path, server):
+    """A run stopped by a refusal: the rows written, the one that failed for good (it waits for
+    --retry-failed) and the requests not sent, each counted as what it is."""
+    server.fail_next("500", "500", None, None, "401")  # None: answered as usual
+    args = cli(tmp_path, server, "--n", "6", "--concurrency", "1", "--max-retries", "1")
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 1, result.output
+    message = " ".join(result.output.split())
+    assert (f"Kept in '{tmp_path / '.out.partial'}': 3 finished rows (2 written, 1 failed "
+            "(--retry-failed sends them again)). Running the same command again sends the "
+            "3 requests still to do (3 not sent yet).") in message
+
+
+def test_discarding_nothing_leaves_the_shards_as_they_are(tmp_path):
+    """synth asks the work dir on every run for the requests to send again: with none, the shards
+    are not rewritten."""
+    from speechsum_cli.data.workdir import WorkDir
+
+    work = WorkDir(tmp_path / "out", {"n": 2})
+    writer = work.writer(shard_rows=10)
+    for job in range(2):
+        writer.write({"job": job, "status": "ok"})
+    writer.close()
+    before = sorted(p.name for p in work.path.glob("shard-*"))
+    assert work.discard(lambda record: False) == 0
+    assert sorted(p.name for p in work.path.glob("shard-*")) == before
+    assert work.discard(lambda record: record["job"] == 1) == 1
+    assert [r["job"] for r in work.records()] == [0]

@@ -15,6 +15,7 @@ against the input's directory. Missing ids get stable ones from the row position
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -66,6 +67,8 @@ def load_rows(
         ds = _load_saved(path, split)
     elif path.is_dir():
         ds = Dataset.from_list(_sidecar_rows(path))
+    elif (empty := _empty_file(path)) is not None:
+        raise no_rows(path, empty)
     elif detect_file_format(path) is not None:
         ds = _rows_dataset(chat_rows_to_speechsum(path))
         _note_system_messages(ds, path)
@@ -77,7 +80,7 @@ def load_rows(
         )
     ds = _apply_column_map(ds, columns, path)
     if len(ds) == 0:
-        raise InputError(f"data '{path}' has no rows.")
+        raise no_rows(path, "0 rows")
     if "id" not in ds.column_names:
         ds = ds.add_column("id", [f"{i:07d}" for i in range(len(ds))])
     elif ds.features["id"].dtype != "string":
@@ -86,6 +89,41 @@ def load_rows(
     if "audio" in ds.column_names:
         ds = resolve_audio_paths(ds, base_dir)
     return ds
+
+
+def no_rows(path: Path, found: str) -> InputError:
+    """The error for data that holds no rows: what was found there, and what to do."""
+    return InputError(f"data '{path}' has no rows (found {found}); a stage needs at least one. "
+                      "Check the command that wrote it, or pass other data.")
+
+
+def _empty_file(path: Path) -> str | None:
+    """What an empty .parquet/.jsonl/.json file holds instead of rows (None: it has rows, or is
+    not one of those; reading it tells). datasets refuses such files with an error that names
+    neither the file nor the cause."""
+    suffix = path.suffix.lower()
+    if suffix not in (".parquet", ".jsonl", ".json") or not path.is_file():
+        return None
+    if path.stat().st_size == 0:  # its own message (_load_file)
+        return None
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            rows = pq.ParquetFile(path).metadata.num_rows
+        except Exception:  # noqa: BLE001 - not parquet: _load_file reports what it is
+            return None
+        return "a parquet file of 0 rows" if rows == 0 else None
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        if suffix == ".jsonl":
+            return None if any(line.strip() for line in fh) else "only blank lines"
+        head = fh.read(1 << 16)
+    if not head.strip():
+        return "only blank lines"
+    try:
+        return "an empty JSON list" if json.loads(head) == [] else None
+    except ValueError:
+        return None  # longer than the head, or not JSON: _load_file reports it
 
 
 def _load_file(path: Path) -> Any:
@@ -125,18 +163,41 @@ def _is_saved_dataset(path: Path) -> bool:
 
 
 def _load_saved(path: Path, split: str | None) -> Any:
-    from datasets import DatasetDict, load_from_disk
+    """The dataset (or the chosen split of a DatasetDict) saved at ``path``; only that split is
+    read, and one saved without rows is refused by name (datasets fails on it with IndexError)."""
+    from datasets import Dataset
 
-    loaded = load_from_disk(str(path))
-    if isinstance(loaded, DatasetDict):
+    if (path / "dataset_dict.json").is_file():
+        splits = _saved_splits(path)
         if split is None:
-            if len(loaded) == 1:
-                return next(iter(loaded.values()))
-            raise InputError(f"data '{path}' has splits {', '.join(loaded)}; pick one with --split.")
-        if split not in loaded:
-            raise InputError(f"data '{path}' has no split '{split}' (found: {', '.join(loaded)}).")
-        return loaded[split]
-    return loaded
+            if len(splits) != 1:
+                raise InputError(f"data '{path}' has splits {', '.join(splits)}; "
+                                 "pick one with --split.")
+            split = splits[0]
+        if split not in splits:
+            raise InputError(f"data '{path}' has no split '{split}' (found: {', '.join(splits)}).")
+        where = path / split
+    else:
+        where = path
+    if _saved_without_rows(where):
+        raise no_rows(path if where == path else where, "a saved dataset with no data files")
+    return Dataset.load_from_disk(str(where))
+
+
+def _saved_splits(path: Path) -> list[str]:
+    try:
+        return [str(s) for s in json.loads((path / "dataset_dict.json").read_text())["splits"]]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"cannot read '{path / 'dataset_dict.json'}' ({exc}); is it a dataset "
+                         "written by save_to_disk?") from None
+
+
+def _saved_without_rows(path: Path) -> bool:
+    """Whether ``save_to_disk`` wrote ``path`` with no arrow file (it does so for 0 rows)."""
+    try:
+        return json.loads((path / "state.json").read_text()).get("_data_files") == []
+    except (OSError, ValueError, AttributeError):
+        return False  # load_from_disk says what is wrong with it
 
 
 def _sidecar_rows(folder: Path) -> list[dict[str, Any]]:

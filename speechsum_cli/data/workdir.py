@@ -76,9 +76,10 @@ class WorkDir:
 
         The kept records go to one new shard first; the old shards are deleted after it is in
         place, so an interruption leaves at worst the old records (first seen wins on reading).
+        Nothing is rewritten when no record is selected (synth asks on every run).
         """
         old = sorted(self.path.glob(SHARD_GLOB))
-        if not old:
+        if not old or not any(drop(record) for record in self.records()):
             return 0
         run = 1 + max(int(p.name.split("-")[1]) for p in old)
         tmp = self.path / f".compact-{run:04d}.tmp"

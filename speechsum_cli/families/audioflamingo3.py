@@ -29,6 +29,8 @@ from speechsum_cli.families.base import (
     messages_for,
 )
 from speechsum_cli.families.qwen2_audio import (  # the same Whisper window, conv + pool
+    MIN_FEATURE_FRAMES,
+    whisper_min_samples,
     whisper_window_features,
 )
 
@@ -120,8 +122,13 @@ class AudioFlamingo3Family(AudioFamily):
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
     ) -> AudioFeatures:
         self._check_geometry(processor, model_config)
-        features, mask, tokens = whisper_window_features(processor.feature_extractor, waveforms)
+        features, mask, tokens = whisper_window_features(
+            processor.feature_extractor, waveforms, self.min_clip_samples(processor, model_config))
         return AudioFeatures({"input_features": features, "input_features_mask": mask}, tokens)
+
+    def min_clip_samples(self, processor: Any, model_config: Any) -> int:
+        """:data:`MIN_FEATURE_FRAMES` frames: one audio token."""
+        return whisper_min_samples(processor.feature_extractor, MIN_FEATURE_FRAMES)
 
     def _check_geometry(self, processor: Any, model_config: Any) -> None:
         """The processor must make exactly the window the encoder takes, with the model's token."""
@@ -151,7 +158,7 @@ class AudioFlamingo3Family(AudioFamily):
         )
 
     # --- tests -----------------------------------------------------------------------------
-    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         from transformers import (
             AudioFlamingo3Config,
             AudioFlamingo3ForConditionalGeneration,

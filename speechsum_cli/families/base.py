@@ -60,6 +60,9 @@ class Batch:
     """Seconds of real (unpadded) audio behind each row."""
     prompt_lengths: list[int] = field(default_factory=list)
     """Unpadded prompt length per row (tokens before the answer)."""
+    padded_seconds: list[float] = field(default_factory=list)
+    """Seconds of silence added per row to clips shorter than the encoder reads
+    (:meth:`AudioFamily.min_clip_samples`); 0.0 for a row whose clips were all long enough."""
 
 
 def windows_of(prompt: Prompt) -> list[np.ndarray]:
@@ -79,6 +82,14 @@ def check_within_window(waveforms: list[np.ndarray], window_seconds: float, samp
             f"audio of {max(too_long) / sampling_rate:.1f} s exceeds the {window_seconds:g} s "
             "window; chunk it first"
         )
+
+
+def pad_short_clips(waveforms: list[np.ndarray], min_samples: int) -> list[np.ndarray]:
+    """``waveforms`` as float32, each shorter than ``min_samples`` followed by silence up to it:
+    how a family's :meth:`AudioFamily.audio_features` reads a clip too short for its encoder
+    (:meth:`AudioFamily.encode` reports the silence added, ``Batch.padded_seconds``)."""
+    arrays = [np.asarray(w, dtype=np.float32) for w in waveforms]
+    return [np.pad(w, (0, min_samples - len(w))) if len(w) < min_samples else w for w in arrays]
 
 
 def count_per_clip(clips: Any, mask: Any, count: Callable[[Any, Any], Any]) -> list[int]:
@@ -162,11 +173,18 @@ class AudioFamily(ABC):
     def window_seconds(self, model_config: Any, processor: Any) -> float:
         """Longest audio one prompt may carry; longer recordings are chunked by the caller."""
 
+    def min_clip_samples(self, processor: Any, model_config: Any) -> int:
+        """Fewest samples of a clip the encoder makes usable audio embeddings of. A shorter clip
+        is read followed by silence up to this length (:func:`pad_short_clips`, in
+        :meth:`audio_features`), never refused; :meth:`encode` counts the silence added."""
+        return 1
+
     @abstractmethod
     def audio_features(
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
     ) -> AudioFeatures:
-        """Model audio inputs for ``waveforms`` (each at most one window) and token counts."""
+        """Model audio inputs for ``waveforms`` (each at most one window; one shorter than
+        :meth:`min_clip_samples` padded with silence to it) and token counts."""
 
     @abstractmethod
     def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
@@ -288,9 +306,21 @@ class AudioFamily(ABC):
         return type(self).encoder_states is not AudioFamily.encoder_states
 
     # --- tests -----------------------------------------------------------------------------
-    @abstractmethod
     def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
-        """Save a tiny random model + processor of this family to ``out_dir``, fully offline."""
+        """Save a tiny random model + processor of this family to ``out_dir``, fully offline.
+
+        Written as stage outputs are (:func:`~speechsum_cli.fs.staged_dir`): the files get
+        ordinary permissions (safetensors writes 0600) and land in ``out_dir`` only complete."""
+        from speechsum_cli.fs import staged_dir
+
+        out = Path(out_dir)
+        with staged_dir(out) as tmp:
+            self.write_tiny(tmp, window_seconds=window_seconds, seed=seed)
+        return out
+
+    @abstractmethod
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+        """What :meth:`build_tiny` saves: a tiny random model + processor into ``out_dir``."""
 
     # --- shared encoding -------------------------------------------------------------------
     def encode(
@@ -324,6 +354,10 @@ class AudioFamily(ABC):
         tokens_per_row = [0] * len(prompts)
         for row, n in zip(owners, features.num_tokens):
             tokens_per_row[row] += n
+        shortest = self.min_clip_samples(processor, model_config) if clips else 0
+        padded = [0.0] * len(prompts)
+        for row, clip in zip(owners, clips):
+            padded[row] += max(0, shortest - len(clip)) / sr
 
         training = all(p.answer is not None for p in prompts)
         rows: list[list[int]] = []
@@ -358,7 +392,7 @@ class AudioFamily(ABC):
         if training:
             inputs["labels"] = labels
         seconds = [sum(len(clip) for clip in row_clips) / sr for row_clips in windows]
-        return Batch(inputs, tokens_per_row, seconds, prompt_lengths)
+        return Batch(inputs, tokens_per_row, seconds, prompt_lengths, padded)
 
     def _tokenize(self, tok: Any, text: str, n_audio: int) -> list[int]:
         """Token ids of ``text`` with its single audio placeholder repeated ``n_audio`` times."""

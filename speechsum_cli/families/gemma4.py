@@ -29,6 +29,7 @@ from speechsum_cli.families.base import (
     check_within_window,
     count_per_clip,
     messages_for,
+    pad_short_clips,
     vocab_token_ids,
 )
 from speechsum_cli.families.bundle import (
@@ -115,6 +116,11 @@ class Gemma4Family(AudioFamily):
     def window_seconds(self, model_config: Any, processor: Any) -> float:
         return window_seconds_of(processor.feature_extractor, REAL_WINDOW_SECONDS)
 
+    def min_clip_samples(self, processor: Any, model_config: Any) -> int:
+        """A frame and a hop: a shorter clip has no valid frame left after the convolutions."""
+        fe = processor.feature_extractor
+        return int(fe.frame_length + fe.hop_length)
+
     def audio_features(
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
     ) -> AudioFeatures:
@@ -124,10 +130,7 @@ class Gemma4Family(AudioFamily):
         window = self.window_seconds(model_config, processor)
         check_within_window(waveforms, window, sr)
         n_samples = round(window * sr)
-        # A clip shorter than a frame and a hop has no valid frame left after the convolutions.
-        shortest = int(fe.frame_length + fe.hop_length)
-        waves = [np.asarray(w, dtype=np.float32) for w in waveforms]
-        waves = [np.pad(w, (0, max(0, shortest - len(w)))) for w in waves]
+        waves = pad_short_clips(waveforms, self.min_clip_samples(processor, model_config))
         out = fe(waves, sampling_rate=sr, padding="max_length", max_length=n_samples,
                  truncation=False, return_tensors="pt")
         mask = out["input_features_mask"]
@@ -171,7 +174,7 @@ class Gemma4Family(AudioFamily):
         return vocab_token_ids(self.tokenizer(processor), (AUDIO_TOKEN, BEGIN_AUDIO, END_AUDIO, *IMAGE_TOKENS))
 
     # --- tests -----------------------------------------------------------------------------
-    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         from transformers import (
             Gemma4AudioFeatureExtractor,
             Gemma4Config,

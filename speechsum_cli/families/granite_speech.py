@@ -48,6 +48,7 @@ from speechsum_cli.families.base import (
     Prompt,
     check_within_window,
     messages_for,
+    pad_short_clips,
 )
 from speechsum_cli.families.bundle import WINDOW_ATTRIBUTE, AudioTextProcessor
 
@@ -243,6 +244,10 @@ class GraniteSpeechFamily(AudioFamily):
         window = processor.feature_extractor.window_seconds
         return float(window) if window else REAL_WINDOW_SECONDS
 
+    def min_clip_samples(self, processor: Any, model_config: Any) -> int:
+        """``n_fft`` (32 ms): a shorter clip cannot be reflect-padded for the STFT."""
+        return int(processor.feature_extractor.n_fft)
+
     def audio_features(
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
     ) -> AudioFeatures:
@@ -252,9 +257,8 @@ class GraniteSpeechFamily(AudioFamily):
         fe: GraniteSpeechFeatures = processor.feature_extractor
         window = self.window_seconds(model_config, processor)
         check_within_window(waveforms, window, fe.sampling_rate)
-        # A clip shorter than n_fft cannot be reflect-padded: pad it with silence (32 ms).
-        clips = [fe.features(np.pad(np.asarray(w, dtype=np.float32), (0, max(0, fe.n_fft - len(w)))))
-                 for w in waveforms]
+        shortest = self.min_clip_samples(processor, model_config)
+        clips = [fe.features(w) for w in pad_short_clips(waveforms, shortest)]
         width = max(clip.shape[0] for clip in clips)
         features = torch.full((len(clips), width, 2 * fe.n_mels), PAD_VALUE)
         for row, clip in enumerate(clips):
@@ -305,7 +309,7 @@ class GraniteSpeechFamily(AudioFamily):
                 "num_attention_heads": 2, "intermediate_size": 32, "encoder_hidden_size": encoder_width,
                 "cross_attention_frequency": 1, "max_position_embeddings": 64}
 
-    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         import torch
         from transformers import GenerationConfig
 

@@ -199,6 +199,11 @@ class CheckpointFacts:
         return self.family.window_seconds(self.config, self.processor)
 
     @property
+    def min_clip_seconds(self) -> float:
+        """Shortest clip the audio encoder reads; a shorter one is padded with silence to it."""
+        return self.family.min_clip_samples(self.processor, self.config) / self.sampling_rate
+
+    @property
     def context_length(self) -> int:
         """Longest token sequence the language model takes (prompt + generation)."""
         return int(self.config.get_text_config().max_position_embeddings)

@@ -34,6 +34,7 @@ from speechsum_cli.families.base import (
     Prompt,
     check_within_window,
     messages_for,
+    pad_short_clips,
 )
 from speechsum_cli.families.bundle import WINDOW_ATTRIBUTE, AudioTextProcessor, window_seconds_of
 
@@ -178,6 +179,10 @@ class Phi4MultimodalFamily(AudioFamily):
     def window_seconds(self, model_config: Any, processor: Any) -> float:
         return window_seconds_of(processor.feature_extractor, REAL_WINDOW_SECONDS)
 
+    def min_clip_samples(self, processor: Any, model_config: Any) -> int:
+        """One analysis window (25 ms): a shorter clip has no mel frame, hence no token."""
+        return int(processor.feature_extractor.win_length)
+
     def audio_features(
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
     ) -> AudioFeatures:
@@ -186,10 +191,7 @@ class Phi4MultimodalFamily(AudioFamily):
         sr = int(fe.sampling_rate)
         window = self.window_seconds(model_config, processor)
         check_within_window(waveforms, window, sr)
-        # A clip shorter than one analysis window has no mel frame, hence no token: pad it.
-        min_samples = int(fe.win_length)
-        arrays = [np.asarray(w, dtype=np.float32) for w in waveforms]
-        padded = [np.pad(w, (0, max(0, min_samples - len(w)))) for w in arrays]
+        padded = pad_short_clips(waveforms, self.min_clip_samples(processor, model_config))
         out = fe(padded, sampling_rate=sr, padding="longest", return_tensors="pt")
         tensors = {
             "audio_input_features": out["audio_input_features"],
@@ -235,7 +237,7 @@ class Phi4MultimodalFamily(AudioFamily):
         return tok.convert_tokens_to_ids([AUDIO_TOKEN, IMAGE_TOKEN])
 
     # --- tests -----------------------------------------------------------------------------
-    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         import torch
         from transformers import (
             GenerationConfig,

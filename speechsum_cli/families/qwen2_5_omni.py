@@ -37,6 +37,8 @@ from speechsum_cli.families.bundle import (
     load_audio_text_processor,
 )
 from speechsum_cli.families.qwen2_audio import (  # the same Whisper window, conv + pool
+    MIN_FEATURE_FRAMES,
+    whisper_min_samples,
     whisper_window_features,
 )
 
@@ -150,11 +152,16 @@ class Qwen2_5OmniFamily(ThinkerText, AudioFamily):
     ) -> AudioFeatures:
         self.check_audio_token_id(processor, model_config)
         # as Qwen2_5OmniProcessor: every clip one padded window
-        features, mask, tokens = whisper_window_features(processor.feature_extractor, waveforms)
+        features, mask, tokens = whisper_window_features(
+            processor.feature_extractor, waveforms, self.min_clip_samples(processor, model_config))
         return AudioFeatures({"input_features": features, "feature_attention_mask": mask}, tokens)
 
+    def min_clip_samples(self, processor: Any, model_config: Any) -> int:
+        """:data:`MIN_FEATURE_FRAMES` frames: one audio token."""
+        return whisper_min_samples(processor.feature_extractor, MIN_FEATURE_FRAMES)
+
     # --- tests -----------------------------------------------------------------------------
-    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         from transformers import (
             GenerationConfig,
             Qwen2_5OmniThinkerConfig,

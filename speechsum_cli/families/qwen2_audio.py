@@ -18,6 +18,7 @@ from speechsum_cli.families.base import (
     Prompt,
     check_within_window,
     messages_for,
+    pad_short_clips,
 )
 
 CHAT_TEMPLATE = (
@@ -36,7 +37,12 @@ CHAT_TEMPLATE = (
 """Qwen2-Audio-7B-Instruct's template (used for tiny models; real checkpoints ship their own)."""
 
 MIN_FEATURE_FRAMES = 4
-"""Shortest feature length that still yields one audio token after the two strided stages."""
+"""Feature frames of the shortest clip the Whisper-window families read (one audio token after
+the two strided stages)."""
+MIN_AUDIO_TOKENS = 2
+"""Audio tokens of Qwen2-Audio's shortest clip: its forward takes a prompt whose audio is one
+lone ``<|AUDIO|>`` for text its processor never expanded (the legacy path) and fails there
+(``attention_mask[:, 0]`` of None in generate), so a clip must make two."""
 
 
 def output_tokens(feature_frames: int) -> int:
@@ -45,26 +51,39 @@ def output_tokens(feature_frames: int) -> int:
     return (after_conv - 2) // 2 + 1
 
 
-def whisper_window_features(fe: Any, waveforms: list[np.ndarray]) -> tuple[Any, Any, list[int]]:
+def frames_for_tokens(tokens: int) -> int:
+    """Fewest mel frames :func:`output_tokens` turns into ``tokens`` audio tokens."""
+    frames = 1
+    while output_tokens(frames) < tokens:
+        frames += 1
+    return frames
+
+
+def whisper_min_samples(fe: Any, frames: int) -> int:
+    """Fewest samples whose Whisper feature mask has ``frames`` frames (one per ``hop_length``)."""
+    return (frames - 1) * int(fe.hop_length) + 1
+
+
+def whisper_window_features(
+    fe: Any, waveforms: list[np.ndarray], min_samples: int
+) -> tuple[Any, Any, list[int]]:
     """Whisper log-mel features of ``waveforms`` with every clip padded to ``fe``'s one window
     (``n_samples``; a longer clip is refused), their frame mask, and each clip's audio tokens.
 
-    A clip shorter than :data:`MIN_FEATURE_FRAMES` frames would get zero tokens: its mask is
-    extended over enough padding frames for one.
+    A clip shorter than ``min_samples`` (the family's
+    :meth:`~speechsum_cli.families.base.AudioFamily.min_clip_samples`) is read followed by silence
+    up to it: its mask then covers enough frames for the family's fewest tokens.
     """
     check_within_window(waveforms, fe.n_samples / fe.sampling_rate, fe.sampling_rate)
     out = fe(
-        [np.asarray(w, dtype=np.float32) for w in waveforms],
+        pad_short_clips(waveforms, min_samples),
         sampling_rate=fe.sampling_rate,
         padding="max_length",
         return_attention_mask=True,
         return_tensors="pt",
     )
     mask = out["attention_mask"]
-    lengths = mask.sum(-1).clamp(min=MIN_FEATURE_FRAMES)
-    for row, length in enumerate(lengths.tolist()):
-        mask[row, :length] = 1
-    return out["input_features"], mask, [output_tokens(int(n)) for n in lengths]
+    return out["input_features"], mask, [output_tokens(int(n)) for n in mask.sum(-1)]
 
 
 class Qwen2AudioFamily(AudioFamily):
@@ -117,10 +136,15 @@ class Qwen2AudioFamily(AudioFamily):
         fe = processor.feature_extractor
         return fe.n_samples / fe.sampling_rate
 
+    def min_clip_samples(self, processor: Any, model_config: Any) -> int:
+        """:data:`MIN_AUDIO_TOKENS` tokens' worth (61 ms at 16 kHz)."""
+        return whisper_min_samples(processor.feature_extractor, frames_for_tokens(MIN_AUDIO_TOKENS))
+
     def audio_features(
         self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
     ) -> AudioFeatures:
-        features, mask, tokens = whisper_window_features(processor.feature_extractor, waveforms)
+        features, mask, tokens = whisper_window_features(
+            processor.feature_extractor, waveforms, self.min_clip_samples(processor, model_config))
         return AudioFeatures({"input_features": features, "feature_attention_mask": mask}, tokens)
 
     def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
@@ -162,7 +186,7 @@ class Qwen2AudioFamily(AudioFamily):
         tok = self.tokenizer(processor)
         return tok.convert_tokens_to_ids(["<|AUDIO|>", "<|audio_bos|>", "<|audio_eos|>"])
 
-    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         from transformers import (
             GenerationConfig,
             Qwen2AudioConfig,

@@ -154,7 +154,7 @@ class Qwen3OmniMoeFamily(ThinkerText, AudioFamily):
         )
 
     # --- tests -----------------------------------------------------------------------------
-    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         from transformers import (
             GenerationConfig,
             Qwen3OmniMoeThinkerConfig,

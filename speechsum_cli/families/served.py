@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from speechsum_cli.errors import ModelError, NothingUsableError
-from speechsum_cli.families.base import AudioFamily, Batch, Prompt, windows_of
+from speechsum_cli.families.base import AudioFamily, Batch, Prompt, pad_short_clips, windows_of
 from speechsum_cli.families.model import CheckpointFacts, GenerationSettings
 from speechsum_cli.llm.client import Generation, LLMClient
 from speechsum_cli.llm.config import LLMConfig, endpoint_flag
@@ -52,9 +52,11 @@ class ServerGenerationError(ModelError):
 
 @dataclass
 class Sent:
-    """What a batch of prompts sent: seconds of audio per prompt (``Batch.audio_seconds``' role)."""
+    """What a batch of prompts sent: seconds of audio per prompt (``Batch.audio_seconds``' role)
+    and of silence added to clips too short for the encoder (``Batch.padded_seconds``')."""
 
     audio_seconds: list[float]
+    padded_seconds: list[float]
 
 
 def float_wav(samples: Any, sampling_rate: int) -> bytes:
@@ -156,7 +158,8 @@ class ServedSpeechLM(CheckpointFacts):
     def generate_batch(self, prompts: list[Prompt], settings: GenerationSettings) -> tuple[list[str], Sent]:
         """One request per prompt (greedy or sampled per ``settings``), sent concurrently."""
         replies = self._send([(p, sampling_params(settings), 1) for p in prompts])
-        return [reply[0] for reply in replies], Sent([self._seconds(p) for p in prompts])
+        padded = [self._seconds(self._fit(p)) - self._seconds(p) for p in prompts]
+        return [reply[0] for reply in replies], Sent([self._seconds(p) for p in prompts], padded)
 
     def sample(self, prompts: list[Prompt], settings: GenerationSettings, k: int, seeds: list[int]) -> list[list[str]]:
         """``k`` sampled completions per prompt: one request with ``n`` = k and the prompt's seed; a
@@ -215,6 +218,15 @@ class ServedSpeechLM(CheckpointFacts):
     def _seconds(self, prompt: Prompt) -> float:
         return sum(len(w) for w in windows_of(prompt)) / self.sampling_rate
 
+    def _fit(self, prompt: Prompt) -> Prompt:
+        """``prompt`` with each clip shorter than the encoder reads followed by silence up to it
+        (:meth:`AudioFamily.min_clip_samples`), as the local path reads it."""
+        if prompt.audio is None:
+            return prompt
+        shortest = self.family.min_clip_samples(self.processor, self.model_config)
+        clips = pad_short_clips(windows_of(prompt), shortest)
+        return replace(prompt, audio=clips if isinstance(prompt.audio, (list, tuple)) else clips[0])
+
     def _send(self, jobs: list[tuple[Prompt, dict[str, Any], int]]) -> list[list[str]]:
         """Every job's texts, in order; raises when any request failed for good (a summary needs
         every window, a candidate set every sample)."""
@@ -222,6 +234,7 @@ class ServedSpeechLM(CheckpointFacts):
 
         async def one(job: tuple[int, tuple[Prompt, dict[str, Any], int]]) -> None:
             i, (prompt, params, n) = job
+            prompt = self._fit(prompt)
             results[i] = await self._client.generate(chat_messages(prompt, self.sampling_rate), params, n=n)
             if results[i].usage.requests:
                 self.sent_audio_seconds += self._seconds(prompt)

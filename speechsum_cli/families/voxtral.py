@@ -347,7 +347,7 @@ class VoxtralFamily(AudioFamily):
         return tok.convert_tokens_to_ids(tokens)
 
     # --- tests -----------------------------------------------------------------------------
-    def build_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
+    def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         from transformers import (
             GenerationConfig,
             VoxtralConfig,

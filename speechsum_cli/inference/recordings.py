@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from speechsum_cli.console import progress_bar
+from speechsum_cli.console import plural, progress_bar, warn
 from speechsum_cli.data.audio import (
     AudioChunk,
     AudioInfo,
@@ -38,6 +38,8 @@ from speechsum_cli.prompts.styles import combine_query
 
 REDUCE_FAN_IN = 12
 """At most this many partial summaries are combined in one prompt (quality, not only context)."""
+SHOWN_PADDED = 5
+"""Recordings named in the warning about audio too short for the encoder."""
 
 
 @dataclass
@@ -62,6 +64,9 @@ class RecordingSummary:
     """Seconds of audio in the file."""
     encoded_seconds: float = 0.0
     """Seconds of audio the model was given (equals duration: nothing is dropped)."""
+    padded_seconds: float = 0.0
+    """Seconds of silence added after audio shorter than the model's encoder reads, so it could
+    be summarized (0.0: none; a warning on stderr says so)."""
     wall_time: float = 0.0
     real_time_factor: float = 0.0
     """wall_time / duration (< 1 is faster than real time)."""
@@ -134,13 +139,15 @@ def map_windows(
         elapsed = time.perf_counter() - started
         seconds_of = [sum(chunk.duration for chunk in group) for _, group in batch]
         batch_seconds = sum(seconds_of) or 1.0
-        for (f, group), text, seconds, duration in zip(batch, texts, encoded.audio_seconds, seconds_of):
+        rows = zip(batch, texts, encoded.audio_seconds, encoded.padded_seconds, seconds_of)
+        for (f, group), text, seconds, padded, duration in rows:
             recording = recordings[f]
             end = group[-1].start + group[-1].duration
             recording.chunks.append(
                 ChunkSummary(len(recording.chunks), group[0].start, end, text, len(group))
             )
             recording.encoded_seconds += seconds
+            recording.padded_seconds += padded
             recording.wall_time += elapsed * duration / batch_seconds
             advance(len(group))
 
@@ -182,6 +189,18 @@ def reduce_parts(
     return parts[0][2], rounds
 
 
+def warn_padded(lm: SpeechLM, recordings: list[RecordingSummary], what: str) -> None:
+    """Say which recordings were padded with silence to the encoder's shortest clip."""
+    padded = [r for r in recordings if r.padded_seconds > 0]
+    if not padded:
+        return
+    shown = ", ".join(f"'{r.audio}' ({r.duration:.3f} s)" for r in padded[:SHOWN_PADDED])
+    more = f" and {len(padded) - SHOWN_PADDED} more" if len(padded) > SHOWN_PADDED else ""
+    warn(f"{plural(len(padded), what)} shorter than the {lm.min_clip_seconds:.3f} s the model's "
+         f"audio encoder reads, so each was summarized with silence after it up to that length: "
+         f"{shown}{more}.")
+
+
 def summarize_recordings(
     lm: SpeechLM,
     sources: list[AudioSource],
@@ -192,16 +211,19 @@ def summarize_recordings(
     batch_size: int,
     expected_windows: int,
     show_progress: bool,
+    what: str = "recording",
 ) -> None:
     """Read every source in prompts of ``per_prompt`` windows, then reduce the parts of each
     recording that took several prompts, into ``recordings``.
 
     ``recordings[i]`` carries the query for ``sources[i]``; other stages (eval) call this with
-    dataset rows, so every summary in the toolkit is made the same way.
+    dataset rows, so every summary in the toolkit is made the same way. ``what`` names a
+    recording in the warning about audio too short for the encoder (a 'row' for eval).
     """
     batch_size = lm.generation_batch(batch_size)
     with progress_bar("Summarizing windows", expected_windows, enabled=show_progress) as advance:
         map_windows(lm, sources, recordings, window, per_prompt, settings, batch_size, advance)
+    warn_padded(lm, recordings, what)
     for recording in recordings:
         if len(recording.chunks) == 1:
             recording.summary = recording.chunks[0].summary

@@ -21,6 +21,17 @@ from speechsum_cli.console import plural
 from speechsum_cli.errors import NothingUsableError
 from speechsum_cli.llm.config import endpoint_flag
 
+UNANSWERED = "connection error"
+"""The reason category of a call that never reached an answer: the endpoint could not be
+connected to (nothing listening, a wrong URL, a dropped connection)."""
+
+
+def unanswered(reason: str | None) -> bool:
+    """Whether a call failed only because nothing answered (:data:`UNANSWERED`): no fault of its
+    row's, so a resumable stage (synth) sends it again on the next run instead of keeping it as
+    a failure for ``--retry-failed``."""
+    return reason is not None and reason_category(reason) == UNANSWERED
+
 
 def reason_category(reason: str) -> str:
     """'HTTP 500: boom (after 5 retries)' -> 'HTTP 500'; 'connection error: ...' -> 'connection error'."""
@@ -88,4 +99,5 @@ def retry_hint(config: Any) -> str:
             "answers already received come from the response cache, so only the failed requests are sent.")
 
 
-__all__ = ["Failures", "check_failures", "reason_category", "retry_hint"]
+__all__ = ["UNANSWERED", "Failures", "check_failures", "reason_category", "retry_hint",
+           "unanswered"]

@@ -24,6 +24,7 @@ from speechsum_cli.console import info
 from speechsum_cli.errors import EXIT_NOTHING_USABLE, SpeechsumError
 from speechsum_cli.llm.concurrency import AdaptiveLimit, Outcome
 from speechsum_cli.llm.config import LLMConfig, endpoint_flag
+from speechsum_cli.llm.failures import UNANSWERED
 
 LOCAL_PLACEHOLDER_KEY = "sk-no-key-needed"
 """Sent to custom base URLs when the key variable is unset (local servers ignore it)."""
@@ -182,7 +183,7 @@ class Transport:
             ))
         if isinstance(exc, openai.APIConnectionError):
             self._check_reachable(exc)
-            return CallFailed(f"connection error: {_short(exc)}{retried}")
+            return CallFailed(f"{UNANSWERED}: {_short(exc)}{retried}")
         if isinstance(exc, openai.RateLimitError):
             return CallFailed(f"HTTP 429 rate limited: {_short(exc)}{retried}", status=429)
         if isinstance(exc, openai.APIStatusError):

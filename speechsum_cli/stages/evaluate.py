@@ -18,7 +18,7 @@ from speechsum_cli import generation
 from speechsum_cli.console import plural, warn
 from speechsum_cli.data.audio import probe
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
-from speechsum_cli.data.rows import shown_ids
+from speechsum_cli.data.rows import check_audio_rows, refuse_rows, shown_ids
 from speechsum_cli.dtypes import Dtype
 from speechsum_cli.errors import InputError
 from speechsum_cli.llm.batch import check_batch_failures
@@ -110,6 +110,9 @@ class System:
     generation: dict[str, Any] = field(default_factory=dict)
     """A checkpoint's: where its predictions were generated (this process, or a server: URL,
     model, requests sent)."""
+    padded: list[str] = field(default_factory=list)
+    """A checkpoint's: ids of rows whose audio was shorter than its encoder reads (summarized
+    with silence after it)."""
 
 
 @dataclass
@@ -129,16 +132,22 @@ class EvalResult:
 
 
 def load_test_rows(config: EvalConfig) -> list[dict[str, Any]]:
+    """The test rows, every bad one named before any model loads: an empty transcript, and (for
+    --model checkpoints, which read it) audio that is missing or does not decode."""
     ds = load_rows(config.data, columns=config.columns, split=config.split)
     required = ["transcript", "query"] + (["audio"] if config.models else [])
-    require_columns(ds, required, config.data, "The test set needs the columns of synth output (other "
-                    "names map with --transcript-column, --query-column, --audio-column).")
+    hint = ("The test set needs the columns of synth output (other names map with "
+            "--transcript-column, --query-column, --audio-column).")
+    require_columns(ds, required, config.data, hint)
     empty = rows_with_empty(ds, "transcript")
-    if empty:
-        raise InputError(
-            f"{len(empty)} test row(s) in '{config.data}' have an empty 'transcript' (ids: {shown_ids(empty)}); "
-            "the judge and the hallucination check need it."
-        )
+    need = "the judge and the hallucination check need it"
+    blank = ([f"{len(empty)} row(s) with an empty 'transcript' ({need}): ids {shown_ids(empty)}"]
+             if empty else [])
+    if config.models:
+        check_audio_rows(ds, config.data, stage="eval", required=["audio"], nonempty=[], hint=hint,
+                         extra_problems=blank)
+    else:
+        refuse_rows(blank, config.data, "eval")
     return list(ds)
 
 
@@ -239,12 +248,13 @@ def generate_predictions(model: str, name: str, rows: list[dict[str, Any]], conf
         total = sum(expected_chunks(info, window) for info in infos)
         summarize_recordings(
             lm, [row["audio"] for row in rows], recordings, window, per_prompt, settings,
-            config.batch_size, total, config.show_progress,
+            config.batch_size, total, config.show_progress, what="row",
         )
         system = System(
             name, model, "model",
             predictions={r.audio: r.summary for r in recordings},
             real_time_factor={r.audio: r.real_time_factor for r in recordings},
+            padded=[r.audio for r in recordings if r.padded_seconds > 0],
         )
         if config.wer_rows > 0:
             system.transcriptions = transcribe(lm, rows[: config.wer_rows], window, config)
@@ -456,6 +466,8 @@ def run(config: EvalConfig) -> EvalResult:
                     **{f"missing[{s.name}]": len(s.missing) for s in systems},
                     **{f"extra[{s.name}]": len(s.extra) for s in systems},
                     **{f"transcribed[{s.name}]": len(s.transcriptions) for s in systems if s.transcriptions},
+                    **{f"padded_short_audio[{s.name}]": len(s.padded)
+                       for s in systems if s.kind == "model"},
                     **({"wer_rows_compared": report["wer_rows_compared"]} if "wer" in summary else {})},
             metrics={m: {n: e.mean for n, e in by.items()} for m, by in summary.items()},
             wall_time=time.perf_counter() - started,

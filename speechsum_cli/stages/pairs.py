@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from speechsum_cli import generation
-from speechsum_cli.data.audio import probe
+from speechsum_cli.console import plural, warn
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
 from speechsum_cli.data.long_audio import LongAudio
-from speechsum_cli.data.rows import decode_row_audio, long_audio_plan, shown_ids
+from speechsum_cli.data.rows import check_audio_rows, decode_row_audio, long_audio_plan, shown_ids
 from speechsum_cli.dtypes import Dtype
 from speechsum_cli.errors import InputError
 from speechsum_cli.llm.batch import check_batch_failures
@@ -128,25 +128,26 @@ def check_config(config: PairsConfig) -> None:
             check_credentials(llm)
 
 
-def load_prompts(config: PairsConfig) -> list[dict[str, Any]]:
+def load_prompts(config: PairsConfig) -> tuple[list[dict[str, Any]], list[float]]:
+    """The prompt rows and their audio durations, every bad row named (before any model loads)."""
     readers = "the judge and the --teacher read it" if config.teacher else "the judge reads it"
     ds = load_rows(config.data, columns=config.columns, split=config.split)
-    require_columns(ds, ["audio", "transcript", "query"], config.data,
-                    f"pairs needs prompts with audio, transcript ({readers}) and query (synth output "
-                    "works; other names map with --audio-column, --transcript-column, --query-column).")
+    hint = (f"pairs needs prompts with audio, transcript ({readers}) and query (synth output "
+            "works; other names map with --audio-column, --transcript-column, --query-column).")
+    require_columns(ds, ["audio", "transcript", "query"], config.data, hint)
     empty = rows_with_empty(ds, "transcript")
-    if empty:
-        raise InputError(f"{len(empty)} row(s) of '{config.data}' have an empty 'transcript' "
-                         f"(ids: {shown_ids(empty)}); {readers}.")
-    return list(ds)
+    blank = ([f"{len(empty)} row(s) with an empty 'transcript' ({readers}): ids {shown_ids(empty)}"]
+             if empty else [])
+    durations = check_audio_rows(ds, config.data, stage="pairs", required=["audio"], nonempty=[],
+                                 hint=hint, extra_problems=blank)
+    return list(ds), durations
 
 
-def split_long(rows: list[dict[str, Any]], window: float, policy: LongAudio,
-               source: Path) -> tuple[list[dict[str, Any]], int]:
+def split_long(rows: list[dict[str, Any]], durations: list[float], window: float,
+               policy: LongAudio, source: Path) -> tuple[list[dict[str, Any]], int]:
     """The rows kept, and how many were dropped: long rows are refused (error), dropped (drop), or
     kept whole (chunk: their windows fill one prompt)."""
     ids = [row["id"] for row in rows]
-    durations = [probe(row["audio"]).duration for row in rows]
     if policy is LongAudio.error:
         long = [i for i, d in zip(ids, durations) if d > window + 1e-6]
         if long:
@@ -158,6 +159,17 @@ def split_long(rows: list[dict[str, Any]], window: float, policy: LongAudio,
             )
     plan = long_audio_plan(ids, durations, window, policy, source)
     return [rows[i] for i in plan.keep], plan.counts["dropped_long_audio"]
+
+
+def padded_short(rows: list[dict[str, Any]], durations: list[float], shortest: float) -> int:
+    """Prompts whose audio is shorter than the encoder reads: sampled with silence after it up to
+    ``shortest`` seconds (the family pads it); counted and said."""
+    short = [row["id"] for row, seconds in zip(rows, durations) if seconds < shortest]
+    if short:
+        warn(f"{plural(len(short), 'prompt')} with audio shorter than the {shortest:.3f} s the "
+             "model's audio encoder reads, so each was sampled with silence after it up to that "
+             f"length: ids {shown_ids(short)}.")
+    return len(short)
 
 
 def sample_candidates(config: PairsConfig, rows: list[dict[str, Any]], lm: Any) -> list[list[str]]:
@@ -288,13 +300,15 @@ def run(config: PairsConfig) -> PairsResult:
     overwrite = config.overwrite or retry_replaces(config.out, config.llm is not None and config.llm.retry_failed)
     if not (config.llm is not None and config.llm.dry_run):
         check_output_dir(config.out, overwrite=overwrite)
-    rows = load_prompts(config)
+    rows, durations = load_prompts(config)
     teacher_tokenizer = check_teacher(config, rows) if config.teacher else None
     lm = load_generator(config.model, server=config.server, device=config.device, dtype=config.dtype)
     try:
         if config.server is None:
             cache_for_inference(lm, config.out)  # k samples of a clip (and eval's students) encode it once
-        rows, dropped = split_long(rows, lm.window_seconds, config.on_long_audio, config.data)
+        padded = padded_short(rows, durations, lm.min_clip_seconds)
+        rows, dropped = split_long(rows, durations, lm.window_seconds, config.on_long_audio,
+                                   config.data)
         texts = sample_candidates(config, rows, lm)
         generation = lm.record()
     finally:
@@ -303,6 +317,7 @@ def run(config: PairsConfig) -> PairsResult:
     candidates = [[c[i] for i in distinct_candidates(c)] for c in texts]
     sources = [[STUDENT] * len(c) for c in candidates]
     counts = {"prompts": len(rows) + dropped, "long_audio_dropped": dropped,
+              "short_audio_padded": padded,
               "empty_candidates": sum(1 for c in texts for t in c if not preference.normalized(t)),
               # samples dropped because an earlier sample of the same prompt says the same
               "identical_candidates": sum(

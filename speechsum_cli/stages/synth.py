@@ -23,14 +23,20 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from speechsum_cli.console import plural, progress_bar
+from speechsum_cli.console import info, plural, progress_bar
 from speechsum_cli.data.dataset import ColumnMap, load_rows, require_columns, rows_with_empty
 from speechsum_cli.data.tts import audio_name, check_tts, remote_model, speak
 from speechsum_cli.data.workdir import WorkDir, work_dir_for
 from speechsum_cli.errors import InputError, NothingUsableError
 from speechsum_cli.llm.client import Completion, LLMClient
 from speechsum_cli.llm.config import LLMConfig
-from speechsum_cli.llm.failures import Failures, check_failures, reason_category, retry_hint
+from speechsum_cli.llm.failures import (
+    Failures,
+    check_failures,
+    reason_category,
+    retry_hint,
+    unanswered,
+)
 from speechsum_cli.llm.pool import run_pool
 from speechsum_cli.llm.prices import BudgetExceeded, price_for
 from speechsum_cli.llm.speech import speak_all
@@ -300,16 +306,12 @@ def run(config: SynthConfig) -> SynthResult:
     client = LLMClient(config.llm)  # a missing key fails here, before any work dir exists
     try:
         work = WorkDir(config.out, fingerprint(config), restart=config.restart or replaces_finished(config))
-        if config.llm.retry_failed:
-            work.discard(lambda record: record["status"] == STATUS_FAILED)
+        resend_unanswered(work, retry_failed=config.llm.retry_failed)
         state = _State.from_records(work.records(), config.dedup_threshold)
         client.ledger.spent_before = state.usage["cost_usd"]  # earlier runs count against --max-cost
         stopped = asyncio.run(_generate(config, plan, transcripts, work, state, client))
     except LLMError as exc:
-        raise type(exc)(
-            f"{exc} {state.counts_total()} finished rows are kept in '{work.path}'; re-run the same "
-            "command to resume."
-        ) from None
+        raise type(exc)(f"{exc} {state.resume_note(plan.n, work.path)}") from None
     finally:
         client.close()
     counts = state.counts(requested=plan.n, skipped_missing=len(missing), corpus=len(ids))
@@ -329,6 +331,20 @@ def run(config: SynthConfig) -> SynthResult:
     keep = not complete or failures.failed
     return SynthResult(config.out, complete, stopped, counts, usage, work.path if keep else None,
                        wall_time=time.perf_counter() - started, failures=failures, warning=warning)
+
+
+def resend_unanswered(work: WorkDir, *, retry_failed: bool) -> int:
+    """Make pending again the failed jobs this run sends: those that failed only because nothing
+    answered (a connection error: the server was not up yet), on every run, so the plain re-run
+    the error advises finishes them; with ``--retry-failed`` every failed job. Returns how many."""
+    def resend(record: dict[str, Any]) -> bool:
+        return record["status"] == STATUS_FAILED and (retry_failed or unanswered(record["reason"]))
+
+    again = work.discard(resend)
+    if again and not retry_failed:
+        info(f"sending again {plural(again, 'request')} that could not connect in an earlier run "
+             f"(kept in '{work.path}').")
+    return again
 
 
 def check_synth_failures(config: SynthConfig, state: _State, failures: Failures, work: Path) -> str | None:
@@ -393,6 +409,8 @@ class _State:
         self.failed = Counter()
         self.reasons: list[str] = []
         """Every failed job's reason, in the order written (the first is reported in full)."""
+        self.unanswered = 0
+        """Failed jobs that could not connect (sent again by the next run)."""
         self.usage = {"requests": 0, "cache_hits": 0, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
         self.dedup = Deduplicator(threshold)
 
@@ -413,16 +431,36 @@ class _State:
         if record["status"] == STATUS_FAILED:
             self.failed[reason_category(record["reason"])] += 1
             self.reasons.append(record["reason"])
+            self.unanswered += unanswered(record["reason"])
         for key in self.usage:
             self.usage[key] += record.get(key, 0)
+
+    def resume_note(self, requested: int, work: Path) -> str:
+        """What a stopped run leaves for the next, row by row as what it is: written, left out,
+        failed (for --retry-failed), could not connect and not sent (both sent by a re-run)."""
+        left_out = self.status[STATUS_FILTERED] + self.status[STATUS_DUPLICATE]
+        failed = self.status[STATUS_FAILED] - self.unanswered
+        finished = [f"{n} {what}" for n, what in (
+            (self.status[STATUS_OK], "written"),
+            (left_out, "left out (below --min-importance or a near-duplicate)"),
+            (failed, "failed (--retry-failed sends them again)")) if n]
+        unsent = requested - len(self.done)
+        if finished:
+            total = self.status[STATUS_OK] + left_out + failed
+            kept = f"Kept in '{work}': {plural(total, 'finished row')} ({', '.join(finished)})."
+        else:
+            kept = f"No row is finished yet (the run's state is in '{work}')."
+        todo = [f"{self.unanswered} that could not connect"] if self.unanswered else []
+        todo += [f"{unsent} not sent yet"] if unsent else []
+        if not todo:
+            return f"{kept} Running the same command again resumes there."
+        return (f"{kept} Running the same command again sends the "
+                f"{plural(self.unanswered + unsent, 'request')} still to do ({', '.join(todo)}).")
 
     def failures(self) -> Failures:
         return Failures.tally(len(self.done), self.reasons)
 
     def done_jobs(self) -> int:
-        return len(self.done)
-
-    def counts_total(self) -> int:
         return len(self.done)
 
     def counts(self, *, requested: int, skipped_missing: int, corpus: int) -> dict[str, Any]:
