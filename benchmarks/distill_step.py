@@ -44,8 +44,15 @@ from typing import Any
 CONFIGS = {
     "tiny": {"vocab": 400, "hidden": 32, "layers": 1, "batch": 2, "max_new_tokens": 16, "chunks": (64,)},
     "small": {"vocab": 32000, "hidden": 256, "layers": 2, "batch": 4, "max_new_tokens": 64, "chunks": (64,)},
-    "vocab200k": {"vocab": 200000, "hidden": 64, "layers": 1, "batch": 2, "max_new_tokens": 512,
-                  "fixed_tokens": 512, "chunks": (512, 128, 32)},
+    "vocab200k": {
+        "vocab": 200000,
+        "hidden": 64,
+        "layers": 1,
+        "batch": 2,
+        "max_new_tokens": 512,
+        "fixed_tokens": 512,
+        "chunks": (512, 128, 32),
+    },
 }
 TRANSCRIPTS = [
     "Alice opened the budget review at nine.",
@@ -75,23 +82,48 @@ def build(name: str, root: Path) -> tuple[Path, Path, Path]:
 
     spec = CONFIGS[name]
     teacher, student, data = root / "teacher", root / "student", root / "data"
-    tok = tiny_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>"], chat_template=TEMPLATE,
-                         eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok = tiny_tokenizer(
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        chat_template=TEMPLATE,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
     if spec["vocab"] > len(tok):  # a realistic vocabulary size
         tok = widened(tok, spec["vocab"])
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=spec["hidden"], intermediate_size=2 * spec["hidden"],
-                         num_hidden_layers=spec["layers"], num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=4096, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id, initializer_range=0.2)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=spec["hidden"],
+        intermediate_size=2 * spec["hidden"],
+        num_hidden_layers=spec["layers"],
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        initializer_range=0.2,
+    )
     seed_everything(0)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
     model.save_pretrained(teacher)
     tok.save_pretrained(teacher)
-    whisper = WhisperConfig(d_model=64, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-                            decoder_attention_heads=2, encoder_ffn_dim=128, decoder_ffn_dim=64, num_mel_bins=80,
-                            max_source_positions=250, max_target_positions=64, vocab_size=100,
-                            pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3)
+    whisper = WhisperConfig(
+        d_model=64,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=128,
+        decoder_ffn_dim=64,
+        num_mel_bins=80,
+        max_source_positions=250,
+        max_target_positions=64,
+        vocab_size=100,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=3,
+    )
     WhisperForConditionalGeneration(whisper).save_pretrained(root / "whisper")
     compose(ComposeConfig(encoder=str(root / "whisper"), llm=str(teacher), family="qwen2_audio", out=student))
     data.mkdir()
@@ -114,8 +146,9 @@ def widened(tok: Any, size: int) -> Any:
     next_id = max(vocab.values()) + 1
     for i in range(next_id, size):
         vocab[f"<w{i}>"] = i
-    wide = PreTrainedTokenizerFast(tokenizer_object=Tokenizer.from_str(json.dumps(data)),
-                                   eos_token=tok.eos_token, pad_token=tok.pad_token)
+    wide = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(data)), eos_token=tok.eos_token, pad_token=tok.pad_token
+    )
     wide.chat_template = tok.chat_template
     return wide
 
@@ -153,8 +186,14 @@ def worker(args: argparse.Namespace) -> None:
     from speechsum_cli.training.model import prepare_model
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))
-    cfg = DistillConfig(data=Path(args.data), model=args.student, teacher=args.teacher, out=Path("unused"),
-                        chunk_size=args.chunk_size, teacher_device="cpu")
+    cfg = DistillConfig(
+        data=Path(args.data),
+        model=args.student,
+        teacher=args.teacher,
+        out=Path("unused"),
+        chunk_size=args.chunk_size,
+        teacher_device="cpu",
+    )
     lm = load(args.student, device="cpu", dtype="float32")
     t_tok = load_teacher_tokenizer(args.teacher)
     n = check_vocab(lm.tokenizer, t_tok, student=args.student, teacher=args.teacher, family="qwen2_audio")
@@ -166,7 +205,7 @@ def worker(args: argparse.Namespace) -> None:
     batcher = Batcher(lm, teacher, lm.stop_token_ids(), args.chunk_size)
     if args.mode == "logits":  # the models' full logits, as distill did before
         batcher.student_states.fused = teacher.states.fused = False
-    rows = DistillCollator(lm, lm.window_seconds)(list(load_rows(args.data)))["rows"][:args.batch]
+    rows = DistillCollator(lm, lm.window_seconds)(list(load_rows(args.data)))["rows"][: args.batch]
     prompts = [Prompt(r["query"], r["wave"]) for r in rows]
     t_prompts = [teacher.prompt_ids(r["transcript"], r["query"]) for r in rows]
     times: dict[str, list[float]] = {"generation": [], "teacher": [], "student_update": []}
@@ -176,8 +215,7 @@ def worker(args: argparse.Namespace) -> None:
         if args.fixed_tokens:
             completions = fixed_completions(len(rows), args.fixed_tokens, n, batcher.stop_ids[0])
         else:
-            completions, _ = sample_completions(model, lm, prompts,
-                                                GenerationSettings(args.max_new_tokens, 1.0, 1.0))
+            completions, _ = sample_completions(model, lm, prompts, GenerationSettings(args.max_new_tokens, 1.0, 1.0))
         t1 = time.perf_counter()
         padded, real = batcher.pad_completions(completions)
         scores = teacher.score(t_prompts, padded, real, full=True)
@@ -200,19 +238,51 @@ def worker(args: argparse.Namespace) -> None:
             peaks.append(_rss_kb("VmHWM") - base)
             tokens += int(mask.sum())
     median = {k: sorted(v)[len(v) // 2] for k, v in times.items()}
-    print(json.dumps({"times": median, "peak_update_mb": max(peaks) / 1024, "tokens_per_step": tokens / args.steps,
-                      "vocab": n, "loss": first_loss}))
+    print(
+        json.dumps(
+            {
+                "times": median,
+                "peak_update_mb": max(peaks) / 1024,
+                "tokens_per_step": tokens / args.steps,
+                "vocab": n,
+                "loss": first_loss,
+            }
+        )
+    )
 
 
-def run_worker(args: argparse.Namespace, spec: dict[str, Any], paths: tuple[Path, Path, Path],
-               mode: str, chunk: int) -> dict[str, Any]:
+def run_worker(
+    args: argparse.Namespace, spec: dict[str, Any], paths: tuple[Path, Path, Path], mode: str, chunk: int
+) -> dict[str, Any]:
     teacher, student, data = paths
     out = subprocess.run(
-        [sys.executable, __file__, "--worker", "--student", str(student), "--teacher", str(teacher),
-         "--data", str(data), "--steps", str(args.steps), "--chunk-size", str(chunk), "--mode", mode,
-         "--batch", str(spec["batch"]), "--max-new-tokens", str(spec["max_new_tokens"]),
-         "--fixed-tokens", str(spec.get("fixed_tokens", 0))],
-        check=True, capture_output=True, text=True)
+        [
+            sys.executable,
+            __file__,
+            "--worker",
+            "--student",
+            str(student),
+            "--teacher",
+            str(teacher),
+            "--data",
+            str(data),
+            "--steps",
+            str(args.steps),
+            "--chunk-size",
+            str(chunk),
+            "--mode",
+            mode,
+            "--batch",
+            str(spec["batch"]),
+            "--max-new-tokens",
+            str(spec["max_new_tokens"]),
+            "--fixed-tokens",
+            str(spec.get("fixed_tokens", 0)),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -221,16 +291,19 @@ def report(name: str, spec: dict[str, Any], results: dict[tuple[str, int], dict[
     first = next(r for (mode, _), r in results.items() if mode == "hidden")
     t = first["times"]
     total = sum(t.values())
-    print(f"{name}: vocab {first['vocab']}, batch {spec['batch']}, "
-          f"{first['tokens_per_step']:.0f} completion tokens/step")
+    print(
+        f"{name}: vocab {first['vocab']}, batch {spec['batch']}, {first['tokens_per_step']:.0f} completion tokens/step"
+    )
     for part, seconds in t.items():
         print(f"  {part:15s} {seconds:7.3f} s  {100 * seconds / total:5.1f}%")
     reference = results[("logits", spec["chunks"][0])]
     print(f"  {'variant':22s} {'update peak MB':>14s} {'update s':>9s}  {'loss':>12s}  loss - logits' loss")
     for (mode, chunk), r in results.items():
         label = "logits (before)" if mode == "logits" else f"hidden, chunk {chunk or 'all'}"
-        print(f"  {label:22s} {r['peak_update_mb']:14.1f} {r['times']['student_update']:9.3f}  "
-              f"{r['loss']:12.8f}  {r['loss'] - reference['loss']:+.2e}")
+        print(
+            f"  {label:22s} {r['peak_update_mb']:14.1f} {r['times']['student_update']:9.3f}  "
+            f"{r['loss']:12.8f}  {r['loss'] - reference['loss']:+.2e}"
+        )
 
 
 def main() -> None:

@@ -46,23 +46,46 @@ def build_student(folder: Path) -> Path:
     from speechsum_cli.families.voxtral import AUDIO_TOKEN, CHAT_TEMPLATE, SPECIAL_TOKENS
 
     words = sorted(set(SPEECH.replace(".", "").split() + SUMMARY.replace(".", "").split()))
-    tok = tiny_tokenizer(list(SPECIAL_TOKENS) + words, chat_template=CHAT_TEMPLATE, eos_token="</s>",
-                         pad_token="<pad>", bos_token="<s>", unk_token="<unk>")
+    tok = tiny_tokenizer(
+        list(SPECIAL_TOKENS) + words,
+        chat_template=CHAT_TEMPLATE,
+        eos_token="</s>",
+        pad_token="<pad>",
+        bos_token="<s>",
+        unk_token="<unk>",
+    )
     fe = WhisperFeatureExtractor(feature_size=80, chunk_length=16)
     config = VoxtralConfig(
-        audio_config={"hidden_size": 512, "intermediate_size": 2048, "num_hidden_layers": 6,
-                      "num_attention_heads": 8, "num_mel_bins": 80, "max_source_positions": 800},
-        text_config={"model_type": "llama", "hidden_size": 576, "intermediate_size": 1536,
-                     "num_hidden_layers": 30, "num_attention_heads": 9, "num_key_value_heads": 3,
-                     "head_dim": 64, "vocab_size": 49152, "max_position_embeddings": 2048,
-                     "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
-                     "pad_token_id": tok.pad_token_id, "tie_word_embeddings": True},
+        audio_config={
+            "hidden_size": 512,
+            "intermediate_size": 2048,
+            "num_hidden_layers": 6,
+            "num_attention_heads": 8,
+            "num_mel_bins": 80,
+            "max_source_positions": 800,
+        },
+        text_config={
+            "model_type": "llama",
+            "hidden_size": 576,
+            "intermediate_size": 1536,
+            "num_hidden_layers": 30,
+            "num_attention_heads": 9,
+            "num_key_value_heads": 3,
+            "head_dim": 64,
+            "vocab_size": 49152,
+            "max_position_embeddings": 2048,
+            "bos_token_id": tok.bos_token_id,
+            "eos_token_id": tok.eos_token_id,
+            "pad_token_id": tok.pad_token_id,
+            "tie_word_embeddings": True,
+        },
         audio_token_id=tok.convert_tokens_to_ids(AUDIO_TOKEN),
     )
     seed_everything(0)
     model = VoxtralForConditionalGeneration(config)
-    model.generation_config = GenerationConfig(bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                                               pad_token_id=tok.pad_token_id)
+    model.generation_config = GenerationConfig(
+        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
+    )
     model.save_pretrained(folder)
     VoxtralProcessor(feature_extractor=fe, tokenizer=tok).save_pretrained(folder)
     return folder
@@ -73,8 +96,15 @@ def make_rows(folder: Path, n: int) -> list[dict]:
     for i in range(n):
         wav = folder / f"speech{i}.wav"
         subprocess.run(["espeak-ng", "-s", str(150 + 5 * i), "-w", str(wav), SPEECH], check=True)
-        rows.append({"id": f"r{i}", "audio": str(wav), "query": "Summarize the recording.",
-                     "summary": SUMMARY, "truncate": False})
+        rows.append(
+            {
+                "id": f"r{i}",
+                "audio": str(wav),
+                "query": "Summarize the recording.",
+                "summary": SUMMARY,
+                "truncate": False,
+            }
+        )
     return rows
 
 
@@ -131,13 +161,27 @@ def main() -> int:
                 losses[name].append(loss)
         ratios = [a / b for a, b in zip(times["encoder"], times["cache"])]
         diff = max(abs(a - b) for a, b in zip(losses["encoder"], losses["cache"]))
-        print(f"model: {source if args.model else 'random mini-student shape (whisper-base encoder, 16 s, smollm2-135m LM)'}")
-        print(f"batch: {args.batch_size} rows of ~{len(SPEECH.split()) / 2.6:.0f} s speech, LoRA r16, {args.pairs} A/B pairs")
+        print(
+            "model: "
+            + (source if args.model else "random mini-student shape (whisper-base encoder, 16 s, smollm2-135m LM)")
+        )
+        print(
+            f"batch: {args.batch_size} rows of ~{len(SPEECH.split()) / 2.6:.0f} s speech, LoRA r16, {args.pairs} A/B "
+            f"pairs"
+        )
         for name, seconds in times.items():
-            print(f"  {name:8s} median step {statistics.median(seconds):.2f} s  ({', '.join(f'{t:.2f}' for t in seconds)})")
-        print(f"step-time ratio encoder/cache per pair: {', '.join(f'{r:.2f}' for r in ratios)}; "
-              f"median {statistics.median(ratios):.2f}x")
-        print(f"cache hits {cache.stats.hits}, misses {cache.stats.misses}; max |loss(encoder) - loss(cache)| = {diff:.2e}")
+            print(
+                f"  {name:8s} median step {statistics.median(seconds):.2f} s  "
+                f"({', '.join(f'{t:.2f}' for t in seconds)})"
+            )
+        print(
+            f"step-time ratio encoder/cache per pair: {', '.join(f'{r:.2f}' for r in ratios)}; "
+            f"median {statistics.median(ratios):.2f}x"
+        )
+        print(
+            f"cache hits {cache.stats.hits}, misses {cache.stats.misses}; max |loss(encoder) - loss(cache)| = "
+            f"{diff:.2e}"
+        )
         return 0 if diff < 1e-4 else 1
 
 

@@ -49,22 +49,38 @@ def one_round(args: argparse.Namespace, *, adaptive: bool) -> Round:
     from tests.fake_openai import FakeOpenAI
 
     with FakeOpenAI(latency=args.latency, capacity=args.capacity, over_capacity=args.over_capacity) as server:
-        config = LLMConfig(base_url=server.base_url, model="bench", prices={"bench": (0.0, 0.0)},
-                           concurrency=args.concurrency, adaptive_concurrency=adaptive, timeout=args.timeout,
-                           max_retries=args.max_retries, timeout_retries=args.timeout_retries)
+        config = LLMConfig(
+            base_url=server.base_url,
+            model="bench",
+            prices={"bench": (0.0, 0.0)},
+            concurrency=args.concurrency,
+            adaptive_concurrency=adaptive,
+            timeout=args.timeout,
+            max_retries=args.max_retries,
+            timeout_retries=args.timeout_retries,
+        )
         calls = {i: [{"role": "user", "content": f"call {i}"}] for i in range(args.calls)}
         started = time.perf_counter()
         batch = run_calls(config, calls, SCHEMA, prompt_version="bench", concurrency=args.concurrency)
         seconds = time.perf_counter() - started
         record = batch.concurrency
-        return Round(seconds, sum(c.ok for c in batch.results.values()), len(batch.failed), server.requests,
-                     record["rate_limited"], record["timeouts"], record["lowest"])
+        return Round(
+            seconds,
+            sum(c.ok for c in batch.results.values()),
+            len(batch.failed),
+            server.requests,
+            record["rate_limited"],
+            record["timeouts"],
+            record["lowest"],
+        )
 
 
 def describe(name: str, r: Round) -> str:
-    return (f"{name:8s} {r.throughput:7.1f} calls/s  {r.completed:4d} ok  {r.failed:3d} failed  "
-            f"{r.requests:5d} requests  {r.rate_limited:4d} x 429  {r.timeouts:4d} time-outs  "
-            f"lowest limit {r.lowest}  ({r.seconds:.1f} s)")
+    return (
+        f"{name:8s} {r.throughput:7.1f} calls/s  {r.completed:4d} ok  {r.failed:3d} failed  "
+        f"{r.requests:5d} requests  {r.rate_limited:4d} x 429  {r.timeouts:4d} time-outs  "
+        f"lowest limit {r.lowest}  ({r.seconds:.1f} s)"
+    )
 
 
 def ratio(adaptive: float, fixed: float) -> str:
@@ -84,9 +100,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="Pairs of (fixed, adaptive) runs.")
     args = parser.parse_args()
 
-    print(f"server: capacity {args.capacity}, {args.latency:g} s per request, over capacity: "
-          f"{args.over_capacity}; client: {args.calls} calls, --concurrency {args.concurrency}, "
-          f"timeout {args.timeout:g} s, {args.max_retries} retries + {args.timeout_retries} time-out retries")
+    print(
+        f"server: capacity {args.capacity}, {args.latency:g} s per request, over capacity: "
+        f"{args.over_capacity}; client: {args.calls} calls, --concurrency {args.concurrency}, "
+        f"timeout {args.timeout:g} s, {args.max_retries} retries + {args.timeout_retries} time-out retries"
+    )
     rounds: dict[bool, list[Round]] = {False: [], True: []}
     for i in range(args.rounds):
         for adaptive in (False, True):  # interleaved: A, B, A, B
@@ -98,12 +116,14 @@ def main() -> None:
     def median(runs: list[Round], field: str) -> float:
         return statistics.median(getattr(r, field) for r in runs)
 
-    print("adaptive / fixed (medians): "
-          f"throughput {ratio(median(adaptive, 'throughput'), median(fixed, 'throughput'))}, "
-          f"failed {median(adaptive, 'failed'):g} vs {median(fixed, 'failed'):g}, "
-          f"requests {ratio(median(adaptive, 'requests'), median(fixed, 'requests'))}, "
-          f"429s {ratio(median(adaptive, 'rate_limited'), median(fixed, 'rate_limited'))}, "
-          f"time-outs {ratio(median(adaptive, 'timeouts'), median(fixed, 'timeouts'))}")
+    print(
+        "adaptive / fixed (medians): "
+        f"throughput {ratio(median(adaptive, 'throughput'), median(fixed, 'throughput'))}, "
+        f"failed {median(adaptive, 'failed'):g} vs {median(fixed, 'failed'):g}, "
+        f"requests {ratio(median(adaptive, 'requests'), median(fixed, 'requests'))}, "
+        f"429s {ratio(median(adaptive, 'rate_limited'), median(fixed, 'rate_limited'))}, "
+        f"time-outs {ratio(median(adaptive, 'timeouts'), median(fixed, 'timeouts'))}"
+    )
 
 
 if __name__ == "__main__":

@@ -70,11 +70,16 @@ def make_rows(files: dict[float, Path], n: int, seed: int) -> list[dict]:
     for i in range(n):
         seconds = rng.choice(steps)
         words = rng.randint(5, 120)
-        rows.append({
-            "id": f"row{i:05d}", "audio": str(files[seconds]), "query": "Summarize the key points.",
-            "summary": " ".join(rng.choice(WORDS) for _ in range(words)), "truncate": False,
-            "seconds": seconds,
-        })
+        rows.append(
+            {
+                "id": f"row{i:05d}",
+                "audio": str(files[seconds]),
+                "query": "Summarize the key points.",
+                "summary": " ".join(rng.choice(WORDS) for _ in range(words)),
+                "truncate": False,
+                "seconds": seconds,
+            }
+        )
     return rows
 
 
@@ -148,24 +153,32 @@ def main() -> int:
         shuffled = list(range(len(rows)))
         random.Random(args.seed).shuffle(shuffled)
 
-        print(f"{len(rows)} rows, audio {MIN_SECONDS:g}-{min(MAX_SECONDS, window):g} s, summaries 5-120 words, "
-              f"batch size {args.batch_size}, model {'tiny qwen2_audio (30 s window)' if not args.model else model_dir}")
+        print(
+            f"{len(rows)} rows, audio {MIN_SECONDS:g}-{min(MAX_SECONDS, window):g} s, summaries 5-120 words, "
+            f"batch size {args.batch_size}, model {'tiny qwen2_audio (30 s window)' if not args.model else model_dir}"
+        )
         orders = {"random": shuffled, "grouped": grouped}
         results = {name: padding(collate, rows, order, args.batch_size) for name, order in orders.items()}
         for name, seconds in step_times(model, collate, rows, orders, args.batch_size, args.steps).items():
             results[name]["step_seconds"] = seconds
         for name, r in results.items():
-            print(f"  {name:8s} padded fraction {100 * r['padded_fraction']:5.1f}%   "
-                  f"LM positions/epoch {r['positions']:,}   step time {r['step_seconds'] * 1000:6.1f} ms "
-                  f"(median of {args.steps}, fwd+bwd)")
+            print(
+                f"  {name:8s} padded fraction {100 * r['padded_fraction']:5.1f}%   "
+                f"LM positions/epoch {r['positions']:,}   step time {r['step_seconds'] * 1000:6.1f} ms "
+                f"(median of {args.steps}, fwd+bwd)"
+            )
         speedup = results["random"]["step_seconds"] / max(results["grouped"]["step_seconds"], 1e-9)
-        print(f"  positions saved by grouping: "
-              f"{100 * (1 - results['grouped']['positions'] / results['random']['positions']):.1f}%   "
-              f"step-time ratio random/grouped: {speedup:.2f}x")
+        print(
+            f"  positions saved by grouping: "
+            f"{100 * (1 - results['grouped']['positions'] / results['random']['positions']):.1f}%   "
+            f"step-time ratio random/grouped: {speedup:.2f}x"
+        )
         ok = results["grouped"]["padded_fraction"] <= TARGET_PADDED_FRACTION
         print(f"  (load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs during the run)")
-        print(f"{'PASS' if ok else 'FAIL'}: grouped padded fraction "
-              f"{100 * results['grouped']['padded_fraction']:.1f}% (target <= {100 * TARGET_PADDED_FRACTION:.0f}%)")
+        print(
+            f"{'PASS' if ok else 'FAIL'}: grouped padded fraction "
+            f"{100 * results['grouped']['padded_fraction']:.1f}% (target <= {100 * TARGET_PADDED_FRACTION:.0f}%)"
+        )
     return 0 if ok or not args.check else 1
 
 

@@ -95,9 +95,20 @@ def summarize(label: str, audio: Path, seconds: float, model: Path, args, workdi
     ``speechsum`` entry point without a shell shim (pyenv) in between.
     """
     cmd = [
-        sys.executable, "-m", "speechsum_cli", "summarize", str(audio),
-        "--model", str(model), "--max-new-tokens", str(args.max_new_tokens),
-        "--no-progress", "--format", "json", "--device", "cpu",
+        sys.executable,
+        "-m",
+        "speechsum_cli",
+        "summarize",
+        str(audio),
+        "--model",
+        str(model),
+        "--max-new-tokens",
+        str(args.max_new_tokens),
+        "--no-progress",
+        "--format",
+        "json",
+        "--device",
+        "cpu",
     ]
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     if args.threads:
@@ -122,14 +133,19 @@ def parse_args() -> argparse.Namespace:
     add = parser.add_argument
     add("--short-minutes", type=float, default=2.0, help="Length of the short recording.")
     add("--long-minutes", type=float, default=60.0, help="Length of the long recording.")
-    add("--model", type=Path,
-        help="Checkpoint dir (default: build a tiny Qwen2-Audio with 30 s windows).")
+    add("--model", type=Path, help="Checkpoint dir (default: build a tiny Qwen2-Audio with 30 s windows).")
     add("--max-new-tokens", type=int, default=8, help="Generation budget per window/combine step.")
-    add("--threads", type=int, default=1,
-        help="Torch/OpenMP threads per run (0 = library default); 1 keeps shared machines usable.")
-    add("--workdir", type=Path,
-        help="Keep the model and JSON outputs here; audio is deleted after each run "
-             "(default: a temp dir, removed).")
+    add(
+        "--threads",
+        type=int,
+        default=1,
+        help="Torch/OpenMP threads per run (0 = library default); 1 keeps shared machines usable.",
+    )
+    add(
+        "--workdir",
+        type=Path,
+        help="Keep the model and JSON outputs here; audio is deleted after each run (default: a temp dir, removed).",
+    )
     add("--check", action="store_true", help=f"Exit 1 if peak RSS long/short > {RSS_RATIO_TARGET}.")
     return parser.parse_args()
 
@@ -140,9 +156,7 @@ def run_both(args: argparse.Namespace, workdir: Path) -> list[Run]:
         from speechsum_cli.families import get_family
 
         print("building tiny qwen2_audio model (30 s windows)...", file=sys.stderr)
-        model = get_family("qwen2_audio").build_tiny(
-            workdir / "tiny-qwen2-audio", window_seconds=30.0
-        )
+        model = get_family("qwen2_audio").build_tiny(workdir / "tiny-qwen2-audio", window_seconds=30.0)
     print("rendering espeak-ng speech...", file=sys.stderr)
     paragraph = render_paragraph(workdir)
     runs: list[Run] = []
@@ -157,10 +171,11 @@ def run_both(args: argparse.Namespace, workdir: Path) -> list[Run]:
 
 def report(runs: list[Run], args: argparse.Namespace) -> bool:
     """Print the table, the ratios and the PASS/FAIL line; True if the RSS target is met."""
-    print(f"model: {args.model or 'tiny qwen2_audio, 30 s windows (built)'}   "
-          f"threads: {args.threads or 'default'}")
-    header = (f"{'run':<6} {'audio s':>9} {'windows':>8} {'rounds':>7} {'wall s':>8} {'RTF':>7} "
-              f"{'peak RSS MB':>12} {'encoded s':>11} {'duration s':>11}")
+    print(f"model: {args.model or 'tiny qwen2_audio, 30 s windows (built)'}   threads: {args.threads or 'default'}")
+    header = (
+        f"{'run':<6} {'audio s':>9} {'windows':>8} {'rounds':>7} {'wall s':>8} {'RTF':>7} "
+        f"{'peak RSS MB':>12} {'encoded s':>11} {'duration s':>11}"
+    )
     print(header)
     print("-" * len(header))
     for run in runs:
@@ -176,8 +191,10 @@ def report(runs: list[Run], args: argparse.Namespace) -> bool:
     grown_mb = (long.peak_rss_bytes - short.peak_rss_bytes) / 2**20
     print()
     print(f"peak RSS long/short: {rss_ratio:.3f}   (+{grown_mb:.1f} MB)")
-    print(f"wall long/short:     {long.wall_seconds / short.wall_seconds:.2f}   "
-          f"(audio long/short: {long.audio_seconds / short.audio_seconds:.1f})")
+    print(
+        f"wall long/short:     {long.wall_seconds / short.wall_seconds:.2f}   "
+        f"(audio long/short: {long.audio_seconds / short.audio_seconds:.1f})"
+    )
     for run in runs:
         encoded, duration = run.result["encoded_seconds"], run.result["duration"]
         lost = duration - encoded

@@ -43,8 +43,11 @@ def serve(latency: float, port_queue: mp.Queue, stop: mp.Event) -> None:
 
 def write_corpus(path: Path, recordings: int) -> Path:
     with open(path, "w") as fh:
-        fh.writelines(json.dumps({"id": f"rec{i:05d}", "audio": f"audio/rec{i:05d}.wav",
-                                 "transcript": TRANSCRIPT.format(i=i)}) + "\n" for i in range(recordings))
+        fh.writelines(
+            json.dumps({"id": f"rec{i:05d}", "audio": f"audio/rec{i:05d}.wav", "transcript": TRANSCRIPT.format(i=i)})
+            + "\n"
+            for i in range(recordings)
+        )
     return path
 
 
@@ -54,9 +57,19 @@ def throughput(corpus: Path, base_url: str, rows: int, concurrency: int, work: P
 
     out = work / f"out-c{concurrency}"
     config = SynthConfig(
-        data=corpus, out=out, n=rows, per_audio=1, show_progress=False,
-        llm=LLMConfig(base_url=base_url, model="bench", concurrency=concurrency, cache_dir=None,
-                      prices={"bench": (2.0, 8.0)}, max_retries=2),
+        data=corpus,
+        out=out,
+        n=rows,
+        per_audio=1,
+        show_progress=False,
+        llm=LLMConfig(
+            base_url=base_url,
+            model="bench",
+            concurrency=concurrency,
+            cache_dir=None,
+            prices={"bench": (2.0, 8.0)},
+            max_retries=2,
+        ),
     )
     started = time.perf_counter()
     result = run(config)
@@ -68,9 +81,31 @@ def throughput(corpus: Path, base_url: str, rows: int, concurrency: int, work: P
 def peak_rss_of_cli(corpus: Path, base_url: str, rows: int, concurrency: int, work: Path) -> tuple[float, float, dict]:
     """(peak RSS MiB, wall seconds, counts) of ``speechsum synth`` in a fresh process."""
     out = work / "out-big"
-    cmd = [sys.executable, "-m", "speechsum_cli", "synth", "--data", str(corpus), "--out", str(out),
-           "--n", str(rows), "--base-url", base_url, "--model", "bench", "--no-cache", "--no-progress",
-           "--concurrency", str(concurrency), "--price-in", "2", "--price-out", "8", "--json"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "speechsum_cli",
+        "synth",
+        "--data",
+        str(corpus),
+        "--out",
+        str(out),
+        "--n",
+        str(rows),
+        "--base-url",
+        base_url,
+        "--model",
+        "bench",
+        "--no-cache",
+        "--no-progress",
+        "--concurrency",
+        str(concurrency),
+        "--price-in",
+        "2",
+        "--price-out",
+        "8",
+        "--json",
+    ]
     started = time.perf_counter()
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     wall = time.perf_counter() - started
@@ -115,11 +150,14 @@ def main() -> None:
                         print(f"concurrency {c:3d}: {rates[c]:8.1f} rows/s{ratio}", flush=True)
                 else:
                     mib, wall, counts = peak_rss_of_cli(corpus, base_url, args.big, args.big_concurrency, work)
-                    print(f"{args.big:,} rows (server latency {latency * 1000:.0f} ms, concurrency "
-                          f"{args.big_concurrency}): peak RSS {mib:.0f} MiB, wall {wall:.0f} s "
-                          f"({args.big / wall:.0f} rows/s); written {counts['written']:,}, failed "
-                          f"{counts['failed']:,}, near-duplicate queries {counts['deduplicated']:,} "
-                          f"(the fake server's queries differ only by a 10-character digest)", flush=True)
+                    print(
+                        f"{args.big:,} rows (server latency {latency * 1000:.0f} ms, concurrency "
+                        f"{args.big_concurrency}): peak RSS {mib:.0f} MiB, wall {wall:.0f} s "
+                        f"({args.big / wall:.0f} rows/s); written {counts['written']:,}, failed "
+                        f"{counts['failed']:,}, near-duplicate queries {counts['deduplicated']:,} "
+                        f"(the fake server's queries differ only by a 10-character digest)",
+                        flush=True,
+                    )
             finally:
                 stop.set()
                 server.join(timeout=10)

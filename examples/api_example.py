@@ -24,15 +24,31 @@ def main(model: str, audio: list[str]) -> None:
     del lm
 
     # 2. Summaries: the same code path as the CLI (long audio is split at pauses and recombined).
-    result = run(SummarizeConfig(audio=tuple(Path(a) for a in audio), model=model, style="bullets",
-                                 max_new_tokens=64, device="cpu", show_progress=False))
+    result = run(
+        SummarizeConfig(
+            audio=tuple(Path(a) for a in audio),
+            model=model,
+            style="bullets",
+            max_new_tokens=64,
+            device="cpu",
+            show_progress=False,
+        )
+    )
     for rec in result.recordings:
         print(f"\n== {rec.audio} ({rec.duration:.1f} s, {len(rec.chunks)} window(s), RTF {rec.real_time_factor:.3f})")
         print(rec.summary)
 
     # A free-text request instead of a preset:
-    custom = run(SummarizeConfig(audio=(Path(audio[0]),), model=model, query="Who has to do what by when?",
-                                 max_new_tokens=64, device="cpu", show_progress=False))
+    custom = run(
+        SummarizeConfig(
+            audio=(Path(audio[0]),),
+            model=model,
+            query="Who has to do what by when?",
+            max_new_tokens=64,
+            device="cpu",
+            show_progress=False,
+        )
+    )
     print(f"\n== free-text query\n{custom.recordings[0].summary}")
 
 

@@ -85,8 +85,15 @@ def synth_reply(user: str) -> dict[str, Any]:
 def infer_style(query: str) -> str:
     """The preset a query most likely asks for (style compliance is only checked for these)."""
     q = query.lower()
-    for key, name in (("action item", "action-items"), ("decision", "decisions"), ("chapter", "chapters"),
-                      ("tl;dr", "tldr"), ("one-sentence", "tldr"), ("bullet", "bullets"), ("paragraph", "paragraph")):
+    for key, name in (
+        ("action item", "action-items"),
+        ("decision", "decisions"),
+        ("chapter", "chapters"),
+        ("tl;dr", "tldr"),
+        ("one-sentence", "tldr"),
+        ("bullet", "bullets"),
+        ("paragraph", "paragraph"),
+    ):
         if key in q:
             return name
     return ""
@@ -97,10 +104,16 @@ def pairwise_reply(user: str) -> dict[str, Any]:
     row = {"transcript": transcript, "style": infer_style(query)}
     ka, kb = offline_key(offline_scores(a, row)), offline_key(offline_scores(b, row))
     if ka == kb:
-        return {"better": "tie", "rationale": "Rule-based stand-in: equal on unsupported content, repetition and style."}
+        return {
+            "better": "tie",
+            "rationale": "Rule-based stand-in: equal on unsupported content, repetition and style.",
+        }
     better = "A" if ka > kb else "B"
-    return {"better": better, "rationale": "Rule-based stand-in: fewer unsupported names/numbers, "
-                                            "then less repetition, then style compliance."}
+    return {
+        "better": better,
+        "rationale": "Rule-based stand-in: fewer unsupported names/numbers, "
+        "then less repetition, then style compliance.",
+    }
 
 
 def clamp(x: float) -> int:
@@ -125,8 +138,11 @@ def judge_reply(user: str) -> dict[str, Any]:
     }
     scores["overall"] = clamp(min(scores.values()) * 0.5 + sum(scores.values()) / len(scores) * 0.5)
     assert set(scores) >= set(rubric()["aspects"])
-    return {**scores, "invented_facts": unsupported.items,
-            "rationale": "Rule-based stand-in: scores from unsupported content, word overlap, repetition and style."}
+    return {
+        **scores,
+        "invented_facts": unsupported.items,
+        "rationale": "Rule-based stand-in: scores from unsupported content, word overlap, repetition and style.",
+    }
 
 
 def answer(messages: list[dict[str, Any]]) -> dict[str, Any]:
@@ -152,7 +168,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:  # noqa: N802
         if self.path.rstrip("/") in ("/health", "/v1/models"):
-            self._send(200, {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "owned_by": "speechsum"}]})
+            self._send(
+                200, {"object": "list", "data": [{"id": MODEL_NAME, "object": "model", "owned_by": "speechsum"}]}
+            )
         else:
             self._send(404, {"error": {"message": f"no route {self.path}"}})
 
@@ -168,14 +186,23 @@ class Handler(BaseHTTPRequestHandler):
             self._send(400, {"error": {"message": f"{type(exc).__name__}: {exc}", "type": "invalid_request_error"}})
             return
         prompt_tokens = sum(len(str(m.get("content", ""))) // 4 for m in messages)
-        self._send(200, {
-            "id": f"chatcmpl-{time.monotonic_ns()}", "object": "chat.completion", "created": int(time.time()),
-            "model": body.get("model") or MODEL_NAME,
-            "choices": [{"index": 0, "finish_reason": "stop",
-                         "message": {"role": "assistant", "content": content}}],
-            "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": len(content) // 4,
-                      "total_tokens": prompt_tokens + len(content) // 4},
-        })
+        self._send(
+            200,
+            {
+                "id": f"chatcmpl-{time.monotonic_ns()}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": body.get("model") or MODEL_NAME,
+                "choices": [
+                    {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": content}}
+                ],
+                "usage": {
+                    "prompt_tokens": prompt_tokens,
+                    "completion_tokens": len(content) // 4,
+                    "total_tokens": prompt_tokens + len(content) // 4,
+                },
+            },
+        )
 
     def log_message(self, fmt: str, *args: Any) -> None:  # quiet: one line per request is noise
         pass
@@ -187,8 +214,12 @@ def main() -> int:
     parser.add_argument("--port", type=int, default=8765)
     args = parser.parse_args()
     server = ThreadingHTTPServer((args.host, args.port), Handler)
-    print(f"extractive_llm_server: rule-based stand-in for an LLM (NOT a model) on "
-          f"http://{args.host}:{args.port}/v1 — use a real LLM for real data", file=sys.stderr, flush=True)
+    print(
+        f"extractive_llm_server: rule-based stand-in for an LLM (NOT a model) on "
+        f"http://{args.host}:{args.port}/v1 — use a real LLM for real data",
+        file=sys.stderr,
+        flush=True,
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

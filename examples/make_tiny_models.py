@@ -32,9 +32,20 @@ def save_whisper(path: Path) -> None:
     from speechsum_cli.families.tiny import seed_everything
 
     config = WhisperConfig(
-        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2, decoder_attention_heads=2,
-        encoder_ffn_dim=64, decoder_ffn_dim=64, num_mel_bins=80, max_source_positions=1500,
-        max_target_positions=64, vocab_size=100, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+        num_mel_bins=80,
+        max_source_positions=1500,
+        max_target_positions=64,
+        vocab_size=100,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
         decoder_start_token_id=3,
     )
     seed_everything(1)
@@ -47,13 +58,26 @@ def save_text_lm(path: Path) -> None:
 
     from speechsum_cli.families.tiny import seed_everything, tiny_tokenizer
 
-    tok = tiny_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>"], chat_template=CHAT_TEMPLATE,
-                         eos_token="<|im_end|>", pad_token="<|endoftext|>")
+    tok = tiny_tokenizer(
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        chat_template=CHAT_TEMPLATE,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
     # A wider initializer gives the random teacher context-dependent (peaked) predictions, so the
     # distillation loss is not ~0 from the start.
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=4096,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, initializer_range=0.2)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=4096,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        initializer_range=0.2,
+    )
     seed_everything(3)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)

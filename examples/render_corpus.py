@@ -43,16 +43,27 @@ def main() -> int:
         text = src.read_text().strip()
         espeak(text, train / f"{src.stem}.wav", args.speed)
         (train / f"{src.stem}.txt").write_text(text + "\n")
-    references = [json.loads(line) for line in (HERE / "test" / "references.jsonl").read_text().splitlines() if line.strip()]
+    references = [
+        json.loads(line) for line in (HERE / "test" / "references.jsonl").read_text().splitlines() if line.strip()
+    ]
     with (args.out / "test.jsonl").open("w") as f:
         for ref in references:
             text = (HERE / "test" / f"{ref['id']}.txt").read_text().strip()
             espeak(text, test / f"{ref['id']}.wav", args.speed)
-            row = {"id": ref["id"], "audio": f"test/{ref['id']}.wav", "transcript": text,
-                   "query": ref["query"], "style": ref["style"], "summary": ref["summary"]}
+            row = {
+                "id": ref["id"],
+                "audio": f"test/{ref['id']}.wav",
+                "transcript": text,
+                "query": ref["query"],
+                "style": ref["style"],
+                "summary": ref["summary"],
+            }
             f.write(json.dumps(row) + "\n")
     n_train = len(list(train.glob("*.wav")))
-    print(f"rendered {n_train} training recordings to {train} and {len(references)} test rows to {args.out / 'test.jsonl'}")
+    print(
+        f"rendered {n_train} training recordings to {train} and {len(references)} test rows to "
+        f"{args.out / 'test.jsonl'}"
+    )
     return 0
 
 

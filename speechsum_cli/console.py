@@ -44,7 +44,11 @@ def error(message: str) -> None:
 
 @contextmanager
 def progress_bar(
-    description: str, total: int, *, enabled: bool = True, completed: int = 0,
+    description: str,
+    total: int,
+    *,
+    enabled: bool = True,
+    completed: int = 0,
     stats: Callable[[], str] | None = None,
 ) -> Iterator[Callable[[int], None]]:
     """A rich progress bar on stderr; yields ``advance(n)``. Disabled -> a no-op advance.
@@ -60,8 +64,9 @@ def progress_bar(
         columns.append(TextColumn("{task.fields[stats]}"))
     columns += [TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*columns, console=err_console, transient=False) as progress:
-        task = progress.add_task(description, total=total, completed=completed,
-                                 stats=stats() if stats is not None else "")
+        task = progress.add_task(
+            description, total=total, completed=completed, stats=stats() if stats is not None else ""
+        )
 
         def advance(n: int = 1) -> None:
             if stats is None:

@@ -27,8 +27,7 @@ TOP_P = 1.0
 BATCH_SIZE = 4
 """Prompts generated together."""
 
-SHARED = {"max_new_tokens": MAX_NEW_TOKENS, "temperature": TEMPERATURE, "top_p": TOP_P,
-          "batch_size": BATCH_SIZE}
+SHARED = {"max_new_tokens": MAX_NEW_TOKENS, "temperature": TEMPERATURE, "top_p": TOP_P, "batch_size": BATCH_SIZE}
 
 DEFAULTS: dict[str, dict[str, Default]] = {
     "summarize": {},
@@ -38,8 +37,9 @@ DEFAULTS: dict[str, dict[str, Default]] = {
         "temperature": Default(1.0, "the judge needs candidates that differ"),
     },
     "distill": {
-        "max_new_tokens": Default(128, "every step samples fresh completions and the teacher scores "
-                                       "each of their tokens"),
+        "max_new_tokens": Default(
+            128, "every step samples fresh completions and the teacher scores each of their tokens"
+        ),
         "temperature": Default(1.0, "on-policy: the student's own sampling distribution"),
     },
 }

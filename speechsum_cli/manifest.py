@@ -113,17 +113,17 @@ def retry_replaces(out: Path, retry_failed: bool) -> bool:
     if not retry_failed or not out.exists():
         return False
     if recorded_failures(read_manifest(out)) == 0:
-        raise InputError(f"--retry-failed: '{out}' records no failed request (its speechsum.json); "
-                         "there is nothing to retry. Pass --overwrite to redo it.")
+        raise InputError(
+            f"--retry-failed: '{out}' records no failed request (its speechsum.json); "
+            "there is nothing to retry. Pass --overwrite to redo it."
+        )
     return True
 
 
 def check_output_dir(out: Path, *, overwrite: bool, flag: str = "--out") -> None:
     """Refuse to replace an existing output unless asked to (checked before any work starts)."""
     if out.exists() and not overwrite:
-        raise InputError(
-            f"output '{out}' already exists. Choose another {flag}, or pass --overwrite to replace it."
-        )
+        raise InputError(f"output '{out}' already exists. Choose another {flag}, or pass --overwrite to replace it.")
     if out.exists() and not out.is_dir():
         raise InputError(f"output '{out}' exists and is a file; {flag} must be a directory.")
 

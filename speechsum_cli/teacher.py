@@ -87,7 +87,8 @@ class Teacher:
     def render(self, transcript: str, query: str) -> str:
         """The teacher's prompt text up to its generation prompt (the student's answer follows)."""
         return self.tokenizer.apply_chat_template(
-            self.messages(transcript, query), tokenize=False, add_generation_prompt=True)
+            self.messages(transcript, query), tokenize=False, add_generation_prompt=True
+        )
 
     def prompt_ids(self, transcript: str, query: str) -> list[int]:
         return list(self.tokenizer(self.render(transcript, query), add_special_tokens=False)["input_ids"])
@@ -115,19 +116,18 @@ class Teacher:
         return prompt + self.answer_ids(answer), len(prompt)
 
 
-def load_teacher(source: str, tokenizer: Any, *, device: str, dtype: Dtype,
-                 system: str | None) -> Teacher:
+def load_teacher(source: str, tokenizer: Any, *, device: str, dtype: Dtype, system: str | None) -> Teacher:
     """The teacher, frozen, on ``device`` (already resolved) in ``dtype`` (auto: by device). An
     adapter dir (a text-mode sft output, its base named relative to it) is merged into its base."""
     from speechsum_cli.families import load_text_model
 
     try:
-        model = load_text_model(source, dtype=dtypes.torch_dtype(dtypes.resolve(dtype, device)),
-                                device=device)
+        model = load_text_model(source, dtype=dtypes.torch_dtype(dtypes.resolve(dtype, device)), device=device)
     except (OSError, ValueError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else ""
-        raise ModelError(f"--teacher '{source}': cannot load it as a causal LM "
-                         f"({type(exc).__name__}: {first}).") from None
+        raise ModelError(
+            f"--teacher '{source}': cannot load it as a causal LM ({type(exc).__name__}: {first})."
+        ) from None
     return Teacher(model.requires_grad_(False), tokenizer, source, system)
 
 
@@ -143,23 +143,30 @@ def load_teacher_tokenizer(source: str, *, flag: str = "--teacher") -> Any:
             "directory of a causal LM with its tokenizer, or a hub id while online."
         ) from None
     if not getattr(tok, "chat_template", None):
-        raise InputError(f"{flag} '{source}' has no chat template; the teacher reads the "
-                         "transcript in its own chat format. Pick an instruction-tuned (chat) LM.")
+        raise InputError(
+            f"{flag} '{source}' has no chat template; the teacher reads the "
+            "transcript in its own chat format. Pick an instruction-tuned (chat) LM."
+        )
     return tok
 
 
-def check_teacher_template(teacher: Teacher, transcript: str, query: str, *, flag: str = "--teacher",
-                           system_flag: str = "--teacher-system") -> None:
+def check_teacher_template(
+    teacher: Teacher, transcript: str, query: str, *, flag: str = "--teacher", system_flag: str = "--teacher-system"
+) -> None:
     """Render one row in the teacher's template now, so template errors surface before training."""
     try:
         text = teacher.render(transcript, query)
     except Exception as exc:  # noqa: BLE001 - jinja raises anything (TemplateError, exceptions it raises)
         hint = f" (drop {system_flag}: its template may not take a system turn)" if teacher.system else ""
-        raise InputError(f"{flag} '{teacher.source}': its chat template cannot render the "
-                         f"transcript + query conversation: {exc}{hint}.") from None
+        raise InputError(
+            f"{flag} '{teacher.source}': its chat template cannot render the "
+            f"transcript + query conversation: {exc}{hint}."
+        ) from None
     if transcript.strip() not in text:
-        raise InputError(f"{flag} '{teacher.source}': its chat template drops the user turn's "
-                         "text, so the teacher would not read the transcript.")
+        raise InputError(
+            f"{flag} '{teacher.source}': its chat template drops the user turn's "
+            "text, so the teacher would not read the transcript."
+        )
 
 
 def trained_system(source: str) -> tuple[bool, str | None]:

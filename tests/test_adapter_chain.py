@@ -13,8 +13,9 @@ def save_adapter(model, family, base_dir: Path, processor_dir: Path, out: Path, 
     from peft import LoraConfig, get_peft_model
 
     torch.manual_seed(seed)
-    peft_model = get_peft_model(model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"],
-                                                  init_lora_weights=False))
+    peft_model = get_peft_model(
+        model, LoraConfig(r=2, lora_alpha=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    )
     peft_model.save_pretrained(out)
     config_file = out / "adapter_config.json"
     config = json.loads(config_file.read_text())

@@ -15,6 +15,8 @@ from speechsum_cli.families.ctc_head import BLANK, CorpusVocab, greedy_decode
 from speechsum_cli.training.alignment import StallWatch, ctc_feasible
 
 runner = CliRunner()
+
+
 def weights(folder: Path) -> dict[str, torch.Tensor]:
     out: dict[str, torch.Tensor] = {}
     for shard in sorted(folder.glob("*.safetensors")):
@@ -23,9 +25,26 @@ def weights(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def align(rows: Path, model: Path, out: Path, *extra: str):
-    return runner.invoke(app, ["align", "--data", str(rows), "--model", str(model), "--out", str(out),
-                               "--heldout-rows", "4", "--batch-size", "4", "--evals", "2",
-                               "--no-progress", *extra])
+    return runner.invoke(
+        app,
+        [
+            "align",
+            "--data",
+            str(rows),
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--heldout-rows",
+            "4",
+            "--batch-size",
+            "4",
+            "--evals",
+            "2",
+            "--no-progress",
+            *extra,
+        ],
+    )
 
 
 def test_align_lowers_the_ctc_loss_and_changes_only_the_projector(asr_rows, tiny_models, tmp_path):
@@ -55,8 +74,7 @@ def test_align_lowers_the_ctc_loss_and_changes_only_the_projector(asr_rows, tiny
 def test_a_stalled_alignment_is_reported_and_can_fail_the_run(asr_rows, tiny_models, tmp_path):
     # A random tiny LM's embeddings are nearly orthogonal noise: CTC sits at the blank plateau.
     model = tiny_models("voxtral")
-    result = align(asr_rows, model, tmp_path / "stuck", "--max-steps", "40", "--lr", "5e-3",
-                   "--on-stall", "error")
+    result = align(asr_rows, model, tmp_path / "stuck", "--max-steps", "40", "--lr", "5e-3", "--on-stall", "error")
     if result.exit_code == 0:  # this seed aligned: the stall watch must have stayed silent
         metrics = json.loads((tmp_path / "stuck" / "speechsum.json").read_text())["metrics"]
         assert not metrics["stalled"] and metrics["curve"][-1]["nonblank_share"] > 0
@@ -125,14 +143,14 @@ def test_the_saved_head_decodes_the_heldout_rows_as_the_run_reported(asr_rows, t
     assert head.blank_bias.item() != BLANK_BIAS_START  # the trained values, not a fresh head's
     ids = [e["id"] for e in examples]
     rows = load_rows(asr_rows).filter(lambda r: r["id"] in ids)
-    clips = sorted(encode_clips(lm, rows, lm.window_seconds, label="x", show_progress=False),
-                   key=lambda c: ids.index(c.row_id))
+    clips = sorted(
+        encode_clips(lm, rows, lm.window_seconds, label="x", show_progress=False), key=lambda c: ids.index(c.row_id)
+    )
     with torch.no_grad():
         hidden, lengths = project_batch(lm, clips, "cpu")
         log_probs = head(hidden)
         fresh = CtcHead(embeddings, vocab)(hidden)
-    texts = [lm.tokenizer.decode(t, skip_special_tokens=True).strip()
-             for t in greedy_decode(log_probs, lengths, vocab)]
+    texts = [lm.tokenizer.decode(t, skip_special_tokens=True).strip() for t in greedy_decode(log_probs, lengths, vocab)]
     assert texts == [e["ctc"] for e in examples]
     assert not torch.allclose(log_probs, fresh)
 

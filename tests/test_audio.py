@@ -77,9 +77,7 @@ def test_bundled_libsndfile_handles_every_tested_format():
 
 @pytest.mark.parametrize("source_rate", SOURCE_RATES)
 @pytest.mark.parametrize("ext,fmt,subtype", FORMATS, ids=[f[0] for f in FORMATS])
-def test_decodes_format_to_16k_mono_keeping_duration_and_pitch(
-    tmp_path, ext, fmt, subtype, source_rate
-):
+def test_decodes_format_to_16k_mono_keeping_duration_and_pitch(tmp_path, ext, fmt, subtype, source_rate):
     original = tone(440.0, 1.5, source_rate)
     path = tmp_path / f"tone.{ext}"
     sf.write(path, original, source_rate, format=fmt, subtype=subtype)
@@ -377,14 +375,22 @@ ERROR_CASES = {
     "missing": (_missing, ["audio file '{p}' does not exist. Check the path."]),
     "directory": (_directory, ["'{p}' is a directory, expected an audio file."]),
     "empty": (_empty, ["audio file '{p}' is empty (0 bytes)."]),
-    "text": (_text, [
-        "cannot decode '{p}': found text, not audio (starts with 'Meeting notes Alice:",
-        "Expected audio in one of .wav, .flac"]),
-    "non-ascii-text": (_non_ascii_text, [
-        "cannot decode '{p}': found text, not audio (starts with 'Überprüfung Überprüfung"]),
+    "text": (
+        _text,
+        [
+            "cannot decode '{p}': found text, not audio (starts with 'Meeting notes Alice:",
+            "Expected audio in one of .wav, .flac",
+        ],
+    ),
+    "non-ascii-text": (
+        _non_ascii_text,
+        ["cannot decode '{p}': found text, not audio (starts with 'Überprüfung Überprüfung"],
+    ),
     "zero-frames": (_zero_frames, ["audio file '{p}' has no samples (zero length)."]),
-    "binary": (_binary, ["cannot decode '{p}': found 64+ bytes starting with b'\\xff\\x00\\x81",
-                         "not a known audio format"]),
+    "binary": (
+        _binary,
+        ["cannot decode '{p}': found 64+ bytes starting with b'\\xff\\x00\\x81", "not a known audio format"],
+    ),
 }
 
 

@@ -47,8 +47,9 @@ def test_help_does_not_import_heavy_libraries():
         "print(','.join(m for m in heavy if m in sys.modules)); print(speechsum_cli.app.__file__)"
     )
     env = {**os.environ, "PYTHONPATH": str(checkout)}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         cwd=checkout, env=env)
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=checkout, env=env
+    )
     heavy, imported_from = out.stdout.splitlines()
     assert heavy == ""
     assert Path(imported_from).resolve().is_relative_to(checkout)
@@ -81,8 +82,16 @@ def test_every_flag_an_llm_hint_names_exists_on_each_command_that_calls_an_llm(t
     hints = stderr.getvalue()
     for share in (0.0, 1.0):
         try:
-            hints += check_failures(Failures.tally(4, ["HTTP 500: boom"]), max_share=share, unit="request",
-                                    left="", retry="Run it with --retry-failed.") or ""
+            hints += (
+                check_failures(
+                    Failures.tally(4, ["HTTP 500: boom"]),
+                    max_share=share,
+                    unit="request",
+                    left="",
+                    retry="Run it with --retry-failed.",
+                )
+                or ""
+            )
         except Exception as exc:  # noqa: BLE001 - the message is what is checked
             hints += str(exc)
     named = _flags_in(hints)

@@ -38,10 +38,21 @@ def save_tiny_whisper(path: Path, *, positions: int = WHISPER_POSITIONS, ffn: in
     from transformers import WhisperConfig, WhisperForConditionalGeneration
 
     config = WhisperConfig(
-        d_model=32, encoder_layers=1, decoder_layers=1, encoder_attention_heads=2,
-        decoder_attention_heads=2, encoder_ffn_dim=ffn, decoder_ffn_dim=64, num_mel_bins=80,
-        max_source_positions=positions, max_target_positions=64, vocab_size=100,
-        pad_token_id=0, bos_token_id=1, eos_token_id=2, decoder_start_token_id=3,
+        d_model=32,
+        encoder_layers=1,
+        decoder_layers=1,
+        encoder_attention_heads=2,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=ffn,
+        decoder_ffn_dim=64,
+        num_mel_bins=80,
+        max_source_positions=positions,
+        max_target_positions=64,
+        vocab_size=100,
+        pad_token_id=0,
+        bos_token_id=1,
+        eos_token_id=2,
+        decoder_start_token_id=3,
     )
     seed_everything(1)
     WhisperForConditionalGeneration(config).save_pretrained(path)
@@ -53,16 +64,27 @@ def save_tiny_llama(path: Path, *, template: str | None, tied: bool) -> Path:
 
     specials = ["<|begin_of_text|>", "<|eot_id|>", "<|start_header_id|>", "<|end_header_id|>"]
     tok = tiny_tokenizer(
-        specials, chat_template=template or "", eos_token="<|eot_id|>",
-        pad_token="<|eot_id|>", bos_token="<|begin_of_text|>",
+        specials,
+        chat_template=template or "",
+        eos_token="<|eot_id|>",
+        pad_token="<|eot_id|>",
+        bos_token="<|begin_of_text|>",
     )
     if template is None:
         tok.chat_template = None
     config = LlamaConfig(
-        hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-        num_key_value_heads=1, head_dim=16, vocab_size=len(tok), max_position_embeddings=2048,
-        bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-        pad_token_id=tok.pad_token_id, tie_word_embeddings=tied,
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=16,
+        vocab_size=len(tok),
+        max_position_embeddings=2048,
+        bos_token_id=tok.bos_token_id,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        tie_word_embeddings=tied,
     )
     seed_everything(2)
     model = LlamaForCausalLM(config)
@@ -91,8 +113,9 @@ def composed(parts, tmp_path_factory):
     def build(family: str) -> Path:
         if family not in built:
             out = root / family
-            result = compose("--family", family, "--encoder", str(parts["whisper"]),
-                             "--llm", str(parts["llama"]), "--out", str(out))
+            result = compose(
+                "--family", family, "--encoder", str(parts["whisper"]), "--llm", str(parts["llama"]), "--out", str(out)
+            )
             assert result.exit_code == 0, result.output
             built[family] = out
         return built[family]
@@ -171,9 +194,14 @@ def test_composed_checkpoint_loads_in_plain_transformers(family, composed):
     # transformers 5.24 registers Audio Flamingo 3 under the seq2seq auto class, not the multimodal one
     auto = AutoModelForSeq2SeqLM if family == "audioflamingo3" else AutoModelForMultimodalLM
     model = auto.from_pretrained(out)
-    assert type(model).__name__ == {"qwen2_audio": "Qwen2AudioForConditionalGeneration",
-                                    "voxtral": "VoxtralForConditionalGeneration",
-                                    "audioflamingo3": "AudioFlamingo3ForConditionalGeneration"}[family]
+    assert (
+        type(model).__name__
+        == {
+            "qwen2_audio": "Qwen2AudioForConditionalGeneration",
+            "voxtral": "VoxtralForConditionalGeneration",
+            "audioflamingo3": "AudioFlamingo3ForConditionalGeneration",
+        }[family]
+    )
     processor = AutoProcessor.from_pretrained(out)
     assert processor.feature_extractor.feature_size == config.audio_config.num_mel_bins == 80
     assert processor.feature_extractor.chunk_length == 10
@@ -203,10 +231,20 @@ def test_composed_checkpoint_keeps_the_llm_chat_format_with_audio_and_records_li
 
 @pytest.mark.parametrize("family", COMPOSABLE)
 def test_composed_checkpoint_summarizes_speech(family, composed, speech_wav):
-    result = runner.invoke(app, [
-        "summarize", str(speech_wav), "--model", str(composed(family)), "--max-new-tokens", "4",
-        "--no-progress", "--format", "json",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "summarize",
+            str(speech_wav),
+            "--model",
+            str(composed(family)),
+            "--max-new-tokens",
+            "4",
+            "--no-progress",
+            "--format",
+            "json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout)
     assert report["encoded_seconds"] == pytest.approx(report["duration"], abs=1e-3)
@@ -236,14 +274,37 @@ def test_composed_checkpoint_trains_with_speechsum_sft(family, composed, tmp_pat
     rows = []
     for i in range(4):
         audio = speech_of_duration(tmp_path / f"clip{i}.wav", 2.0 + i, workdir=tmp_path)
-        rows.append({"id": f"row{i}", "audio": str(audio), "query": "Summarize the recording.",
-                     "summary": "Alice opened the budget review."})
+        rows.append(
+            {
+                "id": f"row{i}",
+                "audio": str(audio),
+                "query": "Summarize the recording.",
+                "summary": "Alice opened the budget review.",
+            }
+        )
     data = tmp_path / "rows.jsonl"
     data.write_text("".join(json.dumps(row) + "\n" for row in rows))
     base, out = composed(family), tmp_path / "sft"
 
-    result = runner.invoke(app, ["sft", "--data", str(data), "--model", str(base), "--out", str(out),
-                                 "--max-steps", "2", "--batch-size", "2", "--lr", "1e-2", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "sft",
+            "--data",
+            str(data),
+            "--model",
+            str(base),
+            "--out",
+            str(out),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--lr",
+            "1e-2",
+            "--json",
+        ],
+    )
 
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "speechsum.json").read_text())
@@ -261,8 +322,18 @@ def test_the_same_seed_composes_the_same_weights_and_another_seed_other_ones(par
 
     def weights(seed: str, name: str) -> dict[str, torch.Tensor]:
         out = tmp_path / name
-        result = compose("--family", "qwen2_audio", "--encoder", str(parts["whisper"]), "--llm",
-                         str(parts["llama"]), "--out", str(out), "--seed", seed)
+        result = compose(
+            "--family",
+            "qwen2_audio",
+            "--encoder",
+            str(parts["whisper"]),
+            "--llm",
+            str(parts["llama"]),
+            "--out",
+            str(out),
+            "--seed",
+            seed,
+        )
         assert result.exit_code == 0, result.output
         return load_file(str(out / "model.safetensors"))
 
@@ -277,8 +348,18 @@ def test_window_cuts_the_positional_table_and_the_feature_extractor(parts, tmp_p
     from transformers import AutoProcessor, Qwen2AudioForConditionalGeneration
 
     out = tmp_path / "short"
-    result = compose("--family", "qwen2_audio", "--encoder", str(parts["whisper"]), "--llm",
-                     str(parts["llama"]), "--out", str(out), "--window-seconds", "4")
+    result = compose(
+        "--family",
+        "qwen2_audio",
+        "--encoder",
+        str(parts["whisper"]),
+        "--llm",
+        str(parts["llama"]),
+        "--out",
+        str(out),
+        "--window-seconds",
+        "4",
+    )
     assert result.exit_code == 0, result.output
     model = Qwen2AudioForConditionalGeneration.from_pretrained(out)
     assert model.config.audio_config.max_source_positions == 200
@@ -295,8 +376,16 @@ def test_llm_without_chat_template_gets_the_family_template_and_untied_head(part
     from transformers import LlamaForCausalLM
 
     out = tmp_path / "plain"
-    result = compose("--family", "qwen2_audio", "--encoder", str(parts["whisper"]), "--llm",
-                     str(parts["llama_plain"]), "--out", str(out))
+    result = compose(
+        "--family",
+        "qwen2_audio",
+        "--encoder",
+        str(parts["whisper"]),
+        "--llm",
+        str(parts["llama_plain"]),
+        "--out",
+        str(out),
+    )
     assert result.exit_code == 0, result.output
     assert "<|im_start|>" in result.stderr and "chat template: family" in result.stderr
     lm = load(str(out), device="cpu", dtype="float32")
@@ -311,8 +400,16 @@ def test_llm_without_chat_template_gets_the_family_template_and_untied_head(part
 
 
 def test_summary_on_stderr_names_parameters_and_added_tokens(parts, tmp_path):
-    result = compose("--family", "voxtral", "--encoder", str(parts["whisper"]), "--llm",
-                     str(parts["llama"]), "--out", str(tmp_path / "v"))
+    result = compose(
+        "--family",
+        "voxtral",
+        "--encoder",
+        str(parts["whisper"]),
+        "--llm",
+        str(parts["llama"]),
+        "--out",
+        str(tmp_path / "v"),
+    )
     assert result.exit_code == 0, result.output
     from transformers import WhisperForConditionalGeneration
 
@@ -325,8 +422,17 @@ def test_summary_on_stderr_names_parameters_and_added_tokens(parts, tmp_path):
 
 
 def test_json_prints_the_result_as_one_object(parts, tmp_path):
-    result = compose("--family", "qwen2_audio", "--encoder", str(parts["whisper"]), "--llm",
-                     str(parts["llama"]), "-o", str(tmp_path / "q"), "--json")
+    result = compose(
+        "--family",
+        "qwen2_audio",
+        "--encoder",
+        str(parts["whisper"]),
+        "--llm",
+        str(parts["llama"]),
+        "-o",
+        str(tmp_path / "q"),
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     printed = json.loads(result.stdout)
     assert printed["out"] == str(tmp_path / "q") and printed["family"] == "qwen2_audio"
@@ -339,8 +445,16 @@ def test_json_prints_the_result_as_one_object(parts, tmp_path):
 
 
 def test_encoder_that_is_not_whisper_is_refused_before_loading(parts, tmp_path):
-    result = compose("--family", "qwen2_audio", "--encoder", str(parts["llama"]), "--llm",
-                     str(parts["llama"]), "--out", str(tmp_path / "x"))
+    result = compose(
+        "--family",
+        "qwen2_audio",
+        "--encoder",
+        str(parts["llama"]),
+        "--llm",
+        str(parts["llama"]),
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert result.exit_code == 1
     assert f"--encoder '{parts['llama']}' is a 'llama' checkpoint" in result.output
     assert not (tmp_path / "x").exists()
@@ -348,15 +462,24 @@ def test_encoder_that_is_not_whisper_is_refused_before_loading(parts, tmp_path):
 
 def test_missing_encoder_directory_is_named(parts, tmp_path):
     missing = tmp_path / "no-such-whisper"
-    result = compose("--family", "qwen2_audio", "--encoder", str(missing), "--llm",
-                     str(parts["llama"]), "--out", str(tmp_path / "x"))
+    result = compose(
+        "--family", "qwen2_audio", "--encoder", str(missing), "--llm", str(parts["llama"]), "--out", str(tmp_path / "x")
+    )
     assert result.exit_code == 1
     assert f"--encoder '{missing}': no such directory." in result.output
 
 
 def test_llm_that_is_not_causal_is_refused(parts, tmp_path):
-    result = compose("--family", "qwen2_audio", "--encoder", str(parts["whisper"]), "--llm",
-                     str(parts["whisper"]), "--out", str(tmp_path / "x"))
+    result = compose(
+        "--family",
+        "qwen2_audio",
+        "--encoder",
+        str(parts["whisper"]),
+        "--llm",
+        str(parts["whisper"]),
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert result.exit_code == 1
     assert f"--llm '{parts['whisper']}' is not a decoder-only causal LM: model_type 'whisper'" in result.output
 
@@ -365,23 +488,49 @@ def test_masked_lm_is_refused_as_llm(tmp_path):
     from transformers import BertConfig
 
     BertConfig(architectures=["BertForMaskedLM"]).save_pretrained(tmp_path / "bert")
-    result = compose("--family", "voxtral", "--encoder", str(tmp_path / "bert"), "--llm",
-                     str(tmp_path / "bert"), "--out", str(tmp_path / "x"))
+    result = compose(
+        "--family",
+        "voxtral",
+        "--encoder",
+        str(tmp_path / "bert"),
+        "--llm",
+        str(tmp_path / "bert"),
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert result.exit_code == 1  # the encoder is checked first
     assert "is a 'bert' checkpoint" in result.output
 
 
 def test_unknown_family_lists_the_composable_ones(parts, tmp_path):
-    result = compose("--family", "phi4_multimodal", "--encoder", str(parts["whisper"]), "--llm",
-                     str(parts["llama"]), "--out", str(tmp_path / "x"))
+    result = compose(
+        "--family",
+        "phi4_multimodal",
+        "--encoder",
+        str(parts["whisper"]),
+        "--llm",
+        str(parts["llama"]),
+        "--out",
+        str(tmp_path / "x"),
+    )
     assert result.exit_code == 1
     assert "--family 'phi4_multimodal' cannot be composed" in result.output
     assert "Choose one of: audioflamingo3, qwen2_audio, voxtral." in result.output
 
 
 def test_window_beyond_the_encoder_positions_is_refused(parts, tmp_path):
-    result = compose("--family", "voxtral", "--encoder", str(parts["whisper"]), "--llm",
-                     str(parts["llama"]), "--out", str(tmp_path / "x"), "--window-seconds", "11")
+    result = compose(
+        "--family",
+        "voxtral",
+        "--encoder",
+        str(parts["whisper"]),
+        "--llm",
+        str(parts["llama"]),
+        "--out",
+        str(tmp_path / "x"),
+        "--window-seconds",
+        "11",
+    )
     assert result.exit_code == 1
     assert "--window-seconds 11 is beyond what the encoder" in result.output
     assert "500 positions cover 10 s of audio. Pass --window-seconds 10 or less." in result.output
@@ -405,8 +554,16 @@ def test_existing_output_needs_overwrite(parts, tmp_path):
     out = tmp_path / "exists"
     out.mkdir()
     (out / "keep.txt").write_text("mine")
-    args = ["--family", "qwen2_audio", "--encoder", str(parts["whisper"]), "--llm",
-            str(parts["llama"]), "--out", str(out)]
+    args = [
+        "--family",
+        "qwen2_audio",
+        "--encoder",
+        str(parts["whisper"]),
+        "--llm",
+        str(parts["llama"]),
+        "--out",
+        str(out),
+    ]
     result = compose(*args)
     assert result.exit_code == 1
     assert f"output '{out}' already exists" in result.output and "--overwrite" in result.output
@@ -446,9 +603,7 @@ def write_tiny_gguf(llama_dir: Path, path: Path) -> Path:
     writer.add_tokenizer_model("gpt2")
     writer.add_tokenizer_pre("llama-bpe")
     writer.add_token_list(tokens)
-    writer.add_token_types(
-        [gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens]
-    )
+    writer.add_token_types([gguf.TokenType.CONTROL if t in special else gguf.TokenType.NORMAL for t in tokens])
     merges = json.loads(tok.backend_tokenizer.to_str())["model"]["merges"]
     writer.add_token_merges([" ".join(m) if isinstance(m, list) else m for m in merges])
     writer.add_bos_token_id(tok.bos_token_id)
@@ -476,8 +631,9 @@ def test_llm_from_a_gguf_file(parts, tmp_path, speech_wav):
 
     gguf_path = write_tiny_gguf(parts["llama"], tmp_path / "tiny-llama.F32.gguf")
     out = tmp_path / "from-gguf"
-    result = compose("--family", "qwen2_audio", "--encoder", str(parts["whisper"]), "--llm",
-                     str(gguf_path), "--out", str(out))
+    result = compose(
+        "--family", "qwen2_audio", "--encoder", str(parts["whisper"]), "--llm", str(gguf_path), "--out", str(out)
+    )
     assert result.exit_code == 0, result.output
     lm = load(str(out), device="cpu", dtype="float32")
     llama = LlamaForCausalLM.from_pretrained(parts["llama"])
@@ -505,8 +661,12 @@ def test_gguf_paths_are_routed_to_gguf_loading(tmp_path):
 
 @pytest.mark.parametrize(
     ("template", "expected"),
-    [("qwen2_audio", "llm"), (LLAMA_TEMPLATE, "llm+audio"), (None, "family"),
-     ("{{ raise_exception('no audio here') }}", "family")],
+    [
+        ("qwen2_audio", "llm"),
+        (LLAMA_TEMPLATE, "llm+audio"),
+        (None, "family"),
+        ("{{ raise_exception('no audio here') }}", "family"),
+    ],
 )
 def test_template_choice_keeps_what_works(template, expected):
     from speechsum_cli.families import get_family

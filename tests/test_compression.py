@@ -17,9 +17,30 @@ runner = CliRunner()
 
 
 def aligned(rows: Path, model: Path, out: Path, *extra: str) -> Path:
-    result = runner.invoke(app, ["align", "--data", str(rows), "--model", str(model), "--out", str(out),
-                                 "--heldout-rows", "4", "--batch-size", "4", "--evals", "1",
-                                 "--max-steps", "40", "--lr", "3e-3", "--no-progress", *extra])
+    result = runner.invoke(
+        app,
+        [
+            "align",
+            "--data",
+            str(rows),
+            "--model",
+            str(model),
+            "--out",
+            str(out),
+            "--heldout-rows",
+            "4",
+            "--batch-size",
+            "4",
+            "--evals",
+            "1",
+            "--max-steps",
+            "40",
+            "--lr",
+            "3e-3",
+            "--no-progress",
+            *extra,
+        ],
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -82,8 +103,11 @@ def test_placeholders_match_the_selected_frames_and_the_forward_reads_exactly_th
     sr = lm.sampling_rate
     wave = load_audio(speech_wav, sr)
     clips = [wave[: 5 * sr], wave[2 * sr : 4 * sr]]
-    prompts = [Prompt("summarize", audio=clips[0], answer="a"), Prompt("no audio here", answer="b"),
-               Prompt("summarize", audio=clips[1], answer="c")]
+    prompts = [
+        Prompt("summarize", audio=clips[0], answer="a"),
+        Prompt("no audio here", answer="b"),
+        Prompt("summarize", audio=clips[1], answer="c"),
+    ]
     batch = lm.encode(prompts, padding_side="right")
     ids = batch.inputs["input_ids"]
     audio_id = lm.config.audio_token_id
@@ -109,7 +133,8 @@ def test_placeholders_match_the_selected_frames_and_the_forward_reads_exactly_th
         rows = torch.cat([full[i, kept[i]] for i in range(2)])
         embeds[ids == audio_id] = rows
         manual = lm.model.get_submodule("model.language_model")(
-            inputs_embeds=embeds, attention_mask=batch.inputs["attention_mask"]).last_hidden_state
+            inputs_embeds=embeds, attention_mask=batch.inputs["attention_mask"]
+        ).last_hidden_state
         manual = lm.model.lm_head(manual)
     torch.testing.assert_close(logits, manual)
 
@@ -118,29 +143,91 @@ def test_sft_on_a_compressed_model_carries_it_on_and_summarize_runs(compressed, 
     from speechsum_cli.families import load
 
     rows = tmp_path / "rows.jsonl"
-    rows.write_text("\n".join(json.dumps({"id": f"s{i}", "audio": str(speech_wav), "query": "summarize",
-                                          "summary": "alice opened the budget review"}) for i in range(4)) + "\n")
+    rows.write_text(
+        "\n".join(
+            json.dumps(
+                {
+                    "id": f"s{i}",
+                    "audio": str(speech_wav),
+                    "query": "summarize",
+                    "summary": "alice opened the budget review",
+                }
+            )
+            for i in range(4)
+        )
+        + "\n"
+    )
     out = tmp_path / "sft"
-    result = runner.invoke(app, ["sft", "--data", str(rows), "--model", str(compressed), "--out", str(out),
-                                 "--max-steps", "2", "--batch-size", "2", "--on-long-audio", "chunk",
-                                 "--logging-steps", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "sft",
+            "--data",
+            str(rows),
+            "--model",
+            str(compressed),
+            "--out",
+            str(out),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--on-long-audio",
+            "chunk",
+            "--logging-steps",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert (out / COMPRESSION_FILE).is_file() and (out / HEAD_FILE).is_file()
     assert load(str(out), device="cpu", dtype="float32").compressor is not None
     merged = tmp_path / "merged"
-    again = runner.invoke(app, ["sft", "--data", str(rows), "--model", str(out), "--out", str(merged),
-                                "--max-steps", "1", "--batch-size", "2", "--on-long-audio", "chunk",
-                                "--merge"])
+    again = runner.invoke(
+        app,
+        [
+            "sft",
+            "--data",
+            str(rows),
+            "--model",
+            str(out),
+            "--out",
+            str(merged),
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--on-long-audio",
+            "chunk",
+            "--merge",
+        ],
+    )
     assert again.exit_code == 0, again.output
     assert (merged / COMPRESSION_FILE).is_file()
-    summary = runner.invoke(app, ["summarize", str(speech_wav), "--model", str(merged),
-                                  "--max-new-tokens", "4", "--no-progress"])
+    summary = runner.invoke(
+        app, ["summarize", str(speech_wav), "--model", str(merged), "--max-new-tokens", "4", "--no-progress"]
+    )
     assert summary.exit_code == 0, summary.output
 
 
 def test_compress_is_refused_for_a_family_whose_clips_vary(asr_rows, tiny_models, tmp_path):
-    result = runner.invoke(app, ["align", "--data", str(asr_rows), "--model", str(tiny_models("qwen2_audio")),
-                                 "--out", str(tmp_path / "o"), "--compress", "--max-steps", "1", "--heldout-rows", "4", "--no-progress"])
+    result = runner.invoke(
+        app,
+        [
+            "align",
+            "--data",
+            str(asr_rows),
+            "--model",
+            str(tiny_models("qwen2_audio")),
+            "--out",
+            str(tmp_path / "o"),
+            "--compress",
+            "--max-steps",
+            "1",
+            "--heldout-rows",
+            "4",
+            "--no-progress",
+        ],
+    )
     assert result.exit_code == 1
     assert "--compress" in result.output and "qwen2_audio" in result.output
     assert not (tmp_path / "o").exists()

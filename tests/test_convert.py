@@ -15,8 +15,12 @@ from tests.conftest import espeak
 
 runner = CliRunner()
 
-SENTENCES = ("Alice opened the budget review at nine.", "Bob will send the contract by Friday.",
-             "The launch moves to March fourteenth.", "We decided to hire three engineers.")
+SENTENCES = (
+    "Alice opened the budget review at nine.",
+    "Bob will send the contract by Friday.",
+    "The launch moves to March fourteenth.",
+    "We decided to hire three engineers.",
+)
 QUERY = "Summarize in one sentence."
 
 
@@ -41,19 +45,30 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def swift_sft_rows(corpus: Path) -> list[dict]:
     """ms-swift's SFT rows as its docs show them: absolute audio paths, one <audio> tag each."""
-    return [{"messages": [{"role": "user", "content": f"<audio>{QUERY}"},
-                          {"role": "assistant", "content": text}],
-             "audios": [str(corpus / "audio" / f"clip{i}.wav")], "id": f"row{i}"}
-            for i, text in enumerate(SENTENCES)]
+    return [
+        {
+            "messages": [{"role": "user", "content": f"<audio>{QUERY}"}, {"role": "assistant", "content": text}],
+            "audios": [str(corpus / "audio" / f"clip{i}.wav")],
+            "id": f"row{i}",
+        }
+        for i, text in enumerate(SENTENCES)
+    ]
 
 
 def swift_dpo_rows(corpus: Path) -> list[dict]:
-    return [{"messages": [{"role": "system", "content": "Only state what was said."},
-                          {"role": "user", "content": f"<audio>{QUERY}"},
-                          {"role": "assistant", "content": text}],
-             "rejected_response": f"{text} Also, the moon is made of cheese.",
-             "audios": [str(corpus / "audio" / f"clip{i}.wav")], "id": f"row{i}"}
-            for i, text in enumerate(SENTENCES)]
+    return [
+        {
+            "messages": [
+                {"role": "system", "content": "Only state what was said."},
+                {"role": "user", "content": f"<audio>{QUERY}"},
+                {"role": "assistant", "content": text},
+            ],
+            "rejected_response": f"{text} Also, the moon is made of cheese.",
+            "audios": [str(corpus / "audio" / f"clip{i}.wav")],
+            "id": f"row{i}",
+        }
+        for i, text in enumerate(SENTENCES)
+    ]
 
 
 def convert(*args: str):
@@ -90,11 +105,18 @@ def test_swift_to_speechsum_to_swift_round_trips(rows, corpus, tmp_path):
 def test_llamafactory_sharegpt_and_alpaca_become_speechsum_rows(corpus, tmp_path):
     data = corpus / "lf"
     data.mkdir(exist_ok=True)
-    sharegpt = write_jsonl(data / "prefs.jsonl", [
-        {"conversations": [{"from": "human", "value": f"{QUERY}\n<audio>"}],
-         "chosen": {"from": "gpt", "value": text}, "rejected": {"from": "gpt", "value": "Nothing happened."},
-         "audios": [f"../audio/clip{i}.wav"]}
-        for i, text in enumerate(SENTENCES)])
+    sharegpt = write_jsonl(
+        data / "prefs.jsonl",
+        [
+            {
+                "conversations": [{"from": "human", "value": f"{QUERY}\n<audio>"}],
+                "chosen": {"from": "gpt", "value": text},
+                "rejected": {"from": "gpt", "value": "Nothing happened."},
+                "audios": [f"../audio/clip{i}.wav"],
+            }
+            for i, text in enumerate(SENTENCES)
+        ],
+    )
     out = tmp_path / "pairs"
     result = convert(str(sharegpt), str(out), "--json")
     assert result.exit_code == 0, result.output
@@ -102,12 +124,18 @@ def test_llamafactory_sharegpt_and_alpaca_become_speechsum_rows(corpus, tmp_path
     ds = load(out)
     assert ds["query"] == [QUERY] * 4 and ds["chosen"] == list(SENTENCES)
     assert ds["rejected"] == ["Nothing happened."] * 4
-    assert ds["audio"] == [str(corpus / "audio" / f"clip{i}.wav") for i in range(4)], "resolved against the file's folder"
+    assert ds["audio"] == [str(corpus / "audio" / f"clip{i}.wav") for i in range(4)], (
+        "resolved against the file's folder"
+    )
     assert ds["id"] == [f"{i:07d}" for i in range(4)]
 
-    alpaca = write_jsonl(data / "alpaca.jsonl", [
-        {"instruction": f"<audio>{QUERY}", "input": "", "output": text, "audios": [f"../audio/clip{i}.wav"]}
-        for i, text in enumerate(SENTENCES)])
+    alpaca = write_jsonl(
+        data / "alpaca.jsonl",
+        [
+            {"instruction": f"<audio>{QUERY}", "input": "", "output": text, "audios": [f"../audio/clip{i}.wav"]}
+            for i, text in enumerate(SENTENCES)
+        ],
+    )
     result = convert(str(alpaca), str(tmp_path / "sft"), "--from", "llamafactory")
     assert result.exit_code == 0, result.output
     assert load(tmp_path / "sft")["summary"] == list(SENTENCES)
@@ -160,8 +188,9 @@ def test_a_row_whose_audio_tags_and_audios_differ_is_refused_by_line_and_nothing
     assert not out.exists() and list(tmp_path.iterdir()) == [source]
 
     for target in (str(tmp_path / "x.jsonl"), str(tmp_path / "sft")):  # the loader refuses it for every stage
-        assert f"{source}:4:" in " ".join(runner.invoke(app, ["sft", "--data", str(source), "--model", "unused",
-                                                              "--out", target]).stderr.split())
+        assert f"{source}:4:" in " ".join(
+            runner.invoke(app, ["sft", "--data", str(source), "--model", "unused", "--out", target]).stderr.split()
+        )
 
 
 def test_wrong_flags_and_destinations_say_what_to_do(corpus, tmp_path):
@@ -193,9 +222,27 @@ def lora_b_norm(adapter: Path) -> float:
 def test_sft_trains_from_a_swift_jsonl(corpus, tiny_models, tmp_path):
     source = write_jsonl(tmp_path / "swift.jsonl", swift_sft_rows(corpus))
     out = tmp_path / "sft"
-    result = runner.invoke(app, ["sft", "--data", str(source), "--model", str(tiny_models("qwen2_audio")),
-                                 "--out", str(out), "--max-steps", "2", "--lr", "1e-2", "--batch-size", "2",
-                                 "--warmup", "0", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "sft",
+            "--data",
+            str(source),
+            "--model",
+            str(tiny_models("qwen2_audio")),
+            "--out",
+            str(out),
+            "--max-steps",
+            "2",
+            "--lr",
+            "1e-2",
+            "--batch-size",
+            "2",
+            "--warmup",
+            "0",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["counts"]["train_rows"] == 4
     assert lora_b_norm(out) > 0, "LoRA B starts at zero: the adapter trained"
@@ -204,18 +251,43 @@ def test_sft_trains_from_a_swift_jsonl(corpus, tiny_models, tmp_path):
 def test_dpo_trains_from_a_swift_dpo_jsonl(corpus, tiny_models, tmp_path):
     source = write_jsonl(tmp_path / "swift-dpo.jsonl", swift_dpo_rows(corpus))
     out = tmp_path / "dpo"
-    result = runner.invoke(app, ["dpo", "--data", str(source), "--model", str(tiny_models("qwen2_audio")),
-                                 "--out", str(out), "--max-steps", "2", "--lr", "1e-2", "--batch-size", "2",
-                                 "--warmup", "0", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "dpo",
+            "--data",
+            str(source),
+            "--model",
+            str(tiny_models("qwen2_audio")),
+            "--out",
+            str(out),
+            "--max-steps",
+            "2",
+            "--lr",
+            "1e-2",
+            "--batch-size",
+            "2",
+            "--warmup",
+            "0",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["counts"]["train_pairs"] == 4
     assert lora_b_norm(out) > 0
 
 
 def test_a_llamafactory_json_array_is_read_and_its_bad_rows_named_by_position(corpus, tmp_path):
-    rows = [{"messages": [{"role": "user", "content": "<audio>What was decided?"},
-                          {"role": "assistant", "content": text}],
-             "audios": [str(corpus / "audio" / f"clip{i}.wav")]} for i, text in enumerate(SENTENCES)]
+    rows = [
+        {
+            "messages": [
+                {"role": "user", "content": "<audio>What was decided?"},
+                {"role": "assistant", "content": text},
+            ],
+            "audios": [str(corpus / "audio" / f"clip{i}.wav")],
+        }
+        for i, text in enumerate(SENTENCES)
+    ]
     source = tmp_path / "mllm_audio.json"  # LLaMA-Factory's demos are .json arrays
     source.write_text(json.dumps(rows, indent=2))
     assert convert(str(source), str(tmp_path / "ok")).exit_code == 0

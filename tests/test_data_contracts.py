@@ -17,10 +17,13 @@ def write_jsonl(path, rows):
 
 
 def test_jsonl_with_other_column_names_is_mapped_and_paths_resolved(tmp_path):
-    data = write_jsonl(tmp_path / "corpus.jsonl", [
-        {"file": "clips/a.wav", "text": "Alice spoke."},
-        {"file": "clips/b.wav", "text": ""},
-    ])
+    data = write_jsonl(
+        tmp_path / "corpus.jsonl",
+        [
+            {"file": "clips/a.wav", "text": "Alice spoke."},
+            {"file": "clips/b.wav", "text": ""},
+        ],
+    )
     ds = load_rows(data, columns=ColumnMap(audio="file", transcript="text"))
     assert set(ds.column_names) == {"id", "audio", "transcript"}
     assert ds["id"] == ["0000000", "0000001"]
@@ -34,8 +37,7 @@ def test_loading_a_saved_dataset_never_writes_into_its_directory(tmp_path):
     from datasets import Dataset
 
     saved = tmp_path / "pairs"
-    Dataset.from_list([{"id": 1, "audio": "clips/a.wav"}, {"id": 2, "audio": "clips/b.wav"}]
-                      ).save_to_disk(str(saved))
+    Dataset.from_list([{"id": 1, "audio": "clips/a.wav"}, {"id": 2, "audio": "clips/b.wav"}]).save_to_disk(str(saved))
     before = sorted(p.name for p in saved.iterdir())
     ds = load_rows(saved)
     assert ds["id"] == ["1", "2"]
@@ -78,10 +80,18 @@ def test_manifest_keeps_lineage_and_never_writes_secrets(tmp_path):
     upstream.mkdir()
     write_manifest(upstream, stage="synth", config={"n": 2}, counts={"written": 2})
     write_manifest(
-        tmp_path / "sft", stage="sft",
-        config={"api_key": "sk-secret", "api_key_env": "OPENAI_API_KEY", "nested": {"token": "t"}, "lr": 1e-4,
-                "max_tokens": 512, "hf_token": "hf_x"},
-        inputs=[upstream], counts={"rows_in": 2},
+        tmp_path / "sft",
+        stage="sft",
+        config={
+            "api_key": "sk-secret",
+            "api_key_env": "OPENAI_API_KEY",
+            "nested": {"token": "t"},
+            "lr": 1e-4,
+            "max_tokens": 512,
+            "hf_token": "hf_x",
+        },
+        inputs=[upstream],
+        counts={"rows_in": 2},
     )
     text = (tmp_path / "sft" / "speechsum.json").read_text()
     assert "sk-secret" not in text and '"t"' not in text and "hf_x" not in text
@@ -122,9 +132,12 @@ def empty_inputs(tmp_path):
     Dataset.from_dict(columns).to_parquet(str(tmp_path / "rows.parquet"))
     (tmp_path / "blank.jsonl").write_text("\n  \n\n")
     (tmp_path / "empty.json").write_text("[]\n")
-    return {"saved": "a saved dataset with no data files",
-            "rows.parquet": "a parquet file of 0 rows",
-            "blank.jsonl": "only blank lines", "empty.json": "an empty JSON list"}
+    return {
+        "saved": "a saved dataset with no data files",
+        "rows.parquet": "a parquet file of 0 rows",
+        "blank.jsonl": "only blank lines",
+        "empty.json": "an empty JSON list",
+    }
 
 
 def test_data_without_rows_is_refused_by_name(tmp_path):
@@ -138,8 +151,10 @@ def test_data_without_rows_is_refused_by_name(tmp_path):
 def test_an_empty_split_is_refused_and_the_other_splits_still_load(tmp_path):
     from datasets import Dataset, DatasetDict
 
-    splits = {"train": Dataset.from_dict({"id": ["a"], "transcript": ["x"]}),
-              "test": Dataset.from_dict({"id": [], "transcript": []})}
+    splits = {
+        "train": Dataset.from_dict({"id": ["a"], "transcript": ["x"]}),
+        "test": Dataset.from_dict({"id": [], "transcript": []}),
+    }
     DatasetDict(splits).save_to_disk(str(tmp_path / "dd"))
     assert load_rows(tmp_path / "dd", split="train")["id"] == ["a"]
     with pytest.raises(InputError, match=r"data '.*dd/test' has no rows \(found a saved dataset"):
@@ -165,8 +180,7 @@ def test_every_training_and_eval_stage_names_an_empty_saved_dataset(stage, tmp_p
     empty_inputs(tmp_path)
     model = str(tiny_models("qwen2_audio"))
     args = [a.format(model=model) for a in STAGE_ARGS[stage]]
-    result = CliRunner().invoke(app, [stage, "--data", str(tmp_path / "saved"), *args,
-                                      "--out", str(tmp_path / "out")])
+    result = CliRunner().invoke(app, [stage, "--data", str(tmp_path / "saved"), *args, "--out", str(tmp_path / "out")])
     assert result.exit_code == 1, result.output
     assert "Traceback" not in result.output and not isinstance(result.exception, IndexError)
     message = " ".join(result.output.split())

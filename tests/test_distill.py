@@ -149,8 +149,14 @@ def test_distill_loss_ignores_padding_and_post_stop_positions(estimator):
 
     def loss_of(student, teacher, teacher_logp):
         full = estimator == "full"  # the rows are logits: an identity head
-        scored = Scored(student, Head(None, 11), TeacherScores(teacher_logp, teacher if full else None,
-                                                               Head(None, 11) if full else None), tokens, mask, 0)
+        scored = Scored(
+            student,
+            Head(None, 11),
+            TeacherScores(teacher_logp, teacher if full else None, Head(None, 11) if full else None),
+            tokens,
+            mask,
+            0,
+        )
         return distill_loss(scored, kind="reverse-kl", beta=0.5, estimator=estimator, chunk_size=2)[0]
 
     junk_s, junk_t, junk_lp = s.clone(), t.clone(), t_logp.clone()
@@ -212,8 +218,9 @@ def student(teacher, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("distill-student")
     whisper = save_tiny_whisper(root / "whisper", positions=250)  # a 5 s window
     out = root / "student"
-    result = runner.invoke(app, ["compose", "--family", "qwen2_audio", "--encoder", str(whisper),
-                                 "--llm", str(teacher), "--out", str(out)])
+    result = runner.invoke(
+        app, ["compose", "--family", "qwen2_audio", "--encoder", str(whisper), "--llm", str(teacher), "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     return out
 
@@ -230,9 +237,28 @@ def adapter_state(path: Path) -> dict[str, torch.Tensor]:
 
 def test_distill_pulls_the_student_toward_the_teacher(student, teacher, data, held, tmp_path, speech_wav):
     out = tmp_path / "kd"
-    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher),
-                     "--out", str(out), "--eval-data", str(held), "--max-steps", "24", "--lr", "1e-2",
-                     "--max-new-tokens", "10", "--logging-steps", "4", "--seed", "0")
+    result = distill(
+        "--data",
+        str(data),
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(out),
+        "--eval-data",
+        str(held),
+        "--max-steps",
+        "24",
+        "--lr",
+        "1e-2",
+        "--max-new-tokens",
+        "10",
+        "--logging-steps",
+        "4",
+        "--seed",
+        "0",
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     metrics, counts = payload["metrics"], payload["counts"]
@@ -264,12 +290,31 @@ def test_distill_pulls_the_student_toward_the_teacher(student, teacher, data, he
     enc_after = after.model.get_submodule(prefix).state_dict()
     assert all(torch.equal(enc_before[k], enc_after[k]) for k in enc_before)
     proj = before.family.projector_prefixes[0]
-    assert not all(torch.equal(a, b) for a, b in zip(before.model.get_submodule(proj).state_dict().values(),
-                                                       after.model.get_submodule(proj).state_dict().values()))
+    assert not all(
+        torch.equal(a, b)
+        for a, b in zip(
+            before.model.get_submodule(proj).state_dict().values(),
+            after.model.get_submodule(proj).state_dict().values(),
+        )
+    )
 
     # the output is a speechsum checkpoint: summarize loads it
-    summary = runner.invoke(app, ["summarize", str(speech_wav), "--model", str(out), "--max-new-tokens", "4",
-                                  "--no-progress", "--format", "json", "--on-long-audio", "chunk"])
+    summary = runner.invoke(
+        app,
+        [
+            "summarize",
+            str(speech_wav),
+            "--model",
+            str(out),
+            "--max-new-tokens",
+            "4",
+            "--no-progress",
+            "--format",
+            "json",
+            "--on-long-audio",
+            "chunk",
+        ],
+    )
     assert summary.exit_code == 0, summary.output
 
 
@@ -287,8 +332,7 @@ def test_teacher_reads_the_transcript_in_its_template_and_the_student_hears_the_
 
     lm = load(str(student), device="cpu", dtype="float32")
     tok = AutoTokenizer.from_pretrained(teacher)
-    cfg = DistillConfig(data=data, model=str(student), teacher=str(teacher), out=Path("unused"),
-                        teacher_device="cpu")
+    cfg = DistillConfig(data=data, model=str(student), teacher=str(teacher), out=Path("unused"), teacher_device="cpu")
     n = check_vocab(lm.tokenizer, tok, student="s", teacher="t", family="qwen2_audio")
     t = LocalTeacher.load(cfg, tok, n)
     batcher = Batcher(lm, t, lm.stop_token_ids())
@@ -298,27 +342,35 @@ def test_teacher_reads_the_transcript_in_its_template_and_the_student_hears_the_
     def spy(name):
         def hook(module, args, kwargs):
             seen[name] = dict(kwargs)
+
         return hook
 
     t.model.register_forward_pre_hook(spy("teacher"), with_kwargs=True)
     lm.model.register_forward_pre_hook(spy("student"), with_kwargs=True)
     completion = tok("The budget review.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    scored = batcher.score(lm.model, [Prompt(rows[0]["query"], rows[0]["wave"])],
-                           [t.prompt_ids(rows[0]["transcript"], rows[0]["query"])], [completion], full=True)
+    scored = batcher.score(
+        lm.model,
+        [Prompt(rows[0]["query"], rows[0]["wave"])],
+        [t.prompt_ids(rows[0]["transcript"], rows[0]["query"])],
+        [completion],
+        full=True,
+    )
 
     transcript = ROWS[0][1]
     teacher_ids = seen["teacher"]["input_ids"][0].tolist()
     teacher_text = tok.decode(teacher_ids)
     assert transcript in teacher_text and QUERY in teacher_text
-    assert "<|im_start|>user\n" in teacher_text and teacher_text.index(transcript) < teacher_text.index("<|im_start|>assistant\n")
+    assert "<|im_start|>user\n" in teacher_text and teacher_text.index(transcript) < teacher_text.index(
+        "<|im_start|>assistant\n"
+    )
     assert "<|AUDIO|>" not in teacher_text and "input_features" not in seen["teacher"]
-    assert teacher_ids[-len(completion):] == completion  # the student's ids, not re-tokenized text
+    assert teacher_ids[-len(completion) :] == completion  # the student's ids, not re-tokenized text
     assert teacher_text.endswith("The budget review.<|im_end|>")
 
     student_text = lm.tokenizer.decode(seen["student"]["input_ids"][0])
     assert seen["student"]["input_features"].abs().sum() > 0 and "<|AUDIO|>" in student_text
     assert transcript not in student_text and QUERY in student_text
-    assert seen["student"]["input_ids"][0].tolist()[-len(completion):] == completion
+    assert seen["student"]["input_ids"][0].tolist()[-len(completion) :] == completion
     # every completion token, the end-of-turn included, is scored
     assert scored.mask.sum().item() == len(completion)
     hidden = t.model.config.hidden_size  # the student is composed around the teacher's LLM
@@ -350,8 +402,9 @@ def test_loss_from_hidden_states_equals_the_loss_from_full_logits(full_training,
 
     lm = load(str(student), device="cpu", dtype="float32")
     tok = AutoTokenizer.from_pretrained(teacher)
-    cfg = DistillConfig(data=data, model=str(student), teacher=str(teacher), out=Path("unused"),
-                        teacher_device="cpu", chunk_size=3)
+    cfg = DistillConfig(
+        data=data, model=str(student), teacher=str(teacher), out=Path("unused"), teacher_device="cpu", chunk_size=3
+    )
     n = check_vocab(lm.tokenizer, tok, student="s", teacher="t", family="qwen2_audio")
     t = LocalTeacher.load(cfg, tok, n)
     torch.manual_seed(0)
@@ -365,8 +418,10 @@ def test_loss_from_hidden_states_equals_the_loss_from_full_logits(full_training,
     rows = DistillCollator(lm, lm.window_seconds)(list(load_rows(data))[:2])["rows"]
     prompts = [Prompt(r["query"], r["wave"]) for r in rows]
     t_prompts = [t.prompt_ids(r["transcript"], r["query"]) for r in rows]
-    completions = [tok("The budget review opened at nine.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id],
-                   tok("Bob sends it.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id, 7, 8]]
+    completions = [
+        tok("The budget review opened at nine.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id],
+        tok("Bob sends it.", add_special_tokens=False)["input_ids"] + [tok.eos_token_id, 7, 8],
+    ]
 
     def gradients(loss):
         grads = torch.autograd.grad(loss, trained, allow_unused=True)
@@ -415,8 +470,16 @@ def test_a_model_that_changes_its_heads_output_falls_back_to_its_full_logits():
 
     from speechsum_cli.training.head import HeadStates, forward_last
 
-    config = Gemma2Config(vocab_size=50, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
-                          num_attention_heads=2, num_key_value_heads=1, head_dim=8, final_logit_softcapping=2.0)
+    config = Gemma2Config(
+        vocab_size=50,
+        hidden_size=16,
+        intermediate_size=32,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        head_dim=8,
+        final_logit_softcapping=2.0,
+    )
     torch.manual_seed(0)
     model = Gemma2ForCausalLM(config).eval()
     inputs = {"input_ids": torch.tensor([[1, 5, 7, 9, 11]]), "attention_mask": torch.ones(1, 5, dtype=torch.long)}
@@ -430,8 +493,18 @@ def test_a_model_that_changes_its_heads_output_falls_back_to_its_full_logits():
 
 def test_vocabulary_mismatch_errors_before_any_training(tiny_models, tiny_text_lm, data, tmp_path):
     out = tmp_path / "kd"
-    result = distill("--data", str(data), "--student", str(tiny_models("qwen2_audio")),
-                     "--teacher", str(tiny_text_lm), "--out", str(out), "--max-steps", "1")
+    result = distill(
+        "--data",
+        str(data),
+        "--student",
+        str(tiny_models("qwen2_audio")),
+        "--teacher",
+        str(tiny_text_lm),
+        "--out",
+        str(out),
+        "--max-steps",
+        "1",
+    )
     assert result.exit_code == 1
     text = " ".join(result.output.split())
     assert "do not share a vocabulary" in text
@@ -444,37 +517,61 @@ def test_vocabulary_mismatch_errors_before_any_training(tiny_models, tiny_text_l
 def test_missing_transcript_column_is_named(student, teacher, tmp_path, speech_wav):
     path = tmp_path / "rows.jsonl"
     path.write_text(json.dumps({"id": "a", "audio": str(speech_wav), "query": QUERY, "summary": "x"}) + "\n")
-    result = distill("--data", str(path), "--student", str(student), "--teacher", str(teacher),
-                     "--out", str(tmp_path / "kd"))
+    result = distill(
+        "--data", str(path), "--student", str(student), "--teacher", str(teacher), "--out", str(tmp_path / "kd")
+    )
     assert result.exit_code == 1
     text = " ".join(result.output.split())
     assert "has no column 'transcript'" in text and "the teacher reads the transcript" in text
 
 
-@pytest.mark.parametrize("flags, message", [
-    (["--loss", "forward-kl", "--estimator", "sampled"], "use it with --loss reverse-kl"),
-    (["--loss", "jsd", "--beta", "1"], "--beta must be strictly between 0 and 1"),
-    (["--estimator", "sampled", "--lmbda", "0.5"], "--estimator sampled needs the student's own samples"),
-])
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--loss", "forward-kl", "--estimator", "sampled"], "use it with --loss reverse-kl"),
+        (["--loss", "jsd", "--beta", "1"], "--beta must be strictly between 0 and 1"),
+        (["--estimator", "sampled", "--lmbda", "0.5"], "--estimator sampled needs the student's own samples"),
+    ],
+)
 def test_inconsistent_flags_are_refused(flags, message, student, teacher, data, tmp_path):
-    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher),
-                     "--out", str(tmp_path / "kd"), *flags)
+    result = distill(
+        "--data", str(data), "--student", str(student), "--teacher", str(teacher), "--out", str(tmp_path / "kd"), *flags
+    )
     assert result.exit_code == 1
     assert message in " ".join(result.output.split())
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flags", [
-    ["--loss", "forward-kl", "--lmbda", "0.5", "--sft-alpha", "0.5"],
-    ["--loss", "jsd", "--beta", "0.3", "--samples-per-prompt", "2", "--chunk-size", "3"],
-    ["--estimator", "sampled", "--merge"],
-    ["--teacher-device", "cpu", "--teacher-dtype", "bfloat16", "--grad-accum", "2", "--batch-size", "1"],
-])
+@pytest.mark.parametrize(
+    "flags",
+    [
+        ["--loss", "forward-kl", "--lmbda", "0.5", "--sft-alpha", "0.5"],
+        ["--loss", "jsd", "--beta", "0.3", "--samples-per-prompt", "2", "--chunk-size", "3"],
+        ["--estimator", "sampled", "--merge"],
+        ["--teacher-device", "cpu", "--teacher-dtype", "bfloat16", "--grad-accum", "2", "--batch-size", "1"],
+    ],
+)
 def test_other_losses_estimators_and_mixing_train(flags, student, teacher, data, tmp_path):
     out = tmp_path / "kd"
-    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher),
-                     "--out", str(out), "--max-steps", "4", "--lr", "1e-2", "--max-new-tokens", "6",
-                     "--logging-steps", "1", *flags)
+    result = distill(
+        "--data",
+        str(data),
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(out),
+        "--max-steps",
+        "4",
+        "--lr",
+        "1e-2",
+        "--max-new-tokens",
+        "6",
+        "--logging-steps",
+        "1",
+        *flags,
+    )
     assert result.exit_code == 0, result.output
     payload = json.loads(result.stdout)
     counts, metrics = payload["counts"], payload["metrics"]
@@ -500,10 +597,34 @@ def test_ddp_two_processes_on_cpu(student, teacher, data, tmp_path):
 
     out = tmp_path / "ddp" / "kd"
     out.parent.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29527",
-               "-m", "speechsum_cli", "distill", "--data", str(data), "--student", str(student),
-               "--teacher", str(teacher), "--out", str(out), "--max-steps", "2", "--max-new-tokens", "4",
-               "--batch-size", "1", "--logging-steps", "1"]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29527",
+        "-m",
+        "speechsum_cli",
+        "distill",
+        "--data",
+        str(data),
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--batch-size",
+        "1",
+        "--logging-steps",
+        "1",
+    ]
     done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("Parameters") == 1
@@ -536,8 +657,9 @@ def test_reference_summaries_become_the_students_tokens_through_the_end_of_turn(
     from speechsum_cli.stages.distill.sampling import reference_completion
 
     lm = load(str(student), device="cpu", dtype="float32")
-    ids = reference_completion(lm, Prompt(QUERY, np.zeros(8000, np.float32), answer="Budget review."),
-                               lm.stop_token_ids())
+    ids = reference_completion(
+        lm, Prompt(QUERY, np.zeros(8000, np.float32), answer="Budget review."), lm.stop_token_ids()
+    )
     assert lm.tokenizer.decode(ids) == "Budget review.<|im_end|>"
     assert ids[-1] in lm.stop_token_ids()
 
@@ -545,12 +667,38 @@ def test_reference_summaries_become_the_students_tokens_through_the_end_of_turn(
 @pytest.mark.slow
 def test_compose_sft_distill_chain_continues_from_the_sft_adapter(student, teacher, data, tmp_path):
     sft_out = tmp_path / "sft"
-    done = runner.invoke(app, ["sft", "--data", str(data), "--model", str(student), "--out", str(sft_out),
-                               "--max-steps", "2", "--batch-size", "2"])
+    done = runner.invoke(
+        app,
+        [
+            "sft",
+            "--data",
+            str(data),
+            "--model",
+            str(student),
+            "--out",
+            str(sft_out),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "2",
+        ],
+    )
     assert done.exit_code == 0, done.output
     out = tmp_path / "kd"
-    result = distill("--data", str(data), "--student", str(sft_out), "--teacher", str(teacher),
-                     "--out", str(out), "--max-steps", "2", "--max-new-tokens", "4")
+    result = distill(
+        "--data",
+        str(data),
+        "--student",
+        str(sft_out),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--max-new-tokens",
+        "4",
+    )
     assert result.exit_code == 0, result.output
     assert "is an adapter: merged into its base" in result.output
     manifest = json.loads((out / "speechsum.json").read_text())
@@ -564,10 +712,21 @@ def test_compose_sft_distill_chain_continues_from_the_sft_adapter(student, teach
 def test_long_recordings_chunk_into_one_prompt(student, teacher, tmp_path, speech_wav):
     """12 s of speech on a 5 s student: refused by default, heard whole with --on-long-audio chunk."""
     path = tmp_path / "rows.jsonl"
-    path.write_text(json.dumps({"id": "long", "audio": str(speech_wav), "transcript": ROWS[0][1],
-                                "query": QUERY}) + "\n")
-    common = ["--data", str(path), "--student", str(student), "--teacher", str(teacher),
-              "--max-steps", "1", "--max-new-tokens", "4"]
+    path.write_text(
+        json.dumps({"id": "long", "audio": str(speech_wav), "transcript": ROWS[0][1], "query": QUERY}) + "\n"
+    )
+    common = [
+        "--data",
+        str(path),
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        "--max-steps",
+        "1",
+        "--max-new-tokens",
+        "4",
+    ]
     refused = distill(*common, "--out", str(tmp_path / "no"))
     assert refused.exit_code == 1 and "longer than the model's 5 s window" in " ".join(refused.output.split())
     result = distill(*common, "--out", str(tmp_path / "kd"), "--on-long-audio", "chunk")
@@ -582,12 +741,28 @@ def test_a_voxtral_student_distills_too(teacher, data, held, tmp_path):
 
     whisper = save_tiny_whisper(tmp_path / "whisper", positions=250)
     student = tmp_path / "vox"
-    made = runner.invoke(app, ["compose", "--family", "voxtral", "--encoder", str(whisper), "--llm", str(teacher),
-                               "--out", str(student)])
+    made = runner.invoke(
+        app, ["compose", "--family", "voxtral", "--encoder", str(whisper), "--llm", str(teacher), "--out", str(student)]
+    )
     assert made.exit_code == 0, made.output
-    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher),
-                     "--out", str(tmp_path / "kd"), "--eval-data", str(held), "--max-steps", "8", "--lr", "1e-2",
-                     "--max-new-tokens", "8")
+    result = distill(
+        "--data",
+        str(data),
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(tmp_path / "kd"),
+        "--eval-data",
+        str(held),
+        "--max-steps",
+        "8",
+        "--lr",
+        "1e-2",
+        "--max-new-tokens",
+        "8",
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)["metrics"]
     assert metrics["heldout_reverse_kl_after"] < 0.8 * metrics["heldout_reverse_kl_before"]
@@ -598,11 +773,23 @@ def test_teacher_template_errors_surface_before_training(student, teacher, data,
 
     strict = tmp_path / "strict-teacher"
     tok = AutoTokenizer.from_pretrained(teacher)
-    tok.chat_template = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
-                         "supported') }}{% endif %}" + tok.chat_template)
+    tok.chat_template = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
+        "supported') }}{% endif %}" + tok.chat_template
+    )
     tok.save_pretrained(strict)  # no weights: the check must come before the teacher loads
-    result = distill("--data", str(data), "--student", str(student), "--teacher", str(strict),
-                     "--out", str(tmp_path / "kd"), "--teacher-system", "Be brief.")
+    result = distill(
+        "--data",
+        str(data),
+        "--student",
+        str(student),
+        "--teacher",
+        str(strict),
+        "--out",
+        str(tmp_path / "kd"),
+        "--teacher-system",
+        "Be brief.",
+    )
     assert result.exit_code == 1
     text = " ".join(result.output.split())
     assert "System role not supported" in text and "drop --teacher-system" in text
@@ -631,9 +818,18 @@ def own_teacher(tiny_models, tmp_path_factory):
             out = tmp_path_factory.mktemp(f"teacher-{model_type}")
             tok = AutoTokenizer.from_pretrained(student)
             pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-            config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                                 num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                                 eos_token_id=tok.eos_token_id, pad_token_id=pad, initializer_range=0.2)
+            config = LlamaConfig(
+                vocab_size=len(tok),
+                hidden_size=32,
+                intermediate_size=64,
+                num_hidden_layers=1,
+                num_attention_heads=2,
+                num_key_value_heads=1,
+                max_position_embeddings=4096,
+                eos_token_id=tok.eos_token_id,
+                pad_token_id=pad,
+                initializer_range=0.2,
+            )
             seed_everything(3)
             model = LlamaForCausalLM(config)
             model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=pad)
@@ -651,8 +847,24 @@ def test_every_family_distills_from_a_teacher_of_its_vocabulary(model_type, tiny
 
     student, teacher = tiny_models(model_type), own_teacher(model_type)
     out = tmp_path / "kd"
-    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher), "--out", str(out),
-                     "--max-steps", "2", "--lr", "1e-2", "--max-new-tokens", "4", "--seed", "0")
+    result = distill(
+        "--data",
+        str(data),
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--lr",
+        "1e-2",
+        "--max-new-tokens",
+        "4",
+        "--seed",
+        "0",
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((out / "speechsum.json").read_text())
     assert manifest["teacher"]["source"] == str(teacher)

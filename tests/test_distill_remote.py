@@ -26,8 +26,12 @@ SERVER = Path(__file__).with_name("logprob_server.py")
 
 
 def start_server(model: Path, mode: str):
-    proc = subprocess.Popen([sys.executable, str(SERVER), str(model), "--mode", mode],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(SERVER), str(model), "--mode", mode],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     line = proc.stdout.readline()
     if not line.startswith("PORT "):
         proc.kill()
@@ -54,10 +58,14 @@ def distill(*args: str):
 
 def test_vllm_prompt_logprobs_are_read_at_the_completion_positions():
     ids = [5, 6, 7, 8]
-    choice = {"prompt_logprobs": [None,
-                                  {"6": {"logprob": -0.5, "rank": 1, "decoded_token": "a"}},
-                                  {"7": {"logprob": -2.0, "rank": 3}, "9": {"logprob": -0.1, "rank": 1}},
-                                  {"8": -1.5}]}
+    choice = {
+        "prompt_logprobs": [
+            None,
+            {"6": {"logprob": -0.5, "rank": 1, "decoded_token": "a"}},
+            {"7": {"logprob": -2.0, "rank": 3}, "9": {"logprob": -0.1, "rank": 1}},
+            {"8": -1.5},
+        ]
+    }
     scores = parse_prompt_logprobs(choice, ids, start=2)
     assert scores.logp == [-2.0, -1.5]
     assert scores.top == [{7: -2.0, 9: -0.1}, {8: -1.5}]
@@ -69,13 +77,22 @@ def test_vllm_prompt_logprobs_are_read_at_the_completion_positions():
 
 def test_echoed_logprobs_with_token_ids_are_read_too():
     ids = [5, 6, 7]
-    choice = {"logprobs": {"tokens": ["token_id:5", "token_id:6", "token_id:7"], "token_logprobs": [None, -0.3, -1.0],
-                           "top_logprobs": [None, {"token_id:6": -0.3}, {"token_id:2": -0.2, "token_id:7": -1.0}]}}
+    choice = {
+        "logprobs": {
+            "tokens": ["token_id:5", "token_id:6", "token_id:7"],
+            "token_logprobs": [None, -0.3, -1.0],
+            "top_logprobs": [None, {"token_id:6": -0.3}, {"token_id:2": -0.2, "token_id:7": -1.0}],
+        }
+    }
     scores = parse_echo(choice, ids, start=1, vocab={})
     assert scores.logp == [-0.3, -1.0] and scores.top[1] == {2: -0.2, 7: -1.0}
     with pytest.raises(Exception, match="not a token of the teacher's tokenizer"):
-        parse_echo({"logprobs": {"token_logprobs": [None, -0.3, -1.0],
-                                 "top_logprobs": [None, {"zz": -0.3}, {"a": -1.0}]}}, ids, start=1, vocab={"a": 7})
+        parse_echo(
+            {"logprobs": {"token_logprobs": [None, -0.3, -1.0], "top_logprobs": [None, {"zz": -0.3}, {"a": -1.0}]}},
+            ids,
+            start=1,
+            vocab={"a": 7},
+        )
 
 
 def test_top_k_divergence_is_exact_with_every_token_and_a_lower_bound_with_fewer():
@@ -109,12 +126,37 @@ def test_ids_past_the_shared_vocabulary_fall_into_the_tail():
 
 
 def test_a_remote_teacher_gives_the_local_teachers_figures_step_for_step(student, teacher, data, servers, tmp_path):  # noqa: F811
-    common = ["--data", str(data), "--student", str(student), "--teacher", str(teacher), "--estimator", "sampled",
-              "--max-steps", "3", "--logging-steps", "1", "--lr", "1e-2", "--max-new-tokens", "6", "--seed", "0"]
+    common = [
+        "--data",
+        str(data),
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        "--estimator",
+        "sampled",
+        "--max-steps",
+        "3",
+        "--logging-steps",
+        "1",
+        "--lr",
+        "1e-2",
+        "--max-new-tokens",
+        "6",
+        "--seed",
+        "0",
+    ]
     local = distill(*common, "--out", str(tmp_path / "local"))
     assert local.exit_code == 0, local.output
-    remote = distill(*common, "--out", str(tmp_path / "remote"), "--teacher-base-url", servers["prompt_logprobs"],
-                     "--teacher-concurrency", "2")
+    remote = distill(
+        *common,
+        "--out",
+        str(tmp_path / "remote"),
+        "--teacher-base-url",
+        servers["prompt_logprobs"],
+        "--teacher-concurrency",
+        "2",
+    )
     assert remote.exit_code == 0, remote.output
     steps = {name: json.loads(r.stdout)["metrics"]["log_history"] for name, r in (("local", local), ("remote", remote))}
     assert len(steps["local"]) == len(steps["remote"]) == 3
@@ -134,9 +176,28 @@ def test_a_remote_teacher_gives_the_local_teachers_figures_step_for_step(student
 
 def test_echo_servers_and_full_vocabulary_losses_take_the_top_k_with_a_tail(student, teacher, data, servers, tmp_path):  # noqa: F811
     out = tmp_path / "kd"
-    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher), "--out", str(out),
-                     "--teacher-base-url", servers["echo"], "--loss", "jsd", "--teacher-top-k", "5",
-                     "--max-steps", "2", "--max-new-tokens", "4", "--logging-steps", "1")
+    result = distill(
+        "--data",
+        str(data),
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(out),
+        "--teacher-base-url",
+        servers["echo"],
+        "--loss",
+        "jsd",
+        "--teacher-top-k",
+        "5",
+        "--max-steps",
+        "2",
+        "--max-new-tokens",
+        "4",
+        "--logging-steps",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     assert "top-5 tokens + one tail bucket" in " ".join(result.output.split())
     record = json.loads((out / "speechsum.json").read_text())["teacher"]
@@ -147,8 +208,20 @@ def test_echo_servers_and_full_vocabulary_losses_take_the_top_k_with_a_tail(stud
 
 def test_a_server_without_prompt_logprobs_is_refused_before_training(student, teacher, data, servers, tmp_path):  # noqa: F811
     out = tmp_path / "kd"
-    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher), "--out", str(out),
-                     "--teacher-base-url", servers["none"], "--max-steps", "1")
+    result = distill(
+        "--data",
+        str(data),
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(out),
+        "--teacher-base-url",
+        servers["none"],
+        "--max-steps",
+        "1",
+    )
     assert result.exit_code == 1
     text = " ".join(result.output.split())
     assert f"--teacher-base-url {servers['none']} cannot score the student's tokens" in text
@@ -165,8 +238,20 @@ def test_a_teacher_server_that_is_not_running_is_named_before_training(student, 
         sock.bind(("127.0.0.1", 0))
         url = f"http://127.0.0.1:{sock.getsockname()[1]}/v1"
     out = tmp_path / "kd"
-    result = distill("--data", str(data), "--student", str(student), "--teacher", str(teacher), "--out", str(out),
-                     "--teacher-base-url", url, "--max-steps", "1")
+    result = distill(
+        "--data",
+        str(data),
+        "--student",
+        str(student),
+        "--teacher",
+        str(teacher),
+        "--out",
+        str(out),
+        "--teacher-base-url",
+        url,
+        "--max-steps",
+        "1",
+    )
     assert result.exit_code == 1
     text = " ".join(result.output.split())
     assert f"nothing answers at --teacher-base-url {url}: connection error" in text

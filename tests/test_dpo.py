@@ -14,9 +14,24 @@ from tests.conftest import espeak
 
 runner = CliRunner()
 PAIRS = [
-    ("d1", "Alice opened the review at nine.", "- Alice opened the review at nine.", "- Carol opened the review at 10."),
-    ("d2", "Bob sends the contract by Friday.", "Bob sends the contract by Friday.", "Dana sends 5 contracts on Monday."),
-    ("d3", "The team hires three engineers.", "- The team hires three engineers.", "- The team hires 7 engineers. 7 engineers."),
+    (
+        "d1",
+        "Alice opened the review at nine.",
+        "- Alice opened the review at nine.",
+        "- Carol opened the review at 10.",
+    ),
+    (
+        "d2",
+        "Bob sends the contract by Friday.",
+        "Bob sends the contract by Friday.",
+        "Dana sends 5 contracts on Monday.",
+    ),
+    (
+        "d3",
+        "The team hires three engineers.",
+        "- The team hires three engineers.",
+        "- The team hires 7 engineers. 7 engineers.",
+    ),
     ("d4", "The launch moves to March.", "The launch moves to March.", "The launch moves to April 2."),
 ]
 
@@ -27,8 +42,16 @@ def pairs_file(tmp_path_factory):
     rows = []
     for row_id, transcript, chosen, rejected in PAIRS:
         espeak(transcript, folder / f"{row_id}.wav")
-        rows.append({"id": row_id, "audio": f"{row_id}.wav", "transcript": transcript,
-                     "query": "Summarize the recording.", "chosen": chosen, "rejected": rejected})
+        rows.append(
+            {
+                "id": row_id,
+                "audio": f"{row_id}.wav",
+                "transcript": transcript,
+                "query": "Summarize the recording.",
+                "chosen": chosen,
+                "rejected": rejected,
+            }
+        )
     path = folder / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -42,8 +65,24 @@ def run_dpo(*args):
 def test_dpo_raises_the_margin_and_keeps_the_reference(model_type, tiny_models, pairs_file, tmp_path, speech_wav):
     ckpt = str(tiny_models(model_type))
     out = tmp_path / "dpo"
-    result = run_dpo("--ckpt", ckpt, "--data", str(pairs_file), "--out", str(out), "--max-steps", "24",
-                     "--lr", "5e-3", "--batch-size", "2", "--logging-steps", "4", "--warmup", "0")
+    result = run_dpo(
+        "--ckpt",
+        ckpt,
+        "--data",
+        str(pairs_file),
+        "--out",
+        str(out),
+        "--max-steps",
+        "24",
+        "--lr",
+        "5e-3",
+        "--batch-size",
+        "2",
+        "--logging-steps",
+        "4",
+        "--warmup",
+        "0",
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)["metrics"]
     assert metrics["rewards/margins_first"] < metrics["rewards/margins_last"]
@@ -67,8 +106,9 @@ def test_dpo_raises_the_margin_and_keeps_the_reference(model_type, tiny_models, 
     assert torch.equal(disabled, reference)
     assert not torch.allclose(enabled, reference)
 
-    summary = runner.invoke(app, ["summarize", str(speech_wav), "--model", str(out), "--max-new-tokens", "3",
-                                  "--no-progress"])
+    summary = runner.invoke(
+        app, ["summarize", str(speech_wav), "--model", str(out), "--max-new-tokens", "3", "--no-progress"]
+    )
     assert summary.exit_code == 0, summary.output
     manifest = json.loads((out / "speechsum.json").read_text())
     assert manifest["stage"] == "dpo" and manifest["counts"]["train_pairs"] == 4
@@ -82,11 +122,39 @@ def test_pairs_then_dpo_chain(tiny_models, tmp_path):
         rows.append({"id": row_id, "audio": f"{row_id}.wav", "transcript": transcript, "query": "Summarize."})
     prompts.write_text("".join(json.dumps(r) + "\n" for r in rows))
     ckpt = str(tiny_models("qwen2_audio"))
-    made = runner.invoke(app, ["pairs", "--model", ckpt, "--data", str(prompts), "--out", str(tmp_path / "pairs"),
-                               "--judge", "offline", "--k", "4", "--max-new-tokens", "8", "--no-progress", "--json"])
+    made = runner.invoke(
+        app,
+        [
+            "pairs",
+            "--model",
+            ckpt,
+            "--data",
+            str(prompts),
+            "--out",
+            str(tmp_path / "pairs"),
+            "--judge",
+            "offline",
+            "--k",
+            "4",
+            "--max-new-tokens",
+            "8",
+            "--no-progress",
+            "--json",
+        ],
+    )
     assert made.exit_code == 0, made.output
-    trained = run_dpo("--ckpt", ckpt, "--data", str(tmp_path / "pairs"), "--out", str(tmp_path / "dpo"),
-                      "--max-steps", "4", "--lr", "1e-3")
+    trained = run_dpo(
+        "--ckpt",
+        ckpt,
+        "--data",
+        str(tmp_path / "pairs"),
+        "--out",
+        str(tmp_path / "dpo"),
+        "--max-steps",
+        "4",
+        "--lr",
+        "1e-3",
+    )
     assert trained.exit_code == 0, trained.output
     assert json.loads(trained.stdout)["counts"]["train_pairs"] == json.loads(made.stdout)["counts"]["pairs_kept"]
 
@@ -101,8 +169,9 @@ def test_pairs_without_rejected_column_says_what_to_run(tiny_models, tmp_path):
 
 def test_identical_chosen_and_rejected_are_named(tiny_models, tmp_path, speech_wav):
     data = tmp_path / "p.jsonl"
-    data.write_text(json.dumps({"id": "same-1", "audio": str(speech_wav), "query": "q", "chosen": "x",
-                                "rejected": "x"}) + "\n")
+    data.write_text(
+        json.dumps({"id": "same-1", "audio": str(speech_wav), "query": "q", "chosen": "x", "rejected": "x"}) + "\n"
+    )
     result = run_dpo("--ckpt", str(tiny_models("qwen2_audio")), "--data", str(data), "--out", str(tmp_path / "o"))
     assert result.exit_code == 1
     assert "chosen equals rejected" in result.stderr and "same-1" in result.stderr

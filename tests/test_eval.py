@@ -15,13 +15,27 @@ from tests.conftest import espeak
 runner = CliRunner()
 
 ROWS = [
-    {"id": "m1", "transcript": "Alice Chen opened the budget review at nine. The budget is four point two million dollars.",
-     "query": "Summarize as bullets.", "style": "bullets",
-     "summary": "- Alice Chen opened the budget review at nine.\n- The budget is 4.2 million dollars."},
-    {"id": "m2", "transcript": "Bob will send the vendor contract to Northwind by Friday.",
-     "query": "One sentence.", "style": "tldr", "summary": "Bob sends the Northwind contract by Friday."},
-    {"id": "m3", "transcript": "The team agreed to hire three engineers.",
-     "query": "List the decisions.", "style": "decisions", "summary": "- Hire three engineers."},
+    {
+        "id": "m1",
+        "transcript": "Alice Chen opened the budget review at nine. The budget is four point two million dollars.",
+        "query": "Summarize as bullets.",
+        "style": "bullets",
+        "summary": "- Alice Chen opened the budget review at nine.\n- The budget is 4.2 million dollars.",
+    },
+    {
+        "id": "m2",
+        "transcript": "Bob will send the vendor contract to Northwind by Friday.",
+        "query": "One sentence.",
+        "style": "tldr",
+        "summary": "Bob sends the Northwind contract by Friday.",
+    },
+    {
+        "id": "m3",
+        "transcript": "The team agreed to hire three engineers.",
+        "query": "List the decisions.",
+        "style": "decisions",
+        "summary": "- Hire three engineers.",
+    },
 ]
 FAITHFUL = {
     "m1": "- Alice Chen opened the review at 9.\n- Budget: $4.2 million.",
@@ -63,8 +77,9 @@ def test_two_prediction_files_side_by_side(test_set, tmp_path):
     bad = predictions(tmp_path / "bad.jsonl", {k: v for k, v in INVENTED.items() if k != "m3"})
     out = tmp_path / "report"
 
-    result = run_eval("--data", str(test_set), "--predictions", str(good), "--predictions", str(bad),
-                      "--out", str(out), "--plot")
+    result = run_eval(
+        "--data", str(test_set), "--predictions", str(good), "--predictions", str(bad), "--out", str(out), "--plot"
+    )
 
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
@@ -102,9 +117,26 @@ def test_two_prediction_files_side_by_side(test_set, tmp_path):
 def test_checkpoint_and_predictions_file_with_wer_and_speed(model_type, test_set, tmp_path, tiny_models):
     model = str(tiny_models(model_type))
     out = tmp_path / "report"
-    result = run_eval("--data", str(test_set), "--model", model, "--predictions",
-                      str(predictions(tmp_path / "good.jsonl", FAITHFUL)), "--name", "tiny", "--name", "cascade",
-                      "--out", str(out), "--max-new-tokens", "6", "--wer-rows", "2", "--resamples", "50")
+    result = run_eval(
+        "--data",
+        str(test_set),
+        "--model",
+        model,
+        "--predictions",
+        str(predictions(tmp_path / "good.jsonl", FAITHFUL)),
+        "--name",
+        "tiny",
+        "--name",
+        "cascade",
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "6",
+        "--wer-rows",
+        "2",
+        "--resamples",
+        "50",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert [s["name"] for s in report["systems"]] == ["tiny", "cascade"]
@@ -123,15 +155,40 @@ def test_wer_compares_every_system_on_the_same_rows(test_set, tmp_path):
     # 'full' transcribes all three rows (the third badly), 'part' two of them, as a checkpoint asked
     # for --wer-rows 2 would: both WERs are over those two rows, where 'full' is exact.
     def transcribed(path, ids, wrong=()):
-        return write_jsonl(path, [
-            {"id": r["id"], "prediction": FAITHFUL[r["id"]],
-             "transcription": ("nothing like it at all" if r["id"] in wrong else r["transcript"]) if r["id"] in ids else None}
-            for r in ROWS])
+        return write_jsonl(
+            path,
+            [
+                {
+                    "id": r["id"],
+                    "prediction": FAITHFUL[r["id"]],
+                    "transcription": ("nothing like it at all" if r["id"] in wrong else r["transcript"])
+                    if r["id"] in ids
+                    else None,
+                }
+                for r in ROWS
+            ],
+        )
+
     full = transcribed(tmp_path / "full.jsonl", {"m1", "m2", "m3"}, wrong={"m3"})
     part = transcribed(tmp_path / "part.jsonl", {"m1", "m2"}, wrong={"m2"})
     out = tmp_path / "report"
-    result = run_eval("--data", str(test_set), "--predictions", str(full), "--predictions", str(part),
-                      "--name", "full", "--name", "part", "--out", str(out), "--resamples", "20", "--no-judge")
+    result = run_eval(
+        "--data",
+        str(test_set),
+        "--predictions",
+        str(full),
+        "--predictions",
+        str(part),
+        "--name",
+        "full",
+        "--name",
+        "part",
+        "--out",
+        str(out),
+        "--resamples",
+        "20",
+        "--no-judge",
+    )
     assert result.exit_code == 0, result.output
     wer = json.loads((out / "report.json").read_text())["summary"]["wer"]
     assert wer["full"]["n"] == wer["part"]["n"] == 2
@@ -156,13 +213,23 @@ def test_no_common_rows_is_an_error_naming_expected_and_found_ids(test_set, tmp_
 def test_rows_that_do_not_join_are_a_warning_per_system_and_strict_makes_them_an_error(test_set, tmp_path):
     good = predictions(tmp_path / "good.jsonl", FAITHFUL, extra=[{"id": "zz", "prediction": "stray"}])
     bad = predictions(tmp_path / "bad.jsonl", {"m1": INVENTED["m1"]})
-    args = ["--data", str(test_set), "--predictions", str(good), "--predictions", str(bad), "--no-judge",
-            "--resamples", "20"]
+    args = [
+        "--data",
+        str(test_set),
+        "--predictions",
+        str(good),
+        "--predictions",
+        str(bad),
+        "--no-judge",
+        "--resamples",
+        "20",
+    ]
     result = run_eval(*args, "--out", str(tmp_path / "r"))
     assert result.exit_code == 0, result.output
     stderr = " ".join(result.stderr.split())
-    assert (f"'bad' ({bad}): 2 test ids without a prediction ('m2', 'm3'): compared on the 1 row every "
-            "system has (of 3).") in stderr
+    assert (
+        f"'bad' ({bad}): 2 test ids without a prediction ('m2', 'm3'): compared on the 1 row every system has (of 3)."
+    ) in stderr
     assert f"'good' ({good}): 1 prediction id not in the test set ('zz'): compared on the 1 row" in stderr
     assert "1 row compared" in (tmp_path / "r" / "report.md").read_text()
     assert "1 row ·" in result.stdout and "1 rows" not in result.stdout
@@ -189,8 +256,14 @@ def test_bad_flags(test_set, tmp_path, args, message):
 
 def test_test_set_without_query_names_the_column(tmp_path):
     data = write_jsonl(tmp_path / "t.jsonl", [{"id": "a", "transcript": "x"}])
-    result = run_eval("--data", str(data), "--predictions", str(predictions(tmp_path / "p.jsonl", {"a": "x"})),
-                      "--out", str(tmp_path / "r"))
+    result = run_eval(
+        "--data",
+        str(data),
+        "--predictions",
+        str(predictions(tmp_path / "p.jsonl", {"a": "x"})),
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert result.exit_code == 1
     assert "no column 'query'" in result.stderr
 
@@ -213,21 +286,41 @@ def test_best_follows_each_metric_direction():
 
 # --- the LLM judge ---------------------------------------------------------------------------
 
+
 def judge_reply(messages):
     """A scripted judge: invented content scores low; a score out of range once, then repaired."""
     user = messages[1]["content"]
     summary = user.split("The summary to evaluate:\n<<<\n", 1)[1].split("\n>>>", 1)[0]
     repairing = any("previous reply was not valid" in m["content"] for m in messages)
     if "Northwind by Friday" in summary and not repairing:
-        return json.dumps({"accuracy": 9, "coherence": 7, "style": 7, "hallucination": 7,
-                           "instruction_following": 7, "overall": 7, "invented_facts": [], "rationale": "x"})
+        return json.dumps(
+            {
+                "accuracy": 9,
+                "coherence": 7,
+                "style": 7,
+                "hallucination": 7,
+                "instruction_following": 7,
+                "overall": 7,
+                "invented_facts": [],
+                "rationale": "x",
+            }
+        )
     if "They hire 5" in summary:
         return "I cannot decide."  # never valid: this row's judgement fails
     invented = ["Carol"] if "Carol" in summary or "Contoso" in summary else []
     score = 2 if invented else 6
-    return json.dumps({"accuracy": score, "coherence": 5, "style": 5, "hallucination": score,
-                       "instruction_following": 5, "overall": score, "invented_facts": invented,
-                       "rationale": "checked against the transcript"})
+    return json.dumps(
+        {
+            "accuracy": score,
+            "coherence": 5,
+            "style": 5,
+            "hallucination": score,
+            "instruction_following": 5,
+            "overall": score,
+            "invented_facts": invented,
+            "rationale": "checked against the transcript",
+        }
+    )
 
 
 def test_judge_scores_failures_and_cache(test_set, tmp_path, monkeypatch):
@@ -237,9 +330,24 @@ def test_judge_scores_failures_and_cache(test_set, tmp_path, monkeypatch):
     good = predictions(tmp_path / "good.jsonl", FAITHFUL)
     bad = predictions(tmp_path / "bad.jsonl", INVENTED)
     with FakeOpenAI(judge_reply) as server:
-        args = ["--data", str(test_set), "--predictions", str(good), "--predictions", str(bad),
-                "--judge-base-url", server.base_url, "--judge-model", "judge", "--judge-cache-dir", str(tmp_path / "cache"),
-                "--resamples", "20", "--max-failed-share", "0.5"]
+        args = [
+            "--data",
+            str(test_set),
+            "--predictions",
+            str(good),
+            "--predictions",
+            str(bad),
+            "--judge-base-url",
+            server.base_url,
+            "--judge-model",
+            "judge",
+            "--judge-cache-dir",
+            str(tmp_path / "cache"),
+            "--resamples",
+            "20",
+            "--max-failed-share",
+            "0.5",
+        ]
         result = run_eval(*args, "--out", str(tmp_path / "r1"))
         assert result.exit_code == 0, result.output
         first = server.requests
@@ -270,9 +378,25 @@ def test_judge_failures_fail_the_run_or_warn_and_retry_failed_resends_only_those
     good = predictions(tmp_path / "good.jsonl", FAITHFUL)
 
     def args(out, server, *more):
-        return ("--data", str(test_set), "--predictions", str(good), "--judge-base-url", server.base_url,
-                "--judge-model", "judge", "--judge-cache-dir", str(tmp_path / f"cache-{out}"),
-                "--judge-concurrency", "1", "--resamples", "20", "--out", str(tmp_path / out), *more)
+        return (
+            "--data",
+            str(test_set),
+            "--predictions",
+            str(good),
+            "--judge-base-url",
+            server.base_url,
+            "--judge-model",
+            "judge",
+            "--judge-cache-dir",
+            str(tmp_path / f"cache-{out}"),
+            "--judge-concurrency",
+            "1",
+            "--resamples",
+            "20",
+            "--out",
+            str(tmp_path / out),
+            *more,
+        )
 
     with FakeOpenAI(lambda messages: "no scores today") as broken:
         every = run_eval(*args("all", broken))
@@ -300,13 +424,39 @@ def test_judge_dry_run_sends_nothing_and_writes_nothing(test_set, tmp_path):
     from tests.fake_openai import FakeOpenAI
 
     with FakeOpenAI(judge_reply) as server:
-        result = run_eval("--data", str(test_set), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
-                          "--judge-base-url", server.base_url, "--judge-cache-dir", str(tmp_path / "cache"),
-                          "--dry-run", "--out", str(tmp_path / "r"))
-        as_json = run_eval("--data", str(test_set), "--predictions", str(tmp_path / "g.jsonl"),
-                           "--judge-base-url", server.base_url, "--judge-model", "unlisted-judge",
-                           "--judge-cache-dir", str(tmp_path / "cache"), "--price-in", "1000", "--price-out", "1000",
-                           "--dry-run", "--json", "--out", str(tmp_path / "r"))
+        result = run_eval(
+            "--data",
+            str(test_set),
+            "--predictions",
+            str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
+            "--judge-base-url",
+            server.base_url,
+            "--judge-cache-dir",
+            str(tmp_path / "cache"),
+            "--dry-run",
+            "--out",
+            str(tmp_path / "r"),
+        )
+        as_json = run_eval(
+            "--data",
+            str(test_set),
+            "--predictions",
+            str(tmp_path / "g.jsonl"),
+            "--judge-base-url",
+            server.base_url,
+            "--judge-model",
+            "unlisted-judge",
+            "--judge-cache-dir",
+            str(tmp_path / "cache"),
+            "--price-in",
+            "1000",
+            "--price-out",
+            "1000",
+            "--dry-run",
+            "--json",
+            "--out",
+            str(tmp_path / "r"),
+        )
         assert server.requests == 0
     assert result.exit_code == 0, result.output
     assert "Dry run: the judge would score 3 rows x 1 system;" in result.stdout
@@ -320,8 +470,14 @@ def test_judge_dry_run_sends_nothing_and_writes_nothing(test_set, tmp_path):
 
 def test_without_a_judge_the_report_says_so(test_set, tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    result = run_eval("--data", str(test_set), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
-                      "--out", str(tmp_path / "r"))
+    result = run_eval(
+        "--data",
+        str(test_set),
+        "--predictions",
+        str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
+        "--out",
+        str(tmp_path / "r"),
+    )
     assert result.exit_code == 0
     assert "the LLM judge is off" in " ".join(result.stderr.split())
     assert "Judge: not run" in (tmp_path / "r" / "report.md").read_text()
@@ -337,11 +493,30 @@ def test_end_to_end_checkpoint_vs_file_with_a_judge_served_by_transformers(
     base_url, judge_model = transformers_server
     out = tmp_path / "report"
     result = run_eval(
-        "--data", str(test_set), "--model", str(tiny_models("qwen2_audio")),
-        "--predictions", str(predictions(tmp_path / "good.jsonl", FAITHFUL)),
-        "--judge-base-url", base_url, "--judge-model", judge_model, "--judge-concurrency", "2", "--judge-max-tokens", "24",
-        "--judge-cache-dir", str(tmp_path / "cache"), "--max-new-tokens", "4", "--wer-rows", "1",
-        "--resamples", "20", "--out", str(out),
+        "--data",
+        str(test_set),
+        "--model",
+        str(tiny_models("qwen2_audio")),
+        "--predictions",
+        str(predictions(tmp_path / "good.jsonl", FAITHFUL)),
+        "--judge-base-url",
+        base_url,
+        "--judge-model",
+        judge_model,
+        "--judge-concurrency",
+        "2",
+        "--judge-max-tokens",
+        "24",
+        "--judge-cache-dir",
+        str(tmp_path / "cache"),
+        "--max-new-tokens",
+        "4",
+        "--wer-rows",
+        "1",
+        "--resamples",
+        "20",
+        "--out",
+        str(out),
     )
     assert result.exit_code == 3, result.output
     message = " ".join(result.output.split())
@@ -353,8 +528,18 @@ def test_end_to_end_checkpoint_vs_file_with_a_judge_served_by_transformers(
 
 # --- the shared option vocabulary (issue 17) ---------------------------------------------------
 
-JUDGE_FLAGS = {"--judge-base-url", "--judge-model", "--judge-api-key-env", "--judge-concurrency",
-               "--judge-cache-dir", "--judge-max-tokens", "--max-cost", "--price-in", "--price-out", "--prices"}
+JUDGE_FLAGS = {
+    "--judge-base-url",
+    "--judge-model",
+    "--judge-api-key-env",
+    "--judge-concurrency",
+    "--judge-cache-dir",
+    "--judge-max-tokens",
+    "--max-cost",
+    "--price-in",
+    "--price-out",
+    "--prices",
+}
 
 
 def judge_flags(command: str) -> dict[str, tuple]:
@@ -362,8 +547,13 @@ def judge_flags(command: str) -> dict[str, tuple]:
     import typer
 
     cmd = typer.main.get_command(app).commands[command]
-    return {opt: (param.default, param.help) for param in cmd.params if not getattr(param, "hidden", False)
-            for opt in param.opts if opt.startswith("--judge-") or opt in JUDGE_FLAGS}
+    return {
+        opt: (param.default, param.help)
+        for param in cmd.params
+        if not getattr(param, "hidden", False)
+        for opt in param.opts
+        if opt.startswith("--judge-") or opt in JUDGE_FLAGS
+    }
 
 
 def test_pairs_and_eval_spell_the_judge_identically():
@@ -377,16 +567,35 @@ def test_pairs_and_eval_spell_the_judge_identically():
 
 
 def test_json_prints_the_summary(test_set, tmp_path):
-    result = run_eval("--data", str(test_set), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
-                      "--out", str(tmp_path / "r"), "--no-judge", "--resamples", "20", "--json")
+    result = run_eval(
+        "--data",
+        str(test_set),
+        "--predictions",
+        str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
+        "--out",
+        str(tmp_path / "r"),
+        "--no-judge",
+        "--resamples",
+        "20",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     summary = json.loads(result.stdout)
     assert summary["style_ok"]["g"]["mean"] == 1.0
 
 
 def test_no_judge_is_what_the_report_says(test_set, tmp_path):
-    result = run_eval("--data", str(test_set), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
-                      "--out", str(tmp_path / "r"), "--no-judge", "--resamples", "20")
+    result = run_eval(
+        "--data",
+        str(test_set),
+        "--predictions",
+        str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
+        "--out",
+        str(tmp_path / "r"),
+        "--no-judge",
+        "--resamples",
+        "20",
+    )
     assert result.exit_code == 0, result.output
     assert "judge is off" not in result.stderr
     assert "Judge: not run — turned off with --no-judge." in (tmp_path / "r" / "report.md").read_text()
@@ -394,20 +603,49 @@ def test_no_judge_is_what_the_report_says(test_set, tmp_path):
 
 def test_judge_on_without_a_key_names_the_judge_flags(test_set, tmp_path, monkeypatch):
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    result = run_eval("--data", str(test_set), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
-                      "--out", str(tmp_path / "r"), "--judge")
+    result = run_eval(
+        "--data",
+        str(test_set),
+        "--predictions",
+        str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
+        "--out",
+        str(tmp_path / "r"),
+        "--judge",
+    )
     assert result.exit_code == 1
-    assert ("no API key: environment variable OPENAI_API_KEY is not set. Export it, pass --judge-api-key-env "
-            "NAME for another variable, or --judge-base-url for a local server.") in " ".join(result.stderr.split())
+    assert (
+        "no API key: environment variable OPENAI_API_KEY is not set. Export it, pass --judge-api-key-env "
+        "NAME for another variable, or --judge-base-url for a local server."
+    ) in " ".join(result.stderr.split())
 
 
 def test_column_flags_map_other_names(tmp_path):
-    data = write_jsonl(tmp_path / "t.jsonl", [
-        {"key": r["id"], "said": r["transcript"], "ask": r["query"], "style": r["style"], "ref": r["summary"]}
-        for r in ROWS])
-    result = run_eval("--data", str(data), "--predictions", str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
-                      "--out", str(tmp_path / "r"), "--no-judge", "--resamples", "20", "--id-column", "key",
-                      "--transcript-column", "said", "--query-column", "ask", "--summary-column", "ref")
+    data = write_jsonl(
+        tmp_path / "t.jsonl",
+        [
+            {"key": r["id"], "said": r["transcript"], "ask": r["query"], "style": r["style"], "ref": r["summary"]}
+            for r in ROWS
+        ],
+    )
+    result = run_eval(
+        "--data",
+        str(data),
+        "--predictions",
+        str(predictions(tmp_path / "g.jsonl", FAITHFUL)),
+        "--out",
+        str(tmp_path / "r"),
+        "--no-judge",
+        "--resamples",
+        "20",
+        "--id-column",
+        "key",
+        "--transcript-column",
+        "said",
+        "--query-column",
+        "ask",
+        "--summary-column",
+        "ref",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((tmp_path / "r" / "report.json").read_text())
     assert report["rows_compared"] == 3 and "rouge1" in report["summary"]
@@ -429,6 +667,7 @@ def test_help_names_the_plot_extra():
 
 # --- WER on recordings of any length (issue 31) --------------------------------------------------
 
+
 @pytest.fixture
 def long_test_set(test_set, tmp_path):
     """The three rows plus one of 12 s: longer than the tiny models' 5 s window."""
@@ -436,15 +675,37 @@ def long_test_set(test_set, tmp_path):
 
     rows = [json.loads(line) for line in test_set.read_text().splitlines()]
     audio = speech_of_duration(tmp_path / "long.wav", 12.0, workdir=tmp_path)
-    rows.append({"id": "long", "audio": audio.name, "transcript": "the quick brown fox " * 8,
-                 "query": "Summarize as bullets.", "style": "bullets", "summary": "- A fox."})
+    rows.append(
+        {
+            "id": "long",
+            "audio": audio.name,
+            "transcript": "the quick brown fox " * 8,
+            "query": "Summarize as bullets.",
+            "style": "bullets",
+            "summary": "- A fox.",
+        }
+    )
     return write_jsonl(tmp_path / "long.jsonl", rows)
 
 
 def test_wer_covers_rows_longer_than_one_window(long_test_set, tmp_path, tiny_models):
     out = tmp_path / "report"
-    result = run_eval("--data", str(long_test_set), "--model", str(tiny_models("qwen2_audio")), "--name", "tiny",
-                      "--out", str(out), "--max-new-tokens", "3", "--wer-rows", "4", "--resamples", "10")
+    result = run_eval(
+        "--data",
+        str(long_test_set),
+        "--model",
+        str(tiny_models("qwen2_audio")),
+        "--name",
+        "tiny",
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "3",
+        "--wer-rows",
+        "4",
+        "--resamples",
+        "10",
+    )
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
     assert report["summary"]["wer"]["tiny"]["n"] == 4  # the 12 s row too (it used to be skipped)
@@ -476,28 +737,24 @@ def test_a_long_transcription_is_its_prompts_answers_in_order(per_prompt, long_t
     assert got == " ".join(t for t in expected if t)
 
 
-def test_a_missing_audio_file_is_named_by_row_and_data_file_before_any_model_loads(
-    test_set, tmp_path
-):
+def test_a_missing_audio_file_is_named_by_row_and_data_file_before_any_model_loads(test_set, tmp_path):
     """eval probed the audio without naming the row or the test set (and, for a second --model,
     after the first had run)."""
     rows = [json.loads(line) for line in test_set.read_text().splitlines()]
     rows[0]["audio"] = "clips/gone.wav"
     data = write_jsonl(tmp_path / "broken.jsonl", rows)
-    result = run_eval("--data", str(data), "--model", str(tmp_path / "no-such-model"),
-                      "--out", str(tmp_path / "report"), "--no-judge")
+    result = run_eval(
+        "--data", str(data), "--model", str(tmp_path / "no-such-model"), "--out", str(tmp_path / "report"), "--no-judge"
+    )
     assert result.exit_code == 1, result.output
     message = " ".join(result.stderr.split())
     first = rows[0]["id"]
-    assert (f"data '{data}' has rows eval cannot use: 1 row(s) with unreadable 'audio': "
-            f"ids '{first}'") in message
+    assert (f"data '{data}' has rows eval cannot use: 1 row(s) with unreadable 'audio': ids '{first}'") in message
     assert f"audio file '{tmp_path / 'clips' / 'gone.wav'}' does not exist" in message
     assert "no-such-model" not in message
 
 
-def test_a_row_with_audio_too_short_for_the_encoder_is_summarized_and_counted(
-    test_set, tmp_path, tiny_models
-):
+def test_a_row_with_audio_too_short_for_the_encoder_is_summarized_and_counted(test_set, tmp_path, tiny_models):
     """A clip of a few samples crashed Qwen2-Audio's generate; eval summarizes it padded with
     silence, warns naming the row, and counts it in speechsum.json."""
     import numpy as np
@@ -510,8 +767,21 @@ def test_a_row_with_audio_too_short_for_the_encoder_is_summarized_and_counted(
     data = write_jsonl(tmp_path / "short.jsonl", rows)
     out = tmp_path / "report"
     model = str(tiny_models("qwen2_audio"))
-    result = run_eval("--data", str(data), "--model", model, "--name", "tiny", "--out", str(out),
-                      "--max-new-tokens", "3", "--no-judge", "--batch-size", "1")
+    result = run_eval(
+        "--data",
+        str(data),
+        "--model",
+        model,
+        "--name",
+        "tiny",
+        "--out",
+        str(out),
+        "--max-new-tokens",
+        "3",
+        "--no-judge",
+        "--batch-size",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     warning = " ".join(result.stderr.split())
     assert "1 row shorter than the 0.060 s the model's audio encoder reads" in warning

@@ -55,8 +55,10 @@ def test_chat_template_has_a_system_turn(lm):
         f"<sound>{QUERY}<|im_end|>\n<|im_start|>assistant\n"
     )
     own = family.render(processor, Prompt(QUERY, system="Be brief.", answer="Ok."), with_answer=True)
-    assert own == (f"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n{QUERY}<|im_end|>\n"
-                   "<|im_start|>assistant\nOk.<|im_end|>\n")
+    assert own == (
+        f"<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n{QUERY}<|im_end|>\n"
+        "<|im_start|>assistant\nOk.<|im_end|>\n"
+    )
 
 
 def test_a_feature_extractor_of_another_window_is_refused(lm):
@@ -66,8 +68,9 @@ def test_a_feature_extractor_of_another_window_is_refused(lm):
     saved = processor.feature_extractor
     processor.feature_extractor = WhisperFeatureExtractor(feature_size=128, chunk_length=30)
     try:
-        with pytest.raises(ModelError, match="128 x 3000 mel features per window but the Audio Flamingo 3 "
-                                             "encoder takes 128 x 500"):
+        with pytest.raises(
+            ModelError, match="128 x 3000 mel features per window but the Audio Flamingo 3 encoder takes 128 x 500"
+        ):
             lm.family.audio_features(processor, lm.config, [np.zeros(1600, np.float32)])
     finally:
         processor.feature_extractor = saved

@@ -62,8 +62,11 @@ def speech(tmp_path_factory) -> Path:
 def clips(lm, speech) -> dict[str, np.ndarray]:
     """A full window, 2.3 s and 0.05 s of speech at the family's sampling rate."""
     audio, sr = load_audio(speech, lm.sampling_rate), lm.sampling_rate
-    return {"full": audio[: int(lm.window_seconds * sr)], "mid": audio[: int(2.3 * sr)],
-            "tiny": audio[: int(0.05 * sr)]}
+    return {
+        "full": audio[: int(lm.window_seconds * sr)],
+        "mid": audio[: int(2.3 * sr)],
+        "tiny": audio[: int(0.05 * sr)],
+    }
 
 
 def placeholder_id(lm: SpeechLM) -> int:
@@ -90,8 +93,10 @@ def prompts_of(rows: list[tuple[str, ...]], clips: dict[str, np.ndarray], **extr
             return None
         return clips[names[0]] if len(names) == 1 else [clips[n] for n in names]
 
-    return [Prompt(QUERY if i % 2 else "Who spoke, and what did they decide?", audio=audio(names), **extra)
-            for i, names in enumerate(rows)]
+    return [
+        Prompt(QUERY if i % 2 else "Who spoke, and what did they decide?", audio=audio(names), **extra)
+        for i, names in enumerate(rows)
+    ]
 
 
 # --- placeholders == the model's audio embeddings ----------------------------------------------
@@ -209,8 +214,11 @@ def test_lora_wraps_language_model_modules_only_and_the_encoder_stays_frozen(fre
     lm = fresh()
     family = lm.family
     model = prepare_model(lm.model, family, TrainSettings(), "tiny")
-    wrapped = [name.removeprefix("base_model.model.") for name, module in model.named_modules()
-               if hasattr(module, "lora_A") and len(module.lora_A)]
+    wrapped = [
+        name.removeprefix("base_model.model.")
+        for name, module in model.named_modules()
+        if hasattr(module, "lora_A") and len(module.lora_A)
+    ]
     assert wrapped
     assert all(name.startswith(family.language_model_prefix + ".") for name in wrapped), wrapped
     outside = family.audio_encoder_prefixes + family.projector_prefixes

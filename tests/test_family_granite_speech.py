@@ -54,8 +54,22 @@ class TorchaudioMelSpectrogram(torch.nn.Module):
         self.register_buffer("fb", torch.max(torch.zeros(1), torch.min(down, up)))
 
     def forward(self, waveform: torch.Tensor) -> torch.Tensor:
-        spec = torch.stft(waveform, self.n_fft, self.hop_length, self.win_length, self.window, center=True,
-                          pad_mode="reflect", normalized=False, onesided=True, return_complex=True).abs().pow(2.0)
+        spec = (
+            torch.stft(
+                waveform,
+                self.n_fft,
+                self.hop_length,
+                self.win_length,
+                self.window,
+                center=True,
+                pad_mode="reflect",
+                normalized=False,
+                onesided=True,
+                return_complex=True,
+            )
+            .abs()
+            .pow(2.0)
+        )
         return torch.matmul(spec.transpose(-1, -2), self.fb).transpose(-1, -2)
 
 
@@ -71,9 +85,12 @@ def reference(monkeypatch):
         from types import SimpleNamespace
 
         monkeypatch.setattr(module, "requires_backends", lambda *args, **kwargs: None)
-        monkeypatch.setattr(module, "torchaudio",
-                            SimpleNamespace(transforms=SimpleNamespace(MelSpectrogram=TorchaudioMelSpectrogram)),
-                            raising=False)
+        monkeypatch.setattr(
+            module,
+            "torchaudio",
+            SimpleNamespace(transforms=SimpleNamespace(MelSpectrogram=TorchaudioMelSpectrogram)),
+            raising=False,
+        )
     return module.GraniteSpeechFeatureExtractor()
 
 
@@ -162,8 +179,14 @@ def test_window_default_and_refusal(tiny_models):
     assert lm.window_seconds == 5.0
     saved = json.loads((tiny_models("granite_speech") / "preprocessor_config.json").read_text())
     assert saved["feature_extractor_type"] == "GraniteSpeechFeatureExtractor"
-    released = GraniteSpeechFeatures(**{k: v for k, v in saved.items() if k in (
-        "n_fft", "win_length", "hop_length", "n_mels", "projector_window_size", "projector_downsample_rate")})
+    released = GraniteSpeechFeatures(
+        **{
+            k: v
+            for k, v in saved.items()
+            if k
+            in ("n_fft", "win_length", "hop_length", "n_mels", "projector_window_size", "projector_downsample_rate")
+        }
+    )
     lm.processor.feature_extractor = released  # what a released preprocessor_config.json gives
     assert lm.window_seconds == REAL_WINDOW_SECONDS
     with pytest.raises(ValueError, match="exceeds the 600 s window; chunk it first"):
@@ -187,8 +210,7 @@ def test_chat_template_has_a_system_turn_and_puts_the_audio_in_the_user_text(tin
         "AI assistant.<|end_of_text|>\n<|start_of_role|>user<|end_of_role|><|audio|>"
         f"{QUERY}<|end_of_text|>\n<|start_of_role|>assistant<|end_of_role|>"
     )
-    own = lm.family.render(lm.processor, Prompt(QUERY, audio=audio, system="Be brief.", answer="Ok."),
-                           with_answer=True)
+    own = lm.family.render(lm.processor, Prompt(QUERY, audio=audio, system="Be brief.", answer="Ok."), with_answer=True)
     assert own.startswith("<|start_of_role|>system<|end_of_role|>Be brief.<|end_of_text|>\n")
     assert own.endswith("<|start_of_role|>assistant<|end_of_role|>Ok.<|end_of_text|>\n")
 

@@ -44,9 +44,7 @@ def audio_embeddings(lm: SpeechLM, prompts: list[Prompt]):
     """(batch, input_ids, projector output) of one forward pass over ``prompts``."""
     captured = []
     projector = lm.model.model.embed_tokens_extend.audio_embed.down_proj_for_speech
-    handle = projector.register_forward_hook(
-        lambda module, args, out: captured.append(out.detach())
-    )
+    handle = projector.register_forward_hook(lambda module, args, out: captured.append(out.detach()))
     try:
         batch = lm.encode(prompts)
         with torch.inference_mode():
@@ -119,9 +117,7 @@ def assert_embeddings_batch_invariant(lm: SpeechLM, prompts: list[Prompt]) -> No
 
 
 def test_padding_does_not_leak_into_a_shorter_clips_audio_embeddings(lm, clips):
-    assert_embeddings_batch_invariant(
-        lm, [Prompt(QUERY, clips["full"]), Prompt(QUERY, clips["medium"])]
-    )
+    assert_embeddings_batch_invariant(lm, [Prompt(QUERY, clips["full"]), Prompt(QUERY, clips["medium"])])
 
 
 def test_clips_over_40_seconds_batch_like_single_clips(lm, clips):
@@ -175,15 +171,10 @@ def test_training_batch_masks_all_but_the_answer_and_backpropagates(lm, clips):
 
 def test_render_is_the_phi4_chat_format_and_the_prompt_is_a_prefix(lm, clips):
     family = lm.family
-    prompt = Prompt(
-        "What was decided?", clips["short"], answer="Hire three engineers.", system="Be brief."
-    )
+    prompt = Prompt("What was decided?", clips["short"], answer="Hire three engineers.", system="Be brief.")
     without = family.render(lm.processor, prompt, with_answer=False)
     with_answer = family.render(lm.processor, prompt, with_answer=True)
-    assert (
-        without
-        == "<|system|>Be brief.<|end|><|user|><|audio|>What was decided?<|end|><|assistant|>"
-    )
+    assert without == "<|system|>Be brief.<|end|><|user|><|audio|>What was decided?<|end|><|assistant|>"
     assert with_answer == without + "Hire three engineers.<|end|><|endoftext|>"
     text_only = family.render(lm.processor, Prompt("Hi."), with_answer=False)
     assert text_only == "<|user|>Hi.<|end|><|assistant|>"
@@ -202,8 +193,7 @@ def test_lora_targets_and_prefixes_name_modules_of_the_model(lm):
     lm_targets = [
         n
         for n in names
-        if n.startswith(family.language_model_prefix + ".")
-        and n.rsplit(".", 1)[-1] in family.lora_targets
+        if n.startswith(family.language_model_prefix + ".") and n.rsplit(".", 1)[-1] in family.lora_targets
     ]
     assert len(lm_targets) == len(family.lora_targets) * lm.config.num_hidden_layers
     # The speech encoder has modules with the same names: the prefix is what keeps LoRA off it.

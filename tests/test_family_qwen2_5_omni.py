@@ -33,8 +33,7 @@ def test_a_full_checkpoint_loads_its_thinker_only(tiny_models, tmp_path):
     from transformers import AutoConfig, Qwen2_5OmniConfig, Qwen2_5OmniForConditionalGeneration
 
     tiny = tiny_models("qwen2_5_omni")
-    config = Qwen2_5OmniConfig(thinker_config=AutoConfig.from_pretrained(tiny).to_dict(),
-                               enable_audio_output=False)
+    config = Qwen2_5OmniConfig(thinker_config=AutoConfig.from_pretrained(tiny).to_dict(), enable_audio_output=False)
     torch.manual_seed(1)
     full = Qwen2_5OmniForConditionalGeneration(config)
     full.save_pretrained(tmp_path)
@@ -68,8 +67,7 @@ def test_chat_template_has_a_system_turn_and_wraps_the_audio(lm):
         f"<|im_start|>system\n{DEFAULT_SYSTEM}<|im_end|>\n<|im_start|>user\n"
         f"<|audio_bos|><|AUDIO|><|audio_eos|>{QUERY}<|im_end|>\n<|im_start|>assistant\n"
     )
-    own = family.render(processor, Prompt(QUERY, audio=audio, system="Be brief.", answer="Ok."),
-                        with_answer=True)
+    own = family.render(processor, Prompt(QUERY, audio=audio, system="Be brief.", answer="Ok."), with_answer=True)
     assert own.startswith("<|im_start|>system\nBe brief.<|im_end|>\n")
     assert own.endswith("<|im_start|>assistant\nOk.<|im_end|>\n")
 

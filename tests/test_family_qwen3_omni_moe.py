@@ -38,8 +38,7 @@ def test_a_full_checkpoint_loads_its_thinker_only(tiny_models, tmp_path):
     from transformers import AutoConfig, Qwen3OmniMoeConfig, Qwen3OmniMoeForConditionalGeneration
 
     tiny = tiny_models("qwen3_omni_moe")
-    config = Qwen3OmniMoeConfig(thinker_config=AutoConfig.from_pretrained(tiny).to_dict(),
-                                enable_audio_output=False)
+    config = Qwen3OmniMoeConfig(thinker_config=AutoConfig.from_pretrained(tiny).to_dict(), enable_audio_output=False)
     torch.manual_seed(1)
     full = Qwen3OmniMoeForConditionalGeneration(config)
     full.save_pretrained(tmp_path)
@@ -101,11 +100,9 @@ def test_chat_template_has_a_system_turn_and_wraps_the_audio(lm):
     audio = np.zeros(1600, np.float32)
     default = family.render(processor, Prompt(QUERY, audio=audio), with_answer=False)
     assert default == (
-        f"<|im_start|>user\n<|audio_start|><|audio_pad|><|audio_end|>{QUERY}<|im_end|>\n"
-        "<|im_start|>assistant\n"
+        f"<|im_start|>user\n<|audio_start|><|audio_pad|><|audio_end|>{QUERY}<|im_end|>\n<|im_start|>assistant\n"
     )
-    own = family.render(processor, Prompt(QUERY, audio=audio, system="Be brief.", answer="Ok."),
-                        with_answer=True)
+    own = family.render(processor, Prompt(QUERY, audio=audio, system="Be brief.", answer="Ok."), with_answer=True)
     assert own.startswith("<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n")
     assert own.endswith("<|im_start|>assistant\nOk.<|im_end|>\n")
 
@@ -113,11 +110,17 @@ def test_chat_template_has_a_system_turn_and_wraps_the_audio(lm):
 def test_lora_adapts_the_moe_lms_attention_not_its_experts_nor_the_encoders(tiny_models):
     lm = load(str(tiny_models("qwen3_omni_moe")), device="cpu", dtype="float32")
     model = prepare_model(lm.model, lm.family, TrainSettings(), "tiny")
-    wrapped = {name.removeprefix("base_model.model.") for name, module in model.named_modules()
-               if hasattr(module, "lora_A") and len(module.lora_A)}
+    wrapped = {
+        name.removeprefix("base_model.model.")
+        for name, module in model.named_modules()
+        if hasattr(module, "lora_A") and len(module.lora_A)
+    }
     layers = lm.config.text_config.num_hidden_layers
-    assert wrapped == {f"model.language_model.layers.{i}.self_attn.{p}" for i in range(layers)
-                       for p in ("q_proj", "k_proj", "v_proj", "o_proj")}
+    assert wrapped == {
+        f"model.language_model.layers.{i}.self_attn.{p}"
+        for i in range(layers)
+        for p in ("q_proj", "k_proj", "v_proj", "o_proj")
+    }
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert not [n for n in trainable if ".experts." in n or ".mlp.gate." in n]
 

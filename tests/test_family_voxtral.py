@@ -163,9 +163,7 @@ def test_chat_template_and_hand_rendering_agree(lm, clips):
     tok = lm.tokenizer
     # the saved template itself (what plain transformers users get) renders the same text
     raw = [
-        tok.apply_chat_template(
-            messages_for(prompt, with_answer=a), tokenize=False, add_generation_prompt=not a
-        )
+        tok.apply_chat_template(messages_for(prompt, with_answer=a), tokenize=False, add_generation_prompt=not a)
         for a in (False, True)
     ]
     assert raw == with_template
@@ -202,14 +200,11 @@ def write_tekken(path, *, with_special_tokens: bool = True) -> None:
             "version": "v11",
         },
         "vocab": [
-            {"rank": r, "token_bytes": base64.b64encode(b).decode(), "token_str": None}
-            for r, b in enumerate(pieces)
+            {"rank": r, "token_bytes": base64.b64encode(b).decode(), "token_str": None} for r, b in enumerate(pieces)
         ],
     }
     if with_special_tokens:
-        data["special_tokens"] = [
-            {"rank": r, "token_str": t, "is_control": True} for r, t in enumerate(SPECIAL_TOKENS)
-        ]
+        data["special_tokens"] = [{"rank": r, "token_str": t, "is_control": True} for r, t in enumerate(SPECIAL_TOKENS)]
     path.write_text(json.dumps(data))
 
 
@@ -221,11 +216,23 @@ def real_layout(root, *, with_special_tokens: bool = True, with_preprocessor: bo
     root.mkdir()
     write_tekken(root / "tekken.json", with_special_tokens=with_special_tokens)
     config = VoxtralConfig(
-        audio_config={"hidden_size": 16, "intermediate_size": 64, "num_hidden_layers": 1,
-                      "num_attention_heads": 2, "num_mel_bins": 128, "max_source_positions": 1500},
-        text_config={"hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1,
-                     "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 8,
-                     "vocab_size": 300},
+        audio_config={
+            "hidden_size": 16,
+            "intermediate_size": 64,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_mel_bins": 128,
+            "max_source_positions": 1500,
+        },
+        text_config={
+            "hidden_size": 16,
+            "intermediate_size": 32,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "head_dim": 8,
+            "vocab_size": 300,
+        },
         audio_token_id=24,
     )
     config.save_pretrained(root)
@@ -263,9 +270,7 @@ def test_released_layout_loads_without_mistral_common(tmp_path, with_preprocesso
     assert embeds.shape[0] == 375
 
 
-@pytest.mark.skipif(
-    importlib.util.find_spec("mistral_common") is not None, reason="mistral-common is installed"
-)
+@pytest.mark.skipif(importlib.util.find_spec("mistral_common") is not None, reason="mistral-common is installed")
 def test_old_tekken_format_asks_for_mistral_common(tmp_path):
     root, _ = real_layout(tmp_path / "voxtral", with_special_tokens=False)
     with pytest.raises(ModelError, match="pip install mistral-common"):

@@ -127,8 +127,10 @@ for i in range(100000):
 
 def test_kill_9_and_concurrent_writers_leave_only_whole_entries(tmp_path):
     directory = tmp_path / "cache"
-    procs = [subprocess.Popen([sys.executable, "-c", WRITER, str(directory), str(w)],
-                              stdout=subprocess.PIPE, text=True) for w in range(2)]
+    procs = [
+        subprocess.Popen([sys.executable, "-c", WRITER, str(directory), str(w)], stdout=subprocess.PIPE, text=True)
+        for w in range(2)
+    ]
     for proc in procs:
         assert proc.stdout.readline().strip() == "writing"
     time.sleep(1.0)
@@ -162,11 +164,30 @@ def test_the_cache_stays_under_its_bound_dropping_least_recently_used(tmp_path):
 def test_sft_encodes_each_window_once_across_epochs_and_records_it(tiny_models, tmp_path):
     wav = espeak("The budget moved to March.", tmp_path / "short.wav")
     rows = tmp_path / "rows.jsonl"
-    rows.write_text("".join(json.dumps({"id": f"r{i}", "audio": str(wav), "query": f"Summarize {i}.",
-                                        "summary": "A short summary."}) + "\n" for i in range(4)))
+    rows.write_text(
+        "".join(
+            json.dumps({"id": f"r{i}", "audio": str(wav), "query": f"Summarize {i}.", "summary": "A short summary."})
+            + "\n"
+            for i in range(4)
+        )
+    )
     out = tmp_path / "runs" / "sft"
-    result = runner.invoke(app, ["sft", "--data", str(rows), "--model", str(tiny_models("voxtral")),
-                                 "--out", str(out), "--epochs", "3", "--batch-size", "2"])
+    result = runner.invoke(
+        app,
+        [
+            "sft",
+            "--data",
+            str(rows),
+            "--model",
+            str(tiny_models("voxtral")),
+            "--out",
+            str(out),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     recorded = json.loads((out / "speechsum.json").read_text())["feature_cache"]
     # one distinct clip: computed once (the first call), then read for every other row and epoch
@@ -175,8 +196,23 @@ def test_sft_encodes_each_window_once_across_epochs_and_records_it(tiny_models, 
     assert Path(recorded["directory"]) == (tmp_path / "runs" / fc.CACHE_DIRNAME).resolve()
 
     off = tmp_path / "runs" / "sft-off"
-    result = runner.invoke(app, ["sft", "--data", str(rows), "--model", str(tiny_models("voxtral")),
-                                 "--out", str(off), "--epochs", "3", "--batch-size", "2", "--no-feature-cache"])
+    result = runner.invoke(
+        app,
+        [
+            "sft",
+            "--data",
+            str(rows),
+            "--model",
+            str(tiny_models("voxtral")),
+            "--out",
+            str(off),
+            "--epochs",
+            "3",
+            "--batch-size",
+            "2",
+            "--no-feature-cache",
+        ],
+    )
     assert result.exit_code == 0, result.output
     manifest = json.loads((off / "speechsum.json").read_text())
     assert "feature_cache" not in manifest

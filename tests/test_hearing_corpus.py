@@ -85,9 +85,7 @@ def test_rows_follow_the_transcription_contract(rows, hearing):
 
 
 def test_every_clip_fits_the_window_and_is_speech(rows, hearing):
-    durations = [
-        sf.info(str(hearing / r["audio"])).duration for r in rows["train"] + rows["heldout"]
-    ]
+    durations = [sf.info(str(hearing / r["audio"])).duration for r in rows["train"] + rows["heldout"]]
     assert 1.0 < min(durations) and max(durations) <= MAX_SECONDS
     info = json.loads((hearing / "hearing.json").read_text())
     assert info["clip_seconds"]["longest"] == pytest.approx(max(durations), abs=0.01)

@@ -12,9 +12,16 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "speechsum_cli"
 
 LAYERS: list[tuple[str, ...]] = [
-    ("speechsum_cli", "speechsum_cli.errors", "speechsum_cli.console", "speechsum_cli.fs",
-     "speechsum_cli.redact", "speechsum_cli.generation", "speechsum_cli.dtypes",
-     "speechsum_cli.typed"),
+    (
+        "speechsum_cli",
+        "speechsum_cli.errors",
+        "speechsum_cli.console",
+        "speechsum_cli.fs",
+        "speechsum_cli.redact",
+        "speechsum_cli.generation",
+        "speechsum_cli.dtypes",
+        "speechsum_cli.typed",
+    ),
     ("speechsum_cli.manifest", "speechsum_cli.prompts"),
     ("speechsum_cli.llm",),
     ("speechsum_cli.data",),
@@ -133,8 +140,9 @@ def test_no_stage_imports_another_stage():
         parts = module.split(".")
         return parts[2] if len(parts) > 2 and parts[1] == "stages" else None
 
-    crossing = sorted(f"{m} -> {t}" for m, targets in GRAPH.items() for t in targets
-                      if stage(m) and stage(t) and stage(m) != stage(t))
+    crossing = sorted(
+        f"{m} -> {t}" for m, targets in GRAPH.items() for t in targets if stage(m) and stage(t) and stage(m) != stage(t)
+    )
     assert crossing == []
 
 

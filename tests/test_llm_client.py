@@ -37,8 +37,9 @@ def server():
 
 
 def make_client(server: FakeOpenAI, **overrides) -> LLMClient:
-    fields = dict(base_url=server.base_url, model="fake-model", max_retries=2, timeout=5.0,
-                  prices={"fake-model": (1.0, 2.0)})
+    fields = dict(
+        base_url=server.base_url, model="fake-model", max_retries=2, timeout=5.0, prices={"fake-model": (1.0, 2.0)}
+    )
     fields.update(overrides)
     return LLMClient(LLMConfig(**fields))
 
@@ -233,10 +234,12 @@ def test_concurrent_calls_overlap(server):
 
     async def go():
         try:
-            return await asyncio.gather(*[
-                client.complete_json([{"role": "user", "content": f"row {i}"}], SCHEMA, prompt_version=1)
-                for i in range(8)
-            ])
+            return await asyncio.gather(
+                *[
+                    client.complete_json([{"role": "user", "content": f"row {i}"}], SCHEMA, prompt_version=1)
+                    for i in range(8)
+                ]
+            )
         finally:
             await client.aclose()
 
@@ -253,9 +256,11 @@ CALL_KINDS = ("complete_json", "generate", "speech")
 def call_each(client: LLMClient, text: str, kinds=CALL_KINDS) -> list:
     """One call of each kind in ``kinds`` on ``text``, the client closed after."""
     messages = [{"role": "user", "content": text}]
-    calls = {"complete_json": lambda: client.complete_json(messages, SCHEMA, prompt_version=1),
-             "generate": lambda: client.generate(messages, {"temperature": 0.0, "max_tokens": 16}),
-             "speech": lambda: client.speech(text)}
+    calls = {
+        "complete_json": lambda: client.complete_json(messages, SCHEMA, prompt_version=1),
+        "generate": lambda: client.generate(messages, {"temperature": 0.0, "max_tokens": 16}),
+        "speech": lambda: client.speech(text),
+    }
 
     async def go():
         try:
@@ -276,10 +281,11 @@ def test_every_call_kind_replays_from_the_cache_and_sends_nothing_in_a_dry_run(s
     client = make_client(server, cache_dir=tmp_path / "c", dry_run=True)
     replay = call_each(client, "hello world")
     assert server.requests == 3 and client.ledger.cache_hits == 3
-    assert (replay[0].data, replay[1].texts, replay[2].audio) == (
-        live[0].data, live[1].texts, live[2].audio)
-    assert all(r.usage.as_record() == {"requests": 0, "cache_hits": 1, "input_tokens": 0,
-                                       "output_tokens": 0, "cost_usd": 0.0} for r in replay)
+    assert (replay[0].data, replay[1].texts, replay[2].audio) == (live[0].data, live[1].texts, live[2].audio)
+    assert all(
+        r.usage.as_record() == {"requests": 0, "cache_hits": 1, "input_tokens": 0, "output_tokens": 0, "cost_usd": 0.0}
+        for r in replay
+    )
     for kind in CALL_KINDS:
         with pytest.raises(RuntimeError, match="dry run"):
             call_each(make_client(server, cache_dir=tmp_path / "c", dry_run=True), "other", [kind])

@@ -86,8 +86,9 @@ def test_jobs_past_the_limit_wait_in_arrival_order():
 
 
 def run_batch(server: FakeOpenAI, calls: int, *, adaptive: bool, **config) -> CallBatch:
-    llm = LLMConfig(base_url=server.base_url, model="m", prices={"m": (0.0, 0.0)}, adaptive_concurrency=adaptive,
-                    **config)
+    llm = LLMConfig(
+        base_url=server.base_url, model="m", prices={"m": (0.0, 0.0)}, adaptive_concurrency=adaptive, **config
+    )
     batch_calls = {i: [{"role": "user", "content": f"row {i}"}] for i in range(calls)}
     return run_calls(llm, batch_calls, SCHEMA, prompt_version="capacity", concurrency=llm.concurrency)
 
@@ -116,7 +117,7 @@ def test_a_serial_server_that_queues_is_not_flooded_into_time_outs():
         with FakeOpenAI(latency=0.15, capacity=1, over_capacity="queue") as server:
             batch = run_batch(server, 24, adaptive=adaptive, concurrency=8, timeout=0.5, timeout_retries=4)
             seen = server.in_flight_seen
-            runs[adaptive] = (batch, max(seen[len(seen) // 2:]))
+            runs[adaptive] = (batch, max(seen[len(seen) // 2 :]))
     (fixed, fixed_late), (adaptive, adaptive_late) = runs[False], runs[True]
     assert not adaptive.failed and len(adaptive.results) == 24
     # fixed concurrency times out far more (whether its retries then lose calls depends on the
@@ -172,15 +173,47 @@ def test_synth_against_a_server_of_fixed_capacity_completes_and_records_the_limi
     from speechsum_cli.app import app
 
     corpus = tmp_path / "corpus.jsonl"
-    corpus.write_text("".join(json.dumps({"id": f"talk{i}", "audio": f"audio/talk{i}.wav",
-                                          "transcript": f"Alice opened meeting {i}. Bob will email the vendor."}) + "\n"
-                              for i in range(30)))
+    corpus.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "id": f"talk{i}",
+                    "audio": f"audio/talk{i}.wav",
+                    "transcript": f"Alice opened meeting {i}. Bob will email the vendor.",
+                }
+            )
+            + "\n"
+            for i in range(30)
+        )
+    )
     out = tmp_path / "out"
     with FakeOpenAI(latency=0.05, capacity=2, over_capacity="429") as server:
-        result = CliRunner().invoke(app, [
-            "synth", "--data", str(corpus), "--out", str(out), "--base-url", server.base_url, "--llm", "fake",
-            "--cache-dir", str(tmp_path / "cache"), "--price-in", "2", "--price-out", "8", "--no-progress",
-            "--concurrency", "16", "--timeout-retries", "2", "--json"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "synth",
+                "--data",
+                str(corpus),
+                "--out",
+                str(out),
+                "--base-url",
+                server.base_url,
+                "--llm",
+                "fake",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--price-in",
+                "2",
+                "--price-out",
+                "8",
+                "--no-progress",
+                "--concurrency",
+                "16",
+                "--timeout-retries",
+                "2",
+                "--json",
+            ],
+        )
         rejected = server.rejected
     assert result.exit_code == 0, result.output
     assert rejected > 0, "the server did turn requests away"

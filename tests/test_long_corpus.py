@@ -89,8 +89,7 @@ def drafts(mods):
     ml = mods[0]
     cfg = ml.LongConfig({"train": 40, "valid": 40, "test": 40})
     return {
-        split: [ml.draft_long(split, i, cfg, 0, ml.SEGMENTS) for i in range(40)]
-        for split in ("train", "valid", "test")
+        split: [ml.draft_long(split, i, cfg, 0, ml.SEGMENTS) for i in range(40)] for split in ("train", "valid", "test")
     }
 
 
@@ -107,9 +106,7 @@ def test_files_columns_and_manifest(rows, info):
         assert row["style"] == "custom" and row["summary"] == row["transcript"]
     by_item = Counter(r["source_id"] for r in rows["train"])
     assert set(by_item.values()) == {2}
-    assert all(
-        len({r["style"] for r in rows["train"] if r["source_id"] == i}) == 2 for i in by_item
-    )
+    assert all(len({r["style"] for r in rows["train"] if r["source_id"] == i}) == 2 for i in by_item)
     assert info["rows"] == {"train": 8, "asr": 4, "valid": 2, "test": 2}
     assert info["items"] == {"train": 4, "valid": 2, "test": 2} and info["seed"] == 0
     assert info["pools"]["heldout"]["first_names"] >= 50
@@ -206,9 +203,7 @@ def test_a_reference_that_breaks_the_contract_stops_the_run(mods, drafts):
 
 def test_valid_and_test_kinds_and_names_are_unheard_in_training(mods, drafts):
     _, _, pools, _ = mods
-    kinds = {
-        s: {seg.scenario.kind for i in items for seg in i.segments} for s, items in drafts.items()
-    }
+    kinds = {s: {seg.scenario.kind for i in items for seg in i.segments} for s, items in drafts.items()}
     assert not kinds["valid"] & kinds["train"] and not kinds["test"] & kinds["train"]
     assert not kinds["valid"] & kinds["test"]
     train = pools.large_pools("train")
@@ -232,7 +227,10 @@ def test_large_pools_are_large_disjoint_and_speakable(mods):
     train, held = pools.large_pools("train"), pools.large_pools("heldout")
     for name in ("city", "product", "company", "client"):
         assert len(held[name].values) >= 50 and not set(train[name].values) & set(held[name].values)
-    words = lambda pool: {w for v in pool.values for w in str(v).split()}
+
+    def words(pool):
+        return {w for v in pool.values for w in str(v).split()}
+
     assert not words(train["company"]) & words(held["company"]) - {
         "Labs",
         "Systems",
@@ -257,9 +255,7 @@ def test_repairs_say_the_true_value_last_and_references_state_only_it(mods):
         refs = "\n".join(item.references.values())
         for r in item.spoken.repairs:
             repairs += 1
-            assert re.search(
-                rf"{re.escape(r.said)},[^.]*?\b{re.escape(r.value)}\b", item.spoken.text
-            ), r
+            assert re.search(rf"{re.escape(r.said)},[^.]*?\b{re.escape(r.value)}\b", item.spoken.text), r
             assert re.search(rf"\b{re.escape(r.value)}\b", refs), (r, refs)
             assert unsupported_content(f"It was {r.said}.", refs).count, (r, refs)
     assert repairs >= 30  # about one per segment
@@ -430,9 +426,7 @@ def test_a_missing_synthesizer_or_voice_is_a_named_error(mods, tmp_path, monkeyp
     monkeypatch.undo()
     monkeypatch.setitem(voices.FESTIVAL_VOICES, "nosuch_voice", ("festvox-nosuch", "diphone"))
     with pytest.raises(voices.SynthError, match="apt-get install festvox-nosuch"):
-        voices.render(
-            TEXT, voices.Voice("festival", "nosuch_voice", stretch=1.0), tmp_path / "y.wav"
-        )
+        voices.render(TEXT, voices.Voice("festival", "nosuch_voice", stretch=1.0), tmp_path / "y.wav")
 
 
 def test_train_family_never_uses_the_valid_speakers(mods):
@@ -480,9 +474,7 @@ def test_hearing_corpus_can_speak_with_the_train_family_and_large_names(mods, tm
         assert sf.info(str(out / clip["audio"])).duration <= 12.0
     held = pools.large_pools("heldout")
     unheard = set(held["person"].first) | set(held["person"].last)
-    said = {
-        w for c in clips if c["source"] == "pools" for w in re.findall(r"[A-Z]\w+", c["transcript"])
-    }
+    said = {w for c in clips if c["source"] == "pools" for w in re.findall(r"[A-Z]\w+", c["transcript"])}
     assert said and not said & unheard
     train = pools.large_pools("train")
     assert said & (set(train["person"].first) - set(pools.POOLS["person"].first))

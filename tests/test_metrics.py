@@ -19,6 +19,7 @@ TRANSCRIPT = (
 
 # --- ROUGE ----------------------------------------------------------------------------------
 
+
 def test_rouge_with_stemming_matches_hand_count():
     # reference stems: the cat are run | prediction stems: a cat run
     # unigram overlap {cat, run} = 2 -> P = 2/3, R = 2/4, F1 = 4/7; no shared bigram.
@@ -34,6 +35,7 @@ def test_rouge_identical_and_disjoint():
 
 
 # --- WER ------------------------------------------------------------------------------------
+
 
 def test_normalization_is_the_documented_one():
     assert normalize("Don't move the LAUNCH -- it's March 14th!") == "do not move the launch it is march 14th"
@@ -57,11 +59,16 @@ def test_wer_is_corpus_level_not_mean_of_rows():
 
 # --- unsupported content -------------------------------------------------------------------
 
+
 def test_numbers_match_by_value_whatever_the_spelling():
     assert [v for _, v in number_mentions("March fourteenth, 4.2 million, twenty one")] == [
-        {14.0}, {4.2, 4_200_000.0}, {21.0},
+        {14.0},
+        {4.2, 4_200_000.0},
+        {21.0},
     ]
-    faithful = "- Alice Chen opened the review at 9.\n- Launch moves to March 14th; hire 3 engineers.\n- Budget: $4.2 million."
+    faithful = (
+        "- Alice Chen opened the review at 9.\n- Launch moves to March 14th; hire 3 engineers.\n- Budget: $4.2 million."
+    )
     assert unsupported_content(faithful, TRANSCRIPT).count == 0
 
 
@@ -78,6 +85,7 @@ def test_sentence_initial_words_and_possessives_are_not_names():
 
 # --- repetition ------------------------------------------------------------------------------
 
+
 def test_repetition_rates_by_hand():
     assert repeated_ngram_rate("a b c d e f", n=4) == 0.0
     # 4-grams of "a b c d a b c d": abcd bcda cdab dabc abcd -> 5 grams, 4 distinct
@@ -86,6 +94,7 @@ def test_repetition_rates_by_hand():
 
 
 # --- style ----------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("text", "style", "ok"),

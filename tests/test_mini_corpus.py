@@ -72,9 +72,7 @@ def test_sizes_and_columns(rows, corpus):
     assert {tuple(sorted(r)) for r in rows["train"] + rows["asr"]} == {
         ("audio", "id", "query", "source_id", "style", "summary", "transcript")
     }
-    assert {tuple(sorted(r)) for r in rows["test"]} == {
-        ("audio", "id", "query", "style", "summary", "transcript")
-    }
+    assert {tuple(sorted(r)) for r in rows["test"]} == {("audio", "id", "query", "style", "summary", "transcript")}
     info = json.loads((corpus / "corpus.json").read_text())
     assert info["rows"] == {"train": 24, "asr": 12, "test": 4} and info["seed"] == 0
 
@@ -111,11 +109,7 @@ def test_each_train_item_has_two_styles_and_a_transcription_row(rows):
     assert {r["source_id"] for r in rows["asr"]} == set(by_item)
     for row in rows["asr"]:
         assert row["id"] == f"{row['source_id']}#asr"
-        assert (
-            row["query"] == ASR_QUERY
-            and row["style"] == "custom"
-            and row["summary"] == row["transcript"]
-        )
+        assert row["query"] == ASR_QUERY and row["style"] == "custom" and row["summary"] == row["transcript"]
 
 
 def test_ids_are_unique(rows):
@@ -151,9 +145,7 @@ def test_spoken_pool_numbers_match_their_digits(monkeypatch):
     monkeypatch.syspath_prepend(str(MINI))
     from pools import POOLS, Choice
 
-    numeric = {
-        name: pool for name, pool in POOLS.items() if isinstance(pool, Choice) and pool.by_value
-    }
+    numeric = {name: pool for name, pool in POOLS.items() if isinstance(pool, Choice) and pool.by_value}
     assert {"money", "big_money", "millions", "count", "century"} <= set(numeric)
     for name, pool in numeric.items():
         for value in pool.values:

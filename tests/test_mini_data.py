@@ -33,8 +33,12 @@ def test_mix_keeps_order_ranges_and_repeats_with_unique_ids_and_absolute_audio(t
     short = write_rows(tmp_path / "corpus" / "asr.jsonl", ["a", "b", "c"])
     long = write_rows(tmp_path / "long" / "train.jsonl", ["x", "y", "z", "w"])
     out = tmp_path / "mix.jsonl"
-    proc = subprocess.run([sys.executable, str(MINI / "mix.py"), str(out), f"{short}*2", f"{long}@1:3"],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(MINI / "mix.py"), str(out), f"{short}*2", f"{long}@1:3"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     assert [r["id"] for r in rows] == ["a", "b", "c", "a~2", "b~2", "c~2", "y", "z"]
@@ -47,8 +51,12 @@ def test_mix_keeps_order_ranges_and_repeats_with_unique_ids_and_absolute_audio(t
 def test_mix_refuses_what_it_cannot_do_and_writes_nothing(spec, tmp_path):
     rows = write_rows(tmp_path / "rows.jsonl", ["a", "b"])
     out = tmp_path / "mix.jsonl"
-    proc = subprocess.run([sys.executable, str(MINI / "mix.py"), str(out), spec.format(rows=rows)],
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run(
+        [sys.executable, str(MINI / "mix.py"), str(out), spec.format(rows=rows)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert proc.returncode != 0 and "Error:" in proc.stderr
     assert not out.exists()
 

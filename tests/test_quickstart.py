@@ -16,14 +16,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def load_server():
-    spec = importlib.util.spec_from_file_location("extractive_llm_server", ROOT / "examples" / "extractive_llm_server.py")
+    spec = importlib.util.spec_from_file_location(
+        "extractive_llm_server", ROOT / "examples" / "extractive_llm_server.py"
+    )
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-TRANSCRIPT = ("Priya Nair opened the budget review. Marketing spent forty two thousand dollars. "
-              "Tom will send the revised budget to finance by Thursday.")
+TRANSCRIPT = (
+    "Priya Nair opened the budget review. Marketing spent forty two thousand dollars. "
+    "Tom will send the revised budget to finance by Thursday."
+)
 
 
 def test_stand_in_llm_answers_synth_with_valid_rows():
@@ -31,12 +35,20 @@ def test_stand_in_llm_answers_synth_with_valid_rows():
 
     server = load_server()
     spec = synth_data()
-    for description, length in (("a bulleted list of the main points", "at most 3 bullets"),
-                                ("a one-sentence TL;DR", "at most 20 words"),
-                                ("one concise paragraph", "at most 40 words")):
-        user = spec["user"].format(transcript=TRANSCRIPT, style_description=description, style_instruction="x",
-                                   length=length, focus="the whole recording", audience="a general reader",
-                                   tone="neutral")
+    for description, length in (
+        ("a bulleted list of the main points", "at most 3 bullets"),
+        ("a one-sentence TL;DR", "at most 20 words"),
+        ("one concise paragraph", "at most 40 words"),
+    ):
+        user = spec["user"].format(
+            transcript=TRANSCRIPT,
+            style_description=description,
+            style_instruction="x",
+            length=length,
+            focus="the whole recording",
+            audience="a general reader",
+            tone="neutral",
+        )
         reply = server.answer([{"role": "system", "content": spec["system"]}, {"role": "user", "content": user}])
         assert set(reply) == {"query", "summary", "importance"} and 1 <= reply["importance"] <= 5
         assert reply["summary"] and len(reply["query"]) >= 3
@@ -62,9 +74,11 @@ def foreign_warnings(stderr: str) -> list[str]:
 
 
 def test_foreign_warnings_are_told_from_ours():
-    stderr = ("Warning: no price known for model 'x'\n"
-              "/site-packages/transformers/modeling_utils.py:3312: FutureWarning: `is_gradient_checkpointing` ...\n"
-              "/site-packages/peft/utils/save_and_load.py:313: UserWarning: Could not find a config file\n")
+    stderr = (
+        "Warning: no price known for model 'x'\n"
+        "/site-packages/transformers/modeling_utils.py:3312: FutureWarning: `is_gradient_checkpointing` ...\n"
+        "/site-packages/peft/utils/save_and_load.py:313: UserWarning: Could not find a config file\n"
+    )
     assert len(foreign_warnings(stderr)) == 2
 
 
@@ -81,8 +95,14 @@ def pid_alive(pid: int) -> bool:
 def test_quickstart_runs_every_stage_and_cleans_up(tmp_path):
     work = tmp_path / "qs"
     env = {**os.environ, "WORK": str(work), "QUICKSTART_SIZE": "test", "PYTHON": sys.executable}
-    run = subprocess.run(["bash", str(ROOT / "recipes" / "quickstart.sh")], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
+    run = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "quickstart.sh")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-5000:]
     report = json.loads((work / "eval" / "report.json").read_text())
     assert "judge" in json.dumps(report)
@@ -99,8 +119,14 @@ def test_quickstart_runs_every_stage_and_cleans_up(tmp_path):
     server_pid = int((work / "llm-server.pid").read_text())
     assert not pid_alive(server_pid), "the stand-in LLM server was left running"
 
-    again = subprocess.run(["bash", str(ROOT / "recipes" / "quickstart.sh")], cwd=tmp_path, env=env,
-                           capture_output=True, text=True, timeout=600)
+    again = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "quickstart.sh")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert again.returncode == 0, again.stderr[-5000:]
     assert again.stderr.count("exists: skipped") >= 7  # resume: no stage is redone
     assert not pid_alive(int((work / "llm-server.pid").read_text()))
@@ -109,10 +135,15 @@ def test_quickstart_runs_every_stage_and_cleans_up(tmp_path):
 def test_paper_recipe_prints_the_papers_chain_in_print_only_mode(tmp_path):
     """paper.sh needs GPUs and the hub; PRINT_ONLY=1 checks its commands and settings here."""
     env = {**os.environ, "PRINT_ONLY": "1", "WORK": str(tmp_path / "paper"), "PATH": os.environ["PATH"]}
-    run = subprocess.run(["bash", str(ROOT / "recipes" / "paper.sh")], env=env, capture_output=True, text=True,
-                         timeout=60)
+    run = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "paper.sh")], env=env, capture_output=True, text=True, timeout=60
+    )
     assert run.returncode == 0, run.stderr
-    lines = {line.split(" -m speechsum_cli ")[1].split()[0]: line for line in run.stdout.splitlines() if " -m speechsum_cli " in line}
+    lines = {
+        line.split(" -m speechsum_cli ")[1].split()[0]: line
+        for line in run.stdout.splitlines()
+        if " -m speechsum_cli " in line
+    }
     assert list(lines) == ["synth", "sft", "distill", "pairs", "dpo", "eval"]
     assert "--per-audio 1" in lines["synth"] and "--min-importance" in lines["synth"]
     assert "microsoft/Phi-4-multimodal-instruct@refs/pr/70" in lines["sft"]
@@ -131,10 +162,21 @@ def test_quickstart_stops_its_server_when_a_stage_fails(tmp_path):
     (work / "corpus" / "test.jsonl").write_text("")
     (work / "models" / "text-lm").mkdir(parents=True)
     (work / "models" / "student").mkdir()
-    env = {**os.environ, "WORK": str(work), "QUICKSTART_SIZE": "test", "PYTHON": sys.executable,
-           "SPEECHSUM": "false"}  # every speechsum command fails: synth is the first after the server starts
-    run = subprocess.run(["bash", str(ROOT / "recipes" / "quickstart.sh")], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=120)
+    env = {
+        **os.environ,
+        "WORK": str(work),
+        "QUICKSTART_SIZE": "test",
+        "PYTHON": sys.executable,
+        "SPEECHSUM": "false",
+    }  # every speechsum command fails: synth is the first after the server starts
+    run = subprocess.run(
+        ["bash", str(ROOT / "recipes" / "quickstart.sh")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode != 0
     assert "2/8 synth" in run.stderr
     assert not pid_alive(int((work / "llm-server.pid").read_text())), "the server outlived a failed run"

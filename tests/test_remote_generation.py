@@ -52,8 +52,9 @@ def model(tiny_models) -> Path:
 def server(model):
     """``(base_url, control)``: the audio chat server of the tiny model; ``control(**faults)`` sets
     its faults and clears its request log, ``control.received()`` lists what it got since."""
-    proc = subprocess.Popen([sys.executable, str(SERVER), str(model)], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(SERVER), str(model)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
     line = proc.stdout.readline()
     if not line.startswith("PORT "):
         proc.kill()
@@ -90,8 +91,17 @@ def rows(tmp_path_factory) -> Path:
     lines = []
     for row_id, transcript, query in ROWS:
         espeak(transcript, folder / f"{row_id}.wav")
-        lines.append(json.dumps({"id": row_id, "audio": f"{row_id}.wav", "transcript": transcript, "query": query,
-                                 "summary": transcript}))
+        lines.append(
+            json.dumps(
+                {
+                    "id": row_id,
+                    "audio": f"{row_id}.wav",
+                    "transcript": transcript,
+                    "query": query,
+                    "summary": transcript,
+                }
+            )
+        )
     (folder / "rows.jsonl").write_text("\n".join(lines) + "\n")
     return folder / "rows.jsonl"
 
@@ -126,8 +136,12 @@ def test_the_request_carries_each_window_losslessly_then_the_query():
 
 def test_sampling_fields_greedy_and_sampled():
     assert sampling_params(GenerationSettings(64, 0.0, 0.9), seed=3) == {"max_tokens": 64, "temperature": 0.0}
-    assert sampling_params(GenerationSettings(64, 0.7, 0.9), seed=3) == {"max_tokens": 64, "temperature": 0.7,
-                                                                        "top_p": 0.9, "seed": 3}
+    assert sampling_params(GenerationSettings(64, 0.7, 0.9), seed=3) == {
+        "max_tokens": 64,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "seed": 3,
+    }
 
 
 def test_urls_recorded_lose_their_secrets():
@@ -144,8 +158,17 @@ def test_a_long_clip_that_fits_the_context_is_one_request_with_every_window(mode
     url, control = server
     local = summarize(str(long_clip), "--model", str(model), "--style", "bullets")
     control()
-    remote = summarize(str(long_clip), "--model", str(model), "--style", "bullets", "--server-base-url", url,
-                       "--server-cache-dir", str(tmp_path / "cache"))
+    remote = summarize(
+        str(long_clip),
+        "--model",
+        str(model),
+        "--style",
+        "bullets",
+        "--server-base-url",
+        url,
+        "--server-cache-dir",
+        str(tmp_path / "cache"),
+    )
     (got,) = control.received()
     assert len(got["audio_seconds"]) == 3
     assert sum(got["audio_seconds"]) == pytest.approx(sf.info(long_clip).duration, abs=1.5 / SR)
@@ -157,11 +180,23 @@ def test_a_long_clip_on_the_server_is_the_local_summary_one_request_per_window_p
     model, server, long_clip, tmp_path
 ):
     url, control = server
-    local = summarize(str(long_clip), "--model", str(model), "--style", "bullets", "--batch-size", "1",
-                      "--windows-per-prompt", "1")
+    local = summarize(
+        str(long_clip), "--model", str(model), "--style", "bullets", "--batch-size", "1", "--windows-per-prompt", "1"
+    )
     control()
-    remote_args = (str(long_clip), "--model", str(model), "--style", "bullets", "--server-base-url", url,
-                   "--server-cache-dir", str(tmp_path / "cache"), "--windows-per-prompt", "1")
+    remote_args = (
+        str(long_clip),
+        "--model",
+        str(model),
+        "--style",
+        "bullets",
+        "--server-base-url",
+        url,
+        "--server-cache-dir",
+        str(tmp_path / "cache"),
+        "--windows-per-prompt",
+        "1",
+    )
     remote = summarize(*remote_args)
 
     chunks = remote["chunks"]
@@ -196,13 +231,20 @@ def test_an_interrupted_run_fails_whole_and_the_rerun_sends_only_what_was_not_an
     url, control = server
     cache = tmp_path / "cache"
     config = summarize_stage.SummarizeConfig(
-        audio=(long_clip,), model=str(model), style="tldr", max_new_tokens=8, show_progress=False,
+        audio=(long_clip,),
+        model=str(model),
+        style="tldr",
+        max_new_tokens=8,
+        show_progress=False,
         windows_per_prompt=1,
         server=LLMConfig(base_url=url, role="server", model="", max_retries=1, cache_dir=cache),
     )
     control(fail_text_only=503)  # the windows are answered, the combine step is not
-    with pytest.raises(NothingUsableError, match=r"1 of 1 generation request failed \(HTTP 503: 1\).*"
-                                                 r"--server-base-url http://127\.0\.0\.1:\d+/v1") as failed:
+    with pytest.raises(
+        NothingUsableError,
+        match=r"1 of 1 generation request failed \(HTTP 503: 1\).*"
+        r"--server-base-url http://127\.0\.0\.1:\d+/v1",
+    ) as failed:
         summarize_stage.run(config)
     assert failed.value.exit_code == 3
     assert "only the failed requests are sent" in str(failed.value)
@@ -234,8 +276,16 @@ def test_http_500_and_429_are_retried_by_the_one_client(model, server, short_cli
 
 def test_nothing_answering_at_the_url_is_a_clear_error_with_exit_3(model, short_clip, tmp_path):
     url = f"http://127.0.0.1:{free_port()}/v1"
-    result = summarize(str(short_clip), "--model", str(model), "--server-base-url", url,
-                       "--server-cache-dir", str(tmp_path / "cache"), code=3)
+    result = summarize(
+        str(short_clip),
+        "--model",
+        str(model),
+        "--server-base-url",
+        url,
+        "--server-cache-dir",
+        str(tmp_path / "cache"),
+        code=3,
+    )
     message = " ".join(result.output.split())
     assert f"nothing answers at --server-base-url {url}" in message
     assert "Start the server" in message and "then run the same command again" in message
@@ -260,18 +310,42 @@ def test_a_model_without_audio_input_or_not_served_names_the_flag_and_the_fix(mo
 # --- pairs and eval -----------------------------------------------------------------------------
 
 
-def test_pairs_samples_k_candidates_per_prompt_in_one_request_with_the_sampling_fields(
-    model, server, rows, tmp_path
-):
+def test_pairs_samples_k_candidates_per_prompt_in_one_request_with_the_sampling_fields(model, server, rows, tmp_path):
     url, control = server
     port = url.split(":")[2].split("/")[0]
     secret_url = f"http://user:s3cret@127.0.0.1:{port}/v1"
 
     def pairs(out, cache):
-        return runner.invoke(app, ["pairs", "--model", str(model), "--data", str(rows), "--out", str(out),
-                                   "--judge", "offline", "--k", "3", "--temperature", "0.9", "--top-p", "0.8",
-                                   "--seed", "5", "--max-new-tokens", "8", "--no-progress", "--json",
-                                   "--server-base-url", secret_url, "--server-cache-dir", str(cache)])
+        return runner.invoke(
+            app,
+            [
+                "pairs",
+                "--model",
+                str(model),
+                "--data",
+                str(rows),
+                "--out",
+                str(out),
+                "--judge",
+                "offline",
+                "--k",
+                "3",
+                "--temperature",
+                "0.9",
+                "--top-p",
+                "0.8",
+                "--seed",
+                "5",
+                "--max-new-tokens",
+                "8",
+                "--no-progress",
+                "--json",
+                "--server-base-url",
+                secret_url,
+                "--server-cache-dir",
+                str(cache),
+            ],
+        )
 
     control()
     result = pairs(tmp_path / "pairs", tmp_path / "cache")
@@ -305,9 +379,30 @@ def test_eval_generates_predictions_and_transcriptions_on_the_server_and_records
     url, control = server
     control()
     out = tmp_path / "report"
-    result = runner.invoke(app, ["eval", "--model", str(model), "--data", str(rows), "--out", str(out), "--no-judge",
-                                 "--wer-rows", "1", "--max-new-tokens", "8", "--resamples", "10", "--no-progress",
-                                 "--server-base-url", url, "--server-cache-dir", str(tmp_path / "cache")])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--model",
+            str(model),
+            "--data",
+            str(rows),
+            "--out",
+            str(out),
+            "--no-judge",
+            "--wer-rows",
+            "1",
+            "--max-new-tokens",
+            "8",
+            "--resamples",
+            "10",
+            "--no-progress",
+            "--server-base-url",
+            url,
+            "--server-cache-dir",
+            str(tmp_path / "cache"),
+        ],
+    )
     assert result.exit_code == 0, result.output
     got = control.received()
     assert len(got) == len(ROWS) + 1  # one window per row, and the transcription prompt for one row
@@ -318,8 +413,21 @@ def test_eval_generates_predictions_and_transcriptions_on_the_server_and_records
 
 
 def test_eval_with_a_server_needs_a_checkpoint(rows, tmp_path):
-    result = runner.invoke(app, ["eval", "--predictions", str(rows), "--data", str(rows), "--out", str(tmp_path / "r"),
-                                 "--no-judge", "--server-base-url", "http://127.0.0.1:9/v1"])
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            "--predictions",
+            str(rows),
+            "--data",
+            str(rows),
+            "--out",
+            str(tmp_path / "r"),
+            "--no-judge",
+            "--server-base-url",
+            "http://127.0.0.1:9/v1",
+        ],
+    )
     assert result.exit_code == 1
     assert "--server-base-url generates the predictions of --model checkpoints" in " ".join(result.output.split())
 
@@ -327,6 +435,11 @@ def test_eval_with_a_server_needs_a_checkpoint(rows, tmp_path):
 @pytest.mark.parametrize("command", ["summarize", "eval", "pairs"])
 def test_the_server_flags_are_the_same_in_every_generating_command(command):
     result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "200"})
-    for flag in ("--server-base-url", "--server-model", "--server-api-key-env", "--server-concurrency",
-                 "--server-cache-dir"):
+    for flag in (
+        "--server-base-url",
+        "--server-model",
+        "--server-api-key-env",
+        "--server-concurrency",
+        "--server-cache-dir",
+    ):
         assert flag in result.output

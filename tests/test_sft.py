@@ -21,10 +21,14 @@ from tests.conftest import espeak
 runner = CliRunner()
 
 SENTENCES = (
-    "Alice opened the budget review at nine.", "Bob will send the contract by Friday.",
-    "The launch moves to March fourteenth.", "We decided to hire three engineers.",
-    "Carol drafts the proposal.", "Dan books the room for Monday.",
-    "Forests store energy from the sun.", "Everyone reads the quarterly report.",
+    "Alice opened the budget review at nine.",
+    "Bob will send the contract by Friday.",
+    "The launch moves to March fourteenth.",
+    "We decided to hire three engineers.",
+    "Carol drafts the proposal.",
+    "Dan books the room for Monday.",
+    "Forests store energy from the sun.",
+    "Everyone reads the quarterly report.",
 )
 QUERY = "Summarize in one sentence."
 HEAD_SCALE = 10.0
@@ -47,8 +51,7 @@ def clips(tmp_path_factory) -> list[Path]:
 def synth_rows(clips: list[Path]) -> list[dict]:
     """Rows in the synth output format (id, audio, transcript, query, style, summary)."""
     return [
-        {"id": f"row{i}", "audio": str(clip), "transcript": text, "query": QUERY,
-         "style": "tldr", "summary": text}
+        {"id": f"row{i}", "audio": str(clip), "transcript": text, "query": QUERY, "style": "tldr", "summary": text}
         for i, (clip, text) in enumerate(zip(clips, SENTENCES))
     ]
 
@@ -103,8 +106,18 @@ def test_help_shows_the_paper_defaults_and_an_example():
     assert result.exit_code == 0
     text = " ".join(result.output.split())
     assert "speechsum sft --data runs/synth --model Qwen/Qwen2-Audio-7B-Instruct --out runs/sft" in text
-    for flag in ("--lora-r", "--lora-alpha", "--lora-targets", "--train-encoder", "--full",
-                 "--on-long-audio", "--resume", "--merge", "--eval-split", "--report-to"):
+    for flag in (
+        "--lora-r",
+        "--lora-alpha",
+        "--lora-targets",
+        "--train-encoder",
+        "--full",
+        "--on-long-audio",
+        "--resume",
+        "--merge",
+        "--eval-split",
+        "--report-to",
+    ):
         assert flag in text
 
 
@@ -121,8 +134,22 @@ def test_lora_trains_lm_and_projector_only_and_output_summarizes(
     family = FAMILIES[model_type]
     base = trainable_models(model_type)
     out = tmp_path / "sft"
-    result = sft("--data", str(sft_data), "--model", str(base), "--out", str(out),
-                 "--max-steps", "3", "--lr", "1e-2", "--batch-size", "4", "--logging-steps", "1")
+    result = sft(
+        "--data",
+        str(sft_data),
+        "--model",
+        str(base),
+        "--out",
+        str(out),
+        "--max-steps",
+        "3",
+        "--lr",
+        "1e-2",
+        "--batch-size",
+        "4",
+        "--logging-steps",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(out)
     assert "Parameters" in result.stderr and "LoRA" in result.stderr
@@ -143,9 +170,7 @@ def test_lora_trains_lm_and_projector_only_and_output_summarizes(
     # Plain transformers + peft load the output; compare it to the base weights.
     base_weights = state_dict(base)
     before = family.load_model(str(base), dtype=torch.float32, device="cpu")
-    trained = PeftModel.from_pretrained(
-        family.load_model(str(base), dtype=torch.float32, device="cpu"), str(out)
-    )
+    trained = PeftModel.from_pretrained(family.load_model(str(base), dtype=torch.float32, device="cpu"), str(out))
     lora_modules = [n for n, m in trained.named_modules() if hasattr(m, "lora_A") and len(m.lora_A)]
     assert lora_modules
     lm_prefix = f"base_model.model.{family.language_model_prefix}."
@@ -155,22 +180,28 @@ def test_lora_trains_lm_and_projector_only_and_output_summarizes(
     lora_b = [p for n, p in params.items() if "lora_B" in n]
     assert any(p.abs().sum() > 0 for p in lora_b), "LoRA B matrices are still zero: nothing trained"
     for prefix in family.audio_encoder_prefixes:
-        encoder = {n: p for n, p in before.named_parameters() if n.startswith(prefix + ".")
-                   and not any(n.startswith(q + ".") for q in family.projector_prefixes)}
+        encoder = {
+            n: p
+            for n, p in before.named_parameters()
+            if n.startswith(prefix + ".") and not any(n.startswith(q + ".") for q in family.projector_prefixes)
+        }
         assert encoder
         for name, tensor in encoder.items():
             assert torch.equal(params[f"base_model.model.{name}"], tensor), name
     projector_changed = [
         not torch.equal(params[f"base_model.model.{n}".replace(p_, p_ + ".modules_to_save.default", 1)], t)
         for p_ in family.projector_prefixes
-        for n, t in before.named_parameters() if n.startswith(p_ + ".")
+        for n, t in before.named_parameters()
+        if n.startswith(p_ + ".")
     ]
     assert projector_changed and any(projector_changed)
     assert base_weights  # the base checkpoint itself was not modified
     assert all(torch.equal(t, state_dict(base)[k]) for k, t in base_weights.items())
 
-    summary = runner.invoke(app, ["summarize", str(clips[0]), "--model", str(out),
-                                  "--max-new-tokens", "8", "--no-progress", "--format", "json"])
+    summary = runner.invoke(
+        app,
+        ["summarize", str(clips[0]), "--model", str(out), "--max-new-tokens", "8", "--no-progress", "--format", "json"],
+    )
     assert summary.exit_code == 0, summary.output
     assert json.loads(summary.stdout)["model"] == str(out)
 
@@ -184,9 +215,25 @@ OVERFIT_STEPS = {"qwen3_omni_moe": 120}
 @pytest.mark.parametrize("model_type", sorted(FAMILIES))
 def test_tiny_model_overfits_eight_examples(model_type, trainable_models, sft_data, tmp_path):
     out = tmp_path / "sft"
-    result = sft("--data", str(sft_data), "--model", str(trainable_models(model_type)),
-                 "--out", str(out), "--max-steps", str(OVERFIT_STEPS.get(model_type, 60)), "--lr", "1e-2", "--warmup", "0",
-                 "--batch-size", "8", "--logging-steps", "1", "--json")
+    result = sft(
+        "--data",
+        str(sft_data),
+        "--model",
+        str(trainable_models(model_type)),
+        "--out",
+        str(out),
+        "--max-steps",
+        str(OVERFIT_STEPS.get(model_type, 60)),
+        "--lr",
+        "1e-2",
+        "--warmup",
+        "0",
+        "--batch-size",
+        "8",
+        "--logging-steps",
+        "1",
+        "--json",
+    )
     assert result.exit_code == 0, result.output
     metrics = json.loads(result.stdout)["metrics"]
     assert metrics == manifest(out)["metrics"]
@@ -209,8 +256,13 @@ def test_batch_of_two_loss_equals_token_weighted_single_losses(model_type, train
     collate = SpeechCollator(lm, lm.window_seconds)
     rows = [
         {"id": "short", "audio": str(clips[4]), "query": QUERY, "summary": "Carol.", "truncate": False},
-        {"id": "long", "audio": str(clips[0]), "query": QUERY + " Be thorough.",
-         "summary": SENTENCES[0] + " " + SENTENCES[1], "truncate": False},
+        {
+            "id": "long",
+            "audio": str(clips[0]),
+            "query": QUERY + " Be thorough.",
+            "summary": SENTENCES[0] + " " + SENTENCES[1],
+            "truncate": False,
+        },
     ]
 
     def loss_and_tokens(batch_rows):
@@ -236,8 +288,20 @@ def test_merge_writes_a_full_checkpoint_equal_to_the_adapter(trainable_models, s
     from speechsum_cli.families import Prompt, load
 
     base = trainable_models("qwen2_audio")
-    common = ["--data", str(sft_data), "--model", str(base), "--max-steps", "2", "--lr", "1e-2",
-              "--batch-size", "4", "--lora-dropout", "0"]
+    common = [
+        "--data",
+        str(sft_data),
+        "--model",
+        str(base),
+        "--max-steps",
+        "2",
+        "--lr",
+        "1e-2",
+        "--batch-size",
+        "4",
+        "--lora-dropout",
+        "0",
+    ]
     assert sft(*common, "--out", str(tmp_path / "adapter")).exit_code == 0
     merged = sft(*common, "--out", str(tmp_path / "merged"), "--merge")
     assert merged.exit_code == 0, merged.output
@@ -256,8 +320,20 @@ def test_merge_writes_a_full_checkpoint_equal_to_the_adapter(trainable_models, s
 
 def test_eval_split_records_eval_loss(trainable_models, sft_data, tmp_path):
     out = tmp_path / "sft"
-    result = sft("--data", str(sft_data), "--model", str(trainable_models("voxtral")), "--out", str(out),
-                 "--max-steps", "2", "--batch-size", "4", "--eval-split", "0.25")
+    result = sft(
+        "--data",
+        str(sft_data),
+        "--model",
+        str(trainable_models("voxtral")),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--eval-split",
+        "0.25",
+    )
     assert result.exit_code == 0, result.output
     record = manifest(out)
     assert (record["counts"]["train_rows"], record["counts"]["eval_rows"]) == (6, 2)
@@ -271,9 +347,12 @@ def test_resume_continues_from_the_saved_step(trainable_models, sft_data, tmp_pa
     from speechsum_cli.training.settings import TrainSettings
 
     out = tmp_path / "sft"
-    cfg = stage.SftConfig(data=sft_data, model=str(trainable_models("qwen2_audio")), out=out,
-                          train=TrainSettings(max_steps=4, save_steps=2, batch_size=4, lr=1e-2,
-                                              logging_steps=1))
+    cfg = stage.SftConfig(
+        data=sft_data,
+        model=str(trainable_models("qwen2_audio")),
+        out=out,
+        train=TrainSettings(max_steps=4, save_steps=2, batch_size=4, lr=1e-2, logging_steps=1),
+    )
     real_call = stage.SpeechCollator.__call__
     calls = {"n": 0}
 
@@ -291,8 +370,22 @@ def test_resume_continues_from_the_saved_step(trainable_models, sft_data, tmp_pa
     assert not out.exists()
     assert (partial / "checkpoint-2").is_dir()
 
-    changed = sft("--data", str(sft_data), "--model", cfg.model, "--out", str(out), "--max-steps", "4",
-                  "--save-steps", "2", "--batch-size", "4", "--lr", "2e-2")
+    changed = sft(
+        "--data",
+        str(sft_data),
+        "--model",
+        cfg.model,
+        "--out",
+        str(out),
+        "--max-steps",
+        "4",
+        "--save-steps",
+        "2",
+        "--batch-size",
+        "4",
+        "--lr",
+        "2e-2",
+    )
     assert changed.exit_code == 1
     message = " ".join(changed.stderr.split())
     assert "holds an interrupted run (last checkpoint: checkpoint-2)" in message
@@ -306,8 +399,7 @@ def test_resume_continues_from_the_saved_step(trainable_models, sft_data, tmp_pa
     assert manifest(out)["metrics"]["resumed_from_step"] == 2
     assert not partial.exists()
 
-    nothing = sft("--data", str(sft_data), "--model", cfg.model, "--out", str(tmp_path / "other"),
-                  "--resume")
+    nothing = sft("--data", str(sft_data), "--model", cfg.model, "--out", str(tmp_path / "other"), "--resume")
     assert nothing.exit_code == 1
     assert "no checkpoint in" in nothing.stderr
 
@@ -320,8 +412,12 @@ def test_restart_discards_an_interrupted_run(trainable_models, sft_data, tmp_pat
     partial = tmp_path / ".sft.partial"
     (partial / "checkpoint-7").mkdir(parents=True)
     (partial / "checkpoint-7" / "trainer_state.json").write_text("{}")
-    cfg = stage.SftConfig(data=sft_data, model=str(trainable_models("qwen2_audio")), out=out,
-                          train=TrainSettings(max_steps=1, batch_size=4, restart=True))
+    cfg = stage.SftConfig(
+        data=sft_data,
+        model=str(trainable_models("qwen2_audio")),
+        out=out,
+        train=TrainSettings(max_steps=1, batch_size=4, restart=True),
+    )
     result = stage.run(cfg)
     assert "resumed_from_step" not in result.metrics and result.metrics["global_step"] == 1
 
@@ -330,7 +426,6 @@ def train_replace(cfg, **changes):
     import dataclasses
 
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, **changes))
-
 
     return dataclasses.replace(cfg, **changes)
 
@@ -345,14 +440,23 @@ def long_data(clips, tmp_path_factory) -> Path:
     data, sr = sf.read(clips[0], dtype="float32")
     long_clip = folder / "long.wav"
     sf.write(long_clip, np.tile(data, 4)[: int(7.0 * sr)], sr)
-    rows = synth_rows(clips) + [{"id": "too-long", "audio": str(long_clip), "transcript": "x",
-                                 "query": QUERY, "style": "tldr", "summary": "A long talk."}]
+    rows = synth_rows(clips) + [
+        {
+            "id": "too-long",
+            "audio": str(long_clip),
+            "transcript": "x",
+            "query": QUERY,
+            "style": "tldr",
+            "summary": "A long talk.",
+        }
+    ]
     return write_rows(folder / "train.jsonl", rows)
 
 
 def test_long_audio_is_an_error_by_default(trainable_models, long_data, tmp_path):
-    result = sft("--data", str(long_data), "--model", str(trainable_models("qwen2_audio")),
-                 "--out", str(tmp_path / "sft"))
+    result = sft(
+        "--data", str(long_data), "--model", str(trainable_models("qwen2_audio")), "--out", str(tmp_path / "sft")
+    )
     assert result.exit_code == 1
     message = " ".join(result.stderr.split())
     assert "1 row(s) with audio longer than the model's 5 s window (longest 7.0 s): ids 'too-long'" in message
@@ -363,8 +467,20 @@ def test_long_audio_is_an_error_by_default(trainable_models, long_data, tmp_path
 @pytest.mark.parametrize("policy", ["drop", "truncate", "chunk"])
 def test_long_audio_policies_are_counted(policy, trainable_models, long_data, tmp_path):
     out = tmp_path / "sft"
-    result = sft("--data", str(long_data), "--model", str(trainable_models("qwen2_audio")),
-                 "--out", str(out), "--on-long-audio", policy, "--max-steps", "3", "--batch-size", "9")
+    result = sft(
+        "--data",
+        str(long_data),
+        "--model",
+        str(trainable_models("qwen2_audio")),
+        "--out",
+        str(out),
+        "--on-long-audio",
+        policy,
+        "--max-steps",
+        "3",
+        "--batch-size",
+        "9",
+    )
     assert result.exit_code == 0, result.output
     counts = manifest(out)["counts"]
     assert counts["long_audio"] == 1
@@ -430,8 +546,16 @@ def test_bad_rows_are_named_by_id_and_column(clips, tmp_path):
 
 
 def test_lora_targets_that_match_nothing_fail_clearly(trainable_models, sft_data, tmp_path):
-    result = sft("--data", str(sft_data), "--model", str(trainable_models("qwen2_audio")),
-                 "--out", str(tmp_path / "sft"), "--lora-targets", "query_key_value")
+    result = sft(
+        "--data",
+        str(sft_data),
+        "--model",
+        str(trainable_models("qwen2_audio")),
+        "--out",
+        str(tmp_path / "sft"),
+        "--lora-targets",
+        "query_key_value",
+    )
     assert result.exit_code == 1
     message = " ".join(result.stderr.split())
     assert "LoRA targets query_key_value match no module of the language model ('model.language_model')" in message
@@ -448,8 +572,9 @@ def test_lora_is_kept_off_the_encoder_even_where_names_coincide(trainable_models
 
     family = FAMILIES["phi4_multimodal"]
     model = family.load_model(str(trainable_models("phi4_multimodal")), dtype=torch.float32, device="cpu")
-    encoder_names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()
-                     if n.startswith(family.audio_encoder_prefixes[0] + ".")}
+    encoder_names = {
+        n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n.startswith(family.audio_encoder_prefixes[0] + ".")
+    }
     assert encoder_names & set(family.lora_targets)  # the trap exists
     peft_model = prepare_model(model, family, TrainSettings(), "m")
     wrapped = [n for n, m in peft_model.named_modules() if hasattr(m, "lora_A")]
@@ -465,8 +590,21 @@ def test_train_encoder_changes_the_encoder_too(trainable_models, sft_data, tmp_p
     family = FAMILIES["phi4_multimodal"]
     base = trainable_models("phi4_multimodal")
     out = tmp_path / "sft"
-    result = sft("--data", str(sft_data), "--model", str(base), "--out", str(out), "--max-steps", "2",
-                 "--lr", "1e-2", "--batch-size", "4", "--train-encoder")
+    result = sft(
+        "--data",
+        str(sft_data),
+        "--model",
+        str(base),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--lr",
+        "1e-2",
+        "--batch-size",
+        "4",
+        "--train-encoder",
+    )
     assert result.exit_code == 0, result.output
     groups = {g["name"]: g for g in manifest(out)["parameters"]}
     assert groups["encoder"]["trainable"] == groups["encoder"]["total"] > 0
@@ -507,12 +645,36 @@ def test_ddp_two_processes_on_cpu_match_gradient_accumulation(trainable_models, 
     ``accelerate launch --cpu --num_processes 2`` needs mpirun for several CPU processes.
     """
     model = str(trainable_models("qwen2_audio"))
-    common = ["--data", str(sft_data), "--model", model, "--max-steps", "2", "--batch-size", "2",
-              "--logging-steps", "1", "--no-group-by-length"]
+    common = [
+        "--data",
+        str(sft_data),
+        "--model",
+        model,
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--logging-steps",
+        "1",
+        "--no-group-by-length",
+    ]
     ddp_out = tmp_path / "ddp" / "sft"
     ddp_out.parent.mkdir()
-    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
-               "--master_port", "29517", "-m", "speechsum_cli", "sft", *common, "--out", str(ddp_out)]
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "speechsum_cli",
+        "sft",
+        *common,
+        "--out",
+        str(ddp_out),
+    ]
     done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stderr.count("Parameters") == 1  # only the main process reports

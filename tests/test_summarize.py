@@ -34,8 +34,9 @@ def test_three_and_a_half_windows_give_four_chunks_and_every_sample_reaches_the_
     model = tiny_models(model_type)
     audio = speech_of_duration(tmp_path / "long.wav", 3.5 * WINDOW, workdir=tmp_path)
 
-    report = summarize_json(str(audio), "--model", str(model), "--max-new-tokens", "4", "--style", "bullets",
-                            "--windows-per-prompt", "1")
+    report = summarize_json(
+        str(audio), "--model", str(model), "--max-new-tokens", "4", "--style", "bullets", "--windows-per-prompt", "1"
+    )
 
     duration = sf.info(audio).duration
     frame = 1 / 16000
@@ -141,8 +142,15 @@ def test_batch_of_two_files_gives_the_same_summaries_as_one_at_a_time(model_type
 def test_ten_minute_recording_is_summarized_whole(model_type, tiny_models, tmp_path):
     audio = speech_of_duration(tmp_path / "ten.wav", 600.0, workdir=tmp_path)
     report = summarize_json(
-        str(audio), "--model", str(tiny_models(model_type)), "--max-new-tokens", "2", "--batch-size", "8",
-        "--windows-per-prompt", "1",
+        str(audio),
+        "--model",
+        str(tiny_models(model_type)),
+        "--max-new-tokens",
+        "2",
+        "--batch-size",
+        "8",
+        "--windows-per-prompt",
+        "1",
     )
     assert len(report["chunks"]) >= 120
     assert abs(report["encoded_seconds"] - 600.0) <= 1 / 16000
@@ -160,8 +168,20 @@ def test_directory_input_text_md_and_output_file(tiny_models, tmp_path):
     out = tmp_path / "out" / "summary.md"
 
     result = runner.invoke(
-        app, ["summarize", str(folder), "--model", model, "--format", "md", "-o", str(out),
-              "--max-new-tokens", "3", "--no-progress"],
+        app,
+        [
+            "summarize",
+            str(folder),
+            "--model",
+            model,
+            "--format",
+            "md",
+            "-o",
+            str(out),
+            "--max-new-tokens",
+            "3",
+            "--no-progress",
+        ],
     )
 
     assert result.exit_code == 0, result.output
@@ -199,15 +219,15 @@ def assert_error(result, *fragments: str) -> None:
 
 
 def test_missing_file(tiny_models, tmp_path):
-    assert_error(run_cli(str(tmp_path / "nope.wav"), "--model", str(tiny_models("qwen2_audio"))),
-                 "nope.wav", "does not exist")
+    assert_error(
+        run_cli(str(tmp_path / "nope.wav"), "--model", str(tiny_models("qwen2_audio"))), "nope.wav", "does not exist"
+    )
 
 
 def test_text_file_renamed_wav(tiny_models, tmp_path):
     fake = tmp_path / "notes.wav"
     fake.write_text("Meeting notes: Alice will send the budget.")
-    assert_error(run_cli(str(fake), "--model", str(tiny_models("qwen2_audio"))),
-                 "notes.wav", "text, not audio")
+    assert_error(run_cli(str(fake), "--model", str(tiny_models("qwen2_audio"))), "notes.wav", "text, not audio")
 
 
 def test_empty_wav(tiny_models, tmp_path):
@@ -225,36 +245,55 @@ def test_zero_length_wav(tiny_models, tmp_path):
 def test_all_bad_files_are_reported_at_once(tiny_models, tmp_path):
     empty = tmp_path / "empty.wav"
     empty.touch()
-    assert_error(run_cli(str(tmp_path / "gone.wav"), str(empty), "--model", str(tiny_models("qwen2_audio"))),
-                 "2 audio inputs are unusable", "gone.wav", "empty.wav")
+    assert_error(
+        run_cli(str(tmp_path / "gone.wav"), str(empty), "--model", str(tiny_models("qwen2_audio"))),
+        "2 audio inputs are unusable",
+        "gone.wav",
+        "empty.wav",
+    )
 
 
 def test_unknown_model_type_lists_supported_families(speech_wav, tmp_path):
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     (ckpt / "config.json").write_text(json.dumps({"model_type": "wav2vec2"}))
-    assert_error(run_cli(str(speech_wav), "--model", str(ckpt)),
-                 "model_type 'wav2vec2' is not supported", *FAMILY_TYPES)
+    assert_error(
+        run_cli(str(speech_wav), "--model", str(ckpt)), "model_type 'wav2vec2' is not supported", *FAMILY_TYPES
+    )
 
 
 def test_style_not_a_preset(speech_wav, tiny_models):
-    assert_error(run_cli(str(speech_wav), "--model", str(tiny_models("qwen2_audio")), "--style", "haiku"),
-                 "--style 'haiku' is not a preset", "bullets", "--query")
+    assert_error(
+        run_cli(str(speech_wav), "--model", str(tiny_models("qwen2_audio")), "--style", "haiku"),
+        "--style 'haiku' is not a preset",
+        "bullets",
+        "--query",
+    )
 
 
 def test_style_and_query_together(speech_wav, tiny_models):
-    assert_error(run_cli(str(speech_wav), "--model", str(tiny_models("qwen2_audio")),
-                         "--style", "bullets", "--query", "who spoke?"), "--style and --query")
+    assert_error(
+        run_cli(
+            str(speech_wav), "--model", str(tiny_models("qwen2_audio")), "--style", "bullets", "--query", "who spoke?"
+        ),
+        "--style and --query",
+    )
 
 
 def test_chunk_seconds_beyond_the_window(speech_wav, tiny_models):
-    assert_error(run_cli(str(speech_wav), "--model", str(tiny_models("qwen2_audio")), "--chunk-seconds", "30"),
-                 "--chunk-seconds 30 exceeds the model's audio window of 5 s")
+    assert_error(
+        run_cli(str(speech_wav), "--model", str(tiny_models("qwen2_audio")), "--chunk-seconds", "30"),
+        "--chunk-seconds 30 exceeds the model's audio window of 5 s",
+    )
 
 
 def test_on_long_audio_error_refuses_instead_of_truncating(speech_wav, tiny_models):
-    assert_error(run_cli(str(speech_wav), "--model", str(tiny_models("qwen2_audio")), "--on-long-audio", "error"),
-                 "longer than the 5 s window", "speech.wav", "--on-long-audio chunk")
+    assert_error(
+        run_cli(str(speech_wav), "--model", str(tiny_models("qwen2_audio")), "--on-long-audio", "error"),
+        "longer than the 5 s window",
+        "speech.wav",
+        "--on-long-audio chunk",
+    )
 
 
 def test_default_model_unavailable_offline_names_the_flag(speech_wav, monkeypatch):
@@ -274,13 +313,20 @@ def test_remote_code_phi4_checkpoint_points_to_the_transformers_revision(speech_
     ckpt = tmp_path / "phi4mm"
     ckpt.mkdir()
     (ckpt / "config.json").write_text(json.dumps({"model_type": "phi4mm"}))
-    assert_error(run_cli(str(speech_wav), "--model", str(ckpt)),
-                 "model_type 'phi4mm' is not supported", "microsoft/Phi-4-multimodal-instruct@refs/pr/70")
+    assert_error(
+        run_cli(str(speech_wav), "--model", str(ckpt)),
+        "model_type 'phi4mm' is not supported",
+        "microsoft/Phi-4-multimodal-instruct@refs/pr/70",
+    )
 
 
 def test_unreachable_hub_revision_names_the_flag(speech_wav):
-    assert_error(run_cli(str(speech_wav), "--model", "nobody/no-such-model@main"),
-                 "cannot load model 'nobody/no-such-model@main'", "--model", "SPEECHSUM_MODEL")
+    assert_error(
+        run_cli(str(speech_wav), "--model", "nobody/no-such-model@main"),
+        "cannot load model 'nobody/no-such-model@main'",
+        "--model",
+        "SPEECHSUM_MODEL",
+    )
 
 
 # --- the shared option vocabulary (issue 17) ---------------------------------------------------
@@ -290,8 +336,9 @@ def test_json_is_format_json_and_ckpt_is_model(tiny_models, tmp_path):
     audio = speech_of_duration(tmp_path / "short.wav", 3.0, workdir=tmp_path)
     model = str(tiny_models("qwen2_audio"))
     by_format = summarize_json(str(audio), "--model", model, "--max-new-tokens", "3")
-    result = runner.invoke(app, ["summarize", str(audio), "--ckpt", model, "--max-new-tokens", "3",
-                                 "--json", "--no-progress"])
+    result = runner.invoke(
+        app, ["summarize", str(audio), "--ckpt", model, "--max-new-tokens", "3", "--json", "--no-progress"]
+    )
     assert result.exit_code == 0, result.output
     by_flag = json.loads(result.stdout)
     assert by_flag["summary"] == by_format["summary"] and by_flag["chunks"] == by_format["chunks"]
@@ -308,20 +355,33 @@ def test_on_long_audio_offers_only_chunk_and_error(speech_wav, policy):
     result = run_cli(str(speech_wav), "--on-long-audio", policy)
     assert result.exit_code == 2
     assert f"'{policy}' is not a policy summarize supports; use chunk or error" in " ".join(
-        result.output.replace("│", " ").split())
-    help_line = next(x for x in runner.invoke(app, ["summarize", "--help"], env={"COLUMNS": "200"}).stdout.splitlines()
-                     if "--on-long-audio" in x)
+        result.output.replace("│", " ").split()
+    )
+    help_line = next(
+        x
+        for x in runner.invoke(app, ["summarize", "--help"], env={"COLUMNS": "200"}).stdout.splitlines()
+        if "--on-long-audio" in x
+    )
     assert "[chunk|error]" in help_line and "truncate|" not in help_line
 
 
 def test_dtype_speaks_the_shared_vocabulary(tiny_models, tmp_path):
     audio = speech_of_duration(tmp_path / "short.wav", 2.0, workdir=tmp_path)
-    args = ["summarize", str(audio), "--model", str(tiny_models("qwen2_audio")), "--max-new-tokens", "2",
-            "--no-progress", "--dtype"]
+    args = [
+        "summarize",
+        str(audio),
+        "--model",
+        str(tiny_models("qwen2_audio")),
+        "--max-new-tokens",
+        "2",
+        "--no-progress",
+        "--dtype",
+    ]
     refused = runner.invoke(app, [*args, "fp32"])  # the pre-release short spelling is gone
     assert refused.exit_code == 2
     assert "'fp32' is not one of 'auto', 'float32', 'bfloat16', 'float16'" in " ".join(
-        refused.output.replace("│", " ").split())
+        refused.output.replace("│", " ").split()
+    )
     result = runner.invoke(app, [*args, "float32"])
     assert result.exit_code == 0, result.output
     assert "Error" not in result.output
@@ -331,9 +391,7 @@ def test_dtype_speaks_the_shared_vocabulary(tiny_models, tmp_path):
 
 
 @pytest.mark.parametrize("model_type", FAMILY_TYPES)
-def test_a_clip_of_ten_samples_is_padded_to_the_encoders_shortest_and_generates(
-    model_type, tiny_models
-):
+def test_a_clip_of_ten_samples_is_padded_to_the_encoders_shortest_and_generates(model_type, tiny_models):
     """Qwen2-Audio's forward failed on a clip of one audio token (10-960 samples): TypeError
     'NoneType' object is not subscriptable. Every family pads such a clip with silence to its
     shortest and says how much (Batch.padded_seconds)."""
@@ -342,8 +400,9 @@ def test_a_clip_of_ten_samples_is_padded_to_the_encoders_shortest_and_generates(
     lm = load(str(tiny_models(model_type)), device="cpu", dtype="float32")
     sr = lm.sampling_rate
     for n in (10, 960):
-        texts, batch = lm.generate_batch([Prompt("Summarize.", np.full(n, 0.1, np.float32))],
-                                         GenerationSettings(max_new_tokens=2))
+        texts, batch = lm.generate_batch(
+            [Prompt("Summarize.", np.full(n, 0.1, np.float32))], GenerationSettings(max_new_tokens=2)
+        )
         assert len(texts) == 1 and batch.audio_seconds == [n / sr] and batch.audio_tokens[0] >= 1
         shortest = lm.family.min_clip_samples(lm.processor, lm.config)
         assert batch.padded_seconds == [pytest.approx(max(0, shortest - n) / sr)]
@@ -364,9 +423,22 @@ def test_summarize_of_clips_shorter_than_the_encoder_reads_says_so(tiny_models, 
     cut.write_bytes(normal.read_bytes()[:100])
     files = [ten, most, cut, normal]
 
-    result = runner.invoke(app, ["summarize", *map(str, files), "--model", str(model),
-                                 "--format", "json", "--no-progress", "--max-new-tokens", "3",
-                                 "--batch-size", "1"])
+    result = runner.invoke(
+        app,
+        [
+            "summarize",
+            *map(str, files),
+            "--model",
+            str(model),
+            "--format",
+            "json",
+            "--no-progress",
+            "--max-new-tokens",
+            "3",
+            "--batch-size",
+            "1",
+        ],
+    )
 
     assert result.exit_code == 0, result.output
     lm = load(str(model), device="cpu", dtype="float32")
@@ -378,6 +450,8 @@ def test_summarize_of_clips_shorter_than_the_encoder_reads_says_so(tiny_models, 
         assert report["padded_seconds"] == pytest.approx(shortest - report["duration"], abs=1e-4)
     assert by_file[str(normal)]["padded_seconds"] == 0.0
     warning = " ".join(result.stderr.split())
-    assert (f"Warning: 3 recordings shorter than the {shortest:.3f} s the model's audio encoder "
-            "reads, so each was summarized with silence after it up to that length:") in warning
+    assert (
+        f"Warning: 3 recordings shorter than the {shortest:.3f} s the model's audio encoder "
+        "reads, so each was summarized with silence after it up to that length:"
+    ) in warning
     assert all(f"'{path}'" in warning for path in (ten, most, cut)) and str(normal) not in warning

@@ -31,9 +31,13 @@ SECRET = "sk-proj-TOPSECRET-abcdef0123456789"
 
 def write_corpus(path: Path, n: int = 5, *, missing: tuple[int, ...] = ()) -> Path:
     rows = [
-        {"id": f"talk{i}", "audio": f"audio/talk{i}.wav",
-         "transcript": None if i in missing else
-         f"Alice opened meeting {i}. We agreed to ship version {i} on Friday. Bob will email the vendor."}
+        {
+            "id": f"talk{i}",
+            "audio": f"audio/talk{i}.wav",
+            "transcript": None
+            if i in missing
+            else f"Alice opened meeting {i}. We agreed to ship version {i} on Friday. Bob will email the vendor.",
+        }
         for i in range(n)
     ]
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
@@ -47,12 +51,23 @@ def server():
 
 
 def config(tmp_path: Path, server: FakeOpenAI, **overrides) -> SynthConfig:
-    llm_fields = dict(base_url=server.base_url, model="fake", concurrency=4, max_retries=1,
-                      timeout=5.0, cache_dir=tmp_path / "cache", prices={"fake": (2.0, 8.0)})
+    llm_fields = dict(
+        base_url=server.base_url,
+        model="fake",
+        concurrency=4,
+        max_retries=1,
+        timeout=5.0,
+        cache_dir=tmp_path / "cache",
+        prices={"fake": (2.0, 8.0)},
+    )
     llm_fields.update(overrides.pop("llm", {}))
     corpus = tmp_path / "corpus.jsonl"
-    fields = dict(data=corpus if corpus.exists() else write_corpus(corpus), out=tmp_path / "out",
-                  llm=LLMConfig(**llm_fields), show_progress=False)
+    fields = dict(
+        data=corpus if corpus.exists() else write_corpus(corpus),
+        out=tmp_path / "out",
+        llm=LLMConfig(**llm_fields),
+        show_progress=False,
+    )
     fields.update(overrides)
     return SynthConfig(**fields)
 
@@ -64,9 +79,25 @@ def manifest(out: Path) -> dict:
 def cli(tmp_path: Path, server: FakeOpenAI, *args: str) -> list[str]:
     if not (tmp_path / "corpus.jsonl").exists():
         write_corpus(tmp_path / "corpus.jsonl")
-    return ["synth", "--data", str(tmp_path / "corpus.jsonl"), "--out", str(tmp_path / "out"),
-            "--base-url", server.base_url, "--llm", "fake", "--cache-dir", str(tmp_path / "cache"),
-            "--price-in", "2", "--price-out", "8", "--no-progress", *args]
+    return [
+        "synth",
+        "--data",
+        str(tmp_path / "corpus.jsonl"),
+        "--out",
+        str(tmp_path / "out"),
+        "--base-url",
+        server.base_url,
+        "--llm",
+        "fake",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--price-in",
+        "2",
+        "--price-out",
+        "8",
+        "--no-progress",
+        *args,
+    ]
 
 
 # -- pure parts ---------------------------------------------------------------------------------
@@ -87,9 +118,11 @@ def test_plan_cycles_through_the_corpus_with_unique_ids():
     jobs = [plan.job(j) for j in range(14)]
     ids = [j.row_id for j in jobs]
     assert len(set(ids)) == 14
-    assert Counter(j.source_id for j in jobs) == {plan.source_ids[plan.order[0]]: 6,
-                                                  plan.source_ids[plan.order[1]]: 4,
-                                                  plan.source_ids[plan.order[2]]: 4}
+    assert Counter(j.source_id for j in jobs) == {
+        plan.source_ids[plan.order[0]]: 6,
+        plan.source_ids[plan.order[1]]: 4,
+        plan.source_ids[plan.order[2]]: 4,
+    }
     first = [j for j in jobs if j.source_id == "a"]
     assert len({j.facets for j in first}) == len(first)
 
@@ -111,8 +144,21 @@ def test_happy_path_dataset_that_sft_can_read(tmp_path, server):
     assert result.complete and server.requests == 12
     ds = load_rows(tmp_path / "out")
     assert len(ds) == 12 and len(set(ds["id"])) == 12
-    for column in ("id", "source_id", "audio", "transcript", "query", "style", "summary", "length",
-                   "focus", "audience", "tone", "importance", "prompt_version"):
+    for column in (
+        "id",
+        "source_id",
+        "audio",
+        "transcript",
+        "query",
+        "style",
+        "summary",
+        "length",
+        "focus",
+        "audience",
+        "tone",
+        "importance",
+        "prompt_version",
+    ):
         assert column in ds.column_names
     row = ds[0]
     assert row["id"].startswith(row["source_id"] + "#")
@@ -134,12 +180,14 @@ def test_failures_filters_and_duplicates_are_counted_never_dropped(tmp_path, ser
         if "meeting 0" in prompt:
             return "not json at all"
         importance = 1 if "meeting 1" in prompt else 5
-        return json.dumps({"query": "Summarize this recording.", "summary": "- Ship on Friday.",
-                           "importance": importance})
+        return json.dumps(
+            {"query": "Summarize this recording.", "summary": "- Ship on Friday.", "importance": importance}
+        )
 
     server.responder = responder
-    result = run(config(tmp_path, server, n=10, per_audio=2, min_importance=3,
-                        llm={"json_retries": 1, "max_failed_share": 0.5}))
+    result = run(
+        config(tmp_path, server, n=10, per_audio=2, min_importance=3, llm={"json_retries": 1, "max_failed_share": 0.5})
+    )
     c = result.counts
     assert c["failed_by_reason"] == {"invalid JSON": 2}
     assert c["filtered_importance"] == 2
@@ -160,9 +208,22 @@ def test_nothing_listening_fails_loudly_and_leaves_nothing_that_looks_finished(t
     """Connection refused on every request: exit 3 with the first error and the counts by reason,
     and no --out (a recipe skips a stage whose output exists)."""
     write_corpus(tmp_path / "corpus.jsonl", n=3)
-    args = ["synth", "--data", str(tmp_path / "corpus.jsonl"), "--out", str(tmp_path / "out"),
-            "--base-url", "http://127.0.0.1:9/v1", "--llm", "fake", "--cache-dir", str(tmp_path / "cache"),
-            "--max-retries", "0", "--no-progress"]
+    args = [
+        "synth",
+        "--data",
+        str(tmp_path / "corpus.jsonl"),
+        "--out",
+        str(tmp_path / "out"),
+        "--base-url",
+        "http://127.0.0.1:9/v1",
+        "--llm",
+        "fake",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--max-retries",
+        "0",
+        "--no-progress",
+    ]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 3, result.output
     message = " ".join(result.output.split())
@@ -197,10 +258,27 @@ def test_an_endpoint_that_never_answers_stops_the_run_after_three_calls(tmp_path
     try:
         write_corpus(tmp_path / "corpus.jsonl", n=20)
         base_url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
-        result = CliRunner().invoke(app, [
-            "synth", "--data", str(tmp_path / "corpus.jsonl"), "--out", str(tmp_path / "out"),
-            "--base-url", base_url, "--llm", "fake", "--cache-dir", str(tmp_path / "cache"),
-            "--max-retries", "0", "--concurrency", "1", "--no-progress"])
+        result = CliRunner().invoke(
+            app,
+            [
+                "synth",
+                "--data",
+                str(tmp_path / "corpus.jsonl"),
+                "--out",
+                str(tmp_path / "out"),
+                "--base-url",
+                base_url,
+                "--llm",
+                "fake",
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                "--max-retries",
+                "0",
+                "--concurrency",
+                "1",
+                "--no-progress",
+            ],
+        )
     finally:
         listener.close()
     assert result.exit_code == 3, result.output
@@ -234,8 +312,10 @@ def test_too_many_failures_fail_the_run_unless_the_share_is_raised(tmp_path, ser
     args = cli(tmp_path, server, "--n", "10", "--concurrency", "1", "--max-retries", "1")
     failed = CliRunner().invoke(app, args)
     assert failed.exit_code == 3, failed.output
-    assert "too many requests failed (30% > --max-failed-share 0.1): 3 of 10 requests failed (HTTP 500: 3)" \
+    assert (
+        "too many requests failed (30% > --max-failed-share 0.1): 3 of 10 requests failed (HTTP 500: 3)"
         in failed.output
+    )
     assert not (tmp_path / "out").exists()
     sent = server.requests
     accepted = CliRunner().invoke(app, [*args, "--max-failed-share", "0.5"])
@@ -317,9 +397,21 @@ def test_changed_settings_refuse_to_mix_with_unfinished_work(tmp_path, server):
 def test_column_maps_and_sidecar_folder(tmp_path, server):
     rows = [{"key": f"r{i}", "wav": f"r{i}.wav", "text": f"Talk number {i} about budgets."} for i in range(3)]
     (tmp_path / "other.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    result = CliRunner().invoke(app, cli(tmp_path, server, "--data", str(tmp_path / "other.jsonl"),
-                                         "--id-column", "key", "--audio-column", "wav",
-                                         "--transcript-column", "text"))
+    result = CliRunner().invoke(
+        app,
+        cli(
+            tmp_path,
+            server,
+            "--data",
+            str(tmp_path / "other.jsonl"),
+            "--id-column",
+            "key",
+            "--audio-column",
+            "wav",
+            "--transcript-column",
+            "text",
+        ),
+    )
     assert result.exit_code == 0, result.output
     assert sorted(load_rows(tmp_path / "out")["source_id"]) == ["r0", "r1", "r2"]
 
@@ -329,10 +421,29 @@ def test_the_key_never_reaches_output_manifest_or_stderr(tmp_path, server, monke
     write_corpus(tmp_path / "corpus.jsonl")
     server.fail_next(*["echo-auth"] * 2)  # a proxy that echoes the Authorization header
     proc = subprocess.run(
-        [sys.executable, "-m", "speechsum_cli", *cli(tmp_path, server, "--n", "4", "--api-key-env",
-                                                     "SYNTH_TEST_KEY", "--max-retries", "1",
-                                                     "--concurrency", "1", "--max-failed-share", "0.5")],
-        capture_output=True, text=True, env={**os.environ, "SYNTH_TEST_KEY": SECRET}, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "speechsum_cli",
+            *cli(
+                tmp_path,
+                server,
+                "--n",
+                "4",
+                "--api-key-env",
+                "SYNTH_TEST_KEY",
+                "--max-retries",
+                "1",
+                "--concurrency",
+                "1",
+                "--max-failed-share",
+                "0.5",
+            ),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYNTH_TEST_KEY": SECRET},
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert server.auth_headers[0] == f"Bearer {SECRET}"
@@ -344,9 +455,16 @@ def test_the_key_never_reaches_output_manifest_or_stderr(tmp_path, server, monke
         assert SECRET not in text
     server.fail_next("401")
     proc = subprocess.run(
-        [sys.executable, "-m", "speechsum_cli", *cli(tmp_path, server, "--n", "4", "--api-key-env",
-                                                     "SYNTH_TEST_KEY", "--overwrite", "--no-cache")],
-        capture_output=True, text=True, env={**os.environ, "SYNTH_TEST_KEY": SECRET}, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "speechsum_cli",
+            *cli(tmp_path, server, "--n", "4", "--api-key-env", "SYNTH_TEST_KEY", "--overwrite", "--no-cache"),
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "SYNTH_TEST_KEY": SECRET},
+        timeout=120,
     )
     assert proc.returncode == 1 and "Error:" in proc.stderr and "HTTP 401" in proc.stderr
     assert SECRET not in proc.stderr + proc.stdout
@@ -356,8 +474,12 @@ def test_resume_after_kill_9(tmp_path):
     write_corpus(tmp_path / "corpus.jsonl", n=10)
     n = 60
     with FakeOpenAI(latency=0.05) as server:
-        args = [sys.executable, "-m", "speechsum_cli", *cli(tmp_path, server, "--n", str(n),
-                                                            "--per-audio", "3", "--concurrency", "2")]
+        args = [
+            sys.executable,
+            "-m",
+            "speechsum_cli",
+            *cli(tmp_path, server, "--n", str(n), "--per-audio", "3", "--concurrency", "2"),
+        ]
         proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 60
         while server.requests < 20 and time.monotonic() < deadline and proc.poll() is None:
@@ -389,22 +511,45 @@ def test_resume_after_kill_9(tmp_path):
 
 # -- a real OpenAI-compatible server: transformers serve (tests/conftest.py) ---------------------
 
+
 @pytest.mark.slow
 def test_real_server_round_trip_records_invalid_json_with_reason(tmp_path, transformers_server):
     """A random tiny LM cannot write JSON: every request must still go over HTTP, token usage must
     be counted, and every row must be recorded as failed with reason 'invalid JSON' — none dropped."""
     base_url, model_dir = transformers_server
     write_corpus(tmp_path / "corpus.jsonl", n=3)
-    result = CliRunner().invoke(app, [
-        "synth", "--data", str(tmp_path / "corpus.jsonl"), "--out", str(tmp_path / "out"),
-        "--base-url", base_url, "--llm", model_dir, "--cache-dir", str(tmp_path / "cache"),
-        "--json-retries", "1", "--max-tokens", "16", "--concurrency", "2", "--no-progress", "--json",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "synth",
+            "--data",
+            str(tmp_path / "corpus.jsonl"),
+            "--out",
+            str(tmp_path / "out"),
+            "--base-url",
+            base_url,
+            "--llm",
+            model_dir,
+            "--cache-dir",
+            str(tmp_path / "cache"),
+            "--json-retries",
+            "1",
+            "--max-tokens",
+            "16",
+            "--concurrency",
+            "2",
+            "--no-progress",
+            "--json",
+        ],
+    )
     assert result.exit_code == 3, result.output  # nothing usable: no output, the records kept
     assert "every request failed: 3 of 3 requests failed (invalid JSON: 3)" in result.output
     assert not (tmp_path / "out").exists()
-    records = [json.loads(line) for shard in sorted((tmp_path / ".out.partial").glob("shard-*.jsonl"))
-               for line in shard.read_text().splitlines()]
+    records = [
+        json.loads(line)
+        for shard in sorted((tmp_path / ".out.partial").glob("shard-*.jsonl"))
+        for line in shard.read_text().splitlines()
+    ]
     assert [r["status"] for r in records] == ["failed"] * 3
     assert all(r["reason"].startswith("invalid JSON") for r in records)
     assert sum(r["requests"] for r in records) == 6  # 3 rows x (1 try + 1 repair turn)
@@ -436,9 +581,22 @@ def test_synth_output_trains_with_sft(tmp_path, server, tiny_models):
     rows = [{"id": f"n{i}", "transcript": f"Meeting {i}. The budget was approved."} for i in range(2)]
     (tmp_path / "text.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     assert run(config(tmp_path, server, data=tmp_path / "text.jsonl", per_audio=2, tts="espeak")).complete
-    result = CliRunner().invoke(app, ["sft", "--data", str(tmp_path / "out"), "--model",
-                                      str(tiny_models("qwen2_audio")), "--out", str(tmp_path / "sft"),
-                                      "--max-steps", "1", "--batch-size", "2"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "sft",
+            "--data",
+            str(tmp_path / "out"),
+            "--model",
+            str(tiny_models("qwen2_audio")),
+            "--out",
+            str(tmp_path / "sft"),
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     record = manifest(tmp_path / "sft")
     assert record["counts"]["train_rows"] == 4
@@ -461,8 +619,7 @@ def test_tts_openai_speaks_through_the_endpoint_with_cache(tmp_path, server):
     assert all(sf.info(p).duration >= 0.5 for p in set(ds["audio"]))
     assert manifest(tmp_path / "out")["metrics"]["usage"]["tts"]["requests"] == 3
     before = server.requests
-    again = run(config(tmp_path, server, data=tmp_path / "text.jsonl", per_audio=2, tts="openai:tts-1",
-                       overwrite=True))
+    again = run(config(tmp_path, server, data=tmp_path / "text.jsonl", per_audio=2, tts="openai:tts-1", overwrite=True))
     assert again.complete and server.requests == before and again.usage["tts"]["cache_hits"] == 3
     with pytest.raises(InputError, match="--tts 'openai:' is not supported"):
         run(config(tmp_path, server, data=tmp_path / "text.jsonl", tts="openai:", overwrite=True))
@@ -482,18 +639,33 @@ def test_start_the_server_then_the_same_command_finishes_the_run(tmp_path):
     connect having been kept as failed rows, which the first message called finished rows."""
     port = free_port()
     write_corpus(tmp_path / "corpus.jsonl", n=8)
-    args = ["synth", "--data", str(tmp_path / "corpus.jsonl"), "--out", str(tmp_path / "out"),
-            "--base-url", f"http://127.0.0.1:{port}/v1", "--llm", "fake",
-            "--cache-dir", str(tmp_path / "cache"), "--max-retries", "0", "--concurrency", "4",
-            "--no-progress"]
+    args = [
+        "synth",
+        "--data",
+        str(tmp_path / "corpus.jsonl"),
+        "--out",
+        str(tmp_path / "out"),
+        "--base-url",
+        f"http://127.0.0.1:{port}/v1",
+        "--llm",
+        "fake",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--max-retries",
+        "0",
+        "--concurrency",
+        "4",
+        "--no-progress",
+    ]
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 3, first.output
     message = " ".join(first.output.split())
     assert "Start the server or fix --base-url, then run the same command again." in message
     work = tmp_path / ".out.partial"
-    assert (f"No row is finished yet (the run's state is in '{work}'). Running the same command "
-            "again sends the 8 requests still to do (2 that could not connect, 6 not sent yet).") \
-        in message
+    assert (
+        f"No row is finished yet (the run's state is in '{work}'). Running the same command "
+        "again sends the 8 requests still to do (2 that could not connect, 6 not sent yet)."
+    ) in message
     assert "finished rows are kept" not in message
 
     with FakeOpenAI(port=port) as server:  # the server is up now: the very same command
@@ -517,9 +689,11 @@ def test_a_stopped_run_counts_what_it_keeps_by_what_each_row_is(tmp_path, server
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 1, result.output
     message = " ".join(result.output.split())
-    assert (f"Kept in '{tmp_path / '.out.partial'}': 3 finished rows (2 written, 1 failed "
-            "(--retry-failed sends them again)). Running the same command again sends the "
-            "3 requests still to do (3 not sent yet).") in message
+    assert (
+        f"Kept in '{tmp_path / '.out.partial'}': 3 finished rows (2 written, 1 failed "
+        "(--retry-failed sends them again)). Running the same command again sends the "
+        "3 requests still to do (3 not sent yet)."
+    ) in message
 
 
 def test_discarding_nothing_leaves_the_shards_as_they_are(tmp_path):

@@ -50,9 +50,26 @@ def runs(tiny_teacher, tmp_path_factory) -> Path:
 def trained(runs) -> tuple[Path, dict]:
     """Text-mode sft of the tiny chat LM through the CLI, on 4 rows repeated (an overfit check)."""
     out = runs / "teacher-sft"
-    result = sft("--data", str(runs / "rows.jsonl"), "--model", str(runs / "lm"), "--out", str(out),
-                 "--system", SYSTEM, "--max-steps", "16", "--batch-size", "4", "--lr", "1e-2",
-                 "--warmup", "0", "--logging-steps", "1")
+    result = sft(
+        "--data",
+        str(runs / "rows.jsonl"),
+        "--model",
+        str(runs / "lm"),
+        "--out",
+        str(out),
+        "--system",
+        SYSTEM,
+        "--max-steps",
+        "16",
+        "--batch-size",
+        "4",
+        "--lr",
+        "1e-2",
+        "--warmup",
+        "0",
+        "--logging-steps",
+        "1",
+    )
     assert result.exit_code == 0, result.output
     return out, json.loads(result.stdout)
 
@@ -67,8 +84,11 @@ def test_sft_trains_a_text_lm_and_its_loss_falls(trained, runs):
 
     manifest = json.loads((out / "speechsum.json").read_text())
     assert manifest["stage"] == "sft" and manifest["mode"] == "text" and manifest["output"] == "adapter"
-    assert manifest["conversation"] == {"user_turn": "Transcript of the recording:\n\n{transcript}\n\n{query}",
-                                        "system": SYSTEM, "end_of_turn": "<|im_end|>"}
+    assert manifest["conversation"] == {
+        "user_turn": "Transcript of the recording:\n\n{transcript}\n\n{query}",
+        "system": SYSTEM,
+        "end_of_turn": "<|im_end|>",
+    }
     assert manifest["adapter_base"] == "../lm"
     groups = {g["name"]: g for g in manifest["parameters"]}
     assert groups["LoRA"]["trainable"] > 0 and groups["language model"]["trainable"] == 0
@@ -109,8 +129,8 @@ def test_collator_masks_prompt_and_padding_and_keeps_summary_and_end_of_turn(tin
         n = len(prompt) + len(answer)
         ids, labels, mask = (batch[k][i].tolist() for k in ("input_ids", "labels", "attention_mask"))
         assert ids[:n] == prompt + answer
-        assert labels[:len(prompt)] == [-100] * len(prompt)
-        assert labels[len(prompt):n] == answer
+        assert labels[: len(prompt)] == [-100] * len(prompt)
+        assert labels[len(prompt) : n] == answer
         assert labels[n:] == [-100] * (len(ids) - n) and mask == [1] * n + [0] * (len(ids) - n)
         assert ids[n:] == [tok.pad_token_id] * (len(ids) - n)
     assert batch["input_ids"].shape[1] == max(int(m.sum()) for m in batch["attention_mask"])
@@ -130,14 +150,16 @@ def test_the_training_prompt_is_distills_teacher_prompt(tiny_teacher):
     for system in (None, SYSTEM):
         asked = DistillTeacher(Teacher(None, tok, "t", system), len(tok))  # what distill reads
         batch = TextCollator(Teacher(None, tok, "t", system))(
-            [{"id": "x", "transcript": transcript, "query": QUERY, "summary": summary}])
+            [{"id": "x", "transcript": transcript, "query": QUERY, "summary": summary}]
+        )
         prompt_length = int((batch["labels"][0] == -100).sum())
         trained_prompt = batch["input_ids"][0, :prompt_length].tolist()
         assert trained_prompt == asked.prompt_ids(transcript, QUERY)
         assert tok.decode(trained_prompt) == asked.conversation.render(transcript, QUERY)
         expected = (f"<|im_start|>system\n{SYSTEM}<|im_end|>\n" if system else "") + (
             f"<|im_start|>user\nTranscript of the recording:\n\n{transcript}\n\n{QUERY}<|im_end|>\n"
-            "<|im_start|>assistant\n")
+            "<|im_start|>assistant\n"
+        )
         assert asked.conversation.render(transcript, QUERY) == expected
 
 
@@ -155,8 +177,7 @@ def test_the_output_is_distills_teacher(trained, runs, tmp_path, monkeypatch):
 
     out, _ = trained
     monkeypatch.chdir(tmp_path)  # the relative base resolves against the adapter, not the cwd
-    cfg = DistillConfig(data=Path("unused"), model="unused", teacher=str(out), out=Path("unused"),
-                        teacher_device="cpu")
+    cfg = DistillConfig(data=Path("unused"), model="unused", teacher=str(out), out=Path("unused"), teacher_device="cpu")
     tok = load_teacher_tokenizer(str(out))
     teacher = LocalTeacher.load(cfg, tok, len(tok))
     base = AutoModelForCausalLM.from_pretrained(runs / "lm")
@@ -166,14 +187,46 @@ def test_the_output_is_distills_teacher(trained, runs, tmp_path, monkeypatch):
 
     whisper = save_tiny_whisper(tmp_path / "whisper", positions=250)
     student = tmp_path / "student"
-    made = runner.invoke(app, ["compose", "--family", "qwen2_audio", "--encoder", str(whisper),
-                               "--llm", str(runs / "lm"), "--out", str(student)])
+    made = runner.invoke(
+        app,
+        [
+            "compose",
+            "--family",
+            "qwen2_audio",
+            "--encoder",
+            str(whisper),
+            "--llm",
+            str(runs / "lm"),
+            "--out",
+            str(student),
+        ],
+    )
     assert made.exit_code == 0, made.output
     (tmp_path / "audio").mkdir()
     data = write_rows(tmp_path / "audio", AUDIO_ROWS[:2])
-    result = runner.invoke(app, ["distill", "--data", str(data), "--student", str(student), "--teacher", str(out),
-                                 "--teacher-system", SYSTEM, "--out", str(tmp_path / "kd"), "--max-steps", "1",
-                                 "--batch-size", "2", "--max-new-tokens", "4", "--json"])
+    result = runner.invoke(
+        app,
+        [
+            "distill",
+            "--data",
+            str(data),
+            "--student",
+            str(student),
+            "--teacher",
+            str(out),
+            "--teacher-system",
+            SYSTEM,
+            "--out",
+            str(tmp_path / "kd"),
+            "--max-steps",
+            "1",
+            "--batch-size",
+            "2",
+            "--max-new-tokens",
+            "4",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "was fine-tuned by 'speechsum sft'" not in result.output  # asked with the trained system turn
     payload = json.loads(result.stdout)
@@ -194,8 +247,7 @@ def test_the_output_answers_in_the_mini_baselines_and_in_pairs(trained, runs, tm
     out, _ = trained
     monkeypatch.chdir(tmp_path)
     tok = load_teacher_tokenizer(str(out))
-    cfg = DistillConfig(data=Path("x"), model="x", teacher=str(out), out=Path("x"),
-                        teacher_device="cpu")
+    cfg = DistillConfig(data=Path("x"), model="x", teacher=str(out), out=Path("x"), teacher_device="cpu")
     distilled = LocalTeacher.load(cfg, tok, len(tok)).model
     # as pairs loads it (its --device cpu, --dtype float32)
     paired = load_teacher(str(out), tok, device="cpu", dtype="float32", system=None).model
@@ -207,8 +259,9 @@ def test_the_output_answers_in_the_mini_baselines_and_in_pairs(trained, runs, tm
     spec = importlib.util.spec_from_file_location("mini_baselines", path)
     baselines = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(baselines)
-    answers = baselines.summarize_text(str(out), SYSTEM, [(ROWS[0][1], QUERY), (ROWS[1][1], QUERY)],
-                                       max_new_tokens=4, batch_size=2)
+    answers = baselines.summarize_text(
+        str(out), SYSTEM, [(ROWS[0][1], QUERY), (ROWS[1][1], QUERY)], max_new_tokens=4, batch_size=2
+    )
     assert len(answers) == 2 and all(isinstance(a, str) for a in answers)
 
 
@@ -231,8 +284,21 @@ def test_merge_writes_a_causal_lm_that_plain_transformers_loads(runs, tmp_path):
     from speechsum_cli.families import load
 
     out = tmp_path / "merged"
-    result = sft("--data", str(runs / "rows.jsonl"), "--model", str(runs / "lm"), "--out", str(out),
-                 "--max-steps", "2", "--batch-size", "2", "--lr", "1e-2", "--merge")
+    result = sft(
+        "--data",
+        str(runs / "rows.jsonl"),
+        "--model",
+        str(runs / "lm"),
+        "--out",
+        str(out),
+        "--max-steps",
+        "2",
+        "--batch-size",
+        "2",
+        "--lr",
+        "1e-2",
+        "--merge",
+    )
     assert result.exit_code == 0, result.output
     assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
     model = AutoModelForCausalLM.from_pretrained(out).eval()
@@ -266,8 +332,16 @@ def test_empty_summaries_are_named(runs, tmp_path):
 
 def test_system_is_refused_for_an_audio_llm(tiny_models, tmp_path):
     rows = write_text_rows(tmp_path / "rows.jsonl")
-    result = sft("--data", str(rows), "--model", str(tiny_models("qwen2_audio")), "--out", str(tmp_path / "out"),
-                 "--system", SYSTEM)
+    result = sft(
+        "--data",
+        str(rows),
+        "--model",
+        str(tiny_models("qwen2_audio")),
+        "--out",
+        str(tmp_path / "out"),
+        "--system",
+        SYSTEM,
+    )
     assert result.exit_code == 1
     assert "--system applies to text mode" in " ".join(result.output.split())
 
@@ -278,11 +352,14 @@ def test_a_template_that_refuses_the_system_turn_is_named(runs, tmp_path):
     strict = tmp_path / "strict"
     shutil.copytree(runs / "lm", strict)
     tok = AutoTokenizer.from_pretrained(strict)
-    tok.chat_template = ("{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
-                         "supported') }}{% endif %}" + tok.chat_template)
+    tok.chat_template = (
+        "{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not "
+        "supported') }}{% endif %}" + tok.chat_template
+    )
     tok.save_pretrained(strict)
-    result = sft("--data", str(runs / "rows.jsonl"), "--model", str(strict), "--out", str(tmp_path / "out"),
-                 "--system", SYSTEM)
+    result = sft(
+        "--data", str(runs / "rows.jsonl"), "--model", str(strict), "--out", str(tmp_path / "out"), "--system", SYSTEM
+    )
     assert result.exit_code == 1
     text = " ".join(result.output.split())
     assert "--model" in text and "System role not supported" in text and "drop --system" in text

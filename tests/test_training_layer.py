@@ -100,17 +100,44 @@ def test_every_training_field_reaches_the_stage_config(stage, monkeypatch, tmp_p
     module = importlib.import_module(f"speechsum_cli.stages.{stage}")
     seen = {}
     monkeypatch.setattr(module, "run", lambda cfg: captured(seen, cfg))
-    args = [stage, "--model", "m", "--data", str(tmp_path), "--out", str(tmp_path / "o"),
-            "--weight-decay", "0.1", "--lora-dropout", "0.2", "--train-encoder", "--eval-steps", "7",
-            "--num-workers", "2", "--lora-targets", "q_proj, v_proj", "--dtype", "float32",
-            "--on-long-audio", "chunk", "--warmup", "3"]
+    args = [
+        stage,
+        "--model",
+        "m",
+        "--data",
+        str(tmp_path),
+        "--out",
+        str(tmp_path / "o"),
+        "--weight-decay",
+        "0.1",
+        "--lora-dropout",
+        "0.2",
+        "--train-encoder",
+        "--eval-steps",
+        "7",
+        "--num-workers",
+        "2",
+        "--lora-targets",
+        "q_proj, v_proj",
+        "--dtype",
+        "float32",
+        "--on-long-audio",
+        "chunk",
+        "--warmup",
+        "3",
+    ]
     if stage == "distill":
         args += ["--teacher", "t"]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     train = seen["cfg"].train
-    assert (train.weight_decay, train.lora_dropout, train.train_encoder, train.eval_steps,
-            train.num_workers) == (0.1, 0.2, True, 7, 2)
+    assert (train.weight_decay, train.lora_dropout, train.train_encoder, train.eval_steps, train.num_workers) == (
+        0.1,
+        0.2,
+        True,
+        7,
+        2,
+    )
     assert train.lora_targets == ("q_proj", "v_proj") and train.warmup == 3
     assert train.dtype is Dtype.float32 and train.on_long_audio is LongAudio.chunk
 
@@ -146,7 +173,8 @@ def test_dtype_is_one_vocabulary_from_the_cli_and_from_python():
     refused = runner.invoke(app, ["sft", "-m", "m", "-d", "d", "-o", "o", "--dtype", "bf16"])
     assert refused.exit_code == 2
     assert "'bf16' is not one of 'auto', 'float32', 'bfloat16', 'float16'" in " ".join(
-        refused.output.replace("│", " ").split())
+        refused.output.replace("│", " ").split()
+    )
     assert "No such option" in runner.invoke(app, ["sft", "--precision", "float32"]).output
 
 
@@ -169,13 +197,18 @@ def test_one_resolver_picks_autos_dtype_for_the_device():
 def pairs_data(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pairs")
     rows = []
-    for i, (chosen, rejected) in enumerate([("Alice opened the review.", "Carol opened it at 10."),
-                                            ("Bob sends the contract.", "Dana sends 5 contracts."),
-                                            ("The team hires three.", "The team hires 7. 7."),
-                                            ("The launch moves to March.", "It moves to April 2.")]):
+    for i, (chosen, rejected) in enumerate(
+        [
+            ("Alice opened the review.", "Carol opened it at 10."),
+            ("Bob sends the contract.", "Dana sends 5 contracts."),
+            ("The team hires three.", "The team hires 7. 7."),
+            ("The launch moves to March.", "It moves to April 2."),
+        ]
+    ):
         espeak(chosen, folder / f"p{i}.wav")
-        rows.append({"id": f"p{i}", "audio": f"p{i}.wav", "query": "Summarize.", "chosen": chosen,
-                     "rejected": rejected})
+        rows.append(
+            {"id": f"p{i}", "audio": f"p{i}.wav", "query": "Summarize.", "chosen": chosen, "rejected": rejected}
+        )
     path = folder / "pairs.jsonl"
     path.write_text("".join(json.dumps(r) + "\n" for r in rows))
     return path
@@ -187,8 +220,12 @@ def test_dpo_resumes_records_the_step_and_checks_gradients(tiny_models, pairs_da
     from speechsum_cli.training.trainer import GradientCheck
 
     out = tmp_path / "dpo"
-    cfg = dpo.DpoConfig(data=pairs_data, model=str(tiny_models("qwen2_audio")), out=out,
-                        train=TrainSettings(max_steps=4, save_steps=2, batch_size=1, lr=1e-3, logging_steps=1))
+    cfg = dpo.DpoConfig(
+        data=pairs_data,
+        model=str(tiny_models("qwen2_audio")),
+        out=out,
+        train=TrainSettings(max_steps=4, save_steps=2, batch_size=1, lr=1e-3, logging_steps=1),
+    )
     real_call, calls, checks = dpo.PairCollator.__call__, {"n": 0}, []
 
     def crash_on_fourth_batch(self, rows):
@@ -230,10 +267,29 @@ def test_dpo_trains_on_long_audio_with_chunk(tiny_models, pairs_data, tmp_path):
     sf.write(long_wav, np.tile(wave, int(np.ceil(8 * sr / len(wave))))[: 8 * sr], sr)  # 8 s > 5 s window
     rows[0]["audio"] = str(long_wav)
     data = tmp_path / "pairs.jsonl"
-    data.write_text("".join(json.dumps({**r, "audio": str(pairs_data.parent / r["audio"]) if r["id"] != "p0" else r["audio"]}) + "\n" for r in rows))
-    result = runner.invoke(app, ["dpo", "-m", str(tiny_models("qwen2_audio")), "-d", str(data),
-                                 "-o", str(tmp_path / "dpo"), "--max-steps", "2", "--on-long-audio", "chunk",
-                                 "--json"])
+    data.write_text(
+        "".join(
+            json.dumps({**r, "audio": str(pairs_data.parent / r["audio"]) if r["id"] != "p0" else r["audio"]}) + "\n"
+            for r in rows
+        )
+    )
+    result = runner.invoke(
+        app,
+        [
+            "dpo",
+            "-m",
+            str(tiny_models("qwen2_audio")),
+            "-d",
+            str(data),
+            "-o",
+            str(tmp_path / "dpo"),
+            "--max-steps",
+            "2",
+            "--on-long-audio",
+            "chunk",
+            "--json",
+        ],
+    )
     assert result.exit_code == 0, result.output
     counts = json.loads(result.stdout)["counts"]
     assert counts["chunked_long_audio"] == 1 and counts["train_pairs"] == 4
@@ -253,12 +309,18 @@ def test_a_step_logged_twice_gets_one_step_line(capsys):
     assert err.count("step 24/24") == 1 and "eval_loss 2" in err and "rewards/accuracies 0.75" in err
 
 
-GENERATING = {"summarize": ("speechsum_cli.stages.summarize", "SummarizeConfig"),
-              "eval": ("speechsum_cli.stages.evaluate", "EvalConfig"),
-              "pairs": ("speechsum_cli.stages.pairs", "PairsConfig"),
-              "distill": ("speechsum_cli.stages.distill", "DistillConfig")}
-GENERATION_FLAGS = {"--max-new-tokens": "max_new_tokens", "--temperature": "temperature", "--top-p": "top_p",
-                    "--batch-size": "batch_size"}
+GENERATING = {
+    "summarize": ("speechsum_cli.stages.summarize", "SummarizeConfig"),
+    "eval": ("speechsum_cli.stages.evaluate", "EvalConfig"),
+    "pairs": ("speechsum_cli.stages.pairs", "PairsConfig"),
+    "distill": ("speechsum_cli.stages.distill", "DistillConfig"),
+}
+GENERATION_FLAGS = {
+    "--max-new-tokens": "max_new_tokens",
+    "--temperature": "temperature",
+    "--top-p": "top_p",
+    "--batch-size": "batch_size",
+}
 
 
 @pytest.mark.parametrize("name", sorted(GENERATING))

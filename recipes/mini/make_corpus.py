@@ -129,23 +129,15 @@ def validate_scenarios(scenarios: tuple[Scenario, ...]) -> None:
     kinds = Counter(s.kind for s in scenarios)
     problems += [f"scenario kind {kind!r} appears {n} times" for kind, n in kinds.items() if n > 1]
     problems += [
-        f"{s.kind}: split {s.split!r} is not one of {', '.join(SPLITS)}"
-        for s in scenarios
-        if s.split not in SPLITS
+        f"{s.kind}: split {s.split!r} is not one of {', '.join(SPLITS)}" for s in scenarios if s.split not in SPLITS
     ]
     for s in scenarios:
         facts = (s.tldr, s.topic, *s.points, *s.decisions, *s.actions)
         used = set().union(*(template_fields(t) for t in (*facts, *s.transcripts)))
         problems += [
-            f"{s.kind}: slot {name!r} is not declared"
-            for name in sorted(used)
-            if name.split(".")[0] not in s.slots
+            f"{s.kind}: slot {name!r} is not declared" for name in sorted(used) if name.split(".")[0] not in s.slots
         ]
-        problems += [
-            f"{s.kind}: pool {pool!r} does not exist"
-            for pool in s.slots.values()
-            if pool not in POOLS
-        ]
+        problems += [f"{s.kind}: pool {pool!r} does not exist" for pool in s.slots.values() if pool not in POOLS]
         if len({s.slots.get(slot) for slot in s.ascending}) > 1:
             problems.append(f"{s.kind}: ascending slots {s.ascending} come from different pools")
         stated = set().union(*(template_fields(t) for t in facts))
@@ -238,8 +230,7 @@ def draft_item(split: str, index: int, seed: int, attempt: int) -> Item | None:
     if not lengths_ok:
         return None
     rows = tuple(
-        Row(style, rng.choice(queries(style, scenario.setting)), refs[style])
-        for style in styles_for(split, index)
+        Row(style, rng.choice(queries(style, scenario.setting)), refs[style]) for style in styles_for(split, index)
     )
     return Item(item_id(split, index), scenario.kind, transcript, rows)
 
@@ -248,7 +239,9 @@ def speak(text: str, wav: Path, speed: int, voice: str | None = None) -> float:
     """Render ``text`` with espeak-ng (its default voice unless ``voice``); duration in seconds."""
     subprocess.run(
         ["espeak-ng", *(["-v", voice] if voice else []), "-s", str(speed), "-w", str(wav), "--stdin"],
-        input=text.encode(), check=True, capture_output=True,
+        input=text.encode(),
+        check=True,
+        capture_output=True,
     )
     return sf.info(str(wav)).duration
 
@@ -289,27 +282,33 @@ def in_pool(jobs: Sequence[J], work: Callable[[J], R], label: str) -> list[R]:
     return [done[i] for i in range(len(jobs))]
 
 
-def render_all(
-    counts: dict[str, int], seed: int, out: Path, speed: int
-) -> dict[str, list[Rendered]]:
+def render_all(counts: dict[str, int], seed: int, out: Path, speed: int) -> dict[str, list[Rendered]]:
     """Every item of every split, rendered by a small thread pool, in index order."""
     jobs = [(split, index) for split, n in counts.items() for index in range(n)]
-    rendered = in_pool(
-        jobs, lambda job: make_item(job[0], job[1], seed, out, speed), "rendering speech"
-    )
+    rendered = in_pool(jobs, lambda job: make_item(job[0], job[1], seed, out, speed), "rendering speech")
     done = dict(zip(jobs, rendered))
     return {split: [done[(split, i)] for i in range(n)] for split, n in counts.items()}
 
 
 def source_row(r: Rendered, row_id: str, query: str, style: str, summary: str) -> dict[str, str]:
     """One training row of a rendered item: its audio and transcript with one (query, answer)."""
-    return {"id": row_id, "source_id": r.item.id, "audio": r.item.audio,
-            "transcript": r.item.transcript, "query": query, "style": style, "summary": summary}
+    return {
+        "id": row_id,
+        "source_id": r.item.id,
+        "audio": r.item.audio,
+        "transcript": r.item.transcript,
+        "query": query,
+        "style": style,
+        "summary": summary,
+    }
 
 
 def train_rows(items: list[Rendered]) -> list[dict[str, str]]:
-    return [source_row(r, f"{r.item.id}#{k}", row.query, row.style, row.summary)
-            for r in items for k, row in enumerate(r.item.rows)]
+    return [
+        source_row(r, f"{r.item.id}#{k}", row.query, row.style, row.summary)
+        for r in items
+        for k, row in enumerate(r.item.rows)
+    ]
 
 
 def asr_rows(items: list[Rendered]) -> list[dict[str, str]]:
@@ -349,19 +348,13 @@ def corpus_info(
         "speed": speed,
         "items": {split: len(items) for split, items in rendered.items()},
         "rows": {name: len(rows) for name, rows in files.items()},
-        "scenario_kinds": {
-            split: sorted({r.item.kind for r in items}) for split, items in rendered.items()
-        },
-        "styles": {
-            name: dict(Counter(row["style"] for row in files[name])) for name in ("train", "test")
-        },
+        "scenario_kinds": {split: sorted({r.item.kind for r in items}) for split, items in rendered.items()},
+        "styles": {name: dict(Counter(row["style"] for row in files[name])) for name in ("train", "test")},
         "audio_seconds": {
             **{split: round(s, 1) for split, s in seconds.items()},
             "total": round(sum(seconds.values()), 1),
         },
-        "max_duration_seconds": round(
-            max(r.seconds for items in rendered.values() for r in items), 2
-        ),
+        "max_duration_seconds": round(max(r.seconds for items in rendered.values() for r in items), 2),
     }
 
 
@@ -413,19 +406,11 @@ def positive_float(text: str) -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "out", type=Path, help="output directory (must not exist unless --overwrite)"
-    )
-    parser.add_argument(
-        "--n-train", type=positive_int, default=300, help="training items (2 rows each)"
-    )
-    parser.add_argument(
-        "--n-test", type=positive_int, default=40, help="held-out test items (1 row each)"
-    )
+    parser.add_argument("out", type=Path, help="output directory (must not exist unless --overwrite)")
+    parser.add_argument("--n-train", type=positive_int, default=300, help="training items (2 rows each)")
+    parser.add_argument("--n-test", type=positive_int, default=40, help="held-out test items (1 row each)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument(
-        "--speed", type=positive_int, default=165, help="espeak-ng words per minute"
-    )
+    parser.add_argument("--speed", type=positive_int, default=165, help="espeak-ng words per minute")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
     return parser.parse_args(argv)
 
@@ -433,16 +418,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("espeak-ng") is None:
-        sys.exit(
-            "Error: espeak-ng is not installed (it renders the speech): apt-get install espeak-ng"
-        )
+        sys.exit("Error: espeak-ng is not installed (it renders the speech): apt-get install espeak-ng")
     if args.out.exists() and not args.overwrite:
         sys.exit(f"Error: '{args.out}' already exists; pass --overwrite to replace it.")
     validate_scenarios(SCENARIOS)
     started = time.monotonic()
-    info = write_atomically(
-        args.out, lambda tmp: build(tmp, args.n_train, args.n_test, args.seed, args.speed)
-    )
+    info = write_atomically(args.out, lambda tmp: build(tmp, args.n_train, args.n_test, args.seed, args.speed))
     rows, hours = info["rows"], info["audio_seconds"]["total"] / 3600
     print(
         f"wrote {rows['train']} train, {rows['asr']} transcription and {rows['test']} test rows to "

@@ -29,9 +29,9 @@ long corpus's train family instead (voices.py: espeak-ng accents, variants, spee
 and flite, all perturbed with speed, noise and gain). With --name-pool large, the carrier
 sentences name people, cities, products, companies and clients of the large pools' train part
 (pools.large_pools("train")) instead of the mini pools; the held-out part is never spoken.
-The defaults (espeak, mini) give the corpus this script always gave. Every wav is measured: one longer than --max-seconds (default
-15.5, under the student's 16 s window) is rendered again without its last sentence; audio is
-never cut. Such shortenings are counted in hearing.json.
+The defaults (espeak, mini) give the corpus this script always gave. Every wav is measured: one
+longer than --max-seconds (default 15.5, under the student's 16 s window) is rendered again
+without its last sentence; audio is never cut. Such shortenings are counted in hearing.json.
 
 Writes OUT_DIR (atomically: built in OUT_DIR.tmp, then renamed):
   audio/ID.wav     espeak-ng speech, 22.05 kHz mono
@@ -319,9 +319,7 @@ def prose_paragraphs(doc: str) -> Iterator[str]:
     for block in re.split(r"\n\s*\n", doc):
         lines = block.splitlines()
         structural = any(
-            line[:1].isspace()
-            or line.lstrip().startswith(MARKUP_STARTS)
-            or UNDERLINE.fullmatch(line.strip())
+            line[:1].isspace() or line.lstrip().startswith(MARKUP_STARTS) or UNDERLINE.fullmatch(line.strip())
             for line in lines
         )
         if lines and not structural:
@@ -363,9 +361,7 @@ def sentence_key(text: str) -> str:
     return " ".join(text.lower().split())
 
 
-def mine(
-    sources: list[PySource], rng: random.Random, words_wanted: int, progress: Progress
-) -> Mined:
+def mine(sources: list[PySource], rng: random.Random, words_wanted: int, progress: Progress) -> Mined:
     """Distinct speakable docstring sentences, read in ``reading_order`` until ``words_wanted``;
     returned sorted, then shuffled with ``rng``."""
     found: dict[str, Sentence] = {}
@@ -445,10 +441,7 @@ def validate_carriers(carriers: tuple[str, ...] = CARRIERS) -> None:
             if pool not in POOLS
         ]
         shared = masked_runs(carrier) & held_out
-        problems += [
-            f"{carrier!r} shares {' '.join(run)!r} with a held-out scenario"
-            for run in sorted(shared)
-        ]
+        problems += [f"{carrier!r} shares {' '.join(run)!r} with a held-out scenario" for run in sorted(shared)]
     if problems:
         raise CarrierError("carrier sentences are inconsistent:\n  " + "\n  ".join(problems))
 
@@ -564,9 +557,7 @@ def render(
     """Render plans in order, a few ahead per worker, until ``heldout`` clips and then
     ``train_seconds`` of train audio are done. A clip whose first sentence alone is too long is
     dropped (and counted); plans rendered past the target are deleted."""
-    task = progress.add_task(
-        "rendering speech (s)", total=round(train_seconds + heldout * SECONDS_PER_CLIP)
-    )
+    task = progress.add_task("rendering speech (s)", total=round(train_seconds + heldout * SECONDS_PER_CLIP))
     held: list[Clip] = []
     train: list[Clip] = []
     dropped: list[Clip] = []
@@ -619,9 +610,7 @@ def distinct_words(clips: Iterable[Clip]) -> int:
     return len({w.lower() for c in clips for w in WORD.findall(c.transcript)})
 
 
-def hearing_info(
-    clips: Rendered, mined: Mined, args: argparse.Namespace, seconds: dict[str, float]
-) -> dict[str, Any]:
+def hearing_info(clips: Rendered, mined: Mined, args: argparse.Namespace, seconds: dict[str, float]) -> dict[str, Any]:
     """What hearing.json records."""
     spoken = clips.spoken
     splits = {"train": clips.train, "heldout": clips.heldout}
@@ -639,13 +628,10 @@ def hearing_info(
             "name_pool": args.name_pool,
         },
         "rows": {name: len(split) for name, split in splits.items()},
-        "hours": {
-            name: round(sum(c.seconds for c in split) / 3600, 3) for name, split in splits.items()
-        },
+        "hours": {name: round(sum(c.seconds for c in split) / 3600, 3) for name, split in splits.items()},
         "short_of_target": sum(c.seconds for c in clips.train) < args.hours * 3600,
         "sources": {
-            name: dict(sorted(Counter(c.plan.source for c in split).items()))
-            for name, split in splits.items()
+            name: dict(sorted(Counter(c.plan.source for c in split).items())) for name, split in splits.items()
         },
         "sentences": {name: sum(len(c.sentences) for c in split) for name, split in splits.items()},
         "distinct_words": {
@@ -737,12 +723,8 @@ def share(text: str) -> float:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "out", type=Path, help="output directory (must not exist unless --overwrite)"
-    )
-    parser.add_argument(
-        "--hours", type=positive_float, default=12.0, help="hours of train audio to render"
-    )
+    parser.add_argument("out", type=Path, help="output directory (must not exist unless --overwrite)")
+    parser.add_argument("--hours", type=positive_float, default=12.0, help="hours of train audio to render")
     parser.add_argument(
         "--heldout",
         type=int,
@@ -762,9 +744,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=POOLS_SHARE,
         help="share of clips spoken from the scenario pools (names, places, numbers as words)",
     )
-    parser.add_argument(
-        "--workers", type=positive_int, default=2, help="espeak-ng processes at once"
-    )
+    parser.add_argument("--workers", type=positive_int, default=2, help="espeak-ng processes at once")
     parser.add_argument(
         "--voice-family",
         choices=VOICE_FAMILIES,
@@ -790,9 +770,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if shutil.which("espeak-ng") is None:
-        sys.exit(
-            "Error: espeak-ng is not installed (it renders the speech): apt-get install espeak-ng"
-        )
+        sys.exit("Error: espeak-ng is not installed (it renders the speech): apt-get install espeak-ng")
     if args.out.exists() and not args.overwrite:
         sys.exit(f"Error: '{args.out}' already exists; pass --overwrite to replace it.")
     validate_carriers()
@@ -829,8 +807,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     if info["short_of_target"]:
         print(
-            f"Warning: only {hours['train']:.2f} of {args.hours} h of train audio: the docstring "
-            "sentences ran out",
+            f"Warning: only {hours['train']:.2f} of {args.hours} h of train audio: the docstring sentences ran out",
             file=sys.stderr,
         )
     return 0

@@ -118,10 +118,7 @@ SETTING_WEIGHTS = {"meeting": 0.4, "briefing": 0.2, "call": 0.15, "lecture": 0.2
 SHARED_ROLES = frozenset({"prof"})
 """Slots that keep one value across an item's segments (a lecture has one professor)."""
 REPAIRABLE_POOLS = frozenset(
-    words(
-        "person weekday date city small medium percent minutes price count money big_money "
-        "salary millions"
-    )
+    words("person weekday date city small medium percent minutes price count money big_money salary millions")
 )
 """Pools whose values a speaker may say wrong and correct (whole slots only: not 'owner.first')."""
 DISTRACTOR_TRIES = 8
@@ -259,8 +256,7 @@ def stated_slots(segment: Segment, references: dict[str, str]) -> frozenset[str]
     return frozenset(
         slot
         for slot, pool in segment.scenario.slots.items()
-        if pool in REPAIRABLE_POOLS
-        and re.search(rf"(?<![\w']){re.escape(str(segment.values[slot]))}(?![\w'])", said)
+        if pool in REPAIRABLE_POOLS and re.search(rf"(?<![\w']){re.escape(str(segment.values[slot]))}(?![\w'])", said)
     )
 
 
@@ -308,12 +304,7 @@ def key_points(ranked: list[Segment]) -> list[str]:
     """The ranked segments' first points, then their second points, ...: min(7, n + 2)."""
     limit = min(MAX_KEY_POINTS, len(ranked) + 2)
     depth = max(len(s.scenario.points) for s in ranked)
-    points = [
-        s.fact(s.scenario.points[d])
-        for d in range(depth)
-        for s in ranked
-        if d < len(s.scenario.points)
-    ]
+    points = [s.fact(s.scenario.points[d]) for d in range(depth) for s in ranked if d < len(s.scenario.points)]
     return points[:limit]
 
 
@@ -321,9 +312,7 @@ def tldr(segments: tuple[Segment, ...], setting: str) -> str:
     """One sentence: the top segment's summary, then the topics of the others."""
     top = rank(segments)[0]
     others = [s.fact(s.scenario.topic) for s in segments if s is not top]
-    return (
-        f"{top.fact(top.scenario.tldr).rstrip('.')}; the {setting} also covered {join_and(others)}."
-    )
+    return f"{top.fact(top.scenario.tldr).rstrip('.')}; the {setting} also covered {join_and(others)}."
 
 
 def compose_references(segments: tuple[Segment, ...], setting: str) -> dict[str, str]:
@@ -334,12 +323,7 @@ def compose_references(segments: tuple[Segment, ...], setting: str) -> dict[str,
         "tldr": tldr(segments, setting),
         "paragraph": " ".join(s.fact(s.scenario.tldr) for s in segments),
         "key-points": bullets(key_points(ranked)),
-        "chapters": bullets(
-            [
-                f"{capitalized(s.fact(s.scenario.topic))}: {s.fact(s.scenario.tldr)}"
-                for s in segments
-            ]
-        ),
+        "chapters": bullets([f"{capitalized(s.fact(s.scenario.topic))}: {s.fact(s.scenario.tldr)}" for s in segments]),
     }
     decisions = [d for s in segments for d in s.facts(s.scenario.decisions)]
     actions = [a for s in segments for a in s.facts(s.scenario.actions)]
@@ -368,10 +352,7 @@ def check_references(item: LongItem) -> None:
     kinds = ", ".join(s.scenario.kind for s in item.segments)
     for style, summary in item.references.items():
         found = reference_problems(summary, style, item.spoken.text)
-        found += [
-            f"unsupported by the clean text: {x!r}"
-            for x in unsupported_content(summary, item.clean).items
-        ]
+        found += [f"unsupported by the clean text: {x!r}" for x in unsupported_content(summary, item.clean).items]
         lo, hi = word_bounds(style, len(item.segments), summary)
         n = len(WORD.findall(summary))
         if not lo <= n <= hi:
@@ -419,9 +400,7 @@ def item_voice(split: str, index: int, seed: int) -> Voice:
     return draw_voice(split, random.Random(f"{seed}:long:{split}:{index}:voice"))
 
 
-def draft_long(
-    split: str, index: int, cfg: LongConfig, attempt: int, allowed: tuple[int, int]
-) -> LongItem:
+def draft_long(split: str, index: int, cfg: LongConfig, attempt: int, allowed: tuple[int, int]) -> LongItem:
     """Draft ``attempt`` of item ``index`` of ``split``, from its own RNG, with a segment count
     in ``allowed``; its references are checked."""
     rng = random.Random(f"{cfg.seed}:long:{split}:{index}:{attempt}")
@@ -447,9 +426,7 @@ def draft_long(
         Row(style, rng.choice(queries(style, setting)), refs[style])
         for style in rng.sample(available, ROWS_PER_ITEM[split])
     )
-    item = LongItem(
-        f"{split}-{index:04d}-{setting}", split, setting, voice, tuple(segments), spoken, refs, rows
-    )
+    item = LongItem(f"{split}-{index:04d}-{setting}", split, setting, voice, tuple(segments), spoken, refs, rows)
     check_references(item)
     return item
 
@@ -494,10 +471,7 @@ def with_voice(rows: list[dict[str, str]], items: list[RenderedLong]) -> list[di
 
 def as_corpus_items(items: list[RenderedLong]) -> list[Rendered]:
     """The items in make_corpus's shape, so its row builders write the same columns."""
-    return [
-        Rendered(Item(r.item.id, r.item.setting, r.item.spoken.text, r.item.rows), r.seconds)
-        for r in items
-    ]
+    return [Rendered(Item(r.item.id, r.item.setting, r.item.spoken.text, r.item.rows), r.seconds) for r in items]
 
 
 def files_for(rendered: dict[str, list[RenderedLong]]) -> dict[str, list[dict[str, str]]]:
@@ -539,7 +513,10 @@ def corpus_info(
 ) -> dict[str, Any]:
     """What corpus.json records."""
     every = [r for items in rendered.values() for r in items]
-    per_split = lambda fn: {split: fn(items) for split, items in rendered.items()}
+
+    def per_split(fn):
+        return {split: fn(items) for split, items in rendered.items()}
+
     return {
         "generator": "recipes/mini/make_long.py",
         "seed": cfg.seed,
@@ -552,17 +529,10 @@ def corpus_info(
         "items": per_split(len),
         "rows": {name: len(rows) for name, rows in files.items()},
         "settings": per_split(lambda items: dict(Counter(r.item.setting for r in items))),
-        "scenario_kinds": per_split(
-            lambda items: sorted({s.scenario.kind for r in items for s in r.item.segments})
-        ),
-        "voices": per_split(
-            lambda items: dict(sorted(Counter(r.item.voice.base for r in items).items()))
-        ),
+        "scenario_kinds": per_split(lambda items: sorted({s.scenario.kind for r in items for s in r.item.segments})),
+        "voices": per_split(lambda items: dict(sorted(Counter(r.item.voice.base for r in items).items()))),
         "synths": per_split(lambda items: dict(Counter(r.item.voice.synth for r in items))),
-        "styles": {
-            name: dict(Counter(row["style"] for row in files[name]))
-            for name in ("train", "valid", "test")
-        },
+        "styles": {name: dict(Counter(row["style"] for row in files[name])) for name in ("train", "valid", "test")},
         "audio_seconds": {
             **per_split(lambda items: round(sum(r.seconds for r in items), 1)),
             "total": round(sum(r.seconds for r in every), 1),
@@ -571,12 +541,8 @@ def corpus_info(
             **per_split(lambda items: duration_summary([r.seconds for r in items])),
             "all": duration_summary([r.seconds for r in every]),
         },
-        "segments": per_split(
-            lambda items: dict(sorted(Counter(len(r.item.segments) for r in items).items()))
-        ),
-        "disfluencies": per_split(
-            lambda items: dict(sum((Counter(r.item.spoken.counts) for r in items), Counter()))
-        ),
+        "segments": per_split(lambda items: dict(sorted(Counter(len(r.item.segments) for r in items).items()))),
+        "disfluencies": per_split(lambda items: dict(sum((Counter(r.item.spoken.counts) for r in items), Counter()))),
         "redrafts": per_split(lambda items: sum(r.attempts - 1 for r in items)),
         "pools": {part: pool_sizes(part) for part in PARTS},
     }
@@ -615,12 +581,8 @@ def scenario_problems() -> list[str]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "out", type=Path, help="output directory (must not exist unless --overwrite)"
-    )
-    parser.add_argument(
-        "--n-train", type=positive_int, default=200, help="train items (2 rows each)"
-    )
+    parser.add_argument("out", type=Path, help="output directory (must not exist unless --overwrite)")
+    parser.add_argument("--n-train", type=positive_int, default=200, help="train items (2 rows each)")
     parser.add_argument(
         "--n-valid",
         type=positive_int,
@@ -640,15 +602,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=MIN_SECONDS,
         help=f"shortest item (more than the student's {WINDOW_SECONDS:g} s window)",
     )
-    parser.add_argument(
-        "--max-seconds", type=positive_float, default=MAX_SECONDS, help="longest item"
-    )
+    parser.add_argument("--max-seconds", type=positive_float, default=MAX_SECONDS, help="longest item")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing OUT_DIR")
     args = parser.parse_args(argv)
     if args.min_seconds <= WINDOW_SECONDS:
         parser.error(
-            f"--min-seconds must be more than {WINDOW_SECONDS:g} (the student's window), "
-            f"not {args.min_seconds:g}"
+            f"--min-seconds must be more than {WINDOW_SECONDS:g} (the student's window), not {args.min_seconds:g}"
         )
     if args.max_seconds < args.min_seconds + 10:
         parser.error(f"--max-seconds must be at least --min-seconds + 10, not {args.max_seconds:g}")

@@ -33,8 +33,10 @@ def parse_spec(text: str) -> Part:
     match = SPEC.match(text)
     if match is None or not match["path"]:
         raise SystemExit(f"Error: '{text}' is not PATH[@A:B][*N]")
+
     def number(value: str | None) -> int | None:
         return int(value) if value else None
+
     times = int(match["times"] or 1)
     if times < 1:
         raise SystemExit(f"Error: '{text}': the repeat count must be at least 1")

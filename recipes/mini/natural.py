@@ -341,10 +341,7 @@ def repair_one(
 ) -> Repair | None:
     """Say one repairable slot of the segment wrong first, in place; the Repair, or None."""
     spots = [
-        (si, i)
-        for si, sentence in enumerate(sentences)
-        for i, span in enumerate(sentence)
-        if span.slot in repairable
+        (si, i) for si, sentence in enumerate(sentences) for i, span in enumerate(sentence) if span.slot in repairable
     ]
     if not spots:
         return None
@@ -356,10 +353,7 @@ def repair_one(
     before = sentence[i - 1] if i else None
     echo = (
         [Span(before.text.lower(), tag="repair")]
-        if before is not None
-        and before.slot is None
-        and not before.tail
-        and before.text.lower() in PREPOSITIONS
+        if before is not None and before.slot is None and not before.tail and before.text.lower() in PREPOSITIONS
         else []
     )
     said = [
@@ -375,9 +369,7 @@ def false_start(sentence: Sentence, rng: random.Random) -> Sentence:
     """The sentence's first words said and restarted, or an abandoned opening before it."""
     k = rng.choice(RESTART_WORDS)
     head = sentence[:k]
-    restartable = len(sentence) > k and all(
-        s.slot is None and not s.tail and s.tag is None for s in head
-    )
+    restartable = len(sentence) > k and all(s.slot is None and not s.tail and s.tag is None for s in head)
     if restartable and rng.random() < 0.5:
         copy = [replace(s, tag="false-start") for s in head]
         glue(copy, ",")
@@ -454,9 +446,7 @@ def said(text: str, tag: str) -> list[Sentence]:
     return split_sentences(phrase(text, tag))
 
 
-def with_asides(
-    sentences: list[Sentence], rng: random.Random, rate: float
-) -> tuple[list[Sentence], int]:
+def with_asides(sentences: list[Sentence], rng: random.Random, rate: float) -> tuple[list[Sentence], int]:
     """Asides at ``rate`` per boundary between two sentences (never two in a row)."""
     out: list[Sentence] = []
     n = 0

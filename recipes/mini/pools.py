@@ -30,9 +30,7 @@ ORDINAL_ONES = words(
     "thirteenth fourteenth fifteenth sixteenth seventeenth eighteenth nineteenth"
 )
 ORDINAL_TENS = words("_ _ twentieth thirtieth")
-MONTHS = words(
-    "January February March April May June July August September October November December"
-)
+MONTHS = words("January February March April May June July August September October November December")
 WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday")
 
 
@@ -136,10 +134,7 @@ class People:
     last: Sequence[str]
 
     def draw(self, rng: random.Random, k: int) -> list[Person]:
-        return [
-            Person(f, s)
-            for f, s in zip(rng.sample(list(self.first), k), rng.sample(list(self.last), k))
-        ]
+        return [Person(f, s) for f, s in zip(rng.sample(list(self.first), k), rng.sample(list(self.last), k))]
 
     def say(self, value: Person) -> Person:
         return value
@@ -152,9 +147,7 @@ class People:
         if not used:
             return self
         firsts, lasts = {p.first for p in used}, {p.last for p in used}
-        return People(
-            [f for f in self.first if f not in firsts], [s for s in self.last if s not in lasts]
-        )
+        return People([f for f in self.first if f not in firsts], [s for s in self.last if s not in lasts])
 
 
 FIRST_NAMES = words(
@@ -173,17 +166,10 @@ POOLS: dict[str, Pool] = {
     "weekday": Choice(WEEKDAYS),
     "date": Choice([(m, d) for m in range(1, 13) for d in range(1, 29)], spoken_date),
     "city": Choice(
-        words(
-            "Lisbon Denver Osaka Toronto Nairobi Austin Dublin Melbourne Warsaw Seattle Oslo Porto "
-            "Calgary Lyon"
-        )
+        words("Lisbon Denver Osaka Toronto Nairobi Austin Dublin Melbourne Warsaw Seattle Oslo Porto Calgary Lyon")
     ),
     "product": Choice(words("Nimbus Orion Falcon Atlas Beacon Quill Harbor Juniper Lumen Cobalt")),
-    "company": Choice(
-        words(
-            "Brightline Corvex Tessera Northwind Altura Quantix Meridian Halcyon Vantora Keystone"
-        )
-    ),
+    "company": Choice(words("Brightline Corvex Tessera Northwind Altura Quantix Meridian Halcyon Vantora Keystone")),
     "client": Choice(
         (
             "Halvorsen Foods",
@@ -194,9 +180,7 @@ POOLS: dict[str, Pool] = {
             "Arden Retail",
         )
     ),
-    "team": Choice(
-        ("platform", "mobile", "data", "design", "support", "security", "billing", "search")
-    ),
+    "team": Choice(("platform", "mobile", "data", "design", "support", "security", "billing", "search")),
     "system": Choice(("payments", "login", "search", "checkout", "notifications")),
     "cause": Choice(
         (
@@ -217,9 +201,7 @@ POOLS: dict[str, Pool] = {
         )
     ),
     "service": Choice(("catering", "cleaning", "shuttle", "printing")),
-    "channel": Choice(
-        ("podcast ads", "billboards", "social video", "email newsletters", "radio spots")
-    ),
+    "channel": Choice(("podcast ads", "billboards", "social video", "email newsletters", "radio spots")),
     "species": Choice(("swallows", "tree frogs", "bats", "sparrows", "bumblebees")),
     "part": Choice(("screens", "batteries", "sensors", "circuit boards", "camera modules")),
     "small": Choice(range(2, 13), spoken, by_value=True),
@@ -274,69 +256,75 @@ def draw_slots(
 
 # --- the large pools of the long corpus (make_long.py), split into a train and a held-out part ---
 
-LARGE_FIRST_NAMES = words(
-    "Oliver Amelia Harry Isla George Emily Noah Olivia Ethan Chloe Liam Ava Lucas Mia Henry Evelyn "
-    "Owen Harper Caleb Abigail Nathan Zoe Isaac Lily Aaron Natalie Adam Megan Ryan Rachel Kevin "
-    "Nicole Brian Heather Simon Fiona Colin Eileen Declan Siobhan Ciaran Niamh Rhys Carys Gareth "
-    "Bethan Callum Morag Angus Ailsa Alejandro Lucia Javier Carmen Mateo Valentina Camila Pablo "
-    "Ximena Andres Paola Rodrigo Marisol Emilio Beatriz Ignacio Lorena Esteban Catalina Joao "
-    "Mariana Thiago Larissa Rafael Gustavo Fernanda Leandro Renata Giulia Matteo Francesca Lorenzo "
-    "Chiara Giovanni Alessia Marco Federica Stefano Camille Julien Margaux Antoine Elodie Mathieu "
-    "Amelie Benoit Sylvie Florian Matthias Katrin Stefanie Tobias Anja Johannes Sabine Dieter "
-    "Ulrike Felix Greta Daan Sanne Joris Femke Pieter Lotte Bram Anouk Astrid Magnus Sigrid Erik "
-    "Freya Henrik Solveig Nils Linnea Anders Eira Bjorn Aino Mikko Saara Katarzyna Piotr Agnieszka "
-    "Tomasz Zofia Dmitri Svetlana Alexei Natasha Bogdan Milena Dragan Jelena Vesna Marek Petra "
-    "Ondrej Radek Irina Yaroslav Oksana Taras Zoltan Reka Bence Ioana Andrei Mihai Bianca Nikos "
-    "Eleni Yannis Katerina Dimitris Stavros Despina Emre Elif Burak Zeynep Mehmet Ayse Kerem Defne "
-    "Youssef Layla Karim Amira Tariq Noor Hassan Rania Khalid Salma Ibrahim Yasmin Mustafa Dalia "
-    "Ziad Mariam Dariush Shirin Kaveh Parisa Reza Farhad Roya Eitan Tamar Yael Shira Gideon Arjun "
-    "Ananya Rohan Kavya Vikram Deepa Sanjay Lakshmi Rahul Sunita Aditya Meera Nikhil Divya Anil "
-    "Shreya Ishaan Nisha Farhan Tahmina Imran Ayesha Bilal Sana Tharindu Nimali Prakash Haruto "
-    "Sakura Hiroshi Aiko Takeshi Daisuke Naomi Minjun Jiwoo Seojun Yuna Jisoo Taeyang Minh Linh "
-    "Tuan Thao Somchai Niran Rizal Dewi Budi Maricel Arnel Chinedu Ngozi Emeka Adaeze Tunde Folake "
-    "Kwame Kojo Efua Abena Amani Wanjiru Otieno Achieng Baraka Zawadi Tendai Rudo Thabo Lerato "
-    "Sipho Naledi Abebe Tigist Dawit Selam Hamza Fadumo Moussa Aminata Ousmane Fatou Ibrahima "
-    "Mariama Leilani Mele Sione Aroha Tane Beatrix Cornelia Wilhelm Rupert Imogen Hamish Eamon "
-    "Brigid Bronwyn Dylan Lowri Teodor Vilja Oskar Elsa Leif Ragnar Ingeborg Kasimir Halina "
-    "Wojciech Jarek Lidia Nikola Ivana Goran Mirela Luka Tamara Ivo Adriana Cosmin Sorin Florin "
-    "Teodora Anastasia Yuri Galina Lev Vera Boris Maksim Polina Artem Darina Armen Anahit Levon "
-    "Nino Giorgi Tamuna Aigerim Nurlan Dilnoza Rustam Bakhyt Sardor Madina Jamal Aaliyah Imani "
-    "Darnell Keisha Tyrone Latoya Marlon Shanice Dwayne Camilo Yolanda Gerardo Araceli Ruben Itzel "
-    "Jorge Guadalupe Rogelio Soledad Vicente Macarena Fabian Ines Nuno Teresa Filipa Rui Goncalo "
-    "Catarina Ekaterina"
-) + FIRST_NAMES
+LARGE_FIRST_NAMES = (
+    words(
+        "Oliver Amelia Harry Isla George Emily Noah Olivia Ethan Chloe Liam Ava Lucas Mia Henry Evelyn "
+        "Owen Harper Caleb Abigail Nathan Zoe Isaac Lily Aaron Natalie Adam Megan Ryan Rachel Kevin "
+        "Nicole Brian Heather Simon Fiona Colin Eileen Declan Siobhan Ciaran Niamh Rhys Carys Gareth "
+        "Bethan Callum Morag Angus Ailsa Alejandro Lucia Javier Carmen Mateo Valentina Camila Pablo "
+        "Ximena Andres Paola Rodrigo Marisol Emilio Beatriz Ignacio Lorena Esteban Catalina Joao "
+        "Mariana Thiago Larissa Rafael Gustavo Fernanda Leandro Renata Giulia Matteo Francesca Lorenzo "
+        "Chiara Giovanni Alessia Marco Federica Stefano Camille Julien Margaux Antoine Elodie Mathieu "
+        "Amelie Benoit Sylvie Florian Matthias Katrin Stefanie Tobias Anja Johannes Sabine Dieter "
+        "Ulrike Felix Greta Daan Sanne Joris Femke Pieter Lotte Bram Anouk Astrid Magnus Sigrid Erik "
+        "Freya Henrik Solveig Nils Linnea Anders Eira Bjorn Aino Mikko Saara Katarzyna Piotr Agnieszka "
+        "Tomasz Zofia Dmitri Svetlana Alexei Natasha Bogdan Milena Dragan Jelena Vesna Marek Petra "
+        "Ondrej Radek Irina Yaroslav Oksana Taras Zoltan Reka Bence Ioana Andrei Mihai Bianca Nikos "
+        "Eleni Yannis Katerina Dimitris Stavros Despina Emre Elif Burak Zeynep Mehmet Ayse Kerem Defne "
+        "Youssef Layla Karim Amira Tariq Noor Hassan Rania Khalid Salma Ibrahim Yasmin Mustafa Dalia "
+        "Ziad Mariam Dariush Shirin Kaveh Parisa Reza Farhad Roya Eitan Tamar Yael Shira Gideon Arjun "
+        "Ananya Rohan Kavya Vikram Deepa Sanjay Lakshmi Rahul Sunita Aditya Meera Nikhil Divya Anil "
+        "Shreya Ishaan Nisha Farhan Tahmina Imran Ayesha Bilal Sana Tharindu Nimali Prakash Haruto "
+        "Sakura Hiroshi Aiko Takeshi Daisuke Naomi Minjun Jiwoo Seojun Yuna Jisoo Taeyang Minh Linh "
+        "Tuan Thao Somchai Niran Rizal Dewi Budi Maricel Arnel Chinedu Ngozi Emeka Adaeze Tunde Folake "
+        "Kwame Kojo Efua Abena Amani Wanjiru Otieno Achieng Baraka Zawadi Tendai Rudo Thabo Lerato "
+        "Sipho Naledi Abebe Tigist Dawit Selam Hamza Fadumo Moussa Aminata Ousmane Fatou Ibrahima "
+        "Mariama Leilani Mele Sione Aroha Tane Beatrix Cornelia Wilhelm Rupert Imogen Hamish Eamon "
+        "Brigid Bronwyn Dylan Lowri Teodor Vilja Oskar Elsa Leif Ragnar Ingeborg Kasimir Halina "
+        "Wojciech Jarek Lidia Nikola Ivana Goran Mirela Luka Tamara Ivo Adriana Cosmin Sorin Florin "
+        "Teodora Anastasia Yuri Galina Lev Vera Boris Maksim Polina Artem Darina Armen Anahit Levon "
+        "Nino Giorgi Tamuna Aigerim Nurlan Dilnoza Rustam Bakhyt Sardor Madina Jamal Aaliyah Imani "
+        "Darnell Keisha Tyrone Latoya Marlon Shanice Dwayne Camilo Yolanda Gerardo Araceli Ruben Itzel "
+        "Jorge Guadalupe Rogelio Soledad Vicente Macarena Fabian Ines Nuno Teresa Filipa Rui Goncalo "
+        "Catarina Ekaterina"
+    )
+    + FIRST_NAMES
+)
 """First names of many origins, spelled so that espeak-ng says them (ASCII, no diacritics)."""
-LARGE_SURNAMES = words(
-    "Abbott Ackerman Adeleke Agarwal Ahmadi Akhtar Albrecht Alcantara Almeida Amato Andersson "
-    "Antonelli Aquino Arslan Asante Ashworth Bakshi Balogun Banerjee Barbosa Barros Bartosz Bauer "
-    "Becker Benedetti Bergstrom Bianchi Bjorklund Blackwood Bondarenko Borges Boateng Brandt "
-    "Bukowski Caldwell Calloway Cardenas Carvalho Castellano Castillo Chakraborty Chaudhry "
-    "Chowdhury Ciobanu Constantin Contreras Cordero Cruz Dalton Darwish Delgado Demir Desai "
-    "Dimitrov Dlamini Donnelly Dossou Dragomir Duarte Dunbar Ebrahim Egorov Eklund Elbaz Erdogan "
-    "Esposito Fairbanks Farouk Fedorova Ferrante Ferreira Figueroa Fitzgerald Fleischer Fontaine "
-    "Forsberg Fuentes Gallagher Galvez Garcia Gashi Gatti Gerber Ghosh Giordano Gomez Gonzaga Greco "
-    "Grigoryan Gunawardena Gustafsson Halvorsen Hamid Hansen Hartmann Hasegawa Hashemi Hernandez "
-    "Herrera Hoffmann Horvath Hosseini Huber Hussain Ibekwe Ignatiev Iqbal Ishikawa Ivanova Iyer "
-    "Jablonski Jaramillo Johansson Joshi Jovanovic Kaminski Kapoor Karimi Kato Kaur Keller Kimura "
-    "Kiplagat Kobayashi Kovacs Kozlov Krause Kumar Kuznetsov Lachance Lambert Larsen Laurent "
-    "Lehmann Leone Lewandowski Lindgren Lombardi Lopez Lucero Lundberg Macharia Mahlangu Maier "
-    "Majewski Maldonado Mancini Marchetti Markovic Martins Matsumoto Mazur Medina Mehta Mendoza "
-    "Meyer Mishra Molina Moretti Morozov Mukherjee Murphy Mutua Mwangi Nagy Nair Nascimento "
-    "Navarro Ndlovu Nielsen Nguyen Nikolaidis Nilsson Nowak Nwosu Obi Ochieng Odhiambo Ogunleye "
-    "Oliveira Olsen Onyango Ortega Ozturk Pacheco Palmieri Papadopoulos Pereira Perez Pham Pinto "
-    "Popescu Portillo Quintero Rahman Rao Rashid Reddy Reyes Ricci Richter Rinaldi Rojas Romano "
-    "Rossi Rostami Russo Sadeghi Saito Salazar Sandoval Santoro Sato Schmidt Schneider Schulz "
-    "Serrano Sharma Shevchenko Shimizu Sidorov Sinha Sokolov Soto Steiner Suarez Sundberg Svensson "
-    "Szabo Takahashi Tamura Tavares Tkachenko Torres Tran Trivedi Umeh Urquhart Valdez Vasquez "
-    "Vasiliev Vega Verma Vieira Vogel Volkov Wagner Wainwright Watanabe Wisniewski Wojcik Yamamoto "
-    "Yilmaz Yoshida Yusuf Zamora Zanetti Zhang Zhou Zielinski Zimmermann Achebe Okonkwo Mensah "
-    "Owusu Appiah Kamau Njoroge Wekesa Chukwu Eze Adebayo Oyelaran Bangura Diallo Traore Keita "
-    "Toure Sissoko Kone Camara Haile Tesfaye Girma Alemu Warsame Farah Abdi Hakimi Benali Mansour "
-    "Khoury Haddadi Nasser Saleh Aziz Qureshi Siddiqui Malhotra Pillai Menon Kulkarni Bhatt "
-    "Ranasinghe Perera Fernando Silvestri Cavalcanti Moura Teixeira Campos Rezende Okada Fujita "
-    "Nakano Ogawa Choi Yoon Kwon Huang Zhao Liu Tanimoto Hoang Dang Santos Bautista Villanueva "
-    "Mercado Ramirez Aguilar Espinoza Ibarra Montoya"
-) + SURNAMES
+LARGE_SURNAMES = (
+    words(
+        "Abbott Ackerman Adeleke Agarwal Ahmadi Akhtar Albrecht Alcantara Almeida Amato Andersson "
+        "Antonelli Aquino Arslan Asante Ashworth Bakshi Balogun Banerjee Barbosa Barros Bartosz Bauer "
+        "Becker Benedetti Bergstrom Bianchi Bjorklund Blackwood Bondarenko Borges Boateng Brandt "
+        "Bukowski Caldwell Calloway Cardenas Carvalho Castellano Castillo Chakraborty Chaudhry "
+        "Chowdhury Ciobanu Constantin Contreras Cordero Cruz Dalton Darwish Delgado Demir Desai "
+        "Dimitrov Dlamini Donnelly Dossou Dragomir Duarte Dunbar Ebrahim Egorov Eklund Elbaz Erdogan "
+        "Esposito Fairbanks Farouk Fedorova Ferrante Ferreira Figueroa Fitzgerald Fleischer Fontaine "
+        "Forsberg Fuentes Gallagher Galvez Garcia Gashi Gatti Gerber Ghosh Giordano Gomez Gonzaga Greco "
+        "Grigoryan Gunawardena Gustafsson Halvorsen Hamid Hansen Hartmann Hasegawa Hashemi Hernandez "
+        "Herrera Hoffmann Horvath Hosseini Huber Hussain Ibekwe Ignatiev Iqbal Ishikawa Ivanova Iyer "
+        "Jablonski Jaramillo Johansson Joshi Jovanovic Kaminski Kapoor Karimi Kato Kaur Keller Kimura "
+        "Kiplagat Kobayashi Kovacs Kozlov Krause Kumar Kuznetsov Lachance Lambert Larsen Laurent "
+        "Lehmann Leone Lewandowski Lindgren Lombardi Lopez Lucero Lundberg Macharia Mahlangu Maier "
+        "Majewski Maldonado Mancini Marchetti Markovic Martins Matsumoto Mazur Medina Mehta Mendoza "
+        "Meyer Mishra Molina Moretti Morozov Mukherjee Murphy Mutua Mwangi Nagy Nair Nascimento "
+        "Navarro Ndlovu Nielsen Nguyen Nikolaidis Nilsson Nowak Nwosu Obi Ochieng Odhiambo Ogunleye "
+        "Oliveira Olsen Onyango Ortega Ozturk Pacheco Palmieri Papadopoulos Pereira Perez Pham Pinto "
+        "Popescu Portillo Quintero Rahman Rao Rashid Reddy Reyes Ricci Richter Rinaldi Rojas Romano "
+        "Rossi Rostami Russo Sadeghi Saito Salazar Sandoval Santoro Sato Schmidt Schneider Schulz "
+        "Serrano Sharma Shevchenko Shimizu Sidorov Sinha Sokolov Soto Steiner Suarez Sundberg Svensson "
+        "Szabo Takahashi Tamura Tavares Tkachenko Torres Tran Trivedi Umeh Urquhart Valdez Vasquez "
+        "Vasiliev Vega Verma Vieira Vogel Volkov Wagner Wainwright Watanabe Wisniewski Wojcik Yamamoto "
+        "Yilmaz Yoshida Yusuf Zamora Zanetti Zhang Zhou Zielinski Zimmermann Achebe Okonkwo Mensah "
+        "Owusu Appiah Kamau Njoroge Wekesa Chukwu Eze Adebayo Oyelaran Bangura Diallo Traore Keita "
+        "Toure Sissoko Kone Camara Haile Tesfaye Girma Alemu Warsame Farah Abdi Hakimi Benali Mansour "
+        "Khoury Haddadi Nasser Saleh Aziz Qureshi Siddiqui Malhotra Pillai Menon Kulkarni Bhatt "
+        "Ranasinghe Perera Fernando Silvestri Cavalcanti Moura Teixeira Campos Rezende Okada Fujita "
+        "Nakano Ogawa Choi Yoon Kwon Huang Zhao Liu Tanimoto Hoang Dang Santos Bautista Villanueva "
+        "Mercado Ramirez Aguilar Espinoza Ibarra Montoya"
+    )
+    + SURNAMES
+)
 LARGE_CITIES = (
     *words(
         "Amsterdam Rotterdam Antwerp Brussels Ghent Hamburg Munich Cologne Leipzig Dresden "
@@ -361,8 +349,18 @@ LARGE_CITIES = (
         "Medellin Quito Cusco Valparaiso Cordoba Rosario Montevideo Asuncion Caracas Havana Recife "
         "Fortaleza Curitiba Manaus Belem Brasilia"
     ),
-    "Cape Town", "Addis Ababa", "Kuala Lumpur", "Buenos Aires", "Los Angeles", "San Jose",
-    "Tel Aviv", "Hong Kong", "Abu Dhabi", "Porto Alegre", "Mexico City", "New Orleans",
+    "Cape Town",
+    "Addis Ababa",
+    "Kuala Lumpur",
+    "Buenos Aires",
+    "Los Angeles",
+    "San Jose",
+    "Tel Aviv",
+    "Hong Kong",
+    "Abu Dhabi",
+    "Porto Alegre",
+    "Mexico City",
+    "New Orleans",
 ) + tuple(POOLS["city"].values)  # type: ignore[attr-defined]
 PRODUCT_STEMS = words(
     "Zephyr Vertex Helix Prism Ember Nova Aspen Cedar Willow Sierra Tundra Solace Onyx Garnet Topaz "
@@ -386,8 +384,21 @@ COMPANY_ROOTS = words(
 )
 COMPANY_SUFFIXES = ("", "Labs", "Systems", "Group", "Partners", "Works", "Analytics", "Networks")
 CLIENT_SECTORS = (
-    "Foods", "Bank", "Logistics", "Health", "Insurance", "Retail", "Energy", "Media", "Motors",
-    "Pharma", "Airlines", "Hotels", "Telecom", "Farms", "Studios",
+    "Foods",
+    "Bank",
+    "Logistics",
+    "Health",
+    "Insurance",
+    "Retail",
+    "Energy",
+    "Media",
+    "Motors",
+    "Pharma",
+    "Airlines",
+    "Hotels",
+    "Telecom",
+    "Farms",
+    "Studios",
 )
 HELD_OUT_SHARE = 0.25
 """Share of each large pool's names (or name parts) held out of training."""
@@ -447,10 +458,7 @@ def large_pools(part: str) -> dict[str, Pool]:
         ),
         "city": Choice(sorted({*part_of(LARGE_CITIES, "city", part, keep), *extra("city")})),
         "product": Choice(
-            sorted(
-                {*compose(part_of(PRODUCT_STEMS, "product", part, keep), PRODUCT_MODELS),
-                 *extra("product")}
-            )
+            sorted({*compose(part_of(PRODUCT_STEMS, "product", part, keep), PRODUCT_MODELS), *extra("product")})
         ),
         "company": Choice(sorted({*compose(stems, COMPANY_SUFFIXES), *extra("company")})),
         "client": Choice(sorted({*compose(stems, CLIENT_SECTORS), *extra("client")})),

@@ -205,10 +205,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "the release from {old} to {new}. {owner} will tell the sales team by {day}."
             ),
         ),
-        tldr=(
-            "{pm} moved the {product} launch from {old} to {new} because {bugs} bugs are still "
-            "open."
-        ),
+        tldr=("{pm} moved the {product} launch from {old} to {new} because {bugs} bugs are still open."),
         points=(
             "The {product} launch moves from {old} to {new}.",
             "There are still {bugs} open bugs.",
@@ -250,10 +247,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "{day}."
             ),
         ),
-        tldr=(
-            "{winner} wins the {service} contract at {price} dollars, and {owner} signs it by "
-            "{day}."
-        ),
+        tldr=("{winner} wins the {service} contract at {price} dollars, and {owner} signs it by {day}."),
         points=(
             "{lead} chose {winner} for {service} at {price} dollars.",
             "{loser} quoted {loser_price} dollars.",
@@ -293,10 +287,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "an alert by {day}."
             ),
         ),
-        tldr=(
-            "The {system} outage lasted {minutes} minutes, hit {customers} customers, and was "
-            "caused by {cause}."
-        ),
+        tldr=("The {system} outage lasted {minutes} minutes, hit {customers} customers, and was caused by {cause}."),
         points=(
             "The {system} outage lasted {minutes} minutes and affected {customers} customers.",
             "The cause was {cause}.",
@@ -370,9 +361,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "{feature}, and {b} is on the billing bugs. {lead} scheduled the demo for {day}."
             ),
         ),
-        tldr=(
-            "The sprint covers {points} story points, with {feature} from {a} and a demo on {day}."
-        ),
+        tldr=("The sprint covers {points} story points, with {feature} from {a} and a demo on {day}."),
         points=(
             "The team committed to {points} story points.",
             "{a} owns {feature} and {b} fixes the billing bugs.",
@@ -415,18 +404,13 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "{owner} emails customers this week."
             ),
         ),
-        tldr=(
-            "{lead} raised {product} from {old_price} dollars to {new_price} dollars a month, "
-            "starting {date}."
-        ),
+        tldr=("{lead} raised {product} from {old_price} dollars to {new_price} dollars a month, starting {date}."),
         points=(
             "{product} goes from {old_price} dollars to {new_price} dollars a month.",
             "The new price starts on {date}.",
             "{owner} will email customers this week.",
         ),
-        decisions=(
-            "Raise {product} from {old_price} dollars to {new_price} dollars a month on {date}.",
-        ),
+        decisions=("Raise {product} from {old_price} dollars to {new_price} dollars a month on {date}.",),
         actions=("{owner} emails customers about the new {product} price this week.",),
     ),
     Scenario(
@@ -458,10 +442,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "meets them on {day} to fix the setup."
             ),
         ),
-        tldr=(
-            "{client} gets a {credit} percent credit after {tickets} tickets, and {engineer} "
-            "visits on {day}."
-        ),
+        tldr=("{client} gets a {credit} percent credit after {tickets} tickets, and {engineer} visits on {day}."),
         points=(
             "{client} filed {tickets} tickets about slow reports.",
             "They get a {credit} percent credit.",
@@ -536,10 +517,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "{date}. We have {budget} dollars for travel, and {a} books the flights by {day}."
             ),
         ),
-        tldr=(
-            "{lead}, {a} and {b} attend the {city} conference on {date} on a {budget} dollar "
-            "budget."
-        ),
+        tldr=("{lead}, {a} and {b} attend the {city} conference on {date} on a {budget} dollar budget."),
         points=(
             "{lead}, {a} and {b} go to the {city} conference on {date}.",
             "The travel budget is {budget} dollars.",
@@ -699,9 +677,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "to {prof}, they point to an old trade route."
             ),
         ),
-        tldr=(
-            "{researcher}'s dig near {city} found {coins} silver coins from the {century} century."
-        ),
+        tldr=("{researcher}'s dig near {city} found {coins} silver coins from the {century} century."),
         points=(
             "{researcher} found {coins} silver coins near {city} in {year}.",
             "The coins date from the {century} century.",
@@ -739,10 +715,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "main cause."
             ),
         ),
-        tldr=(
-            "{researcher} found that {species} near {city} fell by {drop} percent over {years} "
-            "years."
-        ),
+        tldr=("{researcher} found that {species} near {city} fell by {drop} percent over {years} years."),
         points=(
             "{researcher} tracked {animals} {species} near {city} for {years} years.",
             "The population fell by {drop} percent.",
@@ -865,10 +838,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "to legal by {day}."
             ),
         ),
-        tldr=(
-            "{partner} will resell the app for {years} years and keep {share} percent of the "
-            "revenue."
-        ),
+        tldr=("{partner} will resell the app for {years} years and keep {share} percent of the revenue."),
         points=(
             "{partner} will resell the app for {years} years.",
             "They keep {share} percent of the revenue.",
@@ -1179,10 +1149,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "dust on the ice speeds up melting."
             ),
         ),
-        tldr=(
-            "The glacier near {city} that {researcher} measures has retreated {meters} meters "
-            "since {year}."
-        ),
+        tldr=("The glacier near {city} that {researcher} measures has retreated {meters} meters since {year}."),
         points=(
             "The glacier near {city} has retreated {meters} meters since {year}.",
             "The melt season is {weeks} weeks longer.",
@@ -1259,10 +1226,7 @@ SCENARIOS: tuple[Scenario, ...] = (
                 "that order by {day}."
             ),
         ),
-        tldr=(
-            "{supplier} is {weeks} weeks late with the {part}, so {owner} orders from {backup} by "
-            "{day}."
-        ),
+        tldr=("{supplier} is {weeks} weeks late with the {part}, so {owner} orders from {backup} by {day}."),
         points=(
             "The {part} from {supplier} are {weeks} weeks late.",
             "The delay puts {orders} orders at risk.",

@@ -17,11 +17,17 @@ from pathlib import Path
 from typing import Any
 
 COLUMNS = [
-    ("rouge1", "R-1"), ("rouge2", "R-2"), ("rougeL", "R-L"),
-    ("has_unsupported", "halluc. (share)"), ("unsupported_items", "unsupp. items"),
-    ("style_ok", "style ok"), ("repetition", "rep. 4-grams"), ("scaffold_echo", "echoes scaffold"),
+    ("rouge1", "R-1"),
+    ("rouge2", "R-2"),
+    ("rougeL", "R-L"),
+    ("has_unsupported", "halluc. (share)"),
+    ("unsupported_items", "unsupp. items"),
+    ("style_ok", "style ok"),
+    ("repetition", "rep. 4-grams"),
+    ("scaffold_echo", "echoes scaffold"),
     ("words", "words"),
-    ("wer", "WER"), ("judge_overall", "judge (1-7)"),
+    ("wer", "WER"),
+    ("judge_overall", "judge (1-7)"),
 ]
 
 
@@ -45,9 +51,17 @@ def render(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-JSON_METRICS = {"rouge1": "rouge1", "rouge2": "rouge2", "rougeL": "rougeL",
-                "hallucinated_share": "has_unsupported", "unsupported_items": "unsupported_items",
-                "style_ok": "style_ok", "wer": "wer", "scaffold_echo": "scaffold_echo", "words": "words"}
+JSON_METRICS = {
+    "rouge1": "rouge1",
+    "rouge2": "rouge2",
+    "rougeL": "rougeL",
+    "hallucinated_share": "has_unsupported",
+    "unsupported_items": "unsupported_items",
+    "style_ok": "style_ok",
+    "wer": "wer",
+    "scaffold_echo": "scaffold_echo",
+    "words": "words",
+}
 """results.json's field -> the eval summary's metric."""
 
 
@@ -87,8 +101,9 @@ def render_times(path: Path) -> str:
     rows = [*stages.items(), ("total (sum of the stages)", sum(stages.values()))]
     if sittings:
         rows.append(("last sitting of run.sh (wall)", sittings[-1]))
-    return "\n".join(["| stage | wall time |", "| --- | --- |"]
-                     + [f"| {name} | {s // 60} min {s % 60} s |" for name, s in rows])
+    return "\n".join(
+        ["| stage | wall time |", "| --- | --- |"] + [f"| {name} | {s // 60} min {s % 60} s |" for name, s in rows]
+    )
 
 
 def main() -> int:

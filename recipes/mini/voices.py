@@ -189,9 +189,7 @@ def run_synth(synth: Synth, argv: list[str], stdin: bytes | None = None) -> None
         raise SynthError(missing_message(synth)) from None
     if proc.returncode != 0:
         tail = proc.stderr.decode(errors="replace").strip()[-400:]
-        raise SynthError(
-            f"{synth} failed (exit {proc.returncode}): {' '.join(argv[:4])} ...\n{tail}"
-        )
+        raise SynthError(f"{synth} failed (exit {proc.returncode}): {' '.join(argv[:4])} ...\n{tail}")
 
 
 def festival_stretch(name: str, stretch: float) -> str:
@@ -251,8 +249,7 @@ def synthesize_chunk(text: str, voice: Voice, folder: Path, index: int) -> Path:
     if not wav.is_file() or wav.stat().st_size <= 44:
         package = FESTIVAL_VOICES.get(voice.name, (PACKAGES[voice.synth],))[0]
         raise SynthError(
-            f"{voice.synth} wrote no audio for voice {voice.name!r}: is it installed? "
-            f"apt-get install {package}"
+            f"{voice.synth} wrote no audio for voice {voice.name!r}: is it installed? apt-get install {package}"
         )
     return wav
 
@@ -372,11 +369,7 @@ def family_bases(family: str) -> list[str]:
         return [f"espeak-ng:{DEFAULT_VOICE}"]
     if family == "valid":
         return [f"festival:{name}" for name in sorted(FESTIVAL_VOICES)]
-    espeak = [
-        f"espeak-ng:{espeak_name(lang, var)}"
-        for lang in ESPEAK_LANGUAGES
-        for var in ESPEAK_VARIANTS
-    ]
+    espeak = [f"espeak-ng:{espeak_name(lang, var)}" for lang in ESPEAK_LANGUAGES for var in ESPEAK_VARIANTS]
     return espeak + [f"flite:{name}" for name in TRAIN_FLITE]
 
 
@@ -385,9 +378,7 @@ def family_bases(family: str) -> list[str]:
 
 def voice_sample(voice: str) -> bytes:
     """espeak-ng's wav of one short word in ``voice``; empty when it has no such voice."""
-    proc = subprocess.run(
-        ["espeak-ng", "-v", voice, "--stdout", "hearing"], capture_output=True, check=False
-    )
+    proc = subprocess.run(["espeak-ng", "-v", voice, "--stdout", "hearing"], capture_output=True, check=False)
     return proc.stdout if proc.returncode == 0 else b""
 
 

@@ -22,11 +22,37 @@ EPILOG = (
 
 
 def compose(
-    encoder: Annotated[str, typer.Option("--encoder", help="Whisper checkpoint: local dir or hub id (WhisperForConditionalGeneration or WhisperModel).", show_default=False)],
-    llm: Annotated[str, typer.Option("--llm", help="Causal LM: local dir, hub id, .gguf file, or OWNER/REPO/FILE.gguf.", show_default=False)],
-    family: Annotated[str, typer.Option("--family", help="Family of the checkpoint to build: qwen2_audio, audioflamingo3 or voxtral.", show_default=False)],
+    encoder: Annotated[
+        str,
+        typer.Option(
+            "--encoder",
+            help="Whisper checkpoint: local dir or hub id (WhisperForConditionalGeneration or WhisperModel).",
+            show_default=False,
+        ),
+    ],
+    llm: Annotated[
+        str,
+        typer.Option(
+            "--llm", help="Causal LM: local dir, hub id, .gguf file, or OWNER/REPO/FILE.gguf.", show_default=False
+        ),
+    ],
+    family: Annotated[
+        str,
+        typer.Option(
+            "--family",
+            help="Family of the checkpoint to build: qwen2_audio, audioflamingo3 or voxtral.",
+            show_default=False,
+        ),
+    ],
     out: Annotated[Path, out_option("Output checkpoint directory.")],
-    window_seconds: Annotated[int | None, typer.Option(help="Audio window in seconds  \\[default: all the encoder's positions cover: 30 for Whisper].", min=1, show_default=False)] = None,
+    window_seconds: Annotated[
+        int | None,
+        typer.Option(
+            help="Audio window in seconds  \\[default: all the encoder's positions cover: 30 for Whisper].",
+            min=1,
+            show_default=False,
+        ),
+    ] = None,
     overwrite: Overwrite = False,
     seed: Annotated[int, typer.Option(help="Seed of the projector's random initialisation.")] = 0,
     as_json: Annotated[bool, json_option("the result (path, family, parameter counts, tokens added, window)")] = False,
@@ -37,10 +63,17 @@ def compose(
     from speechsum_cli.stages.compose import ComposeConfig, run
 
     quiet_libraries()
-    result = run(ComposeConfig(
-        encoder=encoder, llm=llm, family=family, out=out, window_seconds=window_seconds,
-        overwrite=overwrite, seed=seed,
-    ))
+    result = run(
+        ComposeConfig(
+            encoder=encoder,
+            llm=llm,
+            family=family,
+            out=out,
+            window_seconds=window_seconds,
+            overwrite=overwrite,
+            seed=seed,
+        )
+    )
     p = result.parameters
     info(f"composed {result.family} -> {result.out}")
     info(

@@ -27,13 +27,36 @@ EPILOG = (
 
 
 def convert(
-    src: Annotated[Path, typer.Argument(help="Input: speechsum dataset dir/.jsonl/.parquet, or an ms-swift/LLaMA-Factory .jsonl.", show_default=False)],
-    dst: Annotated[Path, typer.Argument(help="Output: a directory (speechsum) or a .jsonl file (swift, llamafactory).", show_default=False)],
-    src_format: Annotated[DataFormat | None, typer.Option("--from", help="SRC's format  \\[default: detected from its content].", show_default=False)] = None,
-    dst_format: Annotated[DataFormat | None, typer.Option("--to", help="DST's format  \\[default: speechsum for a chat SRC, swift for a speechsum SRC].", show_default=False)] = None,
+    src: Annotated[
+        Path,
+        typer.Argument(
+            help="Input: speechsum dataset dir/.jsonl/.parquet, or an ms-swift/LLaMA-Factory .jsonl.",
+            show_default=False,
+        ),
+    ],
+    dst: Annotated[
+        Path,
+        typer.Argument(
+            help="Output: a directory (speechsum) or a .jsonl file (swift, llamafactory).", show_default=False
+        ),
+    ],
+    src_format: Annotated[
+        DataFormat | None,
+        typer.Option("--from", help="SRC's format  \\[default: detected from its content].", show_default=False),
+    ] = None,
+    dst_format: Annotated[
+        DataFormat | None,
+        typer.Option(
+            "--to",
+            help="DST's format  \\[default: speechsum for a chat SRC, swift for a speechsum SRC].",
+            show_default=False,
+        ),
+    ] = None,
     split: Annotated[str | None, split_option("SRC")] = None,
     overwrite: Annotated[bool, overwrite_option("DST")] = False,
-    as_json: Annotated[bool, json_option("the result (DST, formats, rows, LLaMA-Factory's dataset_info entry)")] = False,
+    as_json: Annotated[
+        bool, json_option("the result (DST, formats, rows, LLaMA-Factory's dataset_info entry)")
+    ] = False,
 ) -> None:
     """Convert ms-swift / LLaMA-Factory audio jsonl to and from speechsum datasets."""
     import json
@@ -43,16 +66,28 @@ def convert(
     from speechsum_cli.stages.convert import ConvertConfig, run
 
     quiet_libraries()
-    result = run(ConvertConfig(src=src, dst=dst, src_format=src_format, dst_format=dst_format, split=split,
-                               overwrite=overwrite))
-    info(f"{plural(result.rows, 'row')} ({result.kind}) converted from {result.src_format.value} to "
-         f"{result.dst_format.value}.")
+    result = run(
+        ConvertConfig(src=src, dst=dst, src_format=src_format, dst_format=dst_format, split=split, overwrite=overwrite)
+    )
+    info(
+        f"{plural(result.rows, 'row')} ({result.kind}) converted from {result.src_format.value} to "
+        f"{result.dst_format.value}."
+    )
     if result.dataset_info is not None:
-        info("LLaMA-Factory reads it with this entry in the dataset_info.json of its folder: "
-             + json.dumps(result.dataset_info))
+        info(
+            "LLaMA-Factory reads it with this entry in the dataset_info.json of its folder: "
+            + json.dumps(result.dataset_info)
+        )
     if as_json:
-        emit_json({"out": str(result.out), "from": result.src_format.value,
-                   "to": result.dst_format.value, "rows": result.rows, "kind": result.kind,
-                   "dataset_info": result.dataset_info})
+        emit_json(
+            {
+                "out": str(result.out),
+                "from": result.src_format.value,
+                "to": result.dst_format.value,
+                "rows": result.rows,
+                "kind": result.kind,
+                "dataset_info": result.dataset_info,
+            }
+        )
     else:
         emit(str(result.out))

@@ -50,8 +50,7 @@ def remote_teacher(endpoint: LLMConfig, teacher: str) -> LLMConfig | None:
     from dataclasses import replace
 
     model = endpoint.model or teacher
-    return replace(endpoint, cache_dir=None, temperature=0.0, model=model,
-                   prices={model: (0.0, 0.0)})
+    return replace(endpoint, cache_dir=None, temperature=0.0, model=model, prices={model: (0.0, 0.0)})
 
 
 @teacher_endpoint_options()
@@ -59,28 +58,72 @@ def remote_teacher(endpoint: LLMConfig, teacher: str) -> LLMConfig | None:
 def distill(
     data: Annotated[Path, data_option("Rows with audio, transcript, query (summary optional).")],
     model: Annotated[str, model_option("Student audio LLM (an sft adapter dir is merged first).", "--student")],
-    teacher: Annotated[str, typer.Option(help="Text chat LM reading the transcript: local dir or hub id (with --teacher-base-url: its tokenizer and chat template).", show_default=False)],
+    teacher: Annotated[
+        str,
+        typer.Option(
+            help="Text chat LM reading the transcript: local dir or hub id (with --teacher-base-url: its tokenizer and "
+            "chat template).",
+            show_default=False,
+        ),
+    ],
     out: Annotated[Path, out_option("Output directory (adapter + processor + speechsum.json).")],
     train: TrainSettings,
     columns: ColumnMap,
     teacher_llm: LLMConfig,
     loss: Annotated[Loss, typer.Option(help="reverse-kl (paper), forward-kl or jsd.")] = Loss.reverse_kl,
     beta: Annotated[float, typer.Option(help="jsd: teacher weight of the mixture (0 < beta < 1).")] = 0.5,
-    estimator: Annotated[Estimator, typer.Option(help="full: divergence over the vocabulary; sampled: policy gradient on the sampled tokens (reverse-kl).")] = Estimator.full,
-    lmbda: Annotated[float, typer.Option(help="Share of rows on the student's samples; the rest use the reference summary.", min=0.0, max=1.0)] = 1.0,
-    sft_alpha: Annotated[float, typer.Option(help="Weight of cross-entropy on reference summaries (0 = off).", min=0.0)] = 0.0,
+    estimator: Annotated[
+        Estimator,
+        typer.Option(
+            help="full: divergence over the vocabulary; sampled: policy gradient on the sampled tokens (reverse-kl)."
+        ),
+    ] = Estimator.full,
+    lmbda: Annotated[
+        float,
+        typer.Option(
+            help="Share of rows on the student's samples; the rest use the reference summary.", min=0.0, max=1.0
+        ),
+    ] = 1.0,
+    sft_alpha: Annotated[
+        float, typer.Option(help="Weight of cross-entropy on reference summaries (0 = off).", min=0.0)
+    ] = 0.0,
     samples_per_prompt: Annotated[int, typer.Option(help="Completions sampled per prompt each step.", min=1)] = 1,
-    temperature: Annotated[float, generation_option("distill", "temperature")] = generation.default("distill", "temperature"),
+    temperature: Annotated[float, generation_option("distill", "temperature")] = generation.default(
+        "distill", "temperature"
+    ),
     top_p: Annotated[float, generation_option("distill", "top_p")] = generation.default("distill", "top_p"),
-    max_new_tokens: Annotated[int, generation_option("distill", "max_new_tokens", "per sampled completion")] = generation.default("distill", "max_new_tokens"),
-    chunk_size: Annotated[int, typer.Option(help="Positions per chunk of the divergence (0 = all at once).", min=0)] = 512,
+    max_new_tokens: Annotated[
+        int, generation_option("distill", "max_new_tokens", "per sampled completion")
+    ] = generation.default("distill", "max_new_tokens"),
+    chunk_size: Annotated[
+        int, typer.Option(help="Positions per chunk of the divergence (0 = all at once).", min=0)
+    ] = 512,
     teacher_device: Annotated[str, typer.Option(help="Teacher device: auto, cpu, cuda, cuda:1...")] = "auto",
-    teacher_dtype: Annotated[Dtype, typer.Option(
-        help=f"Teacher dtype: {dtypes.HELP}")] = Dtype.auto,
-    teacher_system: Annotated[Optional[str], typer.Option(help="System message for the teacher  \\[default: its template's].", show_default=False)] = None,
-    eval_data: Annotated[Optional[Path], typer.Option(help="Held-out rows: reverse KL on fixed samples before and after.")] = None,
-    teacher_logprobs: Annotated[TeacherLogprobs, typer.Option(help="How the teacher's server returns the prompt's log-probs: prompt_logprobs (vLLM), echo (echo + logprobs), or auto (asked once).", rich_help_panel=TEACHER_PANEL)] = TeacherLogprobs.auto,
-    teacher_top_k: Annotated[int, typer.Option(help="--estimator full with a remote teacher: log-probs per position the server returns; the rest of the mass is one tail bucket.", min=1, rich_help_panel=TEACHER_PANEL)] = 20,
+    teacher_dtype: Annotated[Dtype, typer.Option(help=f"Teacher dtype: {dtypes.HELP}")] = Dtype.auto,
+    teacher_system: Annotated[
+        Optional[str],
+        typer.Option(help="System message for the teacher  \\[default: its template's].", show_default=False),
+    ] = None,
+    eval_data: Annotated[
+        Optional[Path], typer.Option(help="Held-out rows: reverse KL on fixed samples before and after.")
+    ] = None,
+    teacher_logprobs: Annotated[
+        TeacherLogprobs,
+        typer.Option(
+            help="How the teacher's server returns the prompt's log-probs: prompt_logprobs (vLLM), echo (echo + "
+            "logprobs), or auto (asked once).",
+            rich_help_panel=TEACHER_PANEL,
+        ),
+    ] = TeacherLogprobs.auto,
+    teacher_top_k: Annotated[
+        int,
+        typer.Option(
+            help="--estimator full with a remote teacher: log-probs per position the server returns; the rest of the "
+            "mass is one tail bucket.",
+            min=1,
+            rich_help_panel=TEACHER_PANEL,
+        ),
+    ] = 20,
     split: Split = None,
     as_json: Json = False,
 ) -> None:
@@ -90,12 +133,29 @@ def distill(
 
     quiet_libraries()
     config = DistillConfig(
-        data=data, model=model, teacher=teacher, out=out, train=train, loss=loss, beta=beta,
-        estimator=estimator, lmbda=lmbda, sft_alpha=sft_alpha,
+        data=data,
+        model=model,
+        teacher=teacher,
+        out=out,
+        train=train,
+        loss=loss,
+        beta=beta,
+        estimator=estimator,
+        lmbda=lmbda,
+        sft_alpha=sft_alpha,
         samples_per_prompt=samples_per_prompt,
-        temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens, chunk_size=chunk_size,
-        teacher_device=teacher_device, teacher_dtype=teacher_dtype, teacher_system=teacher_system,
-        eval_data=eval_data, split=split, columns=columns, teacher_llm=remote_teacher(teacher_llm, teacher),
-        teacher_logprobs=teacher_logprobs, teacher_top_k=teacher_top_k,
+        temperature=temperature,
+        top_p=top_p,
+        max_new_tokens=max_new_tokens,
+        chunk_size=chunk_size,
+        teacher_device=teacher_device,
+        teacher_dtype=teacher_dtype,
+        teacher_system=teacher_system,
+        eval_data=eval_data,
+        split=split,
+        columns=columns,
+        teacher_llm=remote_teacher(teacher_llm, teacher),
+        teacher_logprobs=teacher_logprobs,
+        teacher_top_k=teacher_top_k,
     )
     echo_result(run(config), as_json)

@@ -38,14 +38,26 @@ class Loss(str, Enum):
 
 @train_options("dpo", columns=("id", "audio", "query"))
 def dpo(
-    model: Annotated[str, model_option("Starting checkpoint and DPO reference (the KD model; adapter dirs are merged).")],
+    model: Annotated[
+        str, model_option("Starting checkpoint and DPO reference (the KD model; adapter dirs are merged).")
+    ],
     out: Annotated[Path, out_option("Output directory (adapter + processor + speechsum.json).")],
     train: TrainSettings,
     columns: ColumnMap,
-    data: Annotated[Path, typer.Option("--data", "-d", help="Preference pairs: 'speechsum pairs' output (id, audio, query, chosen, rejected).", show_default=False)],
+    data: Annotated[
+        Path,
+        typer.Option(
+            "--data",
+            "-d",
+            help="Preference pairs: 'speechsum pairs' output (id, audio, query, chosen, rejected).",
+            show_default=False,
+        ),
+    ],
     beta: Annotated[float, typer.Option(help="KL strength towards the reference.", min=0.0)] = 0.1,
     loss: Annotated[Loss, typer.Option(help="sigmoid (DPO), ipo or hinge.")] = Loss.sigmoid,
-    rpo_alpha: Annotated[float, typer.Option(help="Weight of an NLL term on the chosen answers (0 = off).", min=0.0)] = 0.0,
+    rpo_alpha: Annotated[
+        float, typer.Option(help="Weight of an NLL term on the chosen answers (0 = off).", min=0.0)
+    ] = 0.0,
     split: Split = None,
     as_json: Json = False,
 ) -> None:
@@ -54,6 +66,15 @@ def dpo(
     from speechsum_cli.stages.dpo import DpoConfig, run
 
     quiet_libraries()
-    config = DpoConfig(data=data, model=model, out=out, train=train, beta=beta, loss=loss.value,
-                       rpo_alpha=rpo_alpha, split=split, columns=columns)
+    config = DpoConfig(
+        data=data,
+        model=model,
+        out=out,
+        train=train,
+        beta=beta,
+        loss=loss.value,
+        rpo_alpha=rpo_alpha,
+        split=split,
+        columns=columns,
+    )
     echo_result(run(config), as_json)

@@ -41,8 +41,7 @@ EPILOG = (
 )
 
 
-def judge_settings(judge: Optional[bool], endpoint: LLMConfig, dry_run: bool
-                   ) -> tuple[LLMConfig | None, str]:
+def judge_settings(judge: Optional[bool], endpoint: LLMConfig, dry_run: bool) -> tuple[LLMConfig | None, str]:
     """The judge's LLMConfig (None when the judge is off) and, when off, why (for the report)."""
     from speechsum_cli.console import warn
     from speechsum_cli.errors import InputError
@@ -51,13 +50,19 @@ def judge_settings(judge: Optional[bool], endpoint: LLMConfig, dry_run: bool
         return None, "turned off with --no-judge"
     if judge is None and not endpoint.configured:
         if dry_run:
-            raise InputError(f"--dry-run estimates the judge, but no judge is configured: pass "
-                             f"{endpoint.flag('base_url')} or set ${endpoint.api_key_env}.")
-        warn(f"the LLM judge is off: no {endpoint.flag('base_url')} and ${endpoint.api_key_env} is unset. "
-             f"Pass {endpoint.flag('base_url')} or set ${endpoint.api_key_env} to judge, or --no-judge "
-             "to silence this warning.")
-        return None, (f"no judge configured: pass {endpoint.flag('base_url')} or set "
-                      f"${endpoint.api_key_env} (the variable --judge-api-key-env names)")
+            raise InputError(
+                f"--dry-run estimates the judge, but no judge is configured: pass "
+                f"{endpoint.flag('base_url')} or set ${endpoint.api_key_env}."
+            )
+        warn(
+            f"the LLM judge is off: no {endpoint.flag('base_url')} and ${endpoint.api_key_env} is unset. "
+            f"Pass {endpoint.flag('base_url')} or set ${endpoint.api_key_env} to judge, or --no-judge "
+            "to silence this warning."
+        )
+        return None, (
+            f"no judge configured: pass {endpoint.flag('base_url')} or set "
+            f"${endpoint.api_key_env} (the variable --judge-api-key-env names)"
+        )
     from dataclasses import replace
 
     config = replace(endpoint, temperature=0.0, dry_run=dry_run)
@@ -69,27 +74,67 @@ def judge_settings(judge: Optional[bool], endpoint: LLMConfig, dry_run: bool
 @server_endpoint_options()
 @column_options(("id", "audio", "transcript", "query", "summary"))
 def evaluate(
-    data: Annotated[Path, data_option("Test set: dataset dir, .parquet or .jsonl with id, transcript, query (+ audio, summary, style).")],
+    data: Annotated[
+        Path,
+        data_option("Test set: dataset dir, .parquet or .jsonl with id, transcript, query (+ audio, summary, style)."),
+    ],
     out: Annotated[Path, out_option("Report directory (report.json, report.md, plots, speechsum.json).")],
     judge_llm: LLMConfig,
     server_llm: LLMConfig,
     columns: ColumnMap,
     model: Annotated[Optional[list[str]], model_option("Checkpoint to generate predictions with (repeatable).")] = None,
-    predictions: Annotated[Optional[list[Path]], typer.Option("--predictions", "-p", help="Predictions file with id, prediction (repeatable).")] = None,
-    name: Annotated[Optional[list[str]], typer.Option("--name", help="Display name per system, in --model..., --predictions... order (repeatable).")] = None,
+    predictions: Annotated[
+        Optional[list[Path]],
+        typer.Option("--predictions", "-p", help="Predictions file with id, prediction (repeatable)."),
+    ] = None,
+    name: Annotated[
+        Optional[list[str]],
+        typer.Option("--name", help="Display name per system, in --model..., --predictions... order (repeatable)."),
+    ] = None,
     split: Split = None,
-    wer_rows: Annotated[int, typer.Option(help="Rows (any length) given the transcription prompt per checkpoint for WER/CER (0 = skip).", min=0)] = 20,
-    max_new_tokens: Annotated[int, generation_option("eval", "max_new_tokens", "per prompt and per combine step (a transcription's grows with its audio)")] = generation.default("eval", "max_new_tokens"),
+    wer_rows: Annotated[
+        int,
+        typer.Option(
+            help="Rows (any length) given the transcription prompt per checkpoint for WER/CER (0 = skip).", min=0
+        ),
+    ] = 20,
+    max_new_tokens: Annotated[
+        int,
+        generation_option(
+            "eval", "max_new_tokens", "per prompt and per combine step (a transcription's grows with its audio)"
+        ),
+    ] = generation.default("eval", "max_new_tokens"),
     windows_per_prompt: WindowsPerPrompt = None,
     batch_size: Annotated[int, generation_option("eval", "batch_size")] = generation.default("eval", "batch_size"),
     device: Device = "auto",
     dtype: DtypeOption = Dtype.auto,
-    chunk_seconds: Annotated[Optional[float], typer.Option(help="Window length for long audio  \\[default: the model's window].", show_default=False)] = None,
+    chunk_seconds: Annotated[
+        Optional[float],
+        typer.Option(help="Window length for long audio  \\[default: the model's window].", show_default=False),
+    ] = None,
     resamples: Annotated[int, typer.Option(help="Bootstrap resamples for the 95% intervals.", min=1)] = 1000,
-    plot: Annotated[bool, typer.Option("--plot", help="Write a PNG bar chart per metric (pip install 'speechsum\\[plot]').")] = False,
-    judge: Annotated[Optional[bool], typer.Option("--judge/--no-judge", help="LLM judge scores 1-7  \\[default: on when --judge-base-url is given or the key variable is set].", show_default=False)] = None,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Estimate judge requests, tokens and cost; call nothing, write nothing.")] = False,
-    strict: Annotated[bool, typer.Option("--strict", help="Fail when a system lacks a test id or has ids the test set does not (default: warn, and compare the rows every system has).")] = False,
+    plot: Annotated[
+        bool, typer.Option("--plot", help="Write a PNG bar chart per metric (pip install 'speechsum\\[plot]').")
+    ] = False,
+    judge: Annotated[
+        Optional[bool],
+        typer.Option(
+            "--judge/--no-judge",
+            help="LLM judge scores 1-7  \\[default: on when --judge-base-url is given or the key variable is set].",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Estimate judge requests, tokens and cost; call nothing, write nothing.")
+    ] = False,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Fail when a system lacks a test id or has ids the test set does not (default: warn, and compare the "
+            "rows every system has).",
+        ),
+    ] = False,
     overwrite: Overwrite = False,
     json_out: Annotated[bool, json_option("report.json's summary (instead of the table)")] = False,
     progress: Progress = True,
@@ -103,12 +148,28 @@ def evaluate(
     judge_config, judge_off = judge_settings(judge, judge_llm, dry_run)
     quiet_libraries()
     config = EvalConfig(
-        data=data, out=out, models=tuple(model or ()), predictions=tuple(predictions or ()),
-        names=tuple(name or ()), split=split, columns=columns, overwrite=overwrite, wer_rows=wer_rows,
-        max_new_tokens=max_new_tokens, windows_per_prompt=windows_per_prompt, batch_size=batch_size,
-        device=device, dtype=dtype,
-        chunk_seconds=chunk_seconds, resamples=resamples, plot=plot, show_progress=progress,
-        judge=judge_config, judge_concurrency=judge_llm.concurrency, judge_off=judge_off, strict=strict,
+        data=data,
+        out=out,
+        models=tuple(model or ()),
+        predictions=tuple(predictions or ()),
+        names=tuple(name or ()),
+        split=split,
+        columns=columns,
+        overwrite=overwrite,
+        wer_rows=wer_rows,
+        max_new_tokens=max_new_tokens,
+        windows_per_prompt=windows_per_prompt,
+        batch_size=batch_size,
+        device=device,
+        dtype=dtype,
+        chunk_seconds=chunk_seconds,
+        resamples=resamples,
+        plot=plot,
+        show_progress=progress,
+        judge=judge_config,
+        judge_concurrency=judge_llm.concurrency,
+        judge_off=judge_off,
+        strict=strict,
         server=server_config(server_llm),
     )
     result = run(config)
@@ -117,8 +178,11 @@ def evaluate(
         if json_out:
             estimate_json(judged.batch, rows=result.rows_compared, systems=len(result.systems))
             return
-        emit(f"Dry run: the judge would score {plural(result.rows_compared, 'row')} x "
-                   f"{plural(len(result.systems), 'system')}; estimated cost ${judged.estimated_cost_usd:.4f} (nothing was sent).")
+        emit(
+            f"Dry run: the judge would score {plural(result.rows_compared, 'row')} x "
+            f"{plural(len(result.systems), 'system')}; estimated cost ${judged.estimated_cost_usd:.4f} (nothing was "
+            f"sent)."
+        )
         return
     if json_out:
         emit_json(result.report["summary"], indent=2)

@@ -53,8 +53,7 @@ COLUMNS_PANEL = "Column mapping"
 
 # --- the shared options ----------------------------------------------------------------------
 
-MODEL_HELP = ("Starting checkpoint: local dir, hub id or hub_id@revision (an adapter dir is merged "
-              "into its base).")
+MODEL_HELP = "Starting checkpoint: local dir, hub id or hub_id@revision (an adapter dir is merged into its base)."
 
 
 def model_option(help: str = MODEL_HELP, *extra: str, **settings: Any) -> Any:
@@ -93,10 +92,16 @@ Overwrite = Annotated[bool, overwrite_option()]
 Split = Annotated[Optional[str], split_option()]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N.")]
 Progress = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")]
-WindowsPerPrompt = Annotated[Optional[int], typer.Option(
-    help="Most consecutive audio windows read in one prompt, as training reads a long row; a longer "
-         "recording is answered part by part and the parts combined. 1 = every window alone  "
-         "\\[default: as many as fit the model's context].", min=1, show_default=False)]
+WindowsPerPrompt = Annotated[
+    Optional[int],
+    typer.Option(
+        help="Most consecutive audio windows read in one prompt, as training reads a long row; a longer "
+        "recording is answered part by part and the parts combined. 1 = every window alone  "
+        "\\[default: as many as fit the model's context].",
+        min=1,
+        show_default=False,
+    ),
+]
 
 
 GENERATION_HELP = {
@@ -106,7 +111,9 @@ GENERATION_HELP = {
     "batch_size": "Prompts generated together{what}.",
 }
 GENERATION_LIMITS: dict[str, dict[str, Any]] = {
-    "max_new_tokens": {"min": 1}, "temperature": {"min": 0.0}, "top_p": {"min": 0.0, "max": 1.0},
+    "max_new_tokens": {"min": 1},
+    "temperature": {"min": 0.0},
+    "top_p": {"min": 0.0, "max": 1.0},
     "batch_size": {"min": 1},
 }
 
@@ -130,9 +137,12 @@ DtypeOption = Annotated[Dtype, typer.Option(help=dtypes.HELP)]
 def column_params(names: tuple[str, ...]) -> list[inspect.Parameter]:
     return [
         inspect.Parameter(
-            f"{name}_column", inspect.Parameter.KEYWORD_ONLY, default=name,
-            annotation=Annotated[str, typer.Option(f"--{name}-column", help=f"Column holding the {name}.",
-                                                   rich_help_panel=COLUMNS_PANEL)],
+            f"{name}_column",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=name,
+            annotation=Annotated[
+                str, typer.Option(f"--{name}-column", help=f"Column holding the {name}.", rich_help_panel=COLUMNS_PANEL)
+            ],
         )
         for name in names
     ]
@@ -166,10 +176,10 @@ def _train_params(stage: str) -> list[inspect.Parameter]:
         if _is_names(kind):
             kind, default = Optional[str], ",".join(default) if default else None
         flag = spec.metadata["flag"] or "--" + name.replace("_", "-")
-        option = typer.Option(flag, help=help, rich_help_panel=TRAINING_PANEL,
-                              **spec.metadata["option"])
-        params.append(inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                        annotation=Annotated[kind, option]))
+        option = typer.Option(flag, help=help, rich_help_panel=TRAINING_PANEL, **spec.metadata["option"])
+        params.append(
+            inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option])
+        )
     return params
 
 
@@ -181,8 +191,9 @@ def _settings_from(values: dict[str, Any]) -> TrainSettings:
     return TrainSettings(**values)
 
 
-def inject(params: list[inspect.Parameter], build: Callable[[dict[str, Any]], dict[str, Any]],
-           replaces: tuple[str, ...]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def inject(
+    params: list[inspect.Parameter], build: Callable[[dict[str, Any]], dict[str, Any]], replaces: tuple[str, ...]
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """Give a command the shared ``params`` in place of its ``replaces`` arguments.
 
     ``build`` takes the shared flags' values (popped from the call) and returns the command's
@@ -191,8 +202,11 @@ def inject(params: list[inspect.Parameter], build: Callable[[dict[str, Any]], di
 
     def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
         signature = inspect.signature(func, eval_str=True)
-        own = [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in signature.parameters.values()
-               if p.name not in replaces]
+        own = [
+            p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+            for p in signature.parameters.values()
+            if p.name not in replaces
+        ]
         names = [p.name for p in params]
 
         @functools.wraps(func)
@@ -247,9 +261,7 @@ def long_audio_option(allowed: tuple[LongAudio, ...], help: str) -> Any:
 
     def check(ctx: typer.Context, value: str) -> LongAudio:
         if value not in values:
-            raise typer.BadParameter(
-                f"'{value}' is not a policy {ctx.info_name} supports; use {' or '.join(values)}."
-            )
+            raise typer.BadParameter(f"'{value}' is not a policy {ctx.info_name} supports; use {' or '.join(values)}.")
         return LongAudio(value)
 
     return typer.Option("--on-long-audio", help=help, metavar="[" + "|".join(values) + "]", callback=check)
@@ -257,8 +269,10 @@ def long_audio_option(allowed: tuple[LongAudio, ...], help: str) -> Any:
 
 # --- LLM endpoints -----------------------------------------------------------------------------
 
-def price_table(model: str, price_in: float | None, price_out: float | None,
-                prices: Path | None) -> dict[str, tuple[float, float]]:
+
+def price_table(
+    model: str, price_in: float | None, price_out: float | None, prices: Path | None
+) -> dict[str, tuple[float, float]]:
     """``--prices FILE`` plus ``--price-in/--price-out`` for ``model`` (both or neither)."""
     from speechsum_cli.errors import InputError
     from speechsum_cli.llm.prices import load_price_file
@@ -271,43 +285,99 @@ def price_table(model: str, price_in: float | None, price_out: float | None,
     return table
 
 
-def _endpoint_specs(role: str | None, who: str, model_help: str, max_tokens: int,
-                    max_tokens_help: str) -> dict[str, tuple[Any, Any, str, dict[str, Any]]]:
+def _endpoint_specs(
+    role: str | None, who: str, model_help: str, max_tokens: int, max_tokens_help: str
+) -> dict[str, tuple[Any, Any, str, dict[str, Any]]]:
     """field -> (CLI type, default, help, extra typer.Option arguments)."""
     model = endpoint_flag(role, "model")
     return {
-        "base_url": (Optional[str], None, f"OpenAI-compatible endpoint of the {who}, e.g. "
-                     "http://127.0.0.1:8000/v1  \\[default: api.openai.com].", {"show_default": False}),
+        "base_url": (
+            Optional[str],
+            None,
+            f"OpenAI-compatible endpoint of the {who}, e.g. http://127.0.0.1:8000/v1  \\[default: api.openai.com].",
+            {"show_default": False},
+        ),
         "model": (str, DEFAULT_MODEL, model_help, {}),
-        "api_key_env": (str, DEFAULT_API_KEY_ENV, f"Environment variable holding the {who}'s API "
-                        "key (only its name is recorded).", {}),
-        "concurrency": (int, 8, (f"Most {who} requests in flight at once: halved on time-outs and HTTP 429s, "
-                                 "grown back while the server keeps up (AIMD)."), {"min": 1}),
-        "cache_dir": (Optional[Path], None, f"Response cache of the {who}  \\[default: ~/.cache/speechsum/llm].",
-                      {"show_default": False}),
+        "api_key_env": (
+            str,
+            DEFAULT_API_KEY_ENV,
+            f"Environment variable holding the {who}'s API key (only its name is recorded).",
+            {},
+        ),
+        "concurrency": (
+            int,
+            8,
+            (
+                f"Most {who} requests in flight at once: halved on time-outs and HTTP 429s, "
+                "grown back while the server keeps up (AIMD)."
+            ),
+            {"min": 1},
+        ),
+        "cache_dir": (
+            Optional[Path],
+            None,
+            f"Response cache of the {who}  \\[default: ~/.cache/speechsum/llm].",
+            {"show_default": False},
+        ),
         "max_tokens": (int, max_tokens, max_tokens_help, {"min": 16}),
-        "max_cost": (Optional[float], None, f"Stop calling the {who} before spending more than this many USD.",
-                     {"min": 0.0}),
-        "price_in": (Optional[float], None, f"USD per 1M input tokens for {model} (overrides the price table).",
-                     {"min": 0.0}),
-        "price_out": (Optional[float], None, f"USD per 1M output tokens for {model} (overrides the price table).",
-                      {"min": 0.0}),
-        "prices": (Optional[Path], None, "JSON file of model -> [USD/1M in, USD/1M out] (overrides the price table).", {}),
-        "max_failed_share": (float, DEFAULT_MAX_FAILED_SHARE,
-                             (f"Fail the run (exit 3, no output) when more than this share of {who} requests "
-                              "fail after their retries; every request failing always fails it."),
-                             {"min": 0.0, "max": 1.0}),
-        "retry_failed": (bool, False, (f"Re-send only the {who} requests that failed in the previous run of "
-                                       "this command (answers already received come from the response cache)."),
-                         {}),
+        "max_cost": (
+            Optional[float],
+            None,
+            f"Stop calling the {who} before spending more than this many USD.",
+            {"min": 0.0},
+        ),
+        "price_in": (
+            Optional[float],
+            None,
+            f"USD per 1M input tokens for {model} (overrides the price table).",
+            {"min": 0.0},
+        ),
+        "price_out": (
+            Optional[float],
+            None,
+            f"USD per 1M output tokens for {model} (overrides the price table).",
+            {"min": 0.0},
+        ),
+        "prices": (
+            Optional[Path],
+            None,
+            "JSON file of model -> [USD/1M in, USD/1M out] (overrides the price table).",
+            {},
+        ),
+        "max_failed_share": (
+            float,
+            DEFAULT_MAX_FAILED_SHARE,
+            (
+                f"Fail the run (exit 3, no output) when more than this share of {who} requests "
+                "fail after their retries; every request failing always fails it."
+            ),
+            {"min": 0.0, "max": 1.0},
+        ),
+        "retry_failed": (
+            bool,
+            False,
+            (
+                f"Re-send only the {who} requests that failed in the previous run of "
+                "this command (answers already received come from the response cache)."
+            ),
+            {},
+        ),
     }
 
 
-def endpoint_options(role: str | None, *, into: str, who: str, panel: str, model_help: str,
-                     max_tokens: int, max_tokens_help: str,
-                     only: tuple[str, ...] | None = None, defaults: dict[str, Any] | None = None,
-                     helps: dict[str, str] | None = None,
-                     ) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def endpoint_options(
+    role: str | None,
+    *,
+    into: str,
+    who: str,
+    panel: str,
+    model_help: str,
+    max_tokens: int,
+    max_tokens_help: str,
+    only: tuple[str, ...] | None = None,
+    defaults: dict[str, Any] | None = None,
+    helps: dict[str, str] | None = None,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """The flags of one OpenAI-compatible LLM, spelled the same in every command.
 
     With a ``role`` every endpoint flag has it as prefix (``--judge-base-url --judge-model
@@ -333,13 +403,15 @@ def endpoint_options(role: str | None, *, into: str, who: str, panel: str, model
     params = []
     for name, (kind, default, help, extra) in specs.items():
         option = typer.Option(endpoint_flag(role, name), help=help, rich_help_panel=panel, **extra)
-        params.append(inspect.Parameter(prefix + name, inspect.Parameter.KEYWORD_ONLY, default=default,
-                                        annotation=Annotated[kind, option]))
+        params.append(
+            inspect.Parameter(
+                prefix + name, inspect.Parameter.KEYWORD_ONLY, default=default, annotation=Annotated[kind, option]
+            )
+        )
 
     def build(values: dict[str, Any]) -> dict[str, Any]:
         fields = {**fixed, **{name: values[prefix + name] for name in specs}}
-        prices = price_table(fields["model"], fields.pop("price_in"), fields.pop("price_out"),
-                             fields.pop("prices"))
+        prices = price_table(fields["model"], fields.pop("price_in"), fields.pop("price_out"), fields.pop("prices"))
         cache_dir = fields.pop("cache_dir") or DEFAULT_CACHE_DIR
         return {into: LLMConfig(role=role, prices=prices, cache_dir=cache_dir, **fields)}
 
@@ -349,9 +421,12 @@ def endpoint_options(role: str | None, *, into: str, who: str, panel: str, model
 JUDGE_PANEL = "LLM judge (the same flags in pairs and eval)"
 JUDGE_MAX_TOKENS = {
     "eval": (512, "Reply budget per judge request (rubric scores, invented facts and a rationale)."),
-    "pairs": (256, "Reply budget per judge request. (Here 256: a pairwise verdict is a letter and a "
-                   "rationale; eval's rubric replies, which list invented facts, get 512: raise it for "
-                   "--judge rubric.)"),
+    "pairs": (
+        256,
+        "Reply budget per judge request. (Here 256: a pairwise verdict is a letter and a "
+        "rationale; eval's rubric replies, which list invented facts, get 512: raise it for "
+        "--judge rubric.)",
+    ),
 }
 
 
@@ -361,10 +436,15 @@ def judge_options(command: str) -> Callable[[Callable[..., Any]], Callable[..., 
     The command declares ``judge_llm: LLMConfig``.
     """
     max_tokens, max_tokens_help = JUDGE_MAX_TOKENS[command]
-    return endpoint_options("judge", into="judge_llm", who="judge", panel=JUDGE_PANEL,
-                            model_help=f"Judge model (the paper: {DEFAULT_MODEL}).",
-                            max_tokens=max_tokens,
-                            max_tokens_help=max_tokens_help)
+    return endpoint_options(
+        "judge",
+        into="judge_llm",
+        who="judge",
+        panel=JUDGE_PANEL,
+        model_help=f"Judge model (the paper: {DEFAULT_MODEL}).",
+        max_tokens=max_tokens,
+        max_tokens_help=max_tokens_help,
+    )
 
 
 TEACHER_PANEL = "Remote teacher (a vLLM-compatible server)"
@@ -376,12 +456,25 @@ def teacher_endpoint_options() -> Callable[[Callable[..., Any]], Callable[..., A
     --teacher-concurrency``, the endpoint vocabulary with the role 'teacher'. The command declares
     ``teacher_llm: LLMConfig``; without --teacher-base-url the teacher runs in-process."""
     return endpoint_options(
-        "teacher", into="teacher_llm", who="teacher", panel=TEACHER_PANEL,
-        model_help="", max_tokens=16, max_tokens_help="", only=TEACHER_ENDPOINT_FIELDS, defaults={"model": ""},
-        helps={"model": "Model name the teacher's server serves  \\[default: --teacher, as 'vllm serve TEACHER' names it].",
-               "base_url": ("vLLM-compatible server of the teacher, e.g. http://127.0.0.1:8000/v1: it scores the "
-                            "student's tokens over HTTP (/v1/completions with prompt_logprobs)  \\[default: the "
-                            "teacher runs in this process].")},
+        "teacher",
+        into="teacher_llm",
+        who="teacher",
+        panel=TEACHER_PANEL,
+        model_help="",
+        max_tokens=16,
+        max_tokens_help="",
+        only=TEACHER_ENDPOINT_FIELDS,
+        defaults={"model": ""},
+        helps={
+            "model": (
+                "Model name the teacher's server serves  \\[default: --teacher, as 'vllm serve TEACHER' names it]."
+            ),
+            "base_url": (
+                "vLLM-compatible server of the teacher, e.g. http://127.0.0.1:8000/v1: it scores the "
+                "student's tokens over HTTP (/v1/completions with prompt_logprobs)  \\[default: the "
+                "teacher runs in this process]."
+            ),
+        },
     )
 
 
@@ -396,18 +489,31 @@ def server_endpoint_options() -> Callable[[Callable[..., Any]], Callable[..., An
     teacher's ``--teacher-*``). The command declares ``server_llm: LLMConfig`` and passes
     :func:`server_config` of it to its stage; without --server-base-url the model runs in-process."""
     return endpoint_options(
-        "server", into="server_llm", who="server", panel=SERVER_PANEL, model_help="", max_tokens=16,
-        max_tokens_help="", only=SERVER_ENDPOINT_FIELDS, defaults={"model": ""},
+        "server",
+        into="server_llm",
+        who="server",
+        panel=SERVER_PANEL,
+        model_help="",
+        max_tokens=16,
+        max_tokens_help="",
+        only=SERVER_ENDPOINT_FIELDS,
+        defaults={"model": ""},
         helps={
-            "base_url": ("OpenAI-compatible server that takes audio in chat messages (input_audio parts), e.g. "
-                         "vLLM at http://127.0.0.1:8000/v1: the model generates there, with the same windows, "
-                         "combine steps and styles; --model still names its processor and config (read here, "
-                         "no weights)  \\[default: generate in this process]."),
+            "base_url": (
+                "OpenAI-compatible server that takes audio in chat messages (input_audio parts), e.g. "
+                "vLLM at http://127.0.0.1:8000/v1: the model generates there, with the same windows, "
+                "combine steps and styles; --model still names its processor and config (read here, "
+                "no weights)  \\[default: generate in this process]."
+            ),
             "model": "Model name the server serves  \\[default: --model, as 'vllm serve MODEL' names it].",
-            "concurrency": ("Most generation requests in flight at once: halved on time-outs and HTTP 429s, "
-                            "grown back while the server keeps up (AIMD); vLLM batches them  \\[default: 8]."),
-            "cache_dir": ("Response cache of the server's answers: a re-run of the same command sends only the "
-                          "requests not answered yet  \\[default: ~/.cache/speechsum/llm]."),
+            "concurrency": (
+                "Most generation requests in flight at once: halved on time-outs and HTTP 429s, "
+                "grown back while the server keeps up (AIMD); vLLM batches them  \\[default: 8]."
+            ),
+            "cache_dir": (
+                "Response cache of the server's answers: a re-run of the same command sends only the "
+                "requests not answered yet  \\[default: ~/.cache/speechsum/llm]."
+            ),
         },
     )
 

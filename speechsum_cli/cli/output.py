@@ -39,7 +39,13 @@ def echo_result(result: Any, as_json: bool) -> None:
 
 def estimate_json(batch: Any, **extra: Any) -> None:
     """A dry run's estimate (requests, tokens, USD) of an LLM call batch as JSON (``--json``)."""
-    emit_json({"dry_run": True, "requests": batch.estimated_requests,
-               "input_tokens": batch.estimated_input_tokens,
-               "output_tokens": batch.estimated_output_tokens,
-               "cost_usd": round(batch.estimated_cost_usd, 6), **extra})
+    emit_json(
+        {
+            "dry_run": True,
+            "requests": batch.estimated_requests,
+            "input_tokens": batch.estimated_input_tokens,
+            "output_tokens": batch.estimated_output_tokens,
+            "cost_usd": round(batch.estimated_cost_usd, 6),
+            **extra,
+        }
+    )

@@ -50,25 +50,66 @@ class OutputFormat(str, Enum):
 
 @server_endpoint_options()
 def summarize(
-    audio: Annotated[list[Path], typer.Argument(help="Audio files or directories (wav, flac, ogg, mp3).", show_default=False)],
-    model: Annotated[Optional[str], model_option(f"Checkpoint dir or hub id  \\[default: $SPEECHSUM_MODEL, else {DEFAULT_MODEL}].", envvar="SPEECHSUM_MODEL")] = None,
-    style: Annotated[Optional[str], typer.Option("--style", "-s", help="Style preset: bullets, paragraph, tldr, action-items, decisions, key-points, chapters  \\[default: paragraph].", show_default=False)] = None,
-    query: Annotated[Optional[str], typer.Option("--query", "-q", help="Free-text instruction instead of a --style preset.")] = None,
-    output: Annotated[Optional[Path], typer.Option("--output", "-o", help="Write the result to this file instead of stdout.")] = None,
-    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="text, md, or json (with per-window summaries, timings).")] = OutputFormat.text,
-    as_json: Annotated[bool, json_option(help="Same as --format json: the result with per-window summaries and timings as JSON (on stdout, or in --output).")] = False,
-    max_new_tokens: Annotated[int, generation_option("summarize", "max_new_tokens", "per prompt and per combine step")] = generation.default("summarize", "max_new_tokens"),
-    temperature: Annotated[float, generation_option("summarize", "temperature")] = generation.default("summarize", "temperature"),
+    audio: Annotated[
+        list[Path], typer.Argument(help="Audio files or directories (wav, flac, ogg, mp3).", show_default=False)
+    ],
+    model: Annotated[
+        Optional[str],
+        model_option(
+            f"Checkpoint dir or hub id  \\[default: $SPEECHSUM_MODEL, else {DEFAULT_MODEL}].", envvar="SPEECHSUM_MODEL"
+        ),
+    ] = None,
+    style: Annotated[
+        Optional[str],
+        typer.Option(
+            "--style",
+            "-s",
+            help="Style preset: bullets, paragraph, tldr, action-items, decisions, key-points, chapters  \\[default: "
+            "paragraph].",
+            show_default=False,
+        ),
+    ] = None,
+    query: Annotated[
+        Optional[str], typer.Option("--query", "-q", help="Free-text instruction instead of a --style preset.")
+    ] = None,
+    output: Annotated[
+        Optional[Path], typer.Option("--output", "-o", help="Write the result to this file instead of stdout.")
+    ] = None,
+    fmt: Annotated[
+        OutputFormat, typer.Option("--format", "-f", help="text, md, or json (with per-window summaries, timings).")
+    ] = OutputFormat.text,
+    as_json: Annotated[
+        bool,
+        json_option(
+            help="Same as --format json: the result with per-window summaries and timings as JSON (on stdout, or in "
+            "--output)."
+        ),
+    ] = False,
+    max_new_tokens: Annotated[
+        int, generation_option("summarize", "max_new_tokens", "per prompt and per combine step")
+    ] = generation.default("summarize", "max_new_tokens"),
+    temperature: Annotated[float, generation_option("summarize", "temperature")] = generation.default(
+        "summarize", "temperature"
+    ),
     device: Device = "auto",
     dtype: DtypeOption = Dtype.auto,
-    chunk_seconds: Annotated[Optional[float], typer.Option(help="Window length in seconds  \\[default: the model's audio window].", show_default=False)] = None,
-    on_long_audio: Annotated[str, long_audio_option(
-        (LongAudio.chunk, LongAudio.error),
-        "chunk: consecutive windows in one prompt (map-reduce beyond the context); error: refuse audio "
-        "longer than one window. A summary "
-        "covers the whole recording, so truncate and drop are not offered.")] = LongAudio.chunk.value,
+    chunk_seconds: Annotated[
+        Optional[float],
+        typer.Option(help="Window length in seconds  \\[default: the model's audio window].", show_default=False),
+    ] = None,
+    on_long_audio: Annotated[
+        str,
+        long_audio_option(
+            (LongAudio.chunk, LongAudio.error),
+            "chunk: consecutive windows in one prompt (map-reduce beyond the context); error: refuse audio "
+            "longer than one window. A summary "
+            "covers the whole recording, so truncate and drop are not offered.",
+        ),
+    ] = LongAudio.chunk.value,
     windows_per_prompt: WindowsPerPrompt = None,
-    batch_size: Annotated[int, generation_option("summarize", "batch_size", " (across files)")] = generation.default("summarize", "batch_size"),
+    batch_size: Annotated[int, generation_option("summarize", "batch_size", " (across files)")] = generation.default(
+        "summarize", "batch_size"
+    ),
     progress: Progress = True,
     server_llm: LLMConfig = None,
 ) -> None:
@@ -83,10 +124,20 @@ def summarize(
         fmt = OutputFormat.json
     quiet_libraries()
     config = SummarizeConfig(
-        audio=tuple(audio), model=model or DEFAULT_MODEL, style=style, query=query,
-        max_new_tokens=max_new_tokens, temperature=temperature, device=device, dtype=dtype,
-        chunk_seconds=chunk_seconds, on_long_audio=on_long_audio, windows_per_prompt=windows_per_prompt,
-        batch_size=batch_size, show_progress=progress, server=server_config(server_llm),
+        audio=tuple(audio),
+        model=model or DEFAULT_MODEL,
+        style=style,
+        query=query,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        device=device,
+        dtype=dtype,
+        chunk_seconds=chunk_seconds,
+        on_long_audio=on_long_audio,
+        windows_per_prompt=windows_per_prompt,
+        batch_size=batch_size,
+        show_progress=progress,
+        server=server_config(server_llm),
     )
     text = format_result(run(config), fmt.value)
     if output is None:

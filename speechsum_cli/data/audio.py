@@ -130,9 +130,7 @@ def probe(source: AudioSource) -> AudioInfo:
     return info
 
 
-def stream_audio(
-    source: AudioSource, sample_rate: int, block_seconds: float = BLOCK_SECONDS
-) -> Iterator[np.ndarray]:
+def stream_audio(source: AudioSource, sample_rate: int, block_seconds: float = BLOCK_SECONDS) -> Iterator[np.ndarray]:
     """Yield mono float32 blocks of ``source`` resampled to ``sample_rate``.
 
     Memory is bounded by one block, whatever the file's duration.
@@ -194,9 +192,7 @@ def min_tail_samples(window_samples: int, sample_rate: int) -> int:
     return int(min(MIN_TAIL_SECONDS * sample_rate, window_samples / 4))
 
 
-def iter_chunks(
-    source: AudioSource, sample_rate: int, window_seconds: float
-) -> Iterator[AudioChunk]:
+def iter_chunks(source: AudioSource, sample_rate: int, window_seconds: float) -> Iterator[AudioChunk]:
     """Split ``source`` into consecutive windows of at most ``window_seconds``.
 
     Each cut is moved back to the quietest point shortly before the boundary, so words are not

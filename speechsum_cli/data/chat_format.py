@@ -51,11 +51,20 @@ class DataFormat(str, Enum):
 
 
 CHAT_FORMATS = (DataFormat.swift, DataFormat.llamafactory)
-FORMAT_KEYS = {"messages", "conversations", "audios", "rejected_response", "chosen", "rejected",
-               "instruction", "input", "output", "system"}
+FORMAT_KEYS = {
+    "messages",
+    "conversations",
+    "audios",
+    "rejected_response",
+    "chosen",
+    "rejected",
+    "instruction",
+    "input",
+    "output",
+    "system",
+}
 """Keys the chat formats give meaning to; any other key of a row is a passed-through column."""
-SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user",
-                  "assistant": "assistant"}
+SHAREGPT_ROLES = {"human": "user", "gpt": "assistant", "system": "system", "user": "user", "assistant": "assistant"}
 
 
 class BadRow(Exception):
@@ -156,8 +165,10 @@ def chat_rows_to_speechsum(path: Path) -> list[dict[str, Any]]:
     if problems:
         more = f" (and {len(problems) - SHOWN_PROBLEMS} more)" if len(problems) > SHOWN_PROBLEMS else ""
         raise InputError(
-            f"data '{path}' has rows that are not one speechsum row each: " + "; ".join(problems[:SHOWN_PROBLEMS])
-            + more + ". A speechsum row is one user turn with one <audio> tag, one entry in 'audios', and "
+            f"data '{path}' has rows that are not one speechsum row each: "
+            + "; ".join(problems[:SHOWN_PROBLEMS])
+            + more
+            + ". A speechsum row is one user turn with one <audio> tag, one entry in 'audios', and "
             "an answer (or chosen + rejected). Fix or remove those lines."
         )
     if not rows:
@@ -183,8 +194,10 @@ def chat_row_to_speechsum(row: Any, base_dir: Path) -> dict[str, Any]:
         audios = [audios]
     tags = sum(t.content.count(AUDIO_TAG) for t in turns)
     if tags != len(audios):
-        raise BadRow(f"{tags} <audio> tag(s) but {len(audios)} entr{'y' if len(audios) == 1 else 'ies'} "
-                     "in 'audios' (they must match one to one)")
+        raise BadRow(
+            f"{tags} <audio> tag(s) but {len(audios)} entr{'y' if len(audios) == 1 else 'ies'} "
+            "in 'audios' (they must match one to one)"
+        )
     if len(audios) != 1:
         raise BadRow(f"{len(audios)} audios (a speechsum row has exactly one recording)")
     out: dict[str, Any] = {k: v for k, v in row.items() if k not in FORMAT_KEYS}
@@ -220,8 +233,10 @@ def message_turn(message: Any) -> Turn:
     role = message.get("role", message.get("from"))
     content = message.get("content", message.get("value"))
     if role not in SHAREGPT_ROLES or not isinstance(content, str):
-        raise BadRow(f"a message with role {role!r} and content of type {type(content).__name__} "
-                     "(expected user/assistant/system and text)")
+        raise BadRow(
+            f"a message with role {role!r} and content of type {type(content).__name__} "
+            "(expected user/assistant/system and text)"
+        )
     return Turn(SHAREGPT_ROLES[role], content)
 
 
@@ -236,10 +251,13 @@ def answers(row: dict[str, Any], dialogue: list[Turn]) -> dict[str, str]:
         return {"chosen": replies[0], "rejected": answer_text(row["rejected_response"], "rejected_response")}
     if "chosen" in row or "rejected" in row:  # LLaMA-Factory preference rows
         if replies:
-            raise BadRow("an assistant turn beside 'chosen'/'rejected' (the conversation must end "
-                         "with the user's turn)")
-        return {"chosen": answer_text(row.get("chosen"), "chosen"),
-                "rejected": answer_text(row.get("rejected"), "rejected")}
+            raise BadRow(
+                "an assistant turn beside 'chosen'/'rejected' (the conversation must end with the user's turn)"
+            )
+        return {
+            "chosen": answer_text(row.get("chosen"), "chosen"),
+            "rejected": answer_text(row.get("rejected"), "rejected"),
+        }
     if not replies:
         raise BadRow("no assistant turn (the summary)")
     return {"summary": replies[0]}
@@ -317,14 +335,17 @@ def chat_lines(rows: Iterable[dict[str, Any]], fmt: DataFormat, out_dir: Path, *
     lines, pathless = [], []
     for row in rows:
         try:
-            lines.append(json.dumps(speechsum_row_to_chat(row, fmt, out_dir, preference=preference),
-                                    ensure_ascii=False) + "\n")
+            lines.append(
+                json.dumps(speechsum_row_to_chat(row, fmt, out_dir, preference=preference), ensure_ascii=False) + "\n"
+            )
         except BadRow:
             pathless.append(row.get("id"))
     if pathless:
         shown = ", ".join(repr(i) for i in pathless[:SHOWN_PROBLEMS])
-        raise InputError(f"{len(pathless)} row(s) hold their audio as bytes without a file path (ids {shown}); "
-                         f"{fmt.value} jsonl names audio files. Write the audio to files first.")
+        raise InputError(
+            f"{len(pathless)} row(s) hold their audio as bytes without a file path (ids {shown}); "
+            f"{fmt.value} jsonl names audio files. Write the audio to files first."
+        )
     return "".join(lines)
 
 
@@ -333,13 +354,32 @@ def llamafactory_entry(name: str, file_name: str, preference: bool) -> dict[str,
     columns = {"messages": "messages", "audios": "audios"}
     if preference:
         columns |= {"chosen": "chosen", "rejected": "rejected"}
-    entry: dict[str, Any] = {"file_name": file_name, "formatting": "sharegpt", "columns": columns,
-                             "tags": {"role_tag": "role", "content_tag": "content", "user_tag": "user",
-                                      "assistant_tag": "assistant", "system_tag": "system"}}
+    entry: dict[str, Any] = {
+        "file_name": file_name,
+        "formatting": "sharegpt",
+        "columns": columns,
+        "tags": {
+            "role_tag": "role",
+            "content_tag": "content",
+            "user_tag": "user",
+            "assistant_tag": "assistant",
+            "system_tag": "system",
+        },
+    }
     if preference:
         entry["ranking"] = True
     return {name: entry}
 
 
-__all__ = ["AUDIO_TAG", "CHAT_FORMATS", "DataFormat", "chat_format_of", "chat_lines", "chat_row_to_speechsum",
-           "chat_rows_to_speechsum", "detect_file_format", "llamafactory_entry", "speechsum_row_to_chat"]
+__all__ = [
+    "AUDIO_TAG",
+    "CHAT_FORMATS",
+    "DataFormat",
+    "chat_format_of",
+    "chat_lines",
+    "chat_row_to_speechsum",
+    "chat_rows_to_speechsum",
+    "detect_file_format",
+    "llamafactory_entry",
+    "speechsum_row_to_chat",
+]

@@ -26,8 +26,18 @@ from speechsum_cli.data.chat_format import chat_rows_to_speechsum, detect_file_f
 from speechsum_cli.errors import InputError
 
 COLUMNS = (
-    "id", "audio", "transcript", "query", "style", "summary",
-    "chosen", "rejected", "chosen_score", "rejected_score", "judge_rationale", "prediction",
+    "id",
+    "audio",
+    "transcript",
+    "query",
+    "style",
+    "summary",
+    "chosen",
+    "rejected",
+    "chosen_score",
+    "rejected_score",
+    "judge_rationale",
+    "prediction",
 )
 """The column names shared by every stage (DESIGN.md, Contracts)."""
 
@@ -60,8 +70,10 @@ def load_rows(
 
     path = Path(source)
     if not path.exists():
-        raise InputError(f"data '{path}' does not exist. Pass a dataset directory, a .parquet/.jsonl file, "
-                         "or a folder of audio files with .txt transcripts.")
+        raise InputError(
+            f"data '{path}' does not exist. Pass a dataset directory, a .parquet/.jsonl file, "
+            "or a folder of audio files with .txt transcripts."
+        )
     base_dir = path if path.is_dir() else path.parent
     if path.is_dir() and _is_saved_dataset(path):
         ds = _load_saved(path, split)
@@ -93,8 +105,10 @@ def load_rows(
 
 def no_rows(path: Path, found: str) -> InputError:
     """The error for data that holds no rows: what was found there, and what to do."""
-    return InputError(f"data '{path}' has no rows (found {found}); a stage needs at least one. "
-                      "Check the command that wrote it, or pass other data.")
+    return InputError(
+        f"data '{path}' has no rows (found {found}); a stage needs at least one. "
+        "Check the command that wrote it, or pass other data."
+    )
 
 
 def _empty_file(path: Path) -> str | None:
@@ -146,8 +160,10 @@ def _note_system_messages(ds: Any, path: Path) -> None:
     from speechsum_cli.console import warn
 
     count = sum(1 for value in ds["system"] if value)
-    warn(f"data '{path}': {count} row(s) carry a system message; it is kept in the 'system' column, which "
-         "the training stages do not read (sft's text mode takes one --system for every row).")
+    warn(
+        f"data '{path}': {count} row(s) carry a system message; it is kept in the 'system' column, which "
+        "the training stages do not read (sft's text mode takes one --system for every row)."
+    )
 
 
 def _rows_dataset(rows: list[dict[str, Any]]) -> Any:
@@ -171,8 +187,7 @@ def _load_saved(path: Path, split: str | None) -> Any:
         splits = _saved_splits(path)
         if split is None:
             if len(splits) != 1:
-                raise InputError(f"data '{path}' has splits {', '.join(splits)}; "
-                                 "pick one with --split.")
+                raise InputError(f"data '{path}' has splits {', '.join(splits)}; pick one with --split.")
             split = splits[0]
         if split not in splits:
             raise InputError(f"data '{path}' has no split '{split}' (found: {', '.join(splits)}).")
@@ -188,8 +203,9 @@ def _saved_splits(path: Path) -> list[str]:
     try:
         return [str(s) for s in json.loads((path / "dataset_dict.json").read_text())["splits"]]
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise InputError(f"cannot read '{path / 'dataset_dict.json'}' ({exc}); is it a dataset "
-                         "written by save_to_disk?") from None
+        raise InputError(
+            f"cannot read '{path / 'dataset_dict.json'}' ({exc}); is it a dataset written by save_to_disk?"
+        ) from None
 
 
 def _saved_without_rows(path: Path) -> bool:
@@ -212,11 +228,13 @@ def _sidecar_rows(folder: Path) -> list[dict[str, Any]]:
     for audio in files:
         sidecar = audio.with_suffix(".txt")
         transcript = sidecar.read_text(encoding="utf-8").strip() if sidecar.is_file() else None
-        rows.append({
-            "id": audio.relative_to(folder).with_suffix("").as_posix(),
-            "audio": str(audio),
-            "transcript": transcript or None,
-        })
+        rows.append(
+            {
+                "id": audio.relative_to(folder).with_suffix("").as_posix(),
+                "audio": str(audio),
+                "transcript": transcript or None,
+            }
+        )
     return rows
 
 
@@ -226,9 +244,7 @@ def _apply_column_map(ds: Any, columns: ColumnMap, path: Path) -> Any:
     if missing:
         flags = {v: k for k, v in vars(columns).items()}
         detail = ", ".join(f"'{m}' (--{flags[m]}-column)" for m in missing)
-        raise InputError(
-            f"data '{path}' has no column {detail} (found: {', '.join(ds.column_names)})."
-        )
+        raise InputError(f"data '{path}' has no column {detail} (found: {', '.join(ds.column_names)}).")
     clashes = [ours for ours in renames.values() if ours in ds.column_names]
     if clashes:
         ds = ds.remove_columns(clashes)
@@ -250,8 +266,7 @@ def _check_unique_ids(ds: Any, path: Path) -> None:
     if len(set(ids)) != len(ids):
         seen: set[str] = set()
         dupes = sorted({i for i in ids if i in seen or seen.add(i)})  # type: ignore[func-returns-value]
-        raise InputError(f"data '{path}' has {len(dupes)} duplicate id(s): {shown_ids(dupes)}. "
-                         "Ids must be unique.")
+        raise InputError(f"data '{path}' has {len(dupes)} duplicate id(s): {shown_ids(dupes)}. Ids must be unique.")
 
 
 def _replace_column(ds: Any, name: str, values: list[Any]) -> Any:

@@ -22,7 +22,14 @@ from speechsum_cli.data.dataset import require_columns, rows_with_empty, shown_i
 from speechsum_cli.data.long_audio import LongAudio
 from speechsum_cli.errors import AudioError, InputError
 
-__all__ = ["shown_ids", "check_audio_rows", "check_text_rows", "long_audio_plan", "decode_row_audio", "AudioRowCollator"]
+__all__ = [
+    "shown_ids",
+    "check_audio_rows",
+    "check_text_rows",
+    "long_audio_plan",
+    "decode_row_audio",
+    "AudioRowCollator",
+]
 
 
 def audio_seconds(audio: Any) -> float:
@@ -32,8 +39,16 @@ def audio_seconds(audio: Any) -> float:
     return probe(audio).duration
 
 
-def check_audio_rows(ds: Any, source: Path, *, stage: str, required: list[str], nonempty: list[str],
-                     hint: str, extra_problems: Sequence[str] = ()) -> list[float]:
+def check_audio_rows(
+    ds: Any,
+    source: Path,
+    *,
+    stage: str,
+    required: list[str],
+    nonempty: list[str],
+    hint: str,
+    extra_problems: Sequence[str] = (),
+) -> list[float]:
     """Audio duration of every row; one error naming every bad row id and column.
 
     ``required`` columns must exist (``hint`` says how to get them); ``nonempty`` ones must not
@@ -52,8 +67,9 @@ def check_audio_rows(ds: Any, source: Path, *, stage: str, required: list[str], 
             first_reason = first_reason or f"{row_id!r}: {exc}"
             durations.append(0.0)
     if unreadable:
-        problems.append(f"{len(unreadable)} row(s) with unreadable 'audio': ids {shown_ids(unreadable)} "
-                        f"(first: {first_reason})")
+        problems.append(
+            f"{len(unreadable)} row(s) with unreadable 'audio': ids {shown_ids(unreadable)} (first: {first_reason})"
+        )
     refuse_rows(problems, source, stage)
     return durations
 
@@ -77,8 +93,9 @@ def empty_problems(ds: Any, columns: list[str]) -> list[str]:
 
 def refuse_rows(problems: Sequence[str], source: Path, stage: str) -> None:
     if problems:
-        raise InputError(f"data '{source}' has rows {stage} cannot use: " + "; ".join(problems)
-                         + ". Fix or remove those rows.")
+        raise InputError(
+            f"data '{source}' has rows {stage} cannot use: " + "; ".join(problems) + ". Fix or remove those rows."
+        )
 
 
 @dataclass
@@ -91,12 +108,17 @@ class LongAudioPlan:
     counts: dict[str, int] = field(default_factory=dict)
 
 
-def long_audio_plan(ids: Sequence[str], durations: Sequence[float], window: float,
-                    policy: LongAudio, source: Path) -> LongAudioPlan:
+def long_audio_plan(
+    ids: Sequence[str], durations: Sequence[float], window: float, policy: LongAudio, source: Path
+) -> LongAudioPlan:
     """Apply ``policy`` to the rows whose audio is longer than ``window`` seconds."""
     long_rows = [i for i, d in enumerate(durations) if d > window + 1e-6]
-    counts = {"long_audio": len(long_rows), "dropped_long_audio": 0, "truncated_long_audio": 0,
-              "chunked_long_audio": len(long_rows) if policy is LongAudio.chunk else 0}
+    counts = {
+        "long_audio": len(long_rows),
+        "dropped_long_audio": 0,
+        "truncated_long_audio": 0,
+        "chunked_long_audio": len(long_rows) if policy is LongAudio.chunk else 0,
+    }
     if long_rows and policy is LongAudio.error:
         longest = max(durations[i] for i in long_rows)
         raise InputError(
@@ -113,21 +135,26 @@ def long_audio_plan(ids: Sequence[str], durations: Sequence[float], window: floa
         dropped = set(long_rows)
         keep = [i for i in keep if i not in dropped]
         counts["dropped_long_audio"] = len(long_rows)
-        warn(f"dropped {len(long_rows)} row(s) with audio over the {window:g} s window "
-             f"(ids {shown_ids([ids[i] for i in long_rows])}).")
+        warn(
+            f"dropped {len(long_rows)} row(s) with audio over the {window:g} s window "
+            f"(ids {shown_ids([ids[i] for i in long_rows])})."
+        )
     elif long_rows and policy is LongAudio.truncate:
         for i in long_rows:
             truncate[i] = True
         counts["truncated_long_audio"] = len(long_rows)
-        warn(f"truncating {len(long_rows)} row(s) to the {window:g} s window "
-             f"(ids {shown_ids([ids[i] for i in long_rows])}).")
+        warn(
+            f"truncating {len(long_rows)} row(s) to the {window:g} s window "
+            f"(ids {shown_ids([ids[i] for i in long_rows])})."
+        )
     if not keep:
         raise InputError(f"data '{source}': no rows left after dropping long audio.")
     return LongAudioPlan(keep, [truncate[i] for i in keep], counts)
 
 
-def decode_row_audio(row: dict[str, Any], sample_rate: int, window: float, *, chunk: bool
-                     ) -> np.ndarray | list[np.ndarray]:
+def decode_row_audio(
+    row: dict[str, Any], sample_rate: int, window: float, *, chunk: bool
+) -> np.ndarray | list[np.ndarray]:
     """One row's audio for the model: one wave, or with ``chunk`` a long recording's windows.
 
     Audio over one window that is not chunked is cut to the window: rows planned for

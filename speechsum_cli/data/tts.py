@@ -19,16 +19,18 @@ REMOTE_PREFIX = "openai:"
 
 def remote_model(engine: str | None) -> str | None:
     """'openai:tts-1' -> 'tts-1'; None for espeak, no TTS, or 'openai:' without a model."""
-    if engine and engine.startswith(REMOTE_PREFIX) and engine[len(REMOTE_PREFIX):].strip():
-        return engine[len(REMOTE_PREFIX):].strip()
+    if engine and engine.startswith(REMOTE_PREFIX) and engine[len(REMOTE_PREFIX) :].strip():
+        return engine[len(REMOTE_PREFIX) :].strip()
     return None
 
 
 def check_tts(engine: str) -> None:
     """Fail before any work when the engine cannot run here."""
     if engine == "espeak" and shutil.which("espeak-ng") is None:
-        raise InputError("--tts espeak needs the espeak-ng program: apt-get install espeak-ng "
-                         "(or brew install espeak-ng), then run the command again.")
+        raise InputError(
+            "--tts espeak needs the espeak-ng program: apt-get install espeak-ng "
+            "(or brew install espeak-ng), then run the command again."
+        )
 
 
 def audio_name(row_id: str) -> str:
@@ -43,11 +45,15 @@ def speak(text: str, path: Path) -> Path:
     tmp = path.with_suffix(".tmp.wav")
     proc = subprocess.run(
         ["espeak-ng", "-s", str(ESPEAK_WORDS_PER_MINUTE), "-w", str(tmp), "--stdin"],
-        input=text.encode("utf-8"), capture_output=True, check=False,
+        input=text.encode("utf-8"),
+        capture_output=True,
+        check=False,
     )
     if proc.returncode != 0 or not tmp.is_file() or tmp.stat().st_size <= 44:
         tmp.unlink(missing_ok=True)
-        raise InputError(f"espeak-ng could not speak the transcript for '{path.stem}': "
-                         f"{proc.stderr.decode(errors='replace').strip()[:200]}")
+        raise InputError(
+            f"espeak-ng could not speak the transcript for '{path.stem}': "
+            f"{proc.stderr.decode(errors='replace').strip()[:200]}"
+        )
     tmp.replace(path)
     return path

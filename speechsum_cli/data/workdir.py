@@ -38,8 +38,9 @@ class WorkDir:
             shutil.rmtree(self.path)
         if state.is_file():
             previous = json.loads(state.read_text()).get("fingerprint", {})
-            changed = sorted(k for k in set(previous) | set(self.fingerprint)
-                             if previous.get(k) != self.fingerprint.get(k))
+            changed = sorted(
+                k for k in set(previous) | set(self.fingerprint) if previous.get(k) != self.fingerprint.get(k)
+            )
             if changed:
                 raise InputError(
                     f"'{self.path}' holds unfinished work for '{out}' made with different settings "

@@ -45,8 +45,7 @@ __all__ = [
 ]
 
 
-def load(source: str, *, device: str = "auto", dtype: Dtype = Dtype.auto, text: bool = False
-         ) -> SpeechLM | TextLM:
+def load(source: str, *, device: str = "auto", dtype: Dtype = Dtype.auto, text: bool = False) -> SpeechLM | TextLM:
     """Load a checkpoint (local dir, hub id, or ``hub_id@revision``) of any supported family.
 
     A PEFT adapter directory (``adapter_config.json``, no config.json) loads its base checkpoint
@@ -73,8 +72,7 @@ def load(source: str, *, device: str = "auto", dtype: Dtype = Dtype.auto, text: 
     return lm
 
 
-def load_generator(source: str, *, server: Any = None, device: str = "auto",
-                   dtype: Dtype = Dtype.auto) -> Any:
+def load_generator(source: str, *, server: Any = None, device: str = "auto", dtype: Dtype = Dtype.auto) -> Any:
     """What summarize, eval and pairs generate with: the checkpoint loaded here, or with ``server``
     (an :class:`~speechsum_cli.llm.config.LLMConfig`, from ``--server-base-url``) its processor and config
     here and its generation on that server (:class:`~speechsum_cli.families.served.ServedSpeechLM`,

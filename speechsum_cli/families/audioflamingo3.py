@@ -54,6 +54,7 @@ CHAT_TEMPLATE = (
 MEL_FRAMES_PER_POSITION = 2
 """The encoder's second convolution has stride 2: two mel frames per encoder position."""
 
+
 class AudioFlamingo3Family(AudioFamily):
     model_type = "audioflamingo3"
     audio_placeholder = AUDIO_TOKEN
@@ -79,9 +80,7 @@ class AudioFlamingo3Family(AudioFamily):
         Whisper's field names as aliases; any causal LM's config is its ``text_config``."""
         from transformers import AudioFlamingo3Config
 
-        return AudioFlamingo3Config(
-            audio_config=dict(encoder), text_config=text_config, audio_token_id=audio_token_id
-        )
+        return AudioFlamingo3Config(audio_config=dict(encoder), text_config=text_config, audio_token_id=audio_token_id)
 
     def compose_processor(self, feature_extractor: Any, tokenizer: Any, chat_template: str) -> Any:
         from transformers import AudioFlamingo3Processor
@@ -108,8 +107,7 @@ class AudioFlamingo3Family(AudioFamily):
             ) from None
         if AUDIO_TOKEN not in processor.tokenizer.get_vocab():
             raise ModelError(
-                f"the tokenizer of '{source}' has no {AUDIO_TOKEN} token; is it an Audio Flamingo 3 "
-                "checkpoint?"
+                f"the tokenizer of '{source}' has no {AUDIO_TOKEN} token; is it an Audio Flamingo 3 checkpoint?"
             )
         return processor
 
@@ -118,12 +116,11 @@ class AudioFlamingo3Family(AudioFamily):
         fe = processor.feature_extractor
         return fe.n_samples / fe.sampling_rate
 
-    def audio_features(
-        self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
-    ) -> AudioFeatures:
+    def audio_features(self, processor: Any, model_config: Any, waveforms: list[np.ndarray]) -> AudioFeatures:
         self._check_geometry(processor, model_config)
         features, mask, tokens = whisper_window_features(
-            processor.feature_extractor, waveforms, self.min_clip_samples(processor, model_config))
+            processor.feature_extractor, waveforms, self.min_clip_samples(processor, model_config)
+        )
         return AudioFeatures({"input_features": features, "input_features_mask": mask}, tokens)
 
     def min_clip_samples(self, processor: Any, model_config: Any) -> int:
@@ -146,16 +143,15 @@ class AudioFlamingo3Family(AudioFamily):
     def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
         """Rows of ``get_audio_features`` (already masked to each window's length) per clip."""
         return count_per_clip(
-            features["input_features"], features["input_features_mask"],
+            features["input_features"],
+            features["input_features_mask"],
             lambda clip, mask: model.get_audio_features(clip, mask).pooler_output.shape[0],
         )
 
     # --- text ------------------------------------------------------------------------------
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
         messages = messages_for(prompt, with_answer=with_answer)
-        return self.render_messages(
-            processor, messages, with_answer=with_answer, default_template=CHAT_TEMPLATE
-        )
+        return self.render_messages(processor, messages, with_answer=with_answer, default_template=CHAT_TEMPLATE)
 
     # --- tests -----------------------------------------------------------------------------
     def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
@@ -178,15 +174,24 @@ class AudioFlamingo3Family(AudioFamily):
         processor = AudioFlamingo3Processor(feature_extractor=fe, tokenizer=tok, chat_template=CHAT_TEMPLATE)
         config = AudioFlamingo3Config(
             audio_config={
-                "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                "intermediate_size": 64, "num_mel_bins": mel_bins,
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "intermediate_size": 64,
+                "num_mel_bins": mel_bins,
                 "max_source_positions": fe.nb_max_frames // MEL_FRAMES_PER_POSITION,
             },
             text_config={
-                "model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64,
-                "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-                "vocab_size": len(tok), "max_position_embeddings": 4096,
-                "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+                "model_type": "qwen2",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "vocab_size": len(tok),
+                "max_position_embeddings": 4096,
+                "eos_token_id": tok.eos_token_id,
+                "pad_token_id": tok.pad_token_id,
             },
             audio_token_id=tok.convert_tokens_to_ids(AUDIO_TOKEN),
         )

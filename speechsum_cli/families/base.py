@@ -79,8 +79,7 @@ def check_within_window(waveforms: list[np.ndarray], window_seconds: float, samp
     too_long = [len(w) for w in waveforms if len(w) > max_samples]
     if too_long:
         raise ValueError(
-            f"audio of {max(too_long) / sampling_rate:.1f} s exceeds the {window_seconds:g} s "
-            "window; chunk it first"
+            f"audio of {max(too_long) / sampling_rate:.1f} s exceeds the {window_seconds:g} s window; chunk it first"
         )
 
 
@@ -107,9 +106,7 @@ def vocab_token_ids(tok: Any, tokens: tuple[str, ...]) -> list[int]:
     return [vocab[t] for t in tokens if t in vocab]
 
 
-def messages_for(
-    prompt: Prompt, *, with_answer: bool, audio_text: str | None = None
-) -> list[dict[str, Any]]:
+def messages_for(prompt: Prompt, *, with_answer: bool, audio_text: str | None = None) -> list[dict[str, Any]]:
     """HF chat messages for ``prompt``: the user turn in the multimodal content-list form (audio
     as a content item); or, given ``audio_text`` (for templates that take string contents only),
     one string with ``audio_text`` written before the query when the prompt has audio."""
@@ -180,9 +177,7 @@ class AudioFamily(ABC):
         return 1
 
     @abstractmethod
-    def audio_features(
-        self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
-    ) -> AudioFeatures:
+    def audio_features(self, processor: Any, model_config: Any, waveforms: list[np.ndarray]) -> AudioFeatures:
         """Model audio inputs for ``waveforms`` (each at most one window; one shorter than
         :meth:`min_clip_samples` padded with silence to it) and token counts."""
 
@@ -212,7 +207,11 @@ class AudioFamily(ABC):
         return getattr(processor, "chat_template", None) or getattr(tok, "chat_template", None) or default
 
     def render_messages(
-        self, processor: Any, messages: list[dict[str, Any]], *, with_answer: bool,
+        self,
+        processor: Any,
+        messages: list[dict[str, Any]],
+        *,
+        with_answer: bool,
         default_template: str | None = None,
     ) -> str:
         """``messages`` as text by :meth:`chat_template_of`: up to the generation prompt, or
@@ -346,9 +345,7 @@ class AudioFamily(ABC):
         windows = [windows_of(p) for p in prompts]
         owners = [row for row, clips in enumerate(windows) for _ in clips]
         clips = [clip for row_clips in windows for clip in row_clips]
-        features = (
-            self.audio_features(processor, model_config, clips) if clips else AudioFeatures({}, [])
-        )
+        features = self.audio_features(processor, model_config, clips) if clips else AudioFeatures({}, [])
         if counter is not None and clips:
             features.num_tokens = counter(features)
         tokens_per_row = [0] * len(prompts)
@@ -401,9 +398,7 @@ class AudioFamily(ABC):
             return list(tok(text, add_special_tokens=False)["input_ids"])
         before, sep, after = text.partition(self.audio_placeholder)
         if not sep:
-            raise ValueError(
-                f"{type(self).__name__}: rendered prompt has no {self.audio_placeholder!r}: {text!r}"
-            )
+            raise ValueError(f"{type(self).__name__}: rendered prompt has no {self.audio_placeholder!r}: {text!r}")
         head = list(tok(before, add_special_tokens=False)["input_ids"]) if before else []
         tail = list(tok(after, add_special_tokens=False)["input_ids"]) if after else []
         return head + [placeholder_id] * n_audio + tail

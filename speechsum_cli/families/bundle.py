@@ -42,7 +42,11 @@ class AudioTextProcessor:
 
 
 def load_audio_text_processor(
-    source: str, feature_extractor_class: Any, *, audio_tokens: tuple[str, ...], family_name: str,
+    source: str,
+    feature_extractor_class: Any,
+    *,
+    audio_tokens: tuple[str, ...],
+    family_name: str,
     chat_template: str,
 ) -> AudioTextProcessor:
     """Checkpoint ``source``'s tokenizer and ``feature_extractor_class`` with the tokenizer's chat

@@ -85,8 +85,10 @@ class AudioCompressor:
         rows = self.rows_per_clip
         x = projector_input.detach()
         if x.numel() % (rows * x.shape[-1]):
-            raise ModelError(f"compressed {self.family.model_type} model: the projector got "
-                             f"{x.shape[0]} rows, not whole clips of {rows}; is the batch mixed?")
+            raise ModelError(
+                f"compressed {self.family.model_type} model: the projector got "
+                f"{x.shape[0]} rows, not whole clips of {rows}; is the batch mixed?"
+            )
         device_type = x.device.type
         with torch.no_grad(), torch.autocast(device_type, enabled=False):
             x = x.reshape(-1, rows, x.shape[-1]).float()
@@ -100,8 +102,10 @@ class AudioCompressor:
 
         device = next(model.parameters()).device
         dtype = next(model.parameters()).dtype
-        moved = {k: (v.to(device, dtype) if v.is_floating_point() else v.to(device))
-                 if isinstance(v, torch.Tensor) else v for k, v in tensors.items()}
+        moved = {
+            k: (v.to(device, dtype) if v.is_floating_point() else v.to(device)) if isinstance(v, torch.Tensor) else v
+            for k, v in tensors.items()
+        }
         with torch.no_grad():
             states = self.family.encoder_states(model, moved)
         keep = self.keep(self.family.projector_input(self.model_config, states))
@@ -142,12 +146,16 @@ def load_compressor(folder: Path, family: Any, model: Any) -> AudioCompressor:
 
     spec = json.loads((folder / COMPRESSION_FILE).read_text())
     if spec.get("format") != FORMAT or spec.get("method") != METHOD:
-        raise ModelError(f"'{folder / COMPRESSION_FILE}' describes compression {spec.get('method')!r} "
-                         f"(format {spec.get('format')}); this speechsum reads {METHOD!r} format {FORMAT}. "
-                         "Upgrade speechsum, or run align again.")
+        raise ModelError(
+            f"'{folder / COMPRESSION_FILE}' describes compression {spec.get('method')!r} "
+            f"(format {spec.get('format')}); this speechsum reads {METHOD!r} format {FORMAT}. "
+            "Upgrade speechsum, or run align again."
+        )
     if spec.get("model_type") != family.model_type:
-        raise ModelError(f"'{folder / COMPRESSION_FILE}' was written for {spec.get('model_type')}, "
-                         f"but the model is {family.model_type}.")
+        raise ModelError(
+            f"'{folder / COMPRESSION_FILE}' was written for {spec.get('model_type')}, "
+            f"but the model is {family.model_type}."
+        )
     selector = copy.deepcopy(projector_module(model, family)).float().eval().requires_grad_(False)
     selector.load_state_dict(load_file(str(folder / SELECTOR_FILE)), strict=True)
     selector._forward_hooks.clear()  # a copy of a hooked projector must not select twice
@@ -167,10 +175,15 @@ def write(folder: Path, family: Any, model: Any, *, kept_per_clip: float) -> Non
     tensors = {k: v.detach().float().cpu().contiguous() for k, v in projector.state_dict().items()}
     (folder / ALIGNMENT_DIR).mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(folder / SELECTOR_FILE), metadata={"format": "speechsum-selector-1"})
-    spec = {"format": FORMAT, "method": METHOD, "model_type": family.model_type,
-            "head": HEAD_FILE, "selector": SELECTOR_FILE,
-            "rows_per_clip": family.compression_rows(model.config),
-            "kept_per_clip_heldout": round(kept_per_clip, 2)}
+    spec = {
+        "format": FORMAT,
+        "method": METHOD,
+        "model_type": family.model_type,
+        "head": HEAD_FILE,
+        "selector": SELECTOR_FILE,
+        "rows_per_clip": family.compression_rows(model.config),
+        "kept_per_clip_heldout": round(kept_per_clip, 2),
+    }
     (folder / COMPRESSION_FILE).write_text(json.dumps(spec, indent=2) + "\n")
 
 

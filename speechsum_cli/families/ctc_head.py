@@ -26,6 +26,7 @@ HEAD_FILE = "alignment/ctc_head.safetensors"
 """Where ``align`` saves the trained head inside its output: with the checkpoint's projector it
 decodes the audio into the corpus vocabulary, the selector that CTC-guided compression needs."""
 
+
 @dataclass(frozen=True)
 class CorpusVocab:
     """The LM token ids the corpus's transcripts use, in class order (blank excluded)."""
@@ -100,13 +101,17 @@ def load_head(folder: Path, embeddings: Any) -> tuple[CtcHead, CorpusVocab]:
 
     path = Path(folder) / HEAD_FILE
     if not path.is_file():
-        raise ModelError(f"'{folder}' has no {HEAD_FILE}: it is not a 'speechsum align' output "
-                         "(or one from before the head was saved); run align on it again.")
+        raise ModelError(
+            f"'{folder}' has no {HEAD_FILE}: it is not a 'speechsum align' output "
+            "(or one from before the head was saved); run align on it again."
+        )
     tensors = load_file(str(path))
     vocab = CorpusVocab(tuple(int(i) for i in tensors.pop("vocab_ids").tolist()))
     if max(vocab.ids) >= embeddings.shape[0]:
-        raise ModelError(f"'{path}' names token ids up to {max(vocab.ids)} but the LM has "
-                         f"{embeddings.shape[0]} embeddings: the head belongs to another model.")
+        raise ModelError(
+            f"'{path}' names token ids up to {max(vocab.ids)} but the LM has "
+            f"{embeddings.shape[0]} embeddings: the head belongs to another model."
+        )
     head = CtcHead(embeddings, vocab)
     head.load_state_dict({**tensors, "table": head.table}, strict=True)
     return head, vocab

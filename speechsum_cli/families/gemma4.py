@@ -44,9 +44,14 @@ IMAGE_TOKENS = ("<|image|>", "<|image>", "<image|>", "<|video|>")
 BEGIN_TURN, END_TURN = "<|turn>", "<turn|>"
 
 EXTRA_SPECIAL_TOKENS = {
-    "audio_token": AUDIO_TOKEN, "boa_token": BEGIN_AUDIO, "eoa_token": END_AUDIO,
-    "image_token": "<|image|>", "boi_token": "<|image>", "eoi_token": "<image|>",
-    "sot_token": BEGIN_TURN, "eot_token": END_TURN,
+    "audio_token": AUDIO_TOKEN,
+    "boa_token": BEGIN_AUDIO,
+    "eoa_token": END_AUDIO,
+    "image_token": "<|image|>",
+    "boi_token": "<|image>",
+    "eoi_token": "<image|>",
+    "sot_token": BEGIN_TURN,
+    "eot_token": END_TURN,
 }
 """The tokenizer roles ``Gemma4Processor`` reads, as released Gemma 4 tokenizers name them."""
 
@@ -108,8 +113,11 @@ class Gemma4Family(AudioFamily):
         from transformers import Gemma4AudioFeatureExtractor
 
         return load_audio_text_processor(
-            source, Gemma4AudioFeatureExtractor, audio_tokens=(AUDIO_TOKEN, BEGIN_AUDIO, END_AUDIO),
-            family_name="Gemma 4", chat_template=CHAT_TEMPLATE,
+            source,
+            Gemma4AudioFeatureExtractor,
+            audio_tokens=(AUDIO_TOKEN, BEGIN_AUDIO, END_AUDIO),
+            family_name="Gemma 4",
+            chat_template=CHAT_TEMPLATE,
         )
 
     # --- audio -----------------------------------------------------------------------------
@@ -121,9 +129,7 @@ class Gemma4Family(AudioFamily):
         fe = processor.feature_extractor
         return int(fe.frame_length + fe.hop_length)
 
-    def audio_features(
-        self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
-    ) -> AudioFeatures:
+    def audio_features(self, processor: Any, model_config: Any, waveforms: list[np.ndarray]) -> AudioFeatures:
         self._check_audio_token(processor, model_config)
         fe = processor.feature_extractor
         sr = int(fe.sampling_rate)
@@ -131,8 +137,9 @@ class Gemma4Family(AudioFamily):
         check_within_window(waveforms, window, sr)
         n_samples = round(window * sr)
         waves = pad_short_clips(waveforms, self.min_clip_samples(processor, model_config))
-        out = fe(waves, sampling_rate=sr, padding="max_length", max_length=n_samples,
-                 truncation=False, return_tensors="pt")
+        out = fe(
+            waves, sampling_rate=sr, padding="max_length", max_length=n_samples, truncation=False, return_tensors="pt"
+        )
         mask = out["input_features_mask"]
         return AudioFeatures(
             {"input_features": out["input_features"], "input_features_mask": mask},
@@ -141,10 +148,16 @@ class Gemma4Family(AudioFamily):
 
     def _check_audio_token(self, processor: Any, model_config: Any) -> None:
         tok = self.tokenizer(processor)
-        expected = {AUDIO_TOKEN: model_config.audio_token_id, BEGIN_AUDIO: model_config.boa_token_id,
-                    END_AUDIO: model_config.eoa_token_index}
-        wrong = [f"{t} is {tok.convert_tokens_to_ids(t)}, the model's {i}" for t, i in expected.items()
-                 if tok.convert_tokens_to_ids(t) != i]
+        expected = {
+            AUDIO_TOKEN: model_config.audio_token_id,
+            BEGIN_AUDIO: model_config.boa_token_id,
+            END_AUDIO: model_config.eoa_token_index,
+        }
+        wrong = [
+            f"{t} is {tok.convert_tokens_to_ids(t)}, the model's {i}"
+            for t, i in expected.items()
+            if tok.convert_tokens_to_ids(t) != i
+        ]
         if wrong:
             raise ModelError(
                 f"the tokenizer's audio token ids do not match the model's ({'; '.join(wrong)}); "
@@ -154,7 +167,8 @@ class Gemma4Family(AudioFamily):
     def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
         """Valid positions of the tower's output mask (the forward keeps exactly those) per clip."""
         return count_per_clip(
-            features["input_features"], features["input_features_mask"],
+            features["input_features"],
+            features["input_features_mask"],
             lambda clip, mask: model.model.get_audio_features(clip, mask).attention_mask.sum(),
         )
 
@@ -163,9 +177,7 @@ class Gemma4Family(AudioFamily):
         """The chat template's text with the clip's ``<|audio|>`` wrapped in ``<|audio>``/``<audio|>``
         (what ``Gemma4Processor`` turns the template's bare placeholder into)."""
         messages = messages_for(prompt, with_answer=with_answer)
-        text = self.render_messages(
-            processor, messages, with_answer=with_answer, default_template=CHAT_TEMPLATE
-        )
+        text = self.render_messages(processor, messages, with_answer=with_answer, default_template=CHAT_TEMPLATE)
         if prompt.audio is not None and BEGIN_AUDIO not in text:
             text = text.replace(AUDIO_TOKEN, BEGIN_AUDIO + AUDIO_TOKEN + END_AUDIO, 1)
         return text
@@ -184,32 +196,64 @@ class Gemma4Family(AudioFamily):
 
         from speechsum_cli.families.tiny import seed_everything, tiny_tokenizer
 
-        specials = ["<pad>", "<eos>", "<bos>", "<unk>", BEGIN_TURN, END_TURN,
-                    BEGIN_AUDIO, AUDIO_TOKEN, END_AUDIO, *IMAGE_TOKENS]
+        specials = [
+            "<pad>",
+            "<eos>",
+            "<bos>",
+            "<unk>",
+            BEGIN_TURN,
+            END_TURN,
+            BEGIN_AUDIO,
+            AUDIO_TOKEN,
+            END_AUDIO,
+            *IMAGE_TOKENS,
+        ]
         tok = tiny_tokenizer(
-            specials, chat_template=CHAT_TEMPLATE, eos_token="<eos>", pad_token="<pad>",
-            bos_token="<bos>", unk_token="<unk>", extra={"extra_special_tokens": EXTRA_SPECIAL_TOKENS},
+            specials,
+            chat_template=CHAT_TEMPLATE,
+            eos_token="<eos>",
+            pad_token="<pad>",
+            bos_token="<bos>",
+            unk_token="<unk>",
+            extra={"extra_special_tokens": EXTRA_SPECIAL_TOKENS},
         )
         ids = dict(zip(specials, tok.convert_tokens_to_ids(specials)))
         fe = Gemma4AudioFeatureExtractor(**{WINDOW_ATTRIBUTE: float(window_seconds)})
         end_ids = [ids["<eos>"], ids[END_TURN]]
         config = Gemma4Config(
             text_config={
-                "vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64,
-                "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-                "head_dim": 16, "global_head_dim": 16, "hidden_size_per_layer_input": 8,
-                "vocab_size_per_layer_input": len(tok), "max_position_embeddings": 4096,
-                "sliding_window": 64, "layer_types": ["sliding_attention", "full_attention"],
-                "pad_token_id": ids["<pad>"], "bos_token_id": ids["<bos>"], "eos_token_id": end_ids,
+                "vocab_size": len(tok),
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "head_dim": 16,
+                "global_head_dim": 16,
+                "hidden_size_per_layer_input": 8,
+                "vocab_size_per_layer_input": len(tok),
+                "max_position_embeddings": 4096,
+                "sliding_window": 64,
+                "layer_types": ["sliding_attention", "full_attention"],
+                "pad_token_id": ids["<pad>"],
+                "bos_token_id": ids["<bos>"],
+                "eos_token_id": end_ids,
             },
             audio_config={
                 # the front end flattens (mel bins / 4) x channels[1] features: channels[0] = mel bins
-                "hidden_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-                "subsampling_conv_channels": [fe.feature_size, 4], "output_proj_dims": 32,
+                "hidden_size": 32,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "subsampling_conv_channels": [fe.feature_size, 4],
+                "output_proj_dims": 32,
             },
             vision_config=None,
-            audio_token_id=ids[AUDIO_TOKEN], boa_token_id=ids[BEGIN_AUDIO], eoa_token_index=ids[END_AUDIO],
-            image_token_id=ids["<|image|>"], boi_token_id=ids["<|image>"], eoi_token_id=ids["<image|>"],
+            audio_token_id=ids[AUDIO_TOKEN],
+            boa_token_id=ids[BEGIN_AUDIO],
+            eoa_token_index=ids[END_AUDIO],
+            image_token_id=ids["<|image|>"],
+            boi_token_id=ids["<|image>"],
+            eoi_token_id=ids["<image|>"],
             video_token_id=ids["<|video|>"],
         )
         seed_everything(seed)

@@ -107,8 +107,18 @@ class GraniteSpeechFeatures:
                     "pass the checkpoint directory as released (or as a speechsum stage wrote it)."
                 ) from None
         saved = json.loads(path.read_text())
-        fields = {k: saved[k] for k in ("n_fft", "win_length", "hop_length", "n_mels",
-                                        "projector_window_size", "projector_downsample_rate") if k in saved}
+        fields = {
+            k: saved[k]
+            for k in (
+                "n_fft",
+                "win_length",
+                "hop_length",
+                "n_mels",
+                "projector_window_size",
+                "projector_downsample_rate",
+            )
+            if k in saved
+        }
         rate = saved.get("sampling_rate", saved.get("sample_rate"))
         if rate is not None:
             fields["sampling_rate"] = int(rate)
@@ -117,8 +127,13 @@ class GraniteSpeechFeatures:
     def save_pretrained(self, save_directory: str | Path) -> None:
         fields = asdict(self)
         window = fields.pop("window_seconds")
-        config = {"feature_extractor_type": "GraniteSpeechFeatureExtractor", **fields,
-                  "feature_size": self.n_mels, "padding_value": 0.0, "processor_class": "GraniteSpeechProcessor"}
+        config = {
+            "feature_extractor_type": "GraniteSpeechFeatureExtractor",
+            **fields,
+            "feature_size": self.n_mels,
+            "padding_value": 0.0,
+            "processor_class": "GraniteSpeechProcessor",
+        }
         if window:
             config[WINDOW_ATTRIBUTE] = window
         path = Path(save_directory)
@@ -130,9 +145,15 @@ class GraniteSpeechFeatures:
         import torch
         from transformers.audio_utils import mel_filter_bank
 
-        bank = mel_filter_bank(num_frequency_bins=self.n_fft // 2 + 1, num_mel_filters=self.n_mels,
-                               min_frequency=0.0, max_frequency=self.sampling_rate / 2,
-                               sampling_rate=self.sampling_rate, norm=None, mel_scale="htk")
+        bank = mel_filter_bank(
+            num_frequency_bins=self.n_fft // 2 + 1,
+            num_mel_filters=self.n_mels,
+            min_frequency=0.0,
+            max_frequency=self.sampling_rate / 2,
+            sampling_rate=self.sampling_rate,
+            norm=None,
+            mel_scale="htk",
+        )
         return torch.from_numpy(bank).float()
 
     def features(self, wave: np.ndarray) -> Any:
@@ -140,9 +161,22 @@ class GraniteSpeechFeatures:
         import torch
 
         audio = torch.from_numpy(np.asarray(wave, dtype=np.float32))
-        spec = torch.stft(audio, n_fft=self.n_fft, hop_length=self.hop_length, win_length=self.win_length,
-                          window=torch.hann_window(self.win_length), center=True, pad_mode="reflect",
-                          normalized=False, onesided=True, return_complex=True).abs().pow(2)
+        spec = (
+            torch.stft(
+                audio,
+                n_fft=self.n_fft,
+                hop_length=self.hop_length,
+                win_length=self.win_length,
+                window=torch.hann_window(self.win_length),
+                center=True,
+                pad_mode="reflect",
+                normalized=False,
+                onesided=True,
+                return_complex=True,
+            )
+            .abs()
+            .pow(2)
+        )
         logmel = (spec.T @ self.mel_filters()).clamp(min=1e-10).log10()
         logmel = torch.maximum(logmel, logmel.max() - 8.0) / 4 + 1
         if logmel.shape[0] % 2 == 1:
@@ -174,8 +208,10 @@ def encode_clips_separately(model: Any) -> None:
         if input_features.shape[0] == 1 and not padding.any():
             return batch_features(self, input_features, **kwargs)
         frames = (~padding).sum(-1).tolist()
-        outputs = [batch_features(self, input_features[i : i + 1, : int(n)], **kwargs).pooler_output
-                   for i, n in enumerate(frames)]
+        outputs = [
+            batch_features(self, input_features[i : i + 1, : int(n)], **kwargs).pooler_output
+            for i, n in enumerate(frames)
+        ]
         width = max(out.shape[1] for out in outputs)
         pooled = torch.cat([torch.nn.functional.pad(out, (0, 0, 0, width - out.shape[1])) for out in outputs])
         return BaseModelOutputWithPooling(pooler_output=pooled)
@@ -248,9 +284,7 @@ class GraniteSpeechFamily(AudioFamily):
         """``n_fft`` (32 ms): a shorter clip cannot be reflect-padded for the STFT."""
         return int(processor.feature_extractor.n_fft)
 
-    def audio_features(
-        self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
-    ) -> AudioFeatures:
+    def audio_features(self, processor: Any, model_config: Any, waveforms: list[np.ndarray]) -> AudioFeatures:
         import torch
 
         self.check_audio_token_id(processor, model_config)
@@ -283,31 +317,52 @@ class GraniteSpeechFamily(AudioFamily):
     # --- text ------------------------------------------------------------------------------
     def render(self, processor: Any, prompt: Prompt, *, with_answer: bool) -> str:
         messages = messages_for(prompt, with_answer=with_answer, audio_text=AUDIO_TOKEN)
-        return self.render_messages(
-            processor, messages, with_answer=with_answer, default_template=CHAT_TEMPLATE
-        )
+        return self.render_messages(processor, messages, with_answer=with_answer, default_template=CHAT_TEMPLATE)
 
     # --- tests -----------------------------------------------------------------------------
     def tiny_config(self, text: dict[str, Any], audio_token_id: int) -> Any:
         from transformers import GraniteSpeechConfig
 
         return GraniteSpeechConfig(
-            text_config=text, encoder_config=self._tiny_encoder(), projector_config=self._tiny_projector(16),
-            audio_token_index=audio_token_id, has_lora_adapter=False, window_size=15, downsample_rate=5,
+            text_config=text,
+            encoder_config=self._tiny_encoder(),
+            projector_config=self._tiny_projector(16),
+            audio_token_index=audio_token_id,
+            has_lora_adapter=False,
+            window_size=15,
+            downsample_rate=5,
         )
 
     @staticmethod
     def _tiny_encoder() -> dict[str, Any]:
         # context 50 frames (1 s): a 5 s clip spans several attention blocks
-        return {"model_type": "granite_speech_encoder", "input_dim": 160, "num_layers": 2, "hidden_dim": 16,
-                "feedforward_mult": 2, "num_heads": 2, "dim_head": 8, "output_dim": 8, "context_size": 50,
-                "max_pos_emb": 64, "conv_kernel_size": 5, "dropout": 0.0}
+        return {
+            "model_type": "granite_speech_encoder",
+            "input_dim": 160,
+            "num_layers": 2,
+            "hidden_dim": 16,
+            "feedforward_mult": 2,
+            "num_heads": 2,
+            "dim_head": 8,
+            "output_dim": 8,
+            "context_size": 50,
+            "max_pos_emb": 64,
+            "conv_kernel_size": 5,
+            "dropout": 0.0,
+        }
 
     @staticmethod
     def _tiny_projector(encoder_width: int) -> dict[str, Any]:
-        return {"model_type": "blip_2_qformer", "hidden_size": 16, "num_hidden_layers": 1,
-                "num_attention_heads": 2, "intermediate_size": 32, "encoder_hidden_size": encoder_width,
-                "cross_attention_frequency": 1, "max_position_embeddings": 64}
+        return {
+            "model_type": "blip_2_qformer",
+            "hidden_size": 16,
+            "num_hidden_layers": 1,
+            "num_attention_heads": 2,
+            "intermediate_size": 32,
+            "encoder_hidden_size": encoder_width,
+            "cross_attention_frequency": 1,
+            "max_position_embeddings": 64,
+        }
 
     def write_tiny(self, out_dir: Path, *, window_seconds: float = 5.0, seed: int = 0) -> Path:
         import torch
@@ -316,14 +371,24 @@ class GraniteSpeechFamily(AudioFamily):
         from speechsum_cli.families.tiny import seed_everything, tiny_tokenizer
 
         specials = [END_OF_TEXT, START_ROLE, END_ROLE, AUDIO_TOKEN]
-        tok = tiny_tokenizer(specials, chat_template=CHAT_TEMPLATE, eos_token=END_OF_TEXT,
-                             pad_token=END_OF_TEXT, bos_token=END_OF_TEXT)
-        text = {"model_type": "granite", "vocab_size": len(tok), "hidden_size": 32, "intermediate_size": 64,
-                "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-                "max_position_embeddings": 4096, "eos_token_id": tok.eos_token_id,
-                "pad_token_id": tok.pad_token_id, "bos_token_id": tok.bos_token_id,
-                # at std 0.02 the LM attends near uniformly: blind to the order of the audio
-                "initializer_range": 0.2}
+        tok = tiny_tokenizer(
+            specials, chat_template=CHAT_TEMPLATE, eos_token=END_OF_TEXT, pad_token=END_OF_TEXT, bos_token=END_OF_TEXT
+        )
+        text = {
+            "model_type": "granite",
+            "vocab_size": len(tok),
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "num_key_value_heads": 1,
+            "max_position_embeddings": 4096,
+            "eos_token_id": tok.eos_token_id,
+            "pad_token_id": tok.pad_token_id,
+            "bos_token_id": tok.bos_token_id,
+            # at std 0.02 the LM attends near uniformly: blind to the order of the audio
+            "initializer_range": 0.2,
+        }
         config = self.tiny_config(text, tok.convert_tokens_to_ids(AUDIO_TOKEN))
         seed_everything(seed)
         model = self.model_class()(config)
@@ -358,6 +423,11 @@ class GraniteSpeechPlusFamily(GraniteSpeechFamily):
 
         encoder = {**self._tiny_encoder(), "model_type": "granite_speech_plus_encoder", "cat_hidden_layers": [1]}
         return GraniteSpeechPlusConfig(
-            text_config=text, encoder_config=encoder, projector_config=self._tiny_projector(2 * 16),
-            audio_token_index=audio_token_id, has_lora_adapter=False, window_size=15, downsample_rate=5,
+            text_config=text,
+            encoder_config=encoder,
+            projector_config=self._tiny_projector(2 * 16),
+            audio_token_index=audio_token_id,
+            has_lora_adapter=False,
+            window_size=15,
+            downsample_rate=5,
         )

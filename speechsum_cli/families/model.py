@@ -234,10 +234,11 @@ class SpeechLM(CheckpointFacts):
     def encode(self, prompts: list[Prompt], *, padding_side: str = "left") -> Batch:
         counter = None
         if self.compressor is not None:
+
             def counter(features: Any) -> list[int]:
                 return self.compressor.counts(self.model, features.tensors)
-        return self.family.encode(self.processor, self.config, prompts, padding_side=padding_side,
-                                  counter=counter)
+
+        return self.family.encode(self.processor, self.config, prompts, padding_side=padding_side, counter=counter)
 
     def to_model(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Move tensors to the model's device; floating tensors take the model's dtype."""
@@ -283,9 +284,7 @@ class SpeechLM(CheckpointFacts):
     def close(self) -> None:
         """Nothing to release (a server's generator closes its connections)."""
 
-    def generate_batch(
-        self, prompts: list[Prompt], settings: GenerationSettings
-    ) -> tuple[list[str], Batch]:
+    def generate_batch(self, prompts: list[Prompt], settings: GenerationSettings) -> tuple[list[str], Batch]:
         """Like :meth:`generate`, also returning the encoded batch (audio seconds/tokens per row)."""
         import torch
 
@@ -302,13 +301,16 @@ class SpeechLM(CheckpointFacts):
         that emitted one would make the next forward fail or hear nothing), stop and pad ids."""
         tok = self.tokenizer
         return generation_kwargs(
-            settings, stop_ids=self.stop_token_ids(),
+            settings,
+            stop_ids=self.stop_token_ids(),
             pad_id=tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id,
-            suppress_tokens=self.family.placeholder_token_ids(self.processor))
+            suppress_tokens=self.family.placeholder_token_ids(self.processor),
+        )
 
 
-def generation_kwargs(settings: GenerationSettings, *, stop_ids: list[int], pad_id: int | None,
-                      suppress_tokens: list[int] | None = None) -> dict[str, Any]:
+def generation_kwargs(
+    settings: GenerationSettings, *, stop_ids: list[int], pad_id: int | None, suppress_tokens: list[int] | None = None
+) -> dict[str, Any]:
     """``model.generate`` keywords for ``settings``, for any causal LM of ours (an audio LLM, the
     text teacher): greedy at temperature 0 (the checkpoint's own sampling settings off), else
     sampling with ``temperature`` and ``top_p``; ends at any of ``stop_ids``."""

@@ -92,13 +92,10 @@ def encode_clips_separately(encoder: Any) -> None:
             return batch_forward(self, hidden_states, mask, **kwargs)
         frames = mask.sum(-1).tolist()
         outputs = [
-            batch_forward(self, hidden_states[i : i + 1, : int(n)], None, **kwargs)
-            for i, n in enumerate(frames)
+            batch_forward(self, hidden_states[i : i + 1, : int(n)], None, **kwargs) for i, n in enumerate(frames)
         ]
         width = max(out.shape[1] for out in outputs)
-        return torch.cat(
-            [torch.nn.functional.pad(out, (0, 0, 0, width - out.shape[1])) for out in outputs]
-        )
+        return torch.cat([torch.nn.functional.pad(out, (0, 0, 0, width - out.shape[1])) for out in outputs])
 
     encoder.forward = types.MethodType(forward, encoder)
     encoder._speechsum_per_clip = True
@@ -183,9 +180,7 @@ class Phi4MultimodalFamily(AudioFamily):
         """One analysis window (25 ms): a shorter clip has no mel frame, hence no token."""
         return int(processor.feature_extractor.win_length)
 
-    def audio_features(
-        self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
-    ) -> AudioFeatures:
+    def audio_features(self, processor: Any, model_config: Any, waveforms: list[np.ndarray]) -> AudioFeatures:
         self._check_audio_token(processor, model_config)
         fe = processor.feature_extractor
         sr = int(fe.sampling_rate)
@@ -264,9 +259,7 @@ class Phi4MultimodalFamily(AudioFamily):
             pad_token=END_OF_TEXT,
             bos_token=END_OF_TEXT,
             unk_token=END_OF_TEXT,
-            extra={
-                "extra_special_tokens": {"image_token": IMAGE_TOKEN, "audio_token": AUDIO_TOKEN}
-            },
+            extra={"extra_special_tokens": {"image_token": IMAGE_TOKEN, "audio_token": AUDIO_TOKEN}},
         )
         fe = Phi4MultimodalFeatureExtractor(**{WINDOW_ATTRIBUTE: float(window_seconds)})
         end_ids = tok.convert_tokens_to_ids([END_OF_TURN, END_OF_TEXT])

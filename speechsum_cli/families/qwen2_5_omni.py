@@ -86,7 +86,8 @@ def load_thinker(model_class: type, source: str, *, dtype: Any, device: str) -> 
 def thinker_embedding_counts(model: Any, features: dict[str, Any]) -> list[int]:
     """Rows of the thinker's ``get_audio_features`` for each clip alone."""
     return count_per_clip(
-        features["input_features"], features["feature_attention_mask"],
+        features["input_features"],
+        features["feature_attention_mask"],
         lambda clip, mask: model.get_audio_features(clip, mask).last_hidden_state.shape[0],
     )
 
@@ -138,8 +139,11 @@ class Qwen2_5OmniFamily(ThinkerText, AudioFamily):
         from transformers import WhisperFeatureExtractor
 
         return load_audio_text_processor(
-            source, WhisperFeatureExtractor, audio_tokens=(AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS),
-            family_name="Qwen2.5-Omni", chat_template=CHAT_TEMPLATE,
+            source,
+            WhisperFeatureExtractor,
+            audio_tokens=(AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS),
+            family_name="Qwen2.5-Omni",
+            chat_template=CHAT_TEMPLATE,
         )
 
     # --- audio -----------------------------------------------------------------------------
@@ -147,13 +151,12 @@ class Qwen2_5OmniFamily(ThinkerText, AudioFamily):
         fe = processor.feature_extractor
         return fe.n_samples / fe.sampling_rate
 
-    def audio_features(
-        self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
-    ) -> AudioFeatures:
+    def audio_features(self, processor: Any, model_config: Any, waveforms: list[np.ndarray]) -> AudioFeatures:
         self.check_audio_token_id(processor, model_config)
         # as Qwen2_5OmniProcessor: every clip one padded window
         features, mask, tokens = whisper_window_features(
-            processor.feature_extractor, waveforms, self.min_clip_samples(processor, model_config))
+            processor.feature_extractor, waveforms, self.min_clip_samples(processor, model_config)
+        )
         return AudioFeatures({"input_features": features, "feature_attention_mask": mask}, tokens)
 
     def min_clip_samples(self, processor: Any, model_config: Any) -> int:
@@ -180,20 +183,34 @@ class Qwen2_5OmniFamily(ThinkerText, AudioFamily):
         ids = dict(zip(specials, tok.convert_tokens_to_ids(specials)))
         config = Qwen2_5OmniThinkerConfig(
             audio_config={
-                "d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2,
-                "encoder_ffn_dim": 64, "num_mel_bins": mel_bins, "n_window": 100,
+                "d_model": 32,
+                "encoder_layers": 1,
+                "encoder_attention_heads": 2,
+                "encoder_ffn_dim": 64,
+                "num_mel_bins": mel_bins,
+                "n_window": 100,
                 "output_dim": hidden,
             },
             vision_config={
-                "depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2,
-                "out_hidden_size": hidden, "fullatt_block_indexes": [0],
+                "depth": 1,
+                "hidden_size": 16,
+                "intermediate_size": 32,
+                "num_heads": 2,
+                "out_hidden_size": hidden,
+                "fullatt_block_indexes": [0],
             },
             text_config={
-                "hidden_size": hidden, "intermediate_size": 64, "num_hidden_layers": 2,
-                "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": len(tok),
-                "max_position_embeddings": 4096, "tie_word_embeddings": False,
+                "hidden_size": hidden,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "vocab_size": len(tok),
+                "max_position_embeddings": 4096,
+                "tie_word_embeddings": False,
                 "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3]},
-                "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+                "eos_token_id": tok.eos_token_id,
+                "pad_token_id": tok.pad_token_id,
             },
             audio_token_index=ids[AUDIO_TOKEN],
             image_token_index=ids["<|IMAGE|>"],

@@ -64,9 +64,7 @@ def whisper_min_samples(fe: Any, frames: int) -> int:
     return (frames - 1) * int(fe.hop_length) + 1
 
 
-def whisper_window_features(
-    fe: Any, waveforms: list[np.ndarray], min_samples: int
-) -> tuple[Any, Any, list[int]]:
+def whisper_window_features(fe: Any, waveforms: list[np.ndarray], min_samples: int) -> tuple[Any, Any, list[int]]:
     """Whisper log-mel features of ``waveforms`` with every clip padded to ``fe``'s one window
     (``n_samples``; a longer clip is refused), their frame mask, and each clip's audio tokens.
 
@@ -109,9 +107,7 @@ class Qwen2AudioFamily(AudioFamily):
         """Whisper's encoder fields are Qwen2-Audio's ``audio_config`` fields, name for name."""
         from transformers import Qwen2AudioConfig
 
-        return Qwen2AudioConfig(
-            audio_config=dict(encoder), text_config=text_config, audio_token_id=audio_token_id
-        )
+        return Qwen2AudioConfig(audio_config=dict(encoder), text_config=text_config, audio_token_id=audio_token_id)
 
     def compose_processor(self, feature_extractor: Any, tokenizer: Any, chat_template: str) -> Any:
         from transformers import Qwen2AudioProcessor
@@ -140,11 +136,10 @@ class Qwen2AudioFamily(AudioFamily):
         """:data:`MIN_AUDIO_TOKENS` tokens' worth (61 ms at 16 kHz)."""
         return whisper_min_samples(processor.feature_extractor, frames_for_tokens(MIN_AUDIO_TOKENS))
 
-    def audio_features(
-        self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
-    ) -> AudioFeatures:
+    def audio_features(self, processor: Any, model_config: Any, waveforms: list[np.ndarray]) -> AudioFeatures:
         features, mask, tokens = whisper_window_features(
-            processor.feature_extractor, waveforms, self.min_clip_samples(processor, model_config))
+            processor.feature_extractor, waveforms, self.min_clip_samples(processor, model_config)
+        )
         return AudioFeatures({"input_features": features, "feature_attention_mask": mask}, tokens)
 
     def embedding_counts(self, model: Any, features: dict[str, Any]) -> list[int]:
@@ -198,31 +193,36 @@ class Qwen2AudioFamily(AudioFamily):
         from speechsum_cli.families.tiny import seed_everything, tiny_tokenizer
 
         specials = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|audio_bos|>", "<|AUDIO|>", "<|audio_eos|>"]
-        tok = tiny_tokenizer(
-            specials, chat_template=CHAT_TEMPLATE, eos_token="<|im_end|>", pad_token="<|endoftext|>"
-        )
+        tok = tiny_tokenizer(specials, chat_template=CHAT_TEMPLATE, eos_token="<|im_end|>", pad_token="<|endoftext|>")
         mel_bins = 80
         fe = WhisperFeatureExtractor(feature_size=mel_bins, chunk_length=int(window_seconds))
         processor = Qwen2AudioProcessor(feature_extractor=fe, tokenizer=tok, chat_template=CHAT_TEMPLATE)
         config = Qwen2AudioConfig(
             audio_config={
-                "d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2,
-                "encoder_ffn_dim": 64, "num_mel_bins": mel_bins,
+                "d_model": 32,
+                "encoder_layers": 1,
+                "encoder_attention_heads": 2,
+                "encoder_ffn_dim": 64,
+                "num_mel_bins": mel_bins,
                 "max_source_positions": fe.nb_max_frames // 2,
             },
             text_config={
-                "model_type": "qwen2", "hidden_size": 32, "intermediate_size": 64,
-                "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-                "vocab_size": len(tok), "max_position_embeddings": 4096,
-                "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+                "model_type": "qwen2",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "vocab_size": len(tok),
+                "max_position_embeddings": 4096,
+                "eos_token_id": tok.eos_token_id,
+                "pad_token_id": tok.pad_token_id,
             },
             audio_token_id=tok.convert_tokens_to_ids("<|AUDIO|>"),
         )
         seed_everything(seed)
         model = Qwen2AudioForConditionalGeneration(config)
-        model.generation_config = GenerationConfig(
-            eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id
-        )
+        model.generation_config = GenerationConfig(eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
         out_dir = Path(out_dir)
         model.save_pretrained(out_dir)
         processor.save_pretrained(out_dir)

@@ -115,17 +115,18 @@ class Qwen3OmniMoeFamily(ThinkerText, AudioFamily):
         from transformers import WhisperFeatureExtractor
 
         return load_audio_text_processor(
-            source, WhisperFeatureExtractor, audio_tokens=(AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS),
-            family_name="Qwen3-Omni", chat_template=CHAT_TEMPLATE,
+            source,
+            WhisperFeatureExtractor,
+            audio_tokens=(AUDIO_TOKEN, AUDIO_BOS, AUDIO_EOS),
+            family_name="Qwen3-Omni",
+            chat_template=CHAT_TEMPLATE,
         )
 
     # --- audio -----------------------------------------------------------------------------
     def window_seconds(self, model_config: Any, processor: Any) -> float:
         return window_seconds_of(processor.feature_extractor, REAL_WINDOW_SECONDS)
 
-    def audio_features(
-        self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
-    ) -> AudioFeatures:
+    def audio_features(self, processor: Any, model_config: Any, waveforms: list[np.ndarray]) -> AudioFeatures:
         import torch
 
         self.check_audio_token_id(processor, model_config)
@@ -171,25 +172,47 @@ class Qwen3OmniMoeFamily(ThinkerText, AudioFamily):
         ids = dict(zip(specials, tok.convert_tokens_to_ids(specials)))
         config = Qwen3OmniMoeThinkerConfig(
             audio_config={
-                "d_model": 32, "encoder_layers": 1, "encoder_attention_heads": 2,
-                "encoder_ffn_dim": 64, "num_mel_bins": mel_bins, "output_dim": hidden,
-                "downsample_hidden_size": 8, "max_source_positions": 64, "initializer_range": 0.2,
+                "d_model": 32,
+                "encoder_layers": 1,
+                "encoder_attention_heads": 2,
+                "encoder_ffn_dim": 64,
+                "num_mel_bins": mel_bins,
+                "output_dim": hidden,
+                "downsample_hidden_size": 8,
+                "max_source_positions": 64,
+                "initializer_range": 0.2,
                 # released: 1 s chunks, 8 s attention blocks; here 2 s blocks so 5 s spans several
-                "n_window": 50, "n_window_infer": 200,
+                "n_window": 50,
+                "n_window_infer": 200,
                 # 0.02 leaves a random tower's embeddings too faint to move the LM's logits
             },
             vision_config={
-                "depth": 1, "hidden_size": 16, "intermediate_size": 32, "num_heads": 2,
-                "out_hidden_size": hidden, "deepstack_visual_indexes": [0],
+                "depth": 1,
+                "hidden_size": 16,
+                "intermediate_size": 32,
+                "num_heads": 2,
+                "out_hidden_size": hidden,
+                "deepstack_visual_indexes": [0],
             },
             text_config={
-                "hidden_size": hidden, "intermediate_size": 64, "num_hidden_layers": 2,
-                "num_attention_heads": 2, "num_key_value_heads": 1, "vocab_size": len(tok),
-                "max_position_embeddings": 4096, "moe_intermediate_size": 32, "num_experts": 4,
+                "hidden_size": hidden,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "vocab_size": len(tok),
+                "max_position_embeddings": 4096,
+                "moe_intermediate_size": 32,
+                "num_experts": 4,
                 "num_experts_per_tok": 2,
-                "rope_parameters": {"rope_type": "default", "rope_theta": 1e6, "mrope_section": [2, 3, 3],
-                                    "interleaved": True},
-                "eos_token_id": tok.eos_token_id, "pad_token_id": tok.pad_token_id,
+                "rope_parameters": {
+                    "rope_type": "default",
+                    "rope_theta": 1e6,
+                    "mrope_section": [2, 3, 3],
+                    "interleaved": True,
+                },
+                "eos_token_id": tok.eos_token_id,
+                "pad_token_id": tok.pad_token_id,
             },
             audio_token_id=ids[AUDIO_TOKEN],
             image_token_id=ids["<|image_pad|>"],

@@ -18,8 +18,14 @@ from speechsum_cli.families.voxtral import VoxtralFamily
 FAMILIES: dict[str, AudioFamily] = {
     family.model_type: family
     for family in (
-        Qwen2AudioFamily(), Phi4MultimodalFamily(), VoxtralFamily(), Qwen2_5OmniFamily(),
-        AudioFlamingo3Family(), Gemma4Family(), Qwen3OmniMoeFamily(), GraniteSpeechFamily(),
+        Qwen2AudioFamily(),
+        Phi4MultimodalFamily(),
+        VoxtralFamily(),
+        Qwen2_5OmniFamily(),
+        AudioFlamingo3Family(),
+        Gemma4Family(),
+        Qwen3OmniMoeFamily(),
+        GraniteSpeechFamily(),
         GraniteSpeechPlusFamily(),
     )
 }
@@ -48,8 +54,7 @@ def get_family(model_type: str) -> AudioFamily:
     except KeyError:
         hint = KNOWN_FORMATS.get(model_type, "Pick a checkpoint of one of these families.")
         raise UnsupportedFamilyError(
-            f"model_type '{model_type}' is not supported. Supported families: "
-            f"{', '.join(sorted(FAMILIES))}. {hint}"
+            f"model_type '{model_type}' is not supported. Supported families: {', '.join(sorted(FAMILIES))}. {hint}"
         ) from None
 
 

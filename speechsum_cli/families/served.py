@@ -72,8 +72,17 @@ def float_wav(samples: Any, sampling_rate: int) -> bytes:
     data = np.asarray(samples, dtype="<f4").tobytes()
     frames = len(data) // 4
     fmt = struct.pack("<HHIIHHH", 3, 1, sampling_rate, sampling_rate * 4, 4, 32, 0)  # IEEE float, mono, cbSize 0
-    body = (b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt + b"fact" + struct.pack("<II", 4, frames)
-            + b"data" + struct.pack("<I", len(data)) + data)
+    body = (
+        b"WAVE"
+        + b"fmt "
+        + struct.pack("<I", len(fmt))
+        + fmt
+        + b"fact"
+        + struct.pack("<II", 4, frames)
+        + b"data"
+        + struct.pack("<I", len(data))
+        + data
+    )
     return b"RIFF" + struct.pack("<I", len(body)) + body
 
 
@@ -92,8 +101,7 @@ def chat_messages(prompt: Prompt, sampling_rate: int) -> list[dict[str, Any]]:
         messages.append({"role": "user", "content": prompt.query})
         return messages
     content: list[dict[str, Any]] = [
-        {"type": "input_audio", "input_audio": {"data": wav_base64(w, sampling_rate), "format": "wav"}}
-        for w in windows
+        {"type": "input_audio", "input_audio": {"data": wav_base64(w, sampling_rate), "format": "wav"}} for w in windows
     ]
     content.append({"type": "text", "text": prompt.query})
     messages.append({"role": "user", "content": content})
@@ -182,23 +190,32 @@ class ServedSpeechLM(CheckpointFacts):
         if reply.reason is not None and reply.reason.startswith("connection error"):
             raise EndpointUnreachable(
                 f"nothing answers at {self.where}: {reply.reason}. Start the server (e.g. vllm serve "
-                f"{self.llm.model}) or fix {self.flag('base_url')}, then run the same command again.")
+                f"{self.llm.model}) or fix {self.flag('base_url')}, then run the same command again."
+            )
         served = [m.get("id") for m in (reply.data or {}).get("data") or [] if isinstance(m, dict)]
         if served and self.llm.model not in served:
             raise ServerGenerationError(
                 f"{self.flag('model')} '{self.llm.model}' is not served at {self.where}; it serves: "
                 f"{', '.join(map(str, served))}. Pass {self.flag('model')} with one of them ('vllm serve MODEL' "
-                "names it MODEL unless --served-model-name says otherwise).")
+                "names it MODEL unless --served-model-name says otherwise)."
+            )
 
     def record(self) -> dict[str, Any]:
         """For ``speechsum.json``: where generation ran, with which model, how many requests."""
         ledger = self._client.ledger
-        return {"on": "server", "base_url": public_url(self.llm.base_url), "model": self.llm.model,
-                "checkpoint": self.source, "requests": ledger.requests, "cache_hits": ledger.cache_hits,
-                "input_tokens": ledger.input_tokens, "output_tokens": ledger.output_tokens,
-                "audio_seconds_sent": round(self.sent_audio_seconds, 3),
-                "audio_format": f"wav float32 {self.sampling_rate} Hz (input_audio)",
-                "concurrency": self._client.in_flight.record()}
+        return {
+            "on": "server",
+            "base_url": public_url(self.llm.base_url),
+            "model": self.llm.model,
+            "checkpoint": self.source,
+            "requests": ledger.requests,
+            "cache_hits": ledger.cache_hits,
+            "input_tokens": ledger.input_tokens,
+            "output_tokens": ledger.output_tokens,
+            "audio_seconds_sent": round(self.sent_audio_seconds, 3),
+            "audio_format": f"wav float32 {self.sampling_rate} Hz (input_audio)",
+            "concurrency": self._client.in_flight.record(),
+        }
 
     def close(self) -> None:
         if self._loop.is_closed():
@@ -252,15 +269,20 @@ class ServedSpeechLM(CheckpointFacts):
             raise ServerGenerationError(
                 f"{self.where} refused the requests: {tally.describe('generation request')}. Check that "
                 f"{self.flag('model')} '{self.llm.model}' is an audio model the server serves with "
-                f"{what} — e.g. {SERVE_HINT} — and that --max-new-tokens fits its context.")
+                f"{what} — e.g. {SERVE_HINT} — and that --max-new-tokens fits its context."
+            )
         cache = self.llm.cache_dir
-        again = ("the answers already received come from the response cache "
-                 f"({self.flag('cache_dir')} {cache}), so only the failed requests are sent" if cache is not None
-                 else "every request is sent again (no response cache)")
+        again = (
+            "the answers already received come from the response cache "
+            f"({self.flag('cache_dir')} {cache}), so only the failed requests are sent"
+            if cache is not None
+            else "every request is sent again (no response cache)"
+        )
         raise NothingUsableError(
             f"{tally.describe('generation request')} at {self.where}: every window and every sample is "
             f"needed, so nothing was written. Fix the cause (is the server answering?) and run the same "
-            f"command again: {again}.")
+            f"command again: {again}."
+        )
 
 
 def resolve_config_source(source: str) -> str:
@@ -304,5 +326,12 @@ def load_served(source: str, server: LLMConfig) -> ServedSpeechLM:
     return lm
 
 
-__all__ = ["ServedSpeechLM", "ServerGenerationError", "chat_messages", "for_model", "load_served", "sampling_params",
-           "wav_base64"]
+__all__ = [
+    "ServedSpeechLM",
+    "ServerGenerationError",
+    "chat_messages",
+    "for_model",
+    "load_served",
+    "sampling_params",
+    "wav_base64",
+]

@@ -40,16 +40,36 @@ BEGIN_INST, END_INST = "[INST]", "[/INST]"
 BEGIN_SYSTEM, END_SYSTEM = "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]"
 
 SPECIAL_TOKENS = (
-    "<unk>", "<s>", "</s>", "[INST]", "[/INST]", "[AVAILABLE_TOOLS]", "[/AVAILABLE_TOOLS]",
-    "[TOOL_RESULTS]", "[/TOOL_RESULTS]", "[TOOL_CALLS]", "[IMG]", "<pad>", "[IMG_BREAK]",
-    "[IMG_END]", "[PREFIX]", "[MIDDLE]", "[SUFFIX]", "[SYSTEM_PROMPT]", "[/SYSTEM_PROMPT]",
-    "[TOOL_CONTENT]", "[BBOX]", "[/BBOX]", "[STEP]", "[/STEP]", "[AUDIO]", "[BEGIN_AUDIO]",
+    "<unk>",
+    "<s>",
+    "</s>",
+    "[INST]",
+    "[/INST]",
+    "[AVAILABLE_TOOLS]",
+    "[/AVAILABLE_TOOLS]",
+    "[TOOL_RESULTS]",
+    "[/TOOL_RESULTS]",
+    "[TOOL_CALLS]",
+    "[IMG]",
+    "<pad>",
+    "[IMG_BREAK]",
+    "[IMG_END]",
+    "[PREFIX]",
+    "[MIDDLE]",
+    "[SUFFIX]",
+    "[SYSTEM_PROMPT]",
+    "[/SYSTEM_PROMPT]",
+    "[TOOL_CONTENT]",
+    "[BBOX]",
+    "[/BBOX]",
+    "[STEP]",
+    "[/STEP]",
+    "[AUDIO]",
+    "[BEGIN_AUDIO]",
 )
 """Tekken's first special tokens in rank order, so tiny models share the real ids ([AUDIO] = 24)."""
 
-DEFAULT_SPECIALS = {
-    "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"
-}
+DEFAULT_SPECIALS = {"bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>", "pad_token": "<pad>"}
 """Tokenizer roles a tekken.json does not declare; set when the tokens exist in the vocabulary."""
 
 REQUIRED_TOKENS = (BEGIN_INST, END_INST, AUDIO_TOKEN, BEGIN_AUDIO_TOKEN)
@@ -104,9 +124,7 @@ def window_samples(audio_config: Any, feature_extractor: Any) -> int:
     return mel_frames * feature_extractor.hop_length
 
 
-def render_mistral(
-    prompt: Prompt, *, with_answer: bool, bos: str, eos: str, system_token: bool
-) -> str:
+def render_mistral(prompt: Prompt, *, with_answer: bool, bos: str, eos: str, system_token: bool) -> str:
     """The conversation in mistral-common's instruct format, one ``[AUDIO]`` for the clip."""
     text, query = bos, prompt.query
     if prompt.system:
@@ -171,9 +189,7 @@ class VoxtralFamily(AudioFamily):
             "scale_embedding": encoder["scale_embedding"],
             "activation_function": encoder["activation_function"],
         }
-        config = VoxtralConfig(
-            audio_config=audio_config, text_config=text_config, audio_token_id=audio_token_id
-        )
+        config = VoxtralConfig(audio_config=audio_config, text_config=text_config, audio_token_id=audio_token_id)
         tokens_per_window(config.audio_config)  # the window must hold whole frame groups
         return config
 
@@ -259,9 +275,7 @@ class VoxtralFamily(AudioFamily):
         fe = processor.feature_extractor
         return window_samples(model_config.audio_config, fe) / fe.sampling_rate
 
-    def audio_features(
-        self, processor: Any, model_config: Any, waveforms: list[np.ndarray]
-    ) -> AudioFeatures:
+    def audio_features(self, processor: Any, model_config: Any, waveforms: list[np.ndarray]) -> AudioFeatures:
         fe = processor.feature_extractor
         audio_config = model_config.audio_config
         if fe.feature_size != audio_config.num_mel_bins:
@@ -304,8 +318,7 @@ class VoxtralFamily(AudioFamily):
         clips = features["input_features"]
         with torch.inference_mode():
             return [
-                int(model.get_audio_features(clips[i : i + 1]).pooler_output.shape[0])
-                for i in range(clips.shape[0])
+                int(model.get_audio_features(clips[i : i + 1]).pooler_output.shape[0]) for i in range(clips.shape[0])
             ]
 
     def encoder_states(self, model: Any, features: dict[str, Any]) -> Any:
@@ -328,8 +341,9 @@ class VoxtralFamily(AudioFamily):
         """The checkpoint's chat template if it renders audio as ``[BEGIN_AUDIO][AUDIO]``, else
         mistral-common's format by hand (released checkpoints ship no template)."""
         if self.chat_template_of(processor):
-            text = self.render_messages(processor, messages_for(prompt, with_answer=with_answer),
-                                        with_answer=with_answer)
+            text = self.render_messages(
+                processor, messages_for(prompt, with_answer=with_answer), with_answer=with_answer
+            )
             if template_fits(text, has_audio=prompt.audio is not None):
                 return text
         tok = self.tokenizer(processor)
@@ -361,8 +375,12 @@ class VoxtralFamily(AudioFamily):
         if window_seconds != int(window_seconds) or window_seconds <= 0:
             raise ValueError(f"tiny Voxtral windows are whole seconds, got {window_seconds}")
         tok = tiny_tokenizer(
-            list(SPECIAL_TOKENS), chat_template=CHAT_TEMPLATE,
-            eos_token="</s>", pad_token="<pad>", bos_token="<s>", unk_token="<unk>",
+            list(SPECIAL_TOKENS),
+            chat_template=CHAT_TEMPLATE,
+            eos_token="</s>",
+            pad_token="<pad>",
+            bos_token="<s>",
+            unk_token="<unk>",
         )
         mel_bins = 128
         fe = WhisperFeatureExtractor(feature_size=mel_bins, chunk_length=int(window_seconds))
@@ -370,15 +388,25 @@ class VoxtralFamily(AudioFamily):
         encoder_width, frame_group = 32, 5  # 50 encoder frames per second -> 10 tokens per second
         config = VoxtralConfig(
             audio_config={
-                "hidden_size": encoder_width, "intermediate_size": encoder_width * frame_group,
-                "num_hidden_layers": 1, "num_attention_heads": 2, "num_mel_bins": mel_bins,
+                "hidden_size": encoder_width,
+                "intermediate_size": encoder_width * frame_group,
+                "num_hidden_layers": 1,
+                "num_attention_heads": 2,
+                "num_mel_bins": mel_bins,
                 "max_source_positions": fe.nb_max_frames // MEL_FRAMES_PER_ENCODER_FRAME,
             },
             text_config={
-                "model_type": "llama", "hidden_size": 32, "intermediate_size": 64,
-                "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
-                "head_dim": 16, "vocab_size": len(tok), "max_position_embeddings": 4096,
-                "bos_token_id": tok.bos_token_id, "eos_token_id": tok.eos_token_id,
+                "model_type": "llama",
+                "hidden_size": 32,
+                "intermediate_size": 64,
+                "num_hidden_layers": 2,
+                "num_attention_heads": 2,
+                "num_key_value_heads": 1,
+                "head_dim": 16,
+                "vocab_size": len(tok),
+                "max_position_embeddings": 4096,
+                "bos_token_id": tok.bos_token_id,
+                "eos_token_id": tok.eos_token_id,
                 "pad_token_id": tok.pad_token_id,
             },
             audio_token_id=tok.convert_tokens_to_ids(AUDIO_TOKEN),

@@ -73,8 +73,10 @@ class FeatureCache:
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise InputError(f"--feature-cache '{self.directory}': cannot create it ({exc.strerror}). "
-                             "Pass a writable directory, or --no-feature-cache.") from None
+            raise InputError(
+                f"--feature-cache '{self.directory}': cannot create it ({exc.strerror}). "
+                "Pass a writable directory, or --no-feature-cache."
+            ) from None
         self._size = self._scan()
 
     def _entries(self) -> list[Path]:
@@ -232,9 +234,10 @@ class CachedEncoder:
             return self.original(*args, **kwargs)
         n = first.shape[0]
         named = [(f"arg{i}", a) for i, a in enumerate(args)] + sorted(kwargs.items())
-        keys = [window_key(self.fingerprint,
-                           [(name, value[i] if _batched(value, n) else value) for name, value in named])
-                for i in range(n)]
+        keys = [
+            window_key(self.fingerprint, [(name, value[i] if _batched(value, n) else value) for name, value in named])
+            for i in range(n)
+        ]
         unique = list(dict.fromkeys(keys))
         stored = {key: self.cache.get(key) for key in unique}
         missing = [key for key in unique if stored[key] is None]
@@ -308,15 +311,25 @@ def open_cache(directory: Path | None, out: Path, max_gb: float) -> FeatureCache
     return FeatureCache(directory or default_directory(out), int(max_gb * 1e9))
 
 
-def cache_for_training(model: Any, family: Any, out: Path, *, enabled: bool, directory: Path | None,
-                       max_gb: float, train_encoder: bool = False) -> FeatureCache | None:
+def cache_for_training(
+    model: Any,
+    family: Any,
+    out: Path,
+    *,
+    enabled: bool,
+    directory: Path | None,
+    max_gb: float,
+    train_encoder: bool = False,
+) -> FeatureCache | None:
     """The feature cache a training stage uses (attached to ``model``'s encoder), or None when
     switched off or the encoder trains (its output then changes every step)."""
     if not enabled or train_encoder:
         return None
     if not family.encoder_output_per_window:
-        info(f"feature cache: not used for {family.model_type}, whose encoder output for a clip "
-             "depends on the other clips in its batch")
+        info(
+            f"feature cache: not used for {family.model_type}, whose encoder output for a clip "
+            "depends on the other clips in its batch"
+        )
         return None
     cache = open_cache(directory, out, max_gb)
     attach(model, family, cache)

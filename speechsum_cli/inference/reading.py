@@ -36,8 +36,9 @@ def text_tokens(lm: Any, query: str) -> int:
     return len(lm.family.encode(lm.processor, lm.config, [Prompt(query=query)]).inputs["input_ids"][0])
 
 
-def windows_per_prompt(lm: Any, queries: Sequence[str], max_new_tokens: int, limit: int | None = None,
-                       *, answer_tokens_per_window: int = 0) -> int:
+def windows_per_prompt(
+    lm: Any, queries: Sequence[str], max_new_tokens: int, limit: int | None = None, *, answer_tokens_per_window: int = 0
+) -> int:
     """Most consecutive windows one prompt of any of ``queries`` may carry: what fits ``lm``'s
     context beside the longest query's text and ``max_new_tokens`` (at least 1), at most ``limit``.
 

@@ -143,9 +143,7 @@ def map_windows(
         for (f, group), text, seconds, padded, duration in rows:
             recording = recordings[f]
             end = group[-1].start + group[-1].duration
-            recording.chunks.append(
-                ChunkSummary(len(recording.chunks), group[0].start, end, text, len(group))
-            )
+            recording.chunks.append(ChunkSummary(len(recording.chunks), group[0].start, end, text, len(group)))
             recording.encoded_seconds += seconds
             recording.padded_seconds += padded
             recording.wall_time += elapsed * duration / batch_seconds
@@ -168,7 +166,10 @@ def group_parts(
 
 
 def reduce_parts(
-    lm: SpeechLM, parts: list[tuple[float, float, str]], instruction: str, settings: GenerationSettings,
+    lm: SpeechLM,
+    parts: list[tuple[float, float, str]],
+    instruction: str,
+    settings: GenerationSettings,
     batch_size: int,
 ) -> tuple[str, int]:
     """Combine partial summaries into one (text only), in rounds; returns (summary, rounds)."""
@@ -196,9 +197,11 @@ def warn_padded(lm: SpeechLM, recordings: list[RecordingSummary], what: str) -> 
         return
     shown = ", ".join(f"'{r.audio}' ({r.duration:.3f} s)" for r in padded[:SHOWN_PADDED])
     more = f" and {len(padded) - SHOWN_PADDED} more" if len(padded) > SHOWN_PADDED else ""
-    warn(f"{plural(len(padded), what)} shorter than the {lm.min_clip_seconds:.3f} s the model's "
-         f"audio encoder reads, so each was summarized with silence after it up to that length: "
-         f"{shown}{more}.")
+    warn(
+        f"{plural(len(padded), what)} shorter than the {lm.min_clip_seconds:.3f} s the model's "
+        f"audio encoder reads, so each was summarized with silence after it up to that length: "
+        f"{shown}{more}."
+    )
 
 
 def summarize_recordings(
@@ -230,8 +233,6 @@ def summarize_recordings(
         else:
             reduce_started = time.perf_counter()
             parts = [(c.start, c.end, c.summary) for c in recording.chunks]
-            recording.summary, recording.reduce_rounds = reduce_parts(
-                lm, parts, recording.query, settings, batch_size
-            )
+            recording.summary, recording.reduce_rounds = reduce_parts(lm, parts, recording.query, settings, batch_size)
             recording.wall_time += time.perf_counter() - reduce_started
         recording.real_time_factor = recording.wall_time / recording.duration

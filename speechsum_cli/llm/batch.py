@@ -49,8 +49,13 @@ class CallBatch:
 def check_batch_failures(batch: CallBatch, config: LLMConfig, out: Path, unit: str) -> str | None:
     """The failure policy for a judge's batch: raises (nothing written to ``out``) when every call
     or more than ``max_failed_share`` failed; else the partial-failure warning (None if none)."""
-    return check_failures(batch.failures(), max_share=config.max_failed_share, unit=unit,
-                          left=f"Nothing was written to '{out}'.", retry=retry_hint(config))
+    return check_failures(
+        batch.failures(),
+        max_share=config.max_failed_share,
+        unit=unit,
+        left=f"Nothing was written to '{out}'.",
+        retry=retry_hint(config),
+    )
 
 
 def run_calls(
@@ -66,8 +71,14 @@ def run_calls(
     return asyncio.run(_run_calls(config, calls, schema, prompt_version, concurrency, advance))
 
 
-async def _run_calls(config: LLMConfig, calls: dict[Any, list[dict[str, str]]], schema: dict[str, Any],
-                     prompt_version: str, concurrency: int, advance: Callable[[int], None]) -> CallBatch:
+async def _run_calls(
+    config: LLMConfig,
+    calls: dict[Any, list[dict[str, str]]],
+    schema: dict[str, Any],
+    prompt_version: str,
+    concurrency: int,
+    advance: Callable[[int], None],
+) -> CallBatch:
     client = LLMClient(config)
     batch = CallBatch()
     try:

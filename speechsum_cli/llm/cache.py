@@ -40,8 +40,7 @@ class ResponseCache:
 
     def put(self, key: str, model: str, text: str, input_tokens: int, output_tokens: int) -> None:
         self._db.execute(
-            "INSERT OR REPLACE INTO responses (key, model, text, input_tokens, output_tokens)"
-            " VALUES (?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO responses (key, model, text, input_tokens, output_tokens) VALUES (?, ?, ?, ?, ?)",
             (key, model, text, input_tokens, output_tokens),
         )
 

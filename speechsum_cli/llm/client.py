@@ -130,11 +130,13 @@ class Estimate:
 
 def message_text(messages: list[dict[str, Any]]) -> str:
     """The text of ``messages`` (of content-part lists, the text parts: audio is not text)."""
+
     def text(content: Any) -> str:
         if isinstance(content, list):
             parts = (part for part in content if isinstance(part, dict))
             return "\n".join(str(part.get("text") or "") for part in parts)
         return content or ""
+
     return "\n".join(text(m.get("content")) for m in messages)
 
 
@@ -189,8 +191,10 @@ class LLMClient:
         cfg = self.config
         price = price_for(cfg.model, cfg.prices)
         if price is None:
-            warn(f"no price known for model '{cfg.model}': cost is counted as $0 "
-                 "(pass --price-in/--price-out or --prices FILE to set one).")
+            warn(
+                f"no price known for model '{cfg.model}': cost is counted as $0 "
+                "(pass --price-in/--price-out or --prices FILE to set one)."
+            )
         self.ledger = Ledger(price=price, max_cost=cfg.max_cost, spent_before=self.spent_before)
         self._limiter = RateLimiter(cfg.rpm, cfg.tpm)
         if cfg.cache_dir is not None:
@@ -228,8 +232,7 @@ class LLMClient:
             return fresh
         return result
 
-    async def generate(self, messages: list[dict[str, Any]], params: dict[str, Any], *,
-                       n: int = 1) -> Generation:
+    async def generate(self, messages: list[dict[str, Any]], params: dict[str, Any], *, n: int = 1) -> Generation:
         """One chat completion asking for ``n`` choices (``"n"`` in the request), the reply's texts
         stripped: how a speech LM on a server generates (content parts with ``input_audio``).
 
@@ -300,8 +303,9 @@ class LLMClient:
         estimate = self.ledger.estimate(*call.priced) if booked else 0.0
 
         async def send() -> _Reply:
-            raw = await self._transport.request(call.path, call.body, call.cast_to,
-                                                method=call.method, retries=call.retries)
+            raw = await self._transport.request(
+                call.path, call.body, call.cast_to, method=call.method, retries=call.retries
+            )
             return call.parse(raw)
 
         try:
@@ -339,15 +343,15 @@ class LLMClient:
 
     # -- the call kinds ----------------------------------------------------------------------
 
-    async def _complete_json(self, messages: list[dict[str, str]], schema: dict[str, Any],
-                             prompt_version: str | int, *, fresh: bool) -> Completion:
+    async def _complete_json(
+        self, messages: list[dict[str, str]], schema: dict[str, Any], prompt_version: str | int, *, fresh: bool
+    ) -> Completion:
         """The attempts of one call; ``fresh`` asks the server even where the cache has a reply."""
         result = Completion()
         convo = list(messages)
         for attempt in range(self.config.json_retries + 1):
             try:
-                text = await self._call(self._chat(convo, prompt_version, attempt), result.usage,
-                                        fresh=fresh)
+                text = await self._call(self._chat(convo, prompt_version, attempt), result.usage, fresh=fresh)
             except CallFailed as exc:
                 result.reason = str(exc)
                 return result
@@ -374,45 +378,71 @@ class LLMClient:
             result.reason = str(exc)
         return result
 
-    def _chat(self, messages: list[dict[str, str]], prompt_version: str | int,
-              attempt: int) -> _Call:
+    def _chat(self, messages: list[dict[str, str]], prompt_version: str | int, attempt: int) -> _Call:
         """One attempt of a structured call: the config's sampling fields, the reply's text."""
         cfg = self.config
         params: dict[str, Any] = {"temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
         if cfg.extra_body:
             params["extra_body"] = cfg.extra_body
-        key = cache_key({"model": cfg.model, "messages": messages, "params": params,
-                         "prompt_version": str(prompt_version), "attempt": attempt})
-        body: dict[str, Any] = {"model": cfg.model, "messages": messages,
-                                "temperature": cfg.temperature, "max_tokens": cfg.max_tokens}
+        key = cache_key(
+            {
+                "model": cfg.model,
+                "messages": messages,
+                "params": params,
+                "prompt_version": str(prompt_version),
+                "attempt": attempt,
+            }
+        )
+        body: dict[str, Any] = {
+            "model": cfg.model,
+            "messages": messages,
+            "temperature": cfg.temperature,
+            "max_tokens": cfg.max_tokens,
+        }
         body.update(cfg.extra_body or {})
         est_in = estimate_tokens(message_text(messages))
-        return _Call("/chat/completions", body, lambda raw: _chat_reply(raw, messages), key=key,
-                     priced=(est_in, min(cfg.expected_output_tokens, cfg.max_tokens)),
-                     rate_tokens=est_in + cfg.max_tokens)
+        return _Call(
+            "/chat/completions",
+            body,
+            lambda raw: _chat_reply(raw, messages),
+            key=key,
+            priced=(est_in, min(cfg.expected_output_tokens, cfg.max_tokens)),
+            rate_tokens=est_in + cfg.max_tokens,
+        )
 
     def _generation(self, messages: list[dict[str, Any]], params: dict[str, Any], n: int) -> _Call:
         """``n`` choices of free text with the caller's sampling ``params``."""
         cfg = self.config
-        key = cache_key({"kind": "generate", "model": cfg.model, "messages": messages,
-                         "params": params, "n": n})
+        key = cache_key({"kind": "generate", "model": cfg.model, "messages": messages, "params": params, "n": n})
         body = {"model": cfg.model, "messages": messages, **params, **({"n": n} if n > 1 else {})}
         body.update(cfg.extra_body or {})
         est_in = estimate_tokens(message_text(messages))
         max_tokens = int(params.get("max_tokens") or cfg.max_tokens)
-        return _Call("/chat/completions", body, lambda raw: _generation_reply(raw, est_in), key=key,
-                     from_cache=json.loads,
-                     priced=(est_in, n * min(cfg.expected_output_tokens, max_tokens)),
-                     rate_tokens=est_in + n * max_tokens)
+        return _Call(
+            "/chat/completions",
+            body,
+            lambda raw: _generation_reply(raw, est_in),
+            key=key,
+            from_cache=json.loads,
+            priced=(est_in, n * min(cfg.expected_output_tokens, max_tokens)),
+            rate_tokens=est_in + n * max_tokens,
+        )
 
     def _speech(self, text: str, voice: str) -> _Call:
         """Wav audio of ``text``, priced per character."""
         model = self.config.model
         key = cache_key({"model": model, "speech": text, "voice": voice, "format": "wav"})
         body = {"model": model, "input": text, "voice": voice, "response_format": "wav"}
-        return _Call("/audio/speech", body, lambda audio: _speech_reply(audio, text), key=key,
-                     from_cache=base64.b64decode, priced=(len(text), 0),
-                     rate_tokens=estimate_tokens(text), cast_to=bytes)
+        return _Call(
+            "/audio/speech",
+            body,
+            lambda audio: _speech_reply(audio, text),
+            key=key,
+            from_cache=base64.b64decode,
+            priced=(len(text), 0),
+            rate_tokens=estimate_tokens(text),
+            cast_to=bytes,
+        )
 
 
 def _chat_reply(raw: str, messages: list[dict[str, Any]]) -> _Reply:
@@ -440,8 +470,13 @@ def _generation_reply(raw: str, est_in: int) -> _Reply:
         raise _not_a_chat_completion(exc) from None
     tin = int(usage.get("prompt_tokens") or 0) or est_in
     tout = int(usage.get("completion_tokens") or 0) or sum(estimate_tokens(t) for t in texts)
-    return _Reply(texts, tin, tout, stored=json.dumps(texts, ensure_ascii=False),
-                  problem=None if texts else "bad response: no choices in the reply")
+    return _Reply(
+        texts,
+        tin,
+        tout,
+        stored=json.dumps(texts, ensure_ascii=False),
+        problem=None if texts else "bad response: no choices in the reply",
+    )
 
 
 def _speech_reply(audio: bytes, text: str) -> _Reply:
@@ -460,8 +495,7 @@ def _json_object(raw: str) -> _Reply:
     if not isinstance(data, dict):
         return _Reply(None, problem=f"bad response: not a JSON object ({raw[:80]!r})")
     usage = data.get("usage") or {}
-    return _Reply(data, int(usage.get("prompt_tokens") or 0),
-                  int(usage.get("completion_tokens") or 0))
+    return _Reply(data, int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0))
 
 
 def _not_a_chat_completion(exc: Exception) -> CallFailed:

@@ -80,10 +80,16 @@ class AdaptiveLimit:
 
     def record(self) -> dict[str, Any]:
         """For ``speechsum.json``: the ceiling, where the limit ended and how low it went, and why."""
-        return {"ceiling": self.ceiling, "adaptive": self.adaptive, "final": self.allowed,
-                "lowest": max(1, int(self.lowest)), "decreases": self.decreases,
-                "peak_in_flight": self.peak_in_flight,
-                "timeouts": self.counts[Outcome.timed_out], "rate_limited": self.counts[Outcome.rate_limited]}
+        return {
+            "ceiling": self.ceiling,
+            "adaptive": self.adaptive,
+            "final": self.allowed,
+            "lowest": max(1, int(self.lowest)),
+            "decreases": self.decreases,
+            "peak_in_flight": self.peak_in_flight,
+            "timeouts": self.counts[Outcome.timed_out],
+            "rate_limited": self.counts[Outcome.rate_limited],
+        }
 
     # -- internals -------------------------------------------------------------------------
 

@@ -65,12 +65,15 @@ class Failures:
     def describe(self, unit: str = "request") -> str:
         """'4 of 4 requests failed (connection error: 4); first error: connection error: ...'"""
         reasons = ", ".join(f"{reason}: {n}" for reason, n in self.by_reason.items())
-        return (f"{self.failed} of {plural(self.attempted, unit)} failed ({reasons}); "
-                f"first error: {self.first_error}")
+        return f"{self.failed} of {plural(self.attempted, unit)} failed ({reasons}); first error: {self.first_error}"
 
     def as_record(self) -> dict[str, Any]:
-        return {"attempted": self.attempted, "failed": self.failed, "by_reason": self.by_reason,
-                "first_error": self.first_error}
+        return {
+            "attempted": self.attempted,
+            "failed": self.failed,
+            "by_reason": self.by_reason,
+            "first_error": self.first_error,
+        }
 
 
 def check_failures(failures: Failures, *, max_share: float, unit: str, left: str, retry: str) -> str | None:
@@ -95,9 +98,10 @@ def check_failures(failures: Failures, *, max_share: float, unit: str, left: str
 def retry_hint(config: Any) -> str:
     """How to send the failed calls of an :class:`LLMConfig`'s endpoint again (ends a sentence)."""
     endpoint = f"{endpoint_flag(config.role, 'base_url')} {config.base_url or 'api.openai.com'}"
-    return (f"Fix the cause (is {endpoint} answering?) and run the same command with --retry-failed: the "
-            "answers already received come from the response cache, so only the failed requests are sent.")
+    return (
+        f"Fix the cause (is {endpoint} answering?) and run the same command with --retry-failed: the "
+        "answers already received come from the response cache, so only the failed requests are sent."
+    )
 
 
-__all__ = ["UNANSWERED", "Failures", "check_failures", "reason_category", "retry_hint",
-           "unanswered"]
+__all__ = ["UNANSWERED", "Failures", "check_failures", "reason_category", "retry_hint", "unanswered"]

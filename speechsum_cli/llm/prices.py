@@ -39,7 +39,7 @@ def price_for(model: str, overrides: dict[str, tuple[float, float]] | None = Non
     if model in table:
         return table[model]
     for name in sorted(table, key=len, reverse=True):  # gpt-4.1-2025-04-14 -> gpt-4.1
-        if model.startswith(name + "-") and model[len(name) + 1:][:1].isdigit():
+        if model.startswith(name + "-") and model[len(name) + 1 :][:1].isdigit():
             return table[name]
     return None
 

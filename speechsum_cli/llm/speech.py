@@ -52,15 +52,13 @@ def speak_all(config: LLMConfig, jobs: list[tuple[str, Path]]) -> SpokenBatch:
 
     async def speak_every() -> Exception | None:
         try:
-            return await run_pool(jobs, speak_one, concurrency=config.concurrency,
-                                  stop_on=(BudgetExceeded,))
+            return await run_pool(jobs, speak_one, concurrency=config.concurrency, stop_on=(BudgetExceeded,))
         finally:
             await client.aclose()
 
     stopped = asyncio.run(speak_every())
     ledger = client.ledger
-    usage = Usage(ledger.requests, ledger.cache_hits, ledger.input_tokens, ledger.output_tokens,
-                  ledger.cost_usd)
+    usage = Usage(ledger.requests, ledger.cache_hits, ledger.input_tokens, ledger.output_tokens, ledger.cost_usd)
     return SpokenBatch(usage, dict(failed), stopped is not None)
 
 

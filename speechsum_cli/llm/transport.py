@@ -95,8 +95,9 @@ class Transport:
             await self._client.close()
             self._client = None
 
-    async def request(self, path: str, body: dict[str, Any] | None, cast_to: type, *,
-                      method: str = "post", retries: int | None = None) -> Any:
+    async def request(
+        self, path: str, body: dict[str, Any] | None, cast_to: type, *, method: str = "post", retries: int | None = None
+    ) -> Any:
         """POST (or ``method``) with retries; errors mapped to LLMError (stop the run) or
         CallFailed (this call). ``retries`` caps the non-time-out retries (default:
         ``max_retries``)."""
@@ -109,8 +110,9 @@ class Transport:
             except openai.APITimeoutError:
                 self._note_overload("time-outs")
                 if timeouts >= cfg.timeout_retries:
-                    raise CallFailed(f"timeout: no reply within {cfg.timeout:g} s "
-                                     f"(after {cfg.timeout_retries} time-out retries)") from None
+                    raise CallFailed(
+                        f"timeout: no reply within {cfg.timeout:g} s (after {cfg.timeout_retries} time-out retries)"
+                    ) from None
                 delay, timeouts = retry_delay(timeouts), timeouts + 1
             except (openai.APIConnectionError, openai.APIStatusError) as exc:
                 status = getattr(exc, "status_code", None)
@@ -128,13 +130,14 @@ class Transport:
         if self._client is None:
             cfg = self.config
             self._client = openai.AsyncOpenAI(
-                api_key=self._key or LOCAL_PLACEHOLDER_KEY, base_url=cfg.base_url,
-                max_retries=0, timeout=cfg.timeout,  # retried in request(), each attempt in a slot
+                api_key=self._key or LOCAL_PLACEHOLDER_KEY,
+                base_url=cfg.base_url,
+                max_retries=0,
+                timeout=cfg.timeout,  # retried in request(), each attempt in a slot
             )
         return self._client
 
-    async def _attempt(self, path: str, body: dict[str, Any] | None, cast_to: type,
-                       method: str = "post") -> Any:
+    async def _attempt(self, path: str, body: dict[str, Any] | None, cast_to: type, method: str = "post") -> Any:
         """One HTTP attempt in a slot of the adaptive limit, which learns from how it ended."""
         async with self.in_flight.slot() as slot:
             try:
@@ -163,10 +166,12 @@ class Transport:
         if self._told_overload or not limit.adaptive or limit.decreases == 0:
             return
         self._told_overload = True
-        info(f"{self.config.base_url or 'api.openai.com'} is overloaded ({signal}): requests in "
-             f"flight lowered from {limit.ceiling} to {limit.allowed}; they grow back while it "
-             f"keeps up ({endpoint_flag(self.config.role, 'concurrency')} {limit.ceiling} is the "
-             "ceiling).")
+        info(
+            f"{self.config.base_url or 'api.openai.com'} is overloaded ({signal}): requests in "
+            f"flight lowered from {limit.ceiling} to {limit.allowed}; they grow back while it "
+            f"keeps up ({endpoint_flag(self.config.role, 'concurrency')} {limit.ceiling} is the "
+            "ceiling)."
+        )
 
     def _failure(self, exc: Exception, max_retries: int | None = None) -> Exception:
         """The error a failed call ends with: LLMError for refusals that fail every row, else
@@ -175,12 +180,14 @@ class Transport:
         retried = f" (after {cfg.max_retries if max_retries is None else max_retries} retries)"
         refusals = (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError)
         if isinstance(exc, refusals):
-            return LLMError(self.scrub(
-                f"{cfg.base_url or 'api.openai.com'} refused the request "
-                f"(HTTP {exc.status_code}: {_short(exc)}). Check the key in ${cfg.api_key_env}, "
-                f"{endpoint_flag(cfg.role, 'model')} '{cfg.model}' and "
-                f"{endpoint_flag(cfg.role, 'base_url')}."
-            ))
+            return LLMError(
+                self.scrub(
+                    f"{cfg.base_url or 'api.openai.com'} refused the request "
+                    f"(HTTP {exc.status_code}: {_short(exc)}). Check the key in ${cfg.api_key_env}, "
+                    f"{endpoint_flag(cfg.role, 'model')} '{cfg.model}' and "
+                    f"{endpoint_flag(cfg.role, 'base_url')}."
+                )
+            )
         if isinstance(exc, openai.APIConnectionError):
             self._check_reachable(exc)
             return CallFailed(f"{UNANSWERED}: {_short(exc)}{retried}")
@@ -188,8 +195,9 @@ class Transport:
             return CallFailed(f"HTTP 429 rate limited: {_short(exc)}{retried}", status=429)
         if isinstance(exc, openai.APIStatusError):
             again = retryable(exc.status_code, exc.response)
-            return CallFailed(f"HTTP {exc.status_code}: {_short(exc)}{retried if again else ''}",
-                              status=exc.status_code)
+            return CallFailed(
+                f"HTTP {exc.status_code}: {_short(exc)}{retried if again else ''}", status=exc.status_code
+            )
         return CallFailed(f"bad response: {_short(exc)}")
 
     def _check_reachable(self, exc: BaseException) -> None:
@@ -200,12 +208,14 @@ class Transport:
         if self._answered or self._unreachable < UNREACHABLE_LIMIT:
             return
         cfg = self.config
-        raise EndpointUnreachable(self.scrub(
-            f"nothing answers at {cfg.base_url or 'api.openai.com'}: {self._unreachable} requests "
-            f"could not connect ({_short(exc)}, after {cfg.max_retries} retries each) and none has "
-            f"ever been answered, so no more are sent. Start the server or fix "
-            f"{endpoint_flag(cfg.role, 'base_url')}, then run the same command again."
-        )) from None
+        raise EndpointUnreachable(
+            self.scrub(
+                f"nothing answers at {cfg.base_url or 'api.openai.com'}: {self._unreachable} requests "
+                f"could not connect ({_short(exc)}, after {cfg.max_retries} retries each) and none has "
+                f"ever been answered, so no more are sent. Start the server or fix "
+                f"{endpoint_flag(cfg.role, 'base_url')}, then run the same command again."
+            )
+        ) from None
 
 
 def retryable(status: int | None, response: Any = None) -> bool:
@@ -242,5 +252,12 @@ def _short(exc: BaseException, limit: int = 200) -> str:
     return message if len(message) <= limit else message[: limit - 3] + "..."
 
 
-__all__ = ["CallFailed", "EndpointUnreachable", "LLMError", "Transport", "check_credentials",
-           "retry_delay", "retryable"]
+__all__ = [
+    "CallFailed",
+    "EndpointUnreachable",
+    "LLMError",
+    "Transport",
+    "check_credentials",
+    "retry_delay",
+    "retryable",
+]

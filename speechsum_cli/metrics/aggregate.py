@@ -6,14 +6,25 @@ import random
 from dataclasses import dataclass
 
 HIGHER_IS_BETTER = {
-    "judge_overall": True, "judge_accuracy": True, "judge_coherence": True, "judge_style": True,
-    "judge_hallucination": True, "judge_instruction_following": True,
+    "judge_overall": True,
+    "judge_accuracy": True,
+    "judge_coherence": True,
+    "judge_style": True,
+    "judge_hallucination": True,
+    "judge_instruction_following": True,
     "judge_flags_invented_fact": False,
-    "rouge1": True, "rouge2": True, "rougeL": True,
-    "unsupported_items": False, "has_unsupported": False,
-    "style_ok": True, "repetition": False, "repeated_sentences": False,
+    "rouge1": True,
+    "rouge2": True,
+    "rougeL": True,
+    "unsupported_items": False,
+    "has_unsupported": False,
+    "style_ok": True,
+    "repetition": False,
+    "repeated_sentences": False,
     "scaffold_echo": False,
-    "real_time_factor": False, "wer": False, "cer": False,
+    "real_time_factor": False,
+    "wer": False,
+    "cer": False,
 }
 """Direction of each metric; metrics not listed (length) have no 'best'."""
 

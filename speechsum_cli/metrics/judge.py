@@ -114,8 +114,14 @@ def judge_all(
     from speechsum_cli.llm.batch import run_calls
 
     calls = {key: judge_messages(*texts) for key, texts in items.items()}
-    batch = run_calls(config, calls, judge_schema(), prompt_version=f"judge-{rubric()['version']}",
-                      concurrency=concurrency, advance=advance)
+    batch = run_calls(
+        config,
+        calls,
+        judge_schema(),
+        prompt_version=f"judge-{rubric()['version']}",
+        concurrency=concurrency,
+        advance=advance,
+    )
     run = JudgeRun(batch=batch, failed=batch.failed)
     for key, done in batch.results.items():
         if done.ok:

@@ -34,8 +34,11 @@ def offline_key(scores: dict[str, float]) -> tuple[float, ...]:
 def offline_score(scores: dict[str, float]) -> float:
     """One number for reports (the ranking itself uses :func:`offline_key`)."""
     return (
-        -scores["unsupported_items"] - scores["repeated_sentences"] - 2 * scores["repetition"]
-        + 0.5 * scores.get("style_ok", 0.0) + scores.get("rougeL", 0.0)
+        -scores["unsupported_items"]
+        - scores["repeated_sentences"]
+        - 2 * scores["repetition"]
+        + 0.5 * scores.get("style_ok", 0.0)
+        + scores.get("rougeL", 0.0)
     )
 
 

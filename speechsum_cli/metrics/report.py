@@ -21,14 +21,17 @@ METRIC_LABELS = {
     "judge_flags_invented_fact": "judge: invented fact (share)",
     "has_unsupported": "unsupported content (share)",
     "unsupported_items": "unsupported items / summary",
-    "rouge1": "ROUGE-1 F1", "rouge2": "ROUGE-2 F1", "rougeL": "ROUGE-L F1",
+    "rouge1": "ROUGE-1 F1",
+    "rouge2": "ROUGE-2 F1",
+    "rougeL": "ROUGE-L F1",
     "style_ok": "style compliance (share)",
     "repetition": "repeated 4-grams (share)",
     "repeated_sentences": "repeated sentences / summary",
     "scaffold_echo": "echoes the combine scaffold (share)",
     "words": "length (words)",
     "real_time_factor": "real-time factor",
-    "wer": "WER (transcription prompt)", "cer": "CER (transcription prompt)",
+    "wer": "WER (transcription prompt)",
+    "cer": "CER (transcription prompt)",
 }
 
 
@@ -58,8 +61,14 @@ def build_report(
         "rows_compared": len(ids),
         "wer_rows_compared": next(iter(summary["wer"].values())).n if "wer" in summary else 0,
         "systems": [
-            {"name": s.name, "source": s.source, "kind": s.kind,
-             "missing_ids": s.missing, "extra_ids": s.extra, "transcribed": len(s.transcriptions)}
+            {
+                "name": s.name,
+                "source": s.source,
+                "kind": s.kind,
+                "missing_ids": s.missing,
+                "extra_ids": s.extra,
+                "transcribed": len(s.transcriptions),
+            }
             for s in systems
         ],
         "summary": {
@@ -76,10 +85,16 @@ def build_report(
                         "prediction": s.predictions[row_id],
                         **({"transcription": s.transcriptions[row_id]} if row_id in s.transcriptions else {}),
                         "scores": per_row[row_id][s.name],
-                        **({"judge_rationale": judged.rationales[(row_id, s.name)]}
-                           if judged is not None and (row_id, s.name) in judged.rationales else {}),
-                        **({"judge_failed": judged.failed[(row_id, s.name)]}
-                           if judged is not None and (row_id, s.name) in judged.failed else {}),
+                        **(
+                            {"judge_rationale": judged.rationales[(row_id, s.name)]}
+                            if judged is not None and (row_id, s.name) in judged.rationales
+                            else {}
+                        ),
+                        **(
+                            {"judge_failed": judged.failed[(row_id, s.name)]}
+                            if judged is not None and (row_id, s.name) in judged.failed
+                            else {}
+                        ),
                     }
                     for s in systems
                 },
@@ -92,10 +107,9 @@ def build_report(
 def judge_section(config: Any, systems: list[Any], judged: Any) -> dict[str, Any]:
     """Whether the judge ran, with which model, its cost, and failures per system."""
     if config.judge is None:
-        return {"ran": False, "why": "no judge configured (pass --judge-base-url, or set the judge's "
-                                     "API key variable)"}
+        return {"ran": False, "why": "no judge configured (pass --judge-base-url, or set the judge's API key variable)"}
     failed: dict[str, int] = {}
-    for (_, name) in judged.failed:
+    for _, name in judged.failed:
         failed[name] = failed.get(name, 0) + 1
     return {
         "ran": True,
@@ -140,19 +154,29 @@ def markdown(report: dict[str, Any], summary: dict[str, dict[str, Estimate]]) ->
     if "wer" in summary:
         n = report["wer_rows_compared"]
         beyond = [f"`{s['name']}` {s['transcribed']}" for s in report["systems"] if s.get("transcribed", 0) > n]
-        lines += ["", f"WER/CER: on the {plural(n, 'row')} every system with transcriptions has transcribed "
-                      "(a checkpoint transcribes the first `--wer-rows` rows, of any length)"
-                      + (f"; transcribed but not compared: {', '.join(beyond)} rows in all." if beyond else ".")]
-    lines += ["", "Systems (`--name` pairs with every `--model` first, then every `--predictions`):", "",
-              *system_sources(report)]
+        lines += [
+            "",
+            f"WER/CER: on the {plural(n, 'row')} every system with transcriptions has transcribed "
+            "(a checkpoint transcribes the first `--wer-rows` rows, of any length)"
+            + (f"; transcribed but not compared: {', '.join(beyond)} rows in all." if beyond else "."),
+        ]
+    lines += [
+        "",
+        "Systems (`--name` pairs with every `--model` first, then every `--predictions`):",
+        "",
+        *system_sources(report),
+    ]
     judge = report["judge"]
     if not judge["ran"]:
         lines += ["", f"Judge: not run — {judge['why']}."]
     else:
-        lines += ["", f"Judge: `{judge['model']}`, {judge['requests']} requests, {judge['cache_hits']} cached, "
-                      f"${judge['cost_usd']:.4f}; failed (retries spent, counted as missing, never as 0): "
-                      + ", ".join(f"{n}: {c}" for n, c in judge["failed"].items())
-                      + (" — stopped by --max-cost" if judge["stopped_by_budget"] else "")]
+        lines += [
+            "",
+            f"Judge: `{judge['model']}`, {judge['requests']} requests, {judge['cache_hits']} cached, "
+            f"${judge['cost_usd']:.4f}; failed (retries spent, counted as missing, never as 0): "
+            + ", ".join(f"{n}: {c}" for n, c in judge["failed"].items())
+            + (" — stopped by --max-cost" if judge["stopped_by_budget"] else ""),
+        ]
     problems = [
         f"- `{s['name']}`: {len(s['missing_ids'])} test id(s) without a prediction"
         f"{' (' + ', '.join(s['missing_ids'][:5]) + ')' if s['missing_ids'] else ''}, "
@@ -177,15 +201,23 @@ def rich_table(report: dict[str, Any], summary: dict[str, dict[str, Estimate]]) 
     from rich.table import Table
 
     names = [s["name"] for s in report["systems"]]
-    table = Table(title=f"{plural(report['rows_compared'], 'row')} · mean [95% CI] · best in bold",
-                  caption="\n".join(f"{s['name']} = {s['kind']} {s['source']}" for s in report["systems"]))
+    table = Table(
+        title=f"{plural(report['rows_compared'], 'row')} · mean [95% CI] · best in bold",
+        caption="\n".join(f"{s['name']} = {s['kind']} {s['source']}" for s in report["systems"]),
+    )
     table.add_column("metric")
     for name in names:
         table.add_column(name, justify="right")
     for metric, by in summary.items():
         best = best_systems(by, metric)
         cells = [
-            ("—" if n not in by else f"[bold green]{format_estimate(by[n])}[/]" if n in best else format_estimate(by[n]))
+            (
+                "—"
+                if n not in by
+                else f"[bold green]{format_estimate(by[n])}[/]"
+                if n in best
+                else format_estimate(by[n])
+            )
             for n in names
         ]
         table.add_row(label(metric) + arrow(metric), *cells)
@@ -217,8 +249,9 @@ def plot_metrics(out_dir: Path, summary: dict[str, dict[str, Estimate]]) -> list
     return paths
 
 
-def write_report(out_dir: Path, report: dict[str, Any], summary: dict[str, dict[str, Estimate]], *,
-                 plot: bool) -> list[Path]:
+def write_report(
+    out_dir: Path, report: dict[str, Any], summary: dict[str, dict[str, Estimate]], *, plot: bool
+) -> list[Path]:
     """report.json, report.md and (``plot``) one PNG per metric, which both reports list; returns the PNGs."""
     plots = plot_metrics(out_dir, summary) if plot else []
     report["plots"] = [p.name for p in plots]

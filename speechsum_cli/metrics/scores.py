@@ -13,6 +13,7 @@ from speechsum_cli.prompts.styles import echoes_combine_scaffold
 
 def limits_of(row: dict[str, Any]) -> Limits:
     """Word/bullet/sentence limits recorded on a row (synth's facet columns), if any."""
+
     def get(name: str) -> int | None:
         value = row.get(name)
         return int(value) if isinstance(value, (int, float)) and value > 0 else None

@@ -16,14 +16,16 @@ from typing import Any
 def _normalizer() -> Any:
     import jiwer
 
-    return jiwer.Compose([
-        jiwer.ToLowerCase(),
-        jiwer.ExpandCommonEnglishContractions(),
-        jiwer.SubstituteRegexes({r"[-/]": " "}),
-        jiwer.RemovePunctuation(),
-        jiwer.RemoveMultipleSpaces(),
-        jiwer.Strip(),
-    ])
+    return jiwer.Compose(
+        [
+            jiwer.ToLowerCase(),
+            jiwer.ExpandCommonEnglishContractions(),
+            jiwer.SubstituteRegexes({r"[-/]": " "}),
+            jiwer.RemovePunctuation(),
+            jiwer.RemoveMultipleSpaces(),
+            jiwer.Strip(),
+        ]
+    )
 
 
 def normalize(text: str) -> str:

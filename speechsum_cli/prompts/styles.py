@@ -52,8 +52,7 @@ def get_style(name: str) -> Style:
     presets = styles()
     if name not in presets:
         raise InputError(
-            f"--style '{name}' is not a preset. Choose one of: {', '.join(presets)}; "
-            "or pass free text with --query."
+            f"--style '{name}' is not a preset. Choose one of: {', '.join(presets)}; or pass free text with --query."
         )
     return presets[name]
 
@@ -72,9 +71,7 @@ def resolve_query(style: str | None, query: str | None, default_style: str = "pa
 
 def combine_query(parts: list[tuple[float, float, str]], instruction: str) -> str:
     """The text-only prompt that merges partial summaries of consecutive windows."""
-    lines = [
-        f"{part_header(i, start, end)}\n{text}" for i, (start, end, text) in enumerate(parts, start=1)
-    ]
+    lines = [f"{part_header(i, start, end)}\n{text}" for i, (start, end, text) in enumerate(parts, start=1)]
     return prompt_data()["combine"].format(parts="\n\n".join(lines), instruction=instruction)
 
 

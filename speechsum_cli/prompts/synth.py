@@ -81,8 +81,12 @@ def synth_messages(transcript: str, facets: Facets) -> list[dict[str, str]]:
     data = synth_data()
     preset = styles()[facets.style]
     user = data["user"].format(
-        transcript=transcript.strip(), style_description=preset.description,
-        style_instruction=preset.instruction, length=facets.length, focus=facets.focus,
-        audience=facets.audience, tone=facets.tone,
+        transcript=transcript.strip(),
+        style_description=preset.description,
+        style_instruction=preset.instruction,
+        length=facets.length,
+        focus=facets.focus,
+        audience=facets.audience,
+        tone=facets.tone,
     )
     return [{"role": "system", "content": data["system"]}, {"role": "user", "content": user}]

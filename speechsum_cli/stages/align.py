@@ -118,23 +118,31 @@ def check_config(cfg: AlignConfig) -> None:
 
 def check_rows(ds: Any, source: Path) -> list[float]:
     return check_audio_rows(
-        ds, source, stage="align", required=REQUIRED_COLUMNS, nonempty=["transcript"],
+        ds,
+        source,
+        stage="align",
+        required=REQUIRED_COLUMNS,
+        nonempty=["transcript"],
         hint="align needs audio and its transcript per row: build a transcription corpus "
-             "(recipes/mini/make_hearing.py) or map your columns with --audio-column/--transcript-column.",
+        "(recipes/mini/make_hearing.py) or map your columns with --audio-column/--transcript-column.",
     )
 
 
 def split_heldout(ds: Any, n: int, seed: int) -> tuple[Any, Any]:
     """(train, held-out): ``n`` rows chosen with ``seed``; an error if that leaves too little."""
     if len(ds) < n + 2:
-        raise InputError(f"--heldout-rows {n} leaves too few of the {len(ds)} rows to train on; "
-                         "pass --heldout FILE or a smaller --heldout-rows.")
+        raise InputError(
+            f"--heldout-rows {n} leaves too few of the {len(ds)} rows to train on; "
+            "pass --heldout FILE or a smaller --heldout-rows."
+        )
     order = list(range(len(ds)))
     random.Random(seed).shuffle(order)
     return ds.select(sorted(order[n:])), ds.select(sorted(order[:n]))
 
 
-def heldout_wer(lm: Any, head: Any, clips: list[Clip], vocab: Any, device: Any, batch: int) -> tuple[float, float, list[str]]:
+def heldout_wer(
+    lm: Any, head: Any, clips: list[Clip], vocab: Any, device: Any, batch: int
+) -> tuple[float, float, list[str]]:
     """Greedy CTC transcripts of ``clips``: corpus WER, non-blank share, and the texts."""
     import torch
 
@@ -150,8 +158,10 @@ def heldout_wer(lm: Any, head: Any, clips: list[Clip], vocab: Any, device: Any, 
             hidden, lengths = project_batch(lm, part, device)
             log_probs = head(hidden)
             shares.append(nonblank_share(log_probs, lengths) * len(part))
-            texts += [lm.tokenizer.decode(ids, skip_special_tokens=True).strip()
-                      for ids in greedy_decode(log_probs, lengths, vocab)]
+            texts += [
+                lm.tokenizer.decode(ids, skip_special_tokens=True).strip()
+                for ids in greedy_decode(log_probs, lengths, vocab)
+            ]
     wer = error_rates([c.transcript for c in clips], texts).wer
     return float(wer), sum(shares) / len(clips), texts
 
@@ -175,12 +185,17 @@ def kept_per_clip(lm: Any, head: Any, clips: list[Clip], device: Any, batch: int
 
 
 def stall_message(kind: str, step: int, total: int, loss: float) -> str:
-    what = ("the projector still emits only blanks" if kind == "blank" else
-            "the projector emits tokens on far more frames than the transcripts have tokens: it has "
-            "collapsed to repeating frequent words")
-    return (f"the alignment has stalled ({kind}): after {step} of {total} steps {what} (CTC loss "
-            f"{loss:.2f}). Try another --lr or --warmup, smaller --batch-size (more updates), or "
-            "more varied speech.")
+    what = (
+        "the projector still emits only blanks"
+        if kind == "blank"
+        else "the projector emits tokens on far more frames than the transcripts have tokens: it has "
+        "collapsed to repeating frequent words"
+    )
+    return (
+        f"the alignment has stalled ({kind}): after {step} of {total} steps {what} (CTC loss "
+        f"{loss:.2f}). Try another --lr or --warmup, smaller --batch-size (more updates), or "
+        "more varied speech."
+    )
 
 
 # --- run ------------------------------------------------------------------------------------
@@ -194,8 +209,12 @@ def load_inputs(cfg: AlignConfig) -> tuple[Any, Any, list[float], list[float]]:
         heldout = load_rows(cfg.heldout, columns=cfg.columns)
         return rows, heldout, seconds, check_rows(heldout, cfg.heldout)
     train, heldout = split_heldout(rows.add_column("_seconds", seconds), cfg.heldout_rows, cfg.seed)
-    return (train.remove_columns("_seconds"), heldout.remove_columns("_seconds"),
-            list(train["_seconds"]), list(heldout["_seconds"]))
+    return (
+        train.remove_columns("_seconds"),
+        heldout.remove_columns("_seconds"),
+        list(train["_seconds"]),
+        list(heldout["_seconds"]),
+    )
 
 
 def load_alignable(cfg: AlignConfig) -> tuple[Any, str, Any]:
@@ -205,13 +224,17 @@ def load_alignable(cfg: AlignConfig) -> tuple[Any, str, Any]:
 
     lm, base_source = load_for_training(cfg.model, "float32")
     if cfg.compress and not lm.family.compressible:
-        raise ModelError(f"--compress: '{cfg.model}' is a {lm.family.model_type} checkpoint, whose clips do "
-                         "not all give the projector the same number of rows; compression supports "
-                         "voxtral (and composed voxtral-layout students). Run align without --compress.")
+        raise ModelError(
+            f"--compress: '{cfg.model}' is a {lm.family.model_type} checkpoint, whose clips do "
+            "not all give the projector the same number of rows; compression supports "
+            "voxtral (and composed voxtral-layout students). Run align without --compress."
+        )
     if not lm.family.alignable:
-        raise ModelError(f"'{cfg.model}' is a {lm.family.model_type} checkpoint; align supports the "
-                         "families that expose their encoder and projector (voxtral, qwen2_audio). "
-                         "Train its projector with sft instead.")
+        raise ModelError(
+            f"'{cfg.model}' is a {lm.family.model_type} checkpoint; align supports the "
+            "families that expose their encoder and projector (voxtral, qwen2_audio). "
+            "Train its projector with sft instead."
+        )
     if lm.compressor is not None:  # aligning again: the projector's every frame, a new head
         lm.compressor.remove()
         lm.compressor = None
@@ -220,16 +243,16 @@ def load_alignable(cfg: AlignConfig) -> tuple[Any, str, Any]:
     return lm, base_source, device
 
 
-def plan_rows(cfg: AlignConfig, lm: Any, inputs: tuple[Any, Any, list[float], list[float]]
-              ) -> tuple[Any, Any, dict[str, Any]]:
+def plan_rows(
+    cfg: AlignConfig, lm: Any, inputs: tuple[Any, Any, list[float], list[float]]
+) -> tuple[Any, Any, dict[str, Any]]:
     """The training and held-out rows that fit one window (``--on-long-audio``), with the counts."""
     train_rows, heldout_rows, train_seconds, heldout_seconds = inputs
     window = lm.window_seconds
     counts: dict[str, Any] = {"rows_in": len(train_rows), "heldout_rows_in": len(heldout_rows)}
     plan = long_audio_plan(train_rows["id"], train_seconds, window, cfg.on_long_audio, cfg.data)
     counts.update(plan.counts)
-    held_plan = long_audio_plan(heldout_rows["id"], heldout_seconds, window, cfg.on_long_audio,
-                                cfg.heldout or cfg.data)
+    held_plan = long_audio_plan(heldout_rows["id"], heldout_seconds, window, cfg.on_long_audio, cfg.heldout or cfg.data)
     counts["train_audio_hours"] = round(sum(train_seconds[i] for i in plan.keep) / 3600, 4)
     return train_rows.select(plan.keep), heldout_rows.select(held_plan.keep), counts
 
@@ -242,8 +265,10 @@ def alignable_clips(cfg: AlignConfig, clips: list[Clip]) -> tuple[list[Clip], An
     vocab = CorpusVocab.of([c.target for c in clips])
     infeasible = [c.row_id for c in clips if not ctc_feasible(len(vocab.classes(c.target)), c.tokens)]
     if infeasible:
-        warn(f"{len(infeasible)} training row(s) have more transcript tokens than audio embeddings "
-             "and cannot be aligned by CTC; they are left out (counted in speechsum.json).")
+        warn(
+            f"{len(infeasible)} training row(s) have more transcript tokens than audio embeddings "
+            "and cannot be aligned by CTC; they are left out (counted in speechsum.json)."
+        )
     clips = [c for c in clips if c.row_id not in set(infeasible)]
     if not clips:
         raise InputError(f"data '{cfg.data}': no row has fewer transcript tokens than audio embeddings.")
@@ -270,8 +295,10 @@ class Schedule:
     def stall_watch(self) -> Any:
         from speechsum_cli.training.alignment import StallWatch
 
-        return StallWatch(check_from=self.warmup + max(STALL_MIN_STEPS, self.total // 10),
-                          repeats_from=self.warmup + max(STALL_MIN_STEPS, self.total * 3 // 10))
+        return StallWatch(
+            check_from=self.warmup + max(STALL_MIN_STEPS, self.total // 10),
+            repeats_from=self.warmup + max(STALL_MIN_STEPS, self.total * 3 // 10),
+        )
 
 
 @dataclass
@@ -284,9 +311,19 @@ class Training:
     minutes: float
 
 
-def train_projector(cfg: AlignConfig, lm: Any, head: Any, params: list[Any], clips: list[Clip],
-                    held: list[Clip], vocab: Any, device: Any, schedule: Schedule,
-                    curve: list[dict[str, Any]], encode_minutes: float) -> Training:
+def train_projector(
+    cfg: AlignConfig,
+    lm: Any,
+    head: Any,
+    params: list[Any],
+    clips: list[Clip],
+    held: list[Clip],
+    vocab: Any,
+    device: Any,
+    schedule: Schedule,
+    curve: list[dict[str, Any]],
+    encode_minutes: float,
+) -> Training:
     """AdamW on the projector and the head (the head ``HEAD_LR_FACTOR`` faster), CTC + norm penalty,
     the held-out WER at ``schedule.eval_at``; a stall is warned or raised (``--on-stall``)."""
     import torch
@@ -303,7 +340,9 @@ def train_projector(cfg: AlignConfig, lm: Any, head: Any, params: list[Any], cli
     rates = (cfg.lr, cfg.lr * HEAD_LR_FACTOR)
     optimizer = torch.optim.AdamW(
         [{"params": params}, {"params": list(head.parameters()), "weight_decay": 0.0, "lr": rates[1]}],
-        lr=cfg.lr, weight_decay=cfg.weight_decay)
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+    )
     total, watch = schedule.total, schedule.stall_watch()
     rng = random.Random(cfg.seed)
     order: list[int] = []
@@ -341,17 +380,27 @@ def train_projector(cfg: AlignConfig, lm: Any, head: Any, params: list[Any], cli
                 wer, share, _ = heldout_wer(lm, head, held, vocab, device, cfg.batch_size)
                 lm.model.train()
                 minutes = encode_minutes + (time.perf_counter() - t_train) / 60
-                curve.append({"step": step + 1, "epoch": round((step + 1) / schedule.steps_per_epoch, 2),
-                              "minutes": round(minutes, 2), "loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
-                              "wer": round(wer, 4), "nonblank_share": round(share, 4)})
-                info(f"align step {step + 1}/{total}: loss {curve[-1]['loss']:.3f}, held-out WER {wer:.3f}, "
-                     f"non-blank frames {share:.2f} ({minutes:.1f} min)")
+                curve.append(
+                    {
+                        "step": step + 1,
+                        "epoch": round((step + 1) / schedule.steps_per_epoch, 2),
+                        "minutes": round(minutes, 2),
+                        "loss": round(sum(losses[-10:]) / len(losses[-10:]), 4),
+                        "wer": round(wer, 4),
+                        "nonblank_share": round(share, 4),
+                    }
+                )
+                info(
+                    f"align step {step + 1}/{total}: loss {curve[-1]['loss']:.3f}, held-out WER {wer:.3f}, "
+                    f"non-blank frames {share:.2f} ({minutes:.1f} min)"
+                )
     lm.model.eval()
     return Training(losses, curve, watch, round((time.perf_counter() - t_train) / 60, 2))
 
 
-def final_metrics(lm: Any, head: Any, held: list[Clip], vocab: Any, device: Any, batch: int,
-                  training: Training, encode_minutes: float) -> dict[str, Any]:
+def final_metrics(
+    lm: Any, head: Any, held: list[Clip], vocab: Any, device: Any, batch: int, training: Training, encode_minutes: float
+) -> dict[str, Any]:
     """speechsum.json's metrics: the losses, the WER curve, the stall, the head, a few examples."""
     import torch
 
@@ -363,11 +412,19 @@ def final_metrics(lm: Any, head: Any, held: list[Clip], vocab: Any, device: Any,
     kept = kept_per_clip(lm, head, held, device, batch)
     losses, curve, watch = training.losses, training.curve, training.watch
     return {
-        "steps": len(losses), "loss_first": losses[0], "loss_last": sum(losses[-10:]) / len(losses[-10:]),
-        "wer_before": curve[0]["wer"], "wer_after": curve[-1]["wer"], "curve": curve,
-        "stalled": watch.stalled, "stalled_at_step": watch.stalled_at, "stall_kind": watch.kind,
-        "logit_scale": head.log_scale.exp().item(), "audio_embedding_norm": norm,
-        "token_embedding_norm": head.embedding_norm, "encode_minutes": round(encode_minutes, 2),
+        "steps": len(losses),
+        "loss_first": losses[0],
+        "loss_last": sum(losses[-10:]) / len(losses[-10:]),
+        "wer_before": curve[0]["wer"],
+        "wer_after": curve[-1]["wer"],
+        "curve": curve,
+        "stalled": watch.stalled,
+        "stalled_at_step": watch.stalled_at,
+        "stall_kind": watch.kind,
+        "logit_scale": head.log_scale.exp().item(),
+        "audio_embedding_norm": norm,
+        "token_embedding_norm": head.embedding_norm,
+        "encode_minutes": round(encode_minutes, 2),
         "kept_tokens_per_clip": round(kept, 2),
         "train_minutes": training.minutes,
         "examples": [{"id": c.row_id, "reference": c.transcript, "ctc": text} for c, text in zip(held, examples)],
@@ -391,24 +448,38 @@ def run(cfg: AlignConfig) -> AlignResult:
     train_rows, heldout_rows, counts = plan_rows(cfg, lm, inputs)
 
     params = projector_parameters(lm)  # the encoder is frozen before the cache looks at it
-    cache = cache_for_training(lm.model, lm.family, cfg.out, enabled=cfg.feature_cache,
-                               directory=cfg.feature_cache_dir, max_gb=cfg.feature_cache_gb)
+    cache = cache_for_training(
+        lm.model,
+        lm.family,
+        cfg.out,
+        enabled=cfg.feature_cache,
+        directory=cfg.feature_cache_dir,
+        max_gb=cfg.feature_cache_gb,
+    )
     t0 = time.perf_counter()
     window = lm.window_seconds
     clips = encode_clips(lm, train_rows, window, label="training rows", show_progress=cfg.show_progress)
     held = encode_clips(lm, heldout_rows, window, label="held-out rows", show_progress=cfg.show_progress)
     encode_minutes = (time.perf_counter() - t0) / 60
     clips, vocab, infeasible = alignable_clips(cfg, clips)
-    counts.update(train_rows=len(clips), heldout_rows=len(held), infeasible_rows=infeasible,
-                  vocabulary=len(vocab.ids))
+    counts.update(train_rows=len(clips), heldout_rows=len(held), infeasible_rows=infeasible, vocabulary=len(vocab.ids))
 
     head = CtcHead(lm.model.get_input_embeddings().weight, vocab).to(device)
     schedule = Schedule.of(cfg, len(clips))
     wer, share, _ = heldout_wer(lm, head, held, vocab, device, cfg.batch_size)
-    curve = [{"step": 0, "epoch": 0.0, "minutes": round(encode_minutes, 2), "wer": round(wer, 4),
-              "nonblank_share": round(share, 4)}]
-    info(f"align: {len(clips)} rows ({counts['train_audio_hours']:.2f} h), vocabulary {len(vocab.ids)} "
-         f"tokens, {schedule.total} steps of {cfg.batch_size}; held-out WER before: {wer:.3f}")
+    curve = [
+        {
+            "step": 0,
+            "epoch": 0.0,
+            "minutes": round(encode_minutes, 2),
+            "wer": round(wer, 4),
+            "nonblank_share": round(share, 4),
+        }
+    ]
+    info(
+        f"align: {len(clips)} rows ({counts['train_audio_hours']:.2f} h), vocabulary {len(vocab.ids)} "
+        f"tokens, {schedule.total} steps of {cfg.batch_size}; held-out WER before: {wer:.3f}"
+    )
     training = train_projector(cfg, lm, head, params, clips, held, vocab, device, schedule, curve, encode_minutes)
     metrics = final_metrics(lm, head, held, vocab, device, cfg.batch_size, training, encode_minutes)
 
@@ -421,11 +492,19 @@ def run(cfg: AlignConfig) -> AlignResult:
         if cfg.compress:
             compression.write(tmp, lm.family, lm.model, kept_per_clip=metrics["kept_tokens_per_clip"])
         write_manifest(
-            tmp, stage="align", config=cfg,
+            tmp,
+            stage="align",
+            config=cfg,
             inputs=[cfg.data, *([cfg.heldout] if cfg.heldout else []), lm.source],
-            counts=counts, metrics=metrics, wall_time=round(time.perf_counter() - started, 2),
-            extra={"base_model": base_source, "window_seconds": window, "ctc_head": HEAD_FILE,
-                   "compressed": cfg.compress,
-                   **({"feature_cache": report(cache)} if cache is not None else {})},
+            counts=counts,
+            metrics=metrics,
+            wall_time=round(time.perf_counter() - started, 2),
+            extra={
+                "base_model": base_source,
+                "window_seconds": window,
+                "ctc_head": HEAD_FILE,
+                "compressed": cfg.compress,
+                **({"feature_cache": report(cache)} if cache is not None else {}),
+            },
         )
     return AlignResult(cfg.out, counts, metrics)

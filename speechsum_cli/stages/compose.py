@@ -33,8 +33,13 @@ from speechsum_cli.manifest import atomic_output_dir, check_output_dir, write_ma
 STAGE = "compose"
 WHISPER_MODEL_TYPE = "whisper"
 ENCODER_FIELDS = (
-    "d_model", "encoder_layers", "encoder_attention_heads", "encoder_ffn_dim", "num_mel_bins",
-    "scale_embedding", "activation_function",
+    "d_model",
+    "encoder_layers",
+    "encoder_attention_heads",
+    "encoder_ffn_dim",
+    "num_mel_bins",
+    "scale_embedding",
+    "activation_function",
 )
 """Whisper config fields that describe its encoder (the families' audio configs take these)."""
 MEL_FRAMES_PER_POSITION = 2
@@ -129,8 +134,7 @@ def parse_llm_source(spec: str) -> LlmSource:
     if len(parts) >= 3 and not path.is_absolute() and not spec.startswith("."):
         return LlmSource("/".join(parts[:2]), "/".join(parts[2:]))
     raise InputError(
-        f"--llm '{spec}': no such GGUF file. Pass a local .gguf file, or a hub GGUF as "
-        "OWNER/REPO/FILE.gguf."
+        f"--llm '{spec}': no such GGUF file. Pass a local .gguf file, or a hub GGUF as OWNER/REPO/FILE.gguf."
     )
 
 
@@ -158,8 +162,7 @@ def _read_config(source: str, flag: str, **kwargs: Any) -> Any:
 
     if looks_local(source) and not Path(source).exists():
         raise InputError(
-            f"{flag} '{source}': no such directory. Pass a local checkpoint directory or a hub "
-            "id (OWNER/NAME)."
+            f"{flag} '{source}': no such directory. Pass a local checkpoint directory or a hub id (OWNER/NAME)."
         )
     try:
         return AutoConfig.from_pretrained(source, **kwargs)
@@ -243,9 +246,7 @@ def feature_extractor_for(base: Any, num_mel_bins: int, window_seconds: int) -> 
     )
 
 
-def resolve_window(
-    requested: int | None, whisper_config: Any, fe: Any, source: str
-) -> tuple[int, int]:
+def resolve_window(requested: int | None, whisper_config: Any, fe: Any, source: str) -> tuple[int, int]:
     """(window seconds, encoder positions) — the window must fit the encoder's positions."""
     positions_per_second = fe.sampling_rate / fe.hop_length / MEL_FRAMES_PER_POSITION
     available = int(whisper_config.max_source_positions)
@@ -267,9 +268,7 @@ def resolve_window(
 
 
 def _render(tok: Any, template: str, messages: list[dict[str, Any]], *, generation: bool) -> str:
-    return tok.apply_chat_template(
-        messages, chat_template=template, tokenize=False, add_generation_prompt=generation
-    )
+    return tok.apply_chat_template(messages, chat_template=template, tokenize=False, add_generation_prompt=generation)
 
 
 def template_works(family: AudioFamily, tok: Any, template: str) -> bool:
@@ -285,11 +284,7 @@ def template_works(family: AudioFamily, tok: Any, template: str) -> bool:
         plain = _render(tok, template, text_only, generation=True)
     except Exception:  # noqa: BLE001 - any template error means "does not work"; we fall back
         return False
-    return (
-        family.template_renders_audio(head)
-        and full.startswith(head)
-        and family.audio_placeholder not in plain
-    )
+    return family.template_renders_audio(head) and full.startswith(head) and family.audio_placeholder not in plain
 
 
 def jinja_string(text: str) -> str:
@@ -325,9 +320,7 @@ def add_tokens(tok: Any, tokens: list[str]) -> list[str]:
         if not single or tok(token, add_special_tokens=False)["input_ids"] != [token_id]:
             missing.append(token)
     if missing:
-        tok.add_tokens(
-            [AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True
-        )
+        tok.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True)
     return missing
 
 
@@ -363,14 +356,11 @@ def run(config: ComposeConfig) -> ComposeResult:
     text_config.vocab_size = max(rows_before, len(tok))
     text_config.tie_word_embeddings = False  # families keep lm_head separate from embeddings
     try:
-        model_config = family.compose_config(
-            encoder_fields(whisper_config, positions), text_config, audio_token_id
-        )
+        model_config = family.compose_config(encoder_fields(whisper_config, positions), text_config, audio_token_id)
     except ModelError as exc:
         hint = " Choose another --window-seconds." if "max_source_positions" in str(exc) else ""
         raise InputError(
-            f"cannot build a {family.model_type} model with a {window} s window from "
-            f"'{config.encoder}': {exc}{hint}"
+            f"cannot build a {family.model_type} model with a {window} s window from '{config.encoder}': {exc}{hint}"
         ) from None
 
     # --- weights -----------------------------------------------------------------------------
@@ -398,10 +388,15 @@ def run(config: ComposeConfig) -> ComposeResult:
         + count_parameters(model.get_output_embeddings()),
     }
     result = ComposeResult(
-        out=Path(config.out), family=family.model_type, window_seconds=window,
-        parameters=parameters, added_tokens=added, audio_token_id=int(audio_token_id),
+        out=Path(config.out),
+        family=family.model_type,
+        window_seconds=window,
+        parameters=parameters,
+        added_tokens=added,
+        audio_token_id=int(audio_token_id),
         vocab_size=(rows_before, int(llm.get_input_embeddings().weight.shape[0])),
-        chat_template=which, encoder_positions=(positions, int(whisper_config.max_source_positions)),
+        chat_template=which,
+        encoder_positions=(positions, int(whisper_config.max_source_positions)),
     )
     if positions < whisper_config.max_source_positions:
         result.notes.append(
@@ -413,10 +408,16 @@ def run(config: ComposeConfig) -> ComposeResult:
         processor.save_pretrained(tmp)
         result.wall_time = time.monotonic() - started
         write_manifest(
-            tmp, stage=STAGE, config=config, inputs=[config.encoder, str(llm_source)],
-            counts={"parameters": parameters, "added_tokens": len(added),
-                    "encoder_positions_kept": positions,
-                    "encoder_positions_dropped": int(whisper_config.max_source_positions) - positions},
+            tmp,
+            stage=STAGE,
+            config=config,
+            inputs=[config.encoder, str(llm_source)],
+            counts={
+                "parameters": parameters,
+                "added_tokens": len(added),
+                "encoder_positions_kept": positions,
+                "encoder_positions_dropped": int(whisper_config.max_source_positions) - positions,
+            },
             wall_time=result.wall_time,
             extra={"lineage": _lineage(config, llm_source, whisper_config, llm_config, result)},
         )
@@ -515,7 +516,8 @@ def _generation_config(llm: Any, tok: Any, family: AudioFamily, which: str) -> A
     eos_ids = list(dict.fromkeys(eos_ids))
     pad = tok.pad_token_id if tok.pad_token_id is not None else (eos_ids[0] if eos_ids else None)
     settings = {
-        k: v for k, v in base.items()
+        k: v
+        for k, v in base.items()
         if k in ("bos_token_id", "do_sample", "temperature", "top_p", "top_k", "repetition_penalty")
     }
     settings.update(eos_token_id=eos_ids[0] if len(eos_ids) == 1 else eos_ids, pad_token_id=pad)
@@ -523,7 +525,10 @@ def _generation_config(llm: Any, tok: Any, family: AudioFamily, which: str) -> A
 
 
 def _lineage(
-    config: ComposeConfig, llm_source: LlmSource, whisper_config: Any, llm_config: Any,
+    config: ComposeConfig,
+    llm_source: LlmSource,
+    whisper_config: Any,
+    llm_config: Any,
     result: ComposeResult,
 ) -> dict[str, Any]:
     return {

@@ -86,8 +86,10 @@ def source_format(config: ConvertConfig) -> DataFormat:
     """The detected format of ``src``; a ``--from`` that contradicts its content is an error."""
     src = config.src
     if not src.exists():
-        raise InputError(f"SRC '{src}' does not exist. Pass a speechsum dataset (directory, .jsonl or .parquet) "
-                         "or an ms-swift/LLaMA-Factory .jsonl.")
+        raise InputError(
+            f"SRC '{src}' does not exist. Pass a speechsum dataset (directory, .jsonl or .parquet) "
+            "or an ms-swift/LLaMA-Factory .jsonl."
+        )
     found = detect_file_format(src) or DataFormat.speechsum
     named = config.src_format
     if named is None or named == found:
@@ -95,8 +97,10 @@ def source_format(config: ConvertConfig) -> DataFormat:
     if named in CHAT_FORMATS and found in CHAT_FORMATS:
         return named  # a 'messages' file is both; either reads the same
     what = "a chat file ('messages'/'conversations' rows)" if found in CHAT_FORMATS else "not a chat file"
-    raise InputError(f"--from {named.value}: '{src}' is {what}, so it reads as {found.value}. Drop --from "
-                     f"to use the detected format, or check SRC.")
+    raise InputError(
+        f"--from {named.value}: '{src}' is {what}, so it reads as {found.value}. Drop --from "
+        f"to use the detected format, or check SRC."
+    )
 
 
 def check_destination(config: ConvertConfig, fmt: DataFormat) -> None:
@@ -105,8 +109,10 @@ def check_destination(config: ConvertConfig, fmt: DataFormat) -> None:
     if fmt in CHAT_FORMATS and dst.suffix.lower() != CHAT_SUFFIX:
         raise InputError(f"DST '{dst}': {fmt.value} data is a .jsonl file; name DST something.jsonl.")
     if fmt is DataFormat.speechsum and dst.suffix.lower() in DATA_SUFFIXES:
-        raise InputError(f"DST '{dst}': a speechsum dataset is written as a directory (save_to_disk + "
-                         "speechsum.json); drop the suffix, or pass --to swift or --to llamafactory for a .jsonl.")
+        raise InputError(
+            f"DST '{dst}': a speechsum dataset is written as a directory (save_to_disk + "
+            "speechsum.json); drop the suffix, or pass --to swift or --to llamafactory for a .jsonl."
+        )
     if dst.resolve() == config.src.resolve():
         raise InputError(f"DST '{dst}' is SRC; write the conversion somewhere else.")
     if dst.exists() and not config.overwrite:
@@ -123,7 +129,8 @@ def row_kind(rows: Any, src: Path) -> str:
     missing = [c for c in needed if c not in columns]
     if missing:
         raise InputError(
-            f"data '{src}' has no column {', '.join(repr(m) for m in missing)} (found: {', '.join(rows.column_names)}). "
+            f"data '{src}' has no column {', '.join(repr(m) for m in missing)} "
+            f"(found: {', '.join(rows.column_names)}). "
             "convert reads sft rows (audio, query, summary: 'speechsum synth' output) or preference pairs "
             "(audio, query, chosen, rejected: 'speechsum pairs' output)."
         )
@@ -135,9 +142,14 @@ def write_speechsum(rows: Any, config: ConvertConfig, kind: str, src_format: Dat
 
     with atomic_output_dir(config.dst, overwrite=config.overwrite) as tmp:
         rows.save_to_disk(str(tmp))
-        write_manifest(tmp, stage="convert", config=config, inputs=[config.src],
-                       counts={"rows_in": len(rows), "rows_out": len(rows), "kind": kind,
-                               "from": src_format.value}, wall_time=seconds)
+        write_manifest(
+            tmp,
+            stage="convert",
+            config=config,
+            inputs=[config.src],
+            counts={"rows_in": len(rows), "rows_out": len(rows), "kind": kind, "from": src_format.value},
+            wall_time=seconds,
+        )
 
 
 def write_chat(rows: Any, dst: Path, fmt: DataFormat, kind: str) -> None:

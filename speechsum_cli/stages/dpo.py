@@ -37,8 +37,14 @@ from speechsum_cli.training.trainer import SpeechTrainer
 
 LOSSES = ("sigmoid", "ipo", "hinge")
 DEFAULT_TRAIN = DPO_DEFAULTS
-STEP_LOG_KEYS = ("rewards/chosen", "rewards/rejected", "rewards/margins", "rewards/accuracies",
-                 "logps/chosen", "logps/rejected")
+STEP_LOG_KEYS = (
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+)
 """Logged every --logging-steps beside the loss (trainer logs, trackers, stderr)."""
 
 
@@ -65,7 +71,10 @@ def check_pairs(ds: Any, source: Path) -> list[float]:
     if {"chosen", "rejected"} <= set(ds.column_names):
         same = [i for i, c, r in zip(ds["id"], ds["chosen"], ds["rejected"]) if c == r]
     return check_audio_rows(
-        ds, source, stage="dpo", required=["audio", "query", "chosen", "rejected"],
+        ds,
+        source,
+        stage="dpo",
+        required=["audio", "query", "chosen", "rejected"],
         nonempty=["query", "chosen", "rejected"],
         hint="Run 'speechsum pairs' first: dpo trains on its output.",
         extra_problems=[f"{len(same)} row(s) whose chosen equals rejected: ids {shown_ids(same)}"] if same else [],
@@ -112,8 +121,9 @@ class DpoTrainer(SpeechTrainer):
 
     step_log_keys = STEP_LOG_KEYS
 
-    def __init__(self, *args: Any, beta: float, loss_kind: str, rpo_alpha: float,
-                 ref_model: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self, *args: Any, beta: float, loss_kind: str, rpo_alpha: float, ref_model: Any = None, **kwargs: Any
+    ) -> None:
         super().__init__(*args, **kwargs)
         self.beta, self.loss_kind, self.rpo_alpha, self.ref_model = beta, loss_kind, rpo_alpha, ref_model
         # The loss is a mean over this micro-batch's pairs: let the Trainer divide it by the
@@ -131,8 +141,9 @@ class DpoTrainer(SpeechTrainer):
                     logits = model(**inputs).logits
         return sequence_logps(logits, inputs["labels"])[0]
 
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                     num_items_in_batch: Any = None) -> Any:
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
         labels = inputs.pop("labels")
         outputs = model(**inputs)
         logps, counts = sequence_logps(outputs.logits, labels)
@@ -144,14 +155,16 @@ class DpoTrainer(SpeechTrainer):
             loss = loss + self.rpo_alpha * (-(logps[:half] / counts[:half].clamp(min=1)).mean())
         chosen_reward = self.beta * (logps[:half] - ref[:half]).detach()
         rejected_reward = self.beta * (logps[half:] - ref[half:]).detach()
-        self.record({
-            "rewards/chosen": chosen_reward.mean(),
-            "rewards/rejected": rejected_reward.mean(),
-            "rewards/margins": (chosen_reward - rejected_reward).mean(),
-            "rewards/accuracies": (chosen_reward > rejected_reward).float().mean(),
-            "logps/chosen": logps[:half].detach().mean(),
-            "logps/rejected": logps[half:].detach().mean(),
-        })
+        self.record(
+            {
+                "rewards/chosen": chosen_reward.mean(),
+                "rewards/rejected": rejected_reward.mean(),
+                "rewards/margins": (chosen_reward - rejected_reward).mean(),
+                "rewards/accuracies": (chosen_reward > rejected_reward).float().mean(),
+                "logps/chosen": logps[:half].detach().mean(),
+                "logps/rejected": logps[half:].detach().mean(),
+            }
+        )
         return (loss, outputs) if return_outputs else loss
 
 
@@ -177,33 +190,59 @@ def run(cfg: DpoConfig) -> DpoResult:
     counts: dict[str, Any] = {"pairs_in": len(rows), **plan.counts}
     kept = rows.select(plan.keep)
     longer = [c if len(c) >= len(r) else r for c, r in zip(kept["chosen"], kept["rejected"])]
-    lengths = estimate_lengths(lm, kept["query"], longer, [durations[i] for i in plan.keep], window,
-                               chunked=policy is LongAudio.chunk)
+    lengths = estimate_lengths(
+        lm, kept["query"], longer, [durations[i] for i in plan.keep], window, chunked=policy is LongAudio.chunk
+    )
     from datasets import Dataset
 
-    train_ds = Dataset.from_dict({
-        "id": kept["id"], "audio": kept["audio"], "query": kept["query"], "chosen": kept["chosen"],
-        "rejected": kept["rejected"], "truncate": plan.truncate, "length": lengths,
-    })
+    train_ds = Dataset.from_dict(
+        {
+            "id": kept["id"],
+            "audio": kept["audio"],
+            "query": kept["query"],
+            "chosen": kept["chosen"],
+            "rejected": kept["rejected"],
+            "truncate": plan.truncate,
+            "length": lengths,
+        }
+    )
     counts["train_pairs"] = len(train_ds)
 
     ref_model = copy.deepcopy(lm.model).eval().requires_grad_(False) if train.full else None
     model, groups = make_trainable(lm, train, reference, is_main=run_.is_main)
     run_.use_feature_cache(model, lm.family, train)
     trainer = DpoTrainer(
-        model=model, args=run_.args, train_dataset=train_ds,
-        data_collator=PairCollator(lm, window, chunk=policy is LongAudio.chunk,
-                                   dtype=next(lm.model.parameters()).dtype),
-        family=lm.family, beta=cfg.beta, loss_kind=cfg.loss, rpo_alpha=cfg.rpo_alpha, ref_model=ref_model,
+        model=model,
+        args=run_.args,
+        train_dataset=train_ds,
+        data_collator=PairCollator(
+            lm, window, chunk=policy is LongAudio.chunk, dtype=next(lm.model.parameters()).dtype
+        ),
+        family=lm.family,
+        beta=cfg.beta,
+        loss_kind=cfg.loss,
+        rpo_alpha=cfg.rpo_alpha,
+        ref_model=ref_model,
     )
     if run_.is_main:
         info(f"dpo on {plural(len(train_ds), 'pair')}, reference '{cfg.model}' (beta {cfg.beta:g}, {cfg.loss})")
     output = trainer.train(resume_from_checkpoint=run_.resume_argument)
     metrics = train_metrics(trainer, output, run_, STEP_LOG_KEYS)
     finish_run(
-        trainer, run_, lm, stage="dpo", config=cfg, train=train, inputs=[cfg.data, lm.source],
-        counts=counts, metrics=metrics,
-        extra={"reference_model": reference, "base_model": reference,
-               "parameters": [vars(g) for g in groups], "window_seconds": window},
+        trainer,
+        run_,
+        lm,
+        stage="dpo",
+        config=cfg,
+        train=train,
+        inputs=[cfg.data, lm.source],
+        counts=counts,
+        metrics=metrics,
+        extra={
+            "reference_model": reference,
+            "base_model": reference,
+            "parameters": [vars(g) for g in groups],
+            "window_seconds": window,
+        },
     )
     return DpoResult(cfg.out, counts, metrics, groups)

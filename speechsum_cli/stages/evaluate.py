@@ -136,16 +136,18 @@ def load_test_rows(config: EvalConfig) -> list[dict[str, Any]]:
     --model checkpoints, which read it) audio that is missing or does not decode."""
     ds = load_rows(config.data, columns=config.columns, split=config.split)
     required = ["transcript", "query"] + (["audio"] if config.models else [])
-    hint = ("The test set needs the columns of synth output (other names map with "
-            "--transcript-column, --query-column, --audio-column).")
+    hint = (
+        "The test set needs the columns of synth output (other names map with "
+        "--transcript-column, --query-column, --audio-column)."
+    )
     require_columns(ds, required, config.data, hint)
     empty = rows_with_empty(ds, "transcript")
     need = "the judge and the hallucination check need it"
-    blank = ([f"{len(empty)} row(s) with an empty 'transcript' ({need}): ids {shown_ids(empty)}"]
-             if empty else [])
+    blank = [f"{len(empty)} row(s) with an empty 'transcript' ({need}): ids {shown_ids(empty)}"] if empty else []
     if config.models:
-        check_audio_rows(ds, config.data, stage="eval", required=["audio"], nonempty=[], hint=hint,
-                         extra_problems=blank)
+        check_audio_rows(
+            ds, config.data, stage="eval", required=["audio"], nonempty=[], hint=hint, extra_problems=blank
+        )
     else:
         refuse_rows(blank, config.data, "eval")
     return list(ds)
@@ -210,8 +212,11 @@ def check_join(config: EvalConfig, systems: list[System], test_ids: list[str], c
             "set's ids (map another id column of the test set with --id-column)."
         )
     if problems and config.strict:
-        raise InputError("--strict: the predictions do not match the test set's ids: " + "; ".join(problems)
-                         + ". Fix the predictions, or drop --strict to compare the rows every system has.")
+        raise InputError(
+            "--strict: the predictions do not match the test set's ids: "
+            + "; ".join(problems)
+            + ". Fix the predictions, or drop --strict to compare the rows every system has."
+        )
     for line in problems:
         warn(f"{line}: compared on the {plural(len(common), 'row')} every system has (of {len(test_ids)}).")
 
@@ -239,19 +244,30 @@ def generate_predictions(model: str, name: str, rows: list[dict[str, Any]], conf
             cache_for_inference(lm, config.out)  # the students of one runs folder share their encoder's output
         window = resolve_window(lm.window_seconds, config.chunk_seconds)
         settings = GenerationSettings(max_new_tokens=config.max_new_tokens)
-        per_prompt = windows_per_prompt(lm, [row["query"] for row in rows], config.max_new_tokens,
-                                        config.windows_per_prompt)
+        per_prompt = windows_per_prompt(
+            lm, [row["query"] for row in rows], config.max_new_tokens, config.windows_per_prompt
+        )
         recordings = [
             RecordingSummary(row["id"], "", str(row.get("style") or "custom"), row["query"], model, info.duration)
             for row, info in zip(rows, infos)
         ]
         total = sum(expected_chunks(info, window) for info in infos)
         summarize_recordings(
-            lm, [row["audio"] for row in rows], recordings, window, per_prompt, settings,
-            config.batch_size, total, config.show_progress, what="row",
+            lm,
+            [row["audio"] for row in rows],
+            recordings,
+            window,
+            per_prompt,
+            settings,
+            config.batch_size,
+            total,
+            config.show_progress,
+            what="row",
         )
         system = System(
-            name, model, "model",
+            name,
+            model,
+            "model",
             predictions={r.audio: r.summary for r in recordings},
             real_time_factor={r.audio: r.real_time_factor for r in recordings},
             padded=[r.audio for r in recordings if r.padded_seconds > 0],
@@ -269,8 +285,9 @@ def asr_budget(seconds: float, max_new_tokens: int) -> int:
     return max(max_new_tokens, math.ceil(seconds * ASR_TOKENS_PER_SECOND))
 
 
-def transcription_prompts(lm: Any, rows: list[dict[str, Any]], window: float, per_prompt: int
-                          ) -> list[tuple[str, Any, float]]:
+def transcription_prompts(
+    lm: Any, rows: list[dict[str, Any]], window: float, per_prompt: int
+) -> list[tuple[str, Any, float]]:
     """(row id, prompt, seconds) of every transcription prompt: each row's windows, consecutive
     ``per_prompt`` at a time (one prompt for a row within one window)."""
     from speechsum_cli.data.audio import iter_chunks
@@ -291,8 +308,13 @@ def transcribe(lm: Any, rows: list[dict[str, Any]], window: float, config: EvalC
     from speechsum_cli.families import GenerationSettings
     from speechsum_cli.inference.reading import windows_per_prompt
 
-    per_prompt = windows_per_prompt(lm, [ASR_QUERY], config.max_new_tokens, config.windows_per_prompt,
-                                    answer_tokens_per_window=math.ceil(window * ASR_TOKENS_PER_SECOND))
+    per_prompt = windows_per_prompt(
+        lm,
+        [ASR_QUERY],
+        config.max_new_tokens,
+        config.windows_per_prompt,
+        answer_tokens_per_window=math.ceil(window * ASR_TOKENS_PER_SECOND),
+    )
     prompts = transcription_prompts(lm, rows, window, per_prompt)
     parts: dict[str, list[str]] = {row["id"]: [] for row in rows}
     size = lm.generation_batch(config.batch_size)
@@ -305,7 +327,9 @@ def transcribe(lm: Any, rows: list[dict[str, Any]], window: float, config: EvalC
     return {row_id: " ".join(t for t in texts if t) for row_id, texts in parts.items()}
 
 
-def score(systems: list[System], rows_by_id: dict[str, dict[str, Any]], ids: list[str]) -> dict[str, dict[str, dict[str, float]]]:
+def score(
+    systems: list[System], rows_by_id: dict[str, dict[str, Any]], ids: list[str]
+) -> dict[str, dict[str, dict[str, float]]]:
     """id -> system -> metric -> value, for the compared rows."""
     per_row: dict[str, dict[str, dict[str, float]]] = {}
     for row_id in ids:
@@ -342,15 +366,21 @@ def summarize_scores(
     return summary
 
 
-def run_judge(config: EvalConfig, systems: list[System], rows_by_id: dict[str, dict[str, Any]],
-              ids: list[str], per_row: dict[str, dict[str, dict[str, float]]]) -> Any:
+def run_judge(
+    config: EvalConfig,
+    systems: list[System],
+    rows_by_id: dict[str, dict[str, Any]],
+    ids: list[str],
+    per_row: dict[str, dict[str, dict[str, float]]],
+) -> Any:
     """Judge every (row, system) summary through the shared client; merge scores into ``per_row``."""
     from speechsum_cli.console import progress_bar
     from speechsum_cli.metrics.judge import judge_all
 
     items = {
         (row_id, s.name): (rows_by_id[row_id]["transcript"], rows_by_id[row_id]["query"], s.predictions[row_id])
-        for row_id in ids for s in systems
+        for row_id in ids
+        for s in systems
     }
     show = config.show_progress and not config.judge.dry_run
     with progress_bar("Judging summaries", len(items), enabled=show) as advance:
@@ -404,13 +434,17 @@ def check_server_config(config: EvalConfig) -> None:
     from speechsum_cli.llm.transport import check_credentials
 
     if not config.models:
-        raise InputError("--server-base-url generates the predictions of --model checkpoints, and no --model was "
-                         "given. Pass --model CKPT (its processor and config are read here), or drop "
-                         "--server-base-url to score --predictions files only.")
+        raise InputError(
+            "--server-base-url generates the predictions of --model checkpoints, and no --model was "
+            "given. Pass --model CKPT (its processor and config are read here), or drop "
+            "--server-base-url to score --predictions files only."
+        )
     if config.server.model and len(config.models) > 1:
-        raise InputError(f"--server-model '{config.server.model}' names one served model, but {len(config.models)} "
-                         "--model checkpoints were given. Drop --server-model to ask the server for each "
-                         "checkpoint by its --model name, or evaluate one --model per run.")
+        raise InputError(
+            f"--server-model '{config.server.model}' names one served model, but {len(config.models)} "
+            "--model checkpoints were given. Drop --server-model to ask the server for each "
+            "checkpoint by its --model name, or evaluate one --model per run."
+        )
     check_credentials(config.server)
 
 
@@ -436,13 +470,9 @@ def run(config: EvalConfig) -> EvalResult:
     test_ids = [row["id"] for row in rows]
     names = system_names(config)
     systems = [
-        load_predictions(path, name, test_ids)
-        for path, name in zip(config.predictions, names[len(config.models):])
+        load_predictions(path, name, test_ids) for path, name in zip(config.predictions, names[len(config.models) :])
     ]
-    systems = [
-        generate_predictions(model, name, rows, config)
-        for model, name in zip(config.models, names)
-    ] + systems
+    systems = [generate_predictions(model, name, rows, config) for model, name in zip(config.models, names)] + systems
     common = [i for i in test_ids if all(i in s.predictions for s in systems)]
     check_join(config, systems, test_ids, common)
     per_row = score(systems, rows_by_id, common)
@@ -460,20 +490,27 @@ def run(config: EvalConfig) -> EvalResult:
     with atomic_output_dir(config.out, overwrite=overwrite) as tmp:
         plots = write_report(tmp, report, summary, plot=config.plot)
         write_manifest(
-            tmp, stage="eval", config=config,
+            tmp,
+            stage="eval",
+            config=config,
             inputs=[config.data, *config.models, *config.predictions],
-            counts={"test_rows": len(rows), "rows_compared": len(common),
-                    **{f"missing[{s.name}]": len(s.missing) for s in systems},
-                    **{f"extra[{s.name}]": len(s.extra) for s in systems},
-                    **{f"transcribed[{s.name}]": len(s.transcriptions) for s in systems if s.transcriptions},
-                    **{f"padded_short_audio[{s.name}]": len(s.padded)
-                       for s in systems if s.kind == "model"},
-                    **({"wer_rows_compared": report["wer_rows_compared"]} if "wer" in summary else {})},
+            counts={
+                "test_rows": len(rows),
+                "rows_compared": len(common),
+                **{f"missing[{s.name}]": len(s.missing) for s in systems},
+                **{f"extra[{s.name}]": len(s.extra) for s in systems},
+                **{f"transcribed[{s.name}]": len(s.transcriptions) for s in systems if s.transcriptions},
+                **{f"padded_short_audio[{s.name}]": len(s.padded) for s in systems if s.kind == "model"},
+                **({"wer_rows_compared": report["wer_rows_compared"]} if "wer" in summary else {}),
+            },
             metrics={m: {n: e.mean for n, e in by.items()} for m, by in summary.items()},
             wall_time=time.perf_counter() - started,
-            extra={"judge": report["judge"],
-                   "generation": {s.name: s.generation for s in systems if s.kind == "model"},
-                   **({FAILURES_KEY: judged.batch.failures().as_record()} if judged is not None else {})},
+            extra={
+                "judge": report["judge"],
+                "generation": {s.name: s.generation for s in systems if s.kind == "model"},
+                **({FAILURES_KEY: judged.batch.failures().as_record()} if judged is not None else {}),
+            },
         )
-    return EvalResult(config.out, systems, len(common), summary, report, judged, warning,
-                      [config.out / p.name for p in plots])
+    return EvalResult(
+        config.out, systems, len(common), summary, report, judged, warning, [config.out / p.name for p in plots]
+    )

@@ -114,11 +114,15 @@ def check_config(config: PairsConfig) -> None:
         problems.append("--temperature must be > 0: greedy decoding gives k identical candidates")
     if config.on_long_audio not in LONG_AUDIO:
         allowed = " or ".join(p.value for p in LONG_AUDIO)
-        problems.append(f"--on-long-audio must be {allowed} for pairs (a candidate answers the whole "
-                        f"recording), got '{config.on_long_audio.value}'")
+        problems.append(
+            f"--on-long-audio must be {allowed} for pairs (a candidate answers the whole "
+            f"recording), got '{config.on_long_audio.value}'"
+        )
     if config.judge != "offline" and config.llm is None:
-        problems.append(f"--judge {config.judge} needs an LLM: pass --judge-base-url or set the key variable "
-                        "(--judge-api-key-env), or use --judge offline")
+        problems.append(
+            f"--judge {config.judge} needs an LLM: pass --judge-base-url or set the key variable "
+            "(--judge-api-key-env), or use --judge offline"
+        )
     if problems:
         raise InputError("; ".join(problems) + ".")
     from speechsum_cli.llm.transport import check_credentials
@@ -132,19 +136,22 @@ def load_prompts(config: PairsConfig) -> tuple[list[dict[str, Any]], list[float]
     """The prompt rows and their audio durations, every bad row named (before any model loads)."""
     readers = "the judge and the --teacher read it" if config.teacher else "the judge reads it"
     ds = load_rows(config.data, columns=config.columns, split=config.split)
-    hint = (f"pairs needs prompts with audio, transcript ({readers}) and query (synth output "
-            "works; other names map with --audio-column, --transcript-column, --query-column).")
+    hint = (
+        f"pairs needs prompts with audio, transcript ({readers}) and query (synth output "
+        "works; other names map with --audio-column, --transcript-column, --query-column)."
+    )
     require_columns(ds, ["audio", "transcript", "query"], config.data, hint)
     empty = rows_with_empty(ds, "transcript")
-    blank = ([f"{len(empty)} row(s) with an empty 'transcript' ({readers}): ids {shown_ids(empty)}"]
-             if empty else [])
-    durations = check_audio_rows(ds, config.data, stage="pairs", required=["audio"], nonempty=[],
-                                 hint=hint, extra_problems=blank)
+    blank = [f"{len(empty)} row(s) with an empty 'transcript' ({readers}): ids {shown_ids(empty)}"] if empty else []
+    durations = check_audio_rows(
+        ds, config.data, stage="pairs", required=["audio"], nonempty=[], hint=hint, extra_problems=blank
+    )
     return list(ds), durations
 
 
-def split_long(rows: list[dict[str, Any]], durations: list[float], window: float,
-               policy: LongAudio, source: Path) -> tuple[list[dict[str, Any]], int]:
+def split_long(
+    rows: list[dict[str, Any]], durations: list[float], window: float, policy: LongAudio, source: Path
+) -> tuple[list[dict[str, Any]], int]:
     """The rows kept, and how many were dropped: long rows are refused (error), dropped (drop), or
     kept whole (chunk: their windows fill one prompt)."""
     ids = [row["id"] for row in rows]
@@ -166,9 +173,11 @@ def padded_short(rows: list[dict[str, Any]], durations: list[float], shortest: f
     ``shortest`` seconds (the family pads it); counted and said."""
     short = [row["id"] for row, seconds in zip(rows, durations) if seconds < shortest]
     if short:
-        warn(f"{plural(len(short), 'prompt')} with audio shorter than the {shortest:.3f} s the "
-             "model's audio encoder reads, so each was sampled with silence after it up to that "
-             f"length: ids {shown_ids(short)}.")
+        warn(
+            f"{plural(len(short), 'prompt')} with audio shorter than the {shortest:.3f} s the "
+            "model's audio encoder reads, so each was sampled with silence after it up to that "
+            f"length: ids {shown_ids(short)}."
+        )
     return len(short)
 
 
@@ -188,8 +197,9 @@ def sample_candidates(config: PairsConfig, rows: list[dict[str, Any]], lm: Any) 
     with progress_bar("Sampling candidates", len(rows), enabled=config.show_progress) as advance:
         for start in range(0, len(rows), size):
             chunk = rows[start : start + size]
-            prompts = [Prompt(row["query"], decode_row_audio(row, lm.sampling_rate, window, chunk=True))
-                       for row in chunk]
+            prompts = [
+                Prompt(row["query"], decode_row_audio(row, lm.sampling_rate, window, chunk=True)) for row in chunk
+            ]
             seeds = [config.seed + config.k * (start + i) for i in range(len(chunk))]  # a row's k seeds are its own
             candidates += lm.sample(prompts, settings, config.k, seeds)
             advance(len(chunk))
@@ -226,8 +236,9 @@ def check_teacher(config: PairsConfig, rows: list[dict[str, Any]]) -> Any:
     from speechsum_cli.teacher import Teacher, check_teacher_template, load_teacher_tokenizer
 
     tokenizer = load_teacher_tokenizer(config.teacher)
-    check_teacher_template(Teacher(None, tokenizer, config.teacher, config.teacher_system),
-                           rows[0]["transcript"], rows[0]["query"])
+    check_teacher_template(
+        Teacher(None, tokenizer, config.teacher, config.teacher_system), rows[0]["transcript"], rows[0]["query"]
+    )
     return tokenizer
 
 
@@ -240,8 +251,13 @@ def teacher_answers(config: PairsConfig, rows: list[dict[str, Any]], tokenizer: 
     from speechsum_cli.families import GenerationSettings, resolve_device
     from speechsum_cli.teacher import load_teacher
 
-    teacher = load_teacher(config.teacher, tokenizer, device=resolve_device(config.device),
-                           dtype=config.dtype, system=config.teacher_system)
+    teacher = load_teacher(
+        config.teacher,
+        tokenizer,
+        device=resolve_device(config.device),
+        dtype=config.dtype,
+        system=config.teacher_system,
+    )
     tokenizer.padding_side = "left"
     kwargs = teacher.generation_kwargs(GenerationSettings(config.max_new_tokens))  # greedy
     stop = kwargs["eos_token_id"]
@@ -261,8 +277,9 @@ def teacher_answers(config: PairsConfig, rows: list[dict[str, Any]], tokenizer: 
     return answers, hit_max
 
 
-def add_teacher_answers(candidates: list[list[str]], answers: list[str], seed: int
-                        ) -> tuple[list[list[str]], list[list[str]], dict[str, int]]:
+def add_teacher_answers(
+    candidates: list[list[str]], answers: list[str], seed: int
+) -> tuple[list[list[str]], list[list[str]], dict[str, int]]:
     """Each row's distinct student candidates with the teacher's answer inserted at a seeded random
     position (so no judge's tie-break by position favours either source), and every candidate's
     source. An empty answer is left out; an answer a student sample already says (same normalized
@@ -270,8 +287,12 @@ def add_teacher_answers(candidates: list[list[str]], answers: list[str], seed: i
     rng = random.Random(seed)
     texts: list[list[str]] = []
     sources: list[list[str]] = []
-    counts = {"teacher_answers": len(answers), "teacher_candidates": 0, "teacher_same_as_student": 0,
-              "teacher_empty": 0}
+    counts = {
+        "teacher_answers": len(answers),
+        "teacher_candidates": 0,
+        "teacher_same_as_student": 0,
+        "teacher_empty": 0,
+    }
     for cands, answer in zip(candidates, answers, strict=True):
         row_texts, row_sources = list(cands), [STUDENT] * len(cands)
         said = {preference.normalized(c) for c in cands}
@@ -307,8 +328,7 @@ def run(config: PairsConfig) -> PairsResult:
         if config.server is None:
             cache_for_inference(lm, config.out)  # k samples of a clip (and eval's students) encode it once
         padded = padded_short(rows, durations, lm.min_clip_seconds)
-        rows, dropped = split_long(rows, durations, lm.window_seconds, config.on_long_audio,
-                                   config.data)
+        rows, dropped = split_long(rows, durations, lm.window_seconds, config.on_long_audio, config.data)
         texts = sample_candidates(config, rows, lm)
         generation = lm.record()
     finally:
@@ -316,12 +336,16 @@ def run(config: PairsConfig) -> PairsResult:
     del lm
     candidates = [[c[i] for i in distinct_candidates(c)] for c in texts]
     sources = [[STUDENT] * len(c) for c in candidates]
-    counts = {"prompts": len(rows) + dropped, "long_audio_dropped": dropped,
-              "short_audio_padded": padded,
-              "empty_candidates": sum(1 for c in texts for t in c if not preference.normalized(t)),
-              # samples dropped because an earlier sample of the same prompt says the same
-              "identical_candidates": sum(
-                  sum(1 for t in c if preference.normalized(t)) - len(d) for c, d in zip(texts, candidates))}
+    counts = {
+        "prompts": len(rows) + dropped,
+        "long_audio_dropped": dropped,
+        "short_audio_padded": padded,
+        "empty_candidates": sum(1 for c in texts for t in c if not preference.normalized(t)),
+        # samples dropped because an earlier sample of the same prompt says the same
+        "identical_candidates": sum(
+            sum(1 for t in c if preference.normalized(t)) - len(d) for c, d in zip(texts, candidates)
+        ),
+    }
     if teacher_tokenizer is not None:
         answers, hit_max = teacher_answers(config, rows, teacher_tokenizer)
         candidates, sources, teacher_counts = add_teacher_answers(candidates, answers, config.seed)
@@ -329,8 +353,7 @@ def run(config: PairsConfig) -> PairsResult:
     counts["prompts_without_two_distinct_candidates"] = sum(1 for c in candidates if len(c) < 2)
     judgeable = [r for r, c in enumerate(candidates) if len(c) >= 2]
     decide = {"offline": judge_offline, "pairwise": judge_pairwise, "rubric": judge_rubric}[config.judge]
-    decisions, batch, judge_counts = decide(config, [rows[r] for r in judgeable],
-                                            [candidates[r] for r in judgeable])
+    decisions, batch, judge_counts = decide(config, [rows[r] for r in judgeable], [candidates[r] for r in judgeable])
     counts.update(judge_counts)
     if batch is not None and config.llm.dry_run:
         return PairsResult(None, counts, [], batch)
@@ -341,13 +364,23 @@ def run(config: PairsConfig) -> PairsResult:
             continue
         best, worst, best_score, worst_score, rationale = decision
         row = rows[r]
-        pairs.append({
-            "id": row["id"], "audio": row["audio"], "transcript": row["transcript"], "query": row["query"],
-            "style": row.get("style"), "chosen": candidates[r][best], "rejected": candidates[r][worst],
-            "chosen_score": float(best_score), "rejected_score": float(worst_score),
-            "judge_rationale": rationale, "judge": config.judge,
-            "chosen_source": sources[r][best], "rejected_source": sources[r][worst],
-        })
+        pairs.append(
+            {
+                "id": row["id"],
+                "audio": row["audio"],
+                "transcript": row["transcript"],
+                "query": row["query"],
+                "style": row.get("style"),
+                "chosen": candidates[r][best],
+                "rejected": candidates[r][worst],
+                "chosen_score": float(best_score),
+                "rejected_score": float(worst_score),
+                "judge_rationale": rationale,
+                "judge": config.judge,
+                "chosen_source": sources[r][best],
+                "rejected_source": sources[r][worst],
+            }
+        )
     counts["pairs_kept"] = len(pairs)
     if teacher_tokenizer is not None:
         counts["chosen_teacher"] = sum(1 for p in pairs if p["chosen_source"] == TEACHER)
@@ -361,16 +394,29 @@ def run(config: PairsConfig) -> PairsResult:
 
     with atomic_output_dir(config.out, overwrite=overwrite) as tmp:
         Dataset.from_list(pairs).save_to_disk(str(tmp))
-        llm_usage = {} if batch is None else {
-            **batch.usage.as_record(), "cost_usd": round(batch.usage.cost_usd, 6),
-            "stopped_by_budget": batch.stopped_by_budget, "concurrency": batch.concurrency,
-            "failure_reasons": sorted(set(batch.failed.values()))[:20],
-        }
+        llm_usage = (
+            {}
+            if batch is None
+            else {
+                **batch.usage.as_record(),
+                "cost_usd": round(batch.usage.cost_usd, 6),
+                "stopped_by_budget": batch.stopped_by_budget,
+                "concurrency": batch.concurrency,
+                "failure_reasons": sorted(set(batch.failed.values()))[:20],
+            }
+        )
         inputs = [config.data, config.model] + ([config.teacher] if config.teacher else [])
         failures = {} if batch is None else {FAILURES_KEY: batch.failures().as_record()}
-        write_manifest(tmp, stage="pairs", config=config, inputs=inputs, counts=counts,
-                       metrics={"llm": llm_usage}, wall_time=time.perf_counter() - started,
-                       extra={"generation": generation, **failures})
+        write_manifest(
+            tmp,
+            stage="pairs",
+            config=config,
+            inputs=inputs,
+            counts=counts,
+            metrics={"llm": llm_usage},
+            wall_time=time.perf_counter() - started,
+            extra={"generation": generation, **failures},
+        )
     return PairsResult(config.out, counts, pairs, batch, warning)
 
 
@@ -386,8 +432,15 @@ def judge_offline(config: PairsConfig, rows, candidates) -> tuple[list[Decision]
             ties += 1
             decisions.append(None)
             continue
-        decisions.append((best, worst, scores[best], scores[worst],
-                          "offline: fewer unsupported numbers/names, less repetition, style, ROUGE-L"))
+        decisions.append(
+            (
+                best,
+                worst,
+                scores[best],
+                scores[worst],
+                "offline: fewer unsupported numbers/names, less repetition, style, ROUGE-L",
+            )
+        )
     return decisions, None, {"ties": ties}
 
 
@@ -399,8 +452,14 @@ def judge_pairwise(config: PairsConfig, rows, candidates):
     calls = pairwise_calls(rows, candidates)
     show = config.show_progress and not config.llm.dry_run
     with progress_bar("Judging pairs (both orders)", len(calls), enabled=show) as advance:
-        batch = run_calls(config.llm, calls, pairwise_schema(), prompt_version=f"pairwise-{pairwise_prompt()['version']}",
-                          concurrency=config.concurrency, advance=advance)
+        batch = run_calls(
+            config.llm,
+            calls,
+            pairwise_schema(),
+            prompt_version=f"pairwise-{pairwise_prompt()['version']}",
+            concurrency=config.concurrency,
+            advance=advance,
+        )
     counts = {"ties": 0, "inconsistent": 0, "judge_failed": 0, "not_judged_budget": 0}
     decisions: list[Decision] = []
     for r, cands in enumerate(candidates):
@@ -435,8 +494,11 @@ def judge_pairwise(config: PairsConfig, rows, candidates):
 def judge_rubric(config: PairsConfig, rows, candidates):
     from speechsum_cli.metrics.judge import judge_all
 
-    items = {(r, i): (row["transcript"], row["query"], text)
-             for r, (row, cands) in enumerate(zip(rows, candidates)) for i, text in enumerate(cands)}
+    items = {
+        (r, i): (row["transcript"], row["query"], text)
+        for r, (row, cands) in enumerate(zip(rows, candidates))
+        for i, text in enumerate(cands)
+    }
     from speechsum_cli.console import progress_bar
 
     show = config.show_progress and not config.llm.dry_run

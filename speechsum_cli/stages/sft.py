@@ -80,20 +80,27 @@ SftResult = TrainResult
 def check_rows(ds: Any, source: Path) -> list[float]:
     """Audio duration of every row; one error naming every bad row id and column."""
     return check_audio_rows(
-        ds, source, stage="sft", required=REQUIRED_COLUMNS, nonempty=["query", "summary"],
+        ds,
+        source,
+        stage="sft",
+        required=REQUIRED_COLUMNS,
+        nonempty=["query", "summary"],
         hint="sft needs audio, query and summary per row: run 'speechsum synth' first, or map "
-             "your columns with --audio-column/--query-column/--summary-column. (A plain chat LM "
-             "as --model trains on transcript, query and summary instead.)",
+        "your columns with --audio-column/--query-column/--summary-column. (A plain chat LM "
+        "as --model trains on transcript, query and summary instead.)",
     )
 
 
 def check_text(ds: Any, source: Path) -> None:
     """Text mode: transcript, query and summary in every row; one error naming what is missing."""
     check_text_rows(
-        ds, source, stage="sft", required=TEXT_COLUMNS,
+        ds,
+        source,
+        stage="sft",
+        required=TEXT_COLUMNS,
         hint="sft of a text LM (text mode: the model has no audio family) needs transcript, query "
-             "and summary per row: 'speechsum synth' output has them, or map your columns with "
-             "--transcript-column/--query-column/--summary-column.",
+        "and summary per row: 'speechsum synth' output has them, or map your columns with "
+        "--transcript-column/--query-column/--summary-column.",
     )
 
 
@@ -102,21 +109,29 @@ def build_dataset(ds: Any, keep: list[int], truncate: list[bool], lengths: list[
     from datasets import Dataset
 
     rows = ds.select(keep)
-    return Dataset.from_dict({
-        "id": rows["id"], "audio": rows["audio"], "query": rows["query"], "summary": rows["summary"],
-        "truncate": truncate, "length": lengths,
-    })
+    return Dataset.from_dict(
+        {
+            "id": rows["id"],
+            "audio": rows["audio"],
+            "query": rows["query"],
+            "summary": rows["summary"],
+            "truncate": truncate,
+            "length": lengths,
+        }
+    )
 
 
-def planned_dataset(lm: Any, rows: Any, seconds: list[float], policy: LongAudio, source: Path
-                    ) -> tuple[Any, dict[str, int], float]:
+def planned_dataset(
+    lm: Any, rows: Any, seconds: list[float], policy: LongAudio, source: Path
+) -> tuple[Any, dict[str, int], float]:
     """The Trainer's rows after the long-audio plan, their counts, and their hours of audio."""
     window = lm.window_seconds
     plan = long_audio_plan(rows["id"], seconds, window, policy, source)
     kept = rows.select(plan.keep)
     kept_seconds = [seconds[i] for i in plan.keep]
-    lengths = estimate_lengths(lm, kept["query"], kept["summary"], kept_seconds, window,
-                               chunked=policy is LongAudio.chunk)
+    lengths = estimate_lengths(
+        lm, kept["query"], kept["summary"], kept_seconds, window, chunked=policy is LongAudio.chunk
+    )
     return build_dataset(rows, plan.keep, plan.truncate, lengths), plan.counts, sum(kept_seconds) / 3600
 
 
@@ -127,8 +142,7 @@ class SpeechCollator(AudioRowCollator):
     def build(self, rows: list[dict[str, Any]], audios: list[Any]) -> dict[str, Any]:
         from speechsum_cli.families import Prompt
 
-        return self.encode([Prompt(query=r["query"], audio=a, answer=r["summary"])
-                            for r, a in zip(rows, audios)])
+        return self.encode([Prompt(query=r["query"], audio=a, answer=r["summary"]) for r, a in zip(rows, audios)])
 
 
 # --- text mode ------------------------------------------------------------------------------
@@ -137,8 +151,13 @@ class SpeechCollator(AudioRowCollator):
 def check_conversation(cfg: SftConfig, first: dict[str, Any]) -> None:
     """Text mode, before the model loads: a chat template that renders the teacher's conversation."""
     tokenizer = load_teacher_tokenizer(cfg.model, flag="--model")
-    check_teacher_template(Teacher(None, tokenizer, cfg.model, cfg.system), first["transcript"], first["query"],
-                           flag="--model", system_flag="--system")
+    check_teacher_template(
+        Teacher(None, tokenizer, cfg.model, cfg.system),
+        first["transcript"],
+        first["query"],
+        flag="--model",
+        system_flag="--system",
+    )
 
 
 def text_dataset(teacher: Teacher, rows: Any, source: Path, context: int) -> Any:
@@ -146,8 +165,9 @@ def text_dataset(teacher: Teacher, rows: Any, source: Path, context: int) -> Any
     are refused (named), never cut."""
     from datasets import Dataset
 
-    lengths = [len(teacher.training_ids(t, q, s)[0])
-               for t, q, s in zip(rows["transcript"], rows["query"], rows["summary"])]
+    lengths = [
+        len(teacher.training_ids(t, q, s)[0]) for t, q, s in zip(rows["transcript"], rows["query"], rows["summary"])
+    ]
     too_long = [row_id for row_id, n in zip(rows["id"], lengths) if n > context]
     if too_long:
         raise InputError(
@@ -155,8 +175,15 @@ def text_dataset(teacher: Teacher, rows: Any, source: Path, context: int) -> Any
             f"tokens (prompt + summary; longest {max(lengths)}): ids {shown_ids(too_long)}. "
             "Shorten or remove those rows."
         )
-    return Dataset.from_dict({"id": rows["id"], "transcript": rows["transcript"], "query": rows["query"],
-                              "summary": rows["summary"], "length": lengths})
+    return Dataset.from_dict(
+        {
+            "id": rows["id"],
+            "transcript": rows["transcript"],
+            "query": rows["query"],
+            "summary": rows["summary"],
+            "length": lengths,
+        }
+    )
 
 
 @dataclass
@@ -175,9 +202,9 @@ class TextCollator:
         attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
         labels = torch.full((len(rows), width), -100, dtype=torch.long)
         for i, (ids, prompt_length) in enumerate(encoded):
-            input_ids[i, :len(ids)] = torch.tensor(ids, dtype=torch.long)
-            attention_mask[i, :len(ids)] = 1
-            labels[i, prompt_length:len(ids)] = torch.tensor(ids[prompt_length:], dtype=torch.long)
+            input_ids[i, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+            attention_mask[i, : len(ids)] = 1
+            labels[i, prompt_length : len(ids)] = torch.tensor(ids[prompt_length:], dtype=torch.long)
         return {"input_ids": input_ids, "attention_mask": attention_mask, "labels": labels}
 
 
@@ -231,9 +258,14 @@ def run(cfg: SftConfig) -> SftResult:
             eval_ds = text_dataset(teacher, eval_rows, cfg.eval_data, lm.context_length)
             counts["eval_rows_in"] = len(eval_rows)
         counts["train_tokens"] = sum(train_ds["length"])
-        mode: dict[str, Any] = {"mode": "text", "conversation": {
-            "user_turn": TEACHER_USER, "system": cfg.system,
-            "end_of_turn": lm.tokenizer.convert_ids_to_tokens(teacher.end_of_turn_id)}}
+        mode: dict[str, Any] = {
+            "mode": "text",
+            "conversation": {
+                "user_turn": TEACHER_USER,
+                "system": cfg.system,
+                "end_of_turn": lm.tokenizer.convert_ids_to_tokens(teacher.end_of_turn_id),
+            },
+        }
     else:
         train_ds, long_counts, hours = planned_dataset(lm, train_rows, train_seconds, policy, cfg.data)
         counts.update(long_counts)
@@ -259,21 +291,35 @@ def run(cfg: SftConfig) -> SftResult:
         run_.use_feature_cache(model, lm.family, train)
         collator = SpeechCollator(lm, lm.window_seconds, chunk=policy is LongAudio.chunk, dtype=base_dtype)
     trainer = SpeechTrainer(
-        model=model, args=run_.args, train_dataset=train_ds, eval_dataset=eval_ds,
-        data_collator=collator, compute_loss_func=answer_token_loss, family=lm.family,
+        model=model,
+        args=run_.args,
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        data_collator=collator,
+        compute_loss_func=answer_token_loss,
+        family=lm.family,
     )
     if run_.is_main:
-        info(f"training on {plural(len(train_ds), 'row')}" + (f", {plural(len(eval_ds), 'eval row')}" if eval_ds else "")
-             + f" ({run_.work_dir})")
+        info(
+            f"training on {plural(len(train_ds), 'row')}"
+            + (f", {plural(len(eval_ds), 'eval row')}" if eval_ds else "")
+            + f" ({run_.work_dir})"
+        )
     output = trainer.train(resume_from_checkpoint=run_.resume_argument)
 
     metrics = train_metrics(trainer, output, run_)
     if eval_ds is not None:
         metrics["eval_loss"] = float(trainer.evaluate()["eval_loss"])
     finish_run(
-        trainer, run_, lm, stage="sft", config=cfg, train=train,
+        trainer,
+        run_,
+        lm,
+        stage="sft",
+        config=cfg,
+        train=train,
         inputs=[cfg.data, *([cfg.eval_data] if cfg.eval_data else []), lm.source],
-        counts=counts, metrics=metrics,
+        counts=counts,
+        metrics=metrics,
         extra={"base_model": base_source, "parameters": [vars(g) for g in groups], **mode},
     )
     return SftResult(cfg.out, counts, metrics, groups)

@@ -104,13 +104,9 @@ def expand_inputs(paths: tuple[Path, ...]) -> list[Path]:
     files: list[Path] = []
     for path in paths:
         if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS
-            )
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS)
             if not found:
-                raise InputError(
-                    f"directory '{path}' contains no audio files ({', '.join(SUPPORTED_EXTENSIONS)})."
-                )
+                raise InputError(f"directory '{path}' contains no audio files ({', '.join(SUPPORTED_EXTENSIONS)}).")
             files.extend(found)
         else:
             files.append(path)
@@ -136,8 +132,10 @@ def check_inputs(files: list[Path]) -> list[AudioInfo]:
 def check_long_audio(infos: list[AudioInfo], window: float, policy: LongAudio) -> None:
     if policy not in LONG_AUDIO_CHOICES:
         allowed = " or ".join(p.value for p in LONG_AUDIO_CHOICES)
-        raise InputError(f"--on-long-audio must be {allowed} for summarize (a summary covers the whole "
-                         f"recording), got '{policy.value}'.")
+        raise InputError(
+            f"--on-long-audio must be {allowed} for summarize (a summary covers the whole "
+            f"recording), got '{policy.value}'."
+        )
     if policy is LongAudio.error:
         long = [i for i in infos if i.duration > window]
         if long:
@@ -170,15 +168,13 @@ def run(config: SummarizeConfig) -> SummarizeResult:
         ]
         total = sum(expected_chunks(info, window) for info in infos)
         show = config.show_progress and (total > 1 or len(files) > 1)
-        summarize_recordings(lm, list(files), recordings, window, per_prompt, settings, config.batch_size,
-                             total, show)
+        summarize_recordings(lm, list(files), recordings, window, per_prompt, settings, config.batch_size, total, show)
         generation = lm.record()
     finally:
         lm.close()
     for recording in recordings:
         recording.generation = generation
-    return SummarizeResult(recordings, config.model, window, time.perf_counter() - started, per_prompt,
-                           generation)
+    return SummarizeResult(recordings, config.model, window, time.perf_counter() - started, per_prompt, generation)
 
 
 def format_result(result: SummarizeResult, fmt: str) -> str:

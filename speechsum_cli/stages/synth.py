@@ -199,11 +199,16 @@ class Deduplicator:
 def load_corpus(config: SynthConfig) -> tuple[Any, list[int], list[str]]:
     """(dataset, usable row indices, ids of rows skipped for a missing transcript)."""
     ds = load_rows(config.data, columns=config.columns, split=config.split)
-    require_columns(ds, ["transcript"], config.data,
-                    "Pass --transcript-column NAME, or give a folder of audio with .txt transcripts.")
+    require_columns(
+        ds,
+        ["transcript"],
+        config.data,
+        "Pass --transcript-column NAME, or give a folder of audio with .txt transcripts.",
+    )
     if config.tts is None:
-        require_columns(ds, ["audio"], config.data,
-                        "Pass --audio-column NAME, or --tts espeak to make audio from the transcripts.")
+        require_columns(
+            ds, ["audio"], config.data, "Pass --audio-column NAME, or --tts espeak to make audio from the transcripts."
+        )
     missing = rows_with_empty(ds, "transcript")
     if missing and not config.skip_missing:
         shown = ", ".join(missing[:10]) + (" ..." if len(missing) > 10 else "")
@@ -278,12 +283,21 @@ def replaces_finished(config: SynthConfig) -> bool:
 def fingerprint(config: SynthConfig) -> dict[str, Any]:
     """The settings that decide which rows exist and what they say (resume must match them)."""
     return {
-        "data": str(Path(config.data).resolve()), "split": config.split, "columns": vars(config.columns),
-        "n": config.n, "per_audio": config.per_audio, "seed": config.seed,
-        "min_importance": config.min_importance, "dedup_threshold": config.dedup_threshold,
-        "skip_missing": config.skip_missing, "tts": config.tts, "model": config.llm.model,
-        "temperature": config.llm.temperature, "max_tokens": config.llm.max_tokens,
-        "extra_body": config.llm.extra_body, "prompt_version": synth_prompt_version(),
+        "data": str(Path(config.data).resolve()),
+        "split": config.split,
+        "columns": vars(config.columns),
+        "n": config.n,
+        "per_audio": config.per_audio,
+        "seed": config.seed,
+        "min_importance": config.min_importance,
+        "dedup_threshold": config.dedup_threshold,
+        "skip_missing": config.skip_missing,
+        "tts": config.tts,
+        "model": config.llm.model,
+        "temperature": config.llm.temperature,
+        "max_tokens": config.llm.max_tokens,
+        "extra_body": config.llm.extra_body,
+        "prompt_version": synth_prompt_version(),
     }
 
 
@@ -324,36 +338,49 @@ def run(config: SynthConfig) -> SynthResult:
     complete = stopped is None and state.done_jobs() >= plan.n
     failures = state.failures()
     warning = check_synth_failures(config, state, failures, work.path) if complete else None
-    _finalize(config, ds, work, plan, counts, usage, complete, stopped, time.perf_counter() - started,
-              failures)
+    _finalize(config, ds, work, plan, counts, usage, complete, stopped, time.perf_counter() - started, failures)
     if complete and not failures.failed:
         work.remove()
     keep = not complete or failures.failed
-    return SynthResult(config.out, complete, stopped, counts, usage, work.path if keep else None,
-                       wall_time=time.perf_counter() - started, failures=failures, warning=warning)
+    return SynthResult(
+        config.out,
+        complete,
+        stopped,
+        counts,
+        usage,
+        work.path if keep else None,
+        wall_time=time.perf_counter() - started,
+        failures=failures,
+        warning=warning,
+    )
 
 
 def resend_unanswered(work: WorkDir, *, retry_failed: bool) -> int:
     """Make pending again the failed jobs this run sends: those that failed only because nothing
     answered (a connection error: the server was not up yet), on every run, so the plain re-run
     the error advises finishes them; with ``--retry-failed`` every failed job. Returns how many."""
+
     def resend(record: dict[str, Any]) -> bool:
         return record["status"] == STATUS_FAILED and (retry_failed or unanswered(record["reason"]))
 
     again = work.discard(resend)
     if again and not retry_failed:
-        info(f"sending again {plural(again, 'request')} that could not connect in an earlier run "
-             f"(kept in '{work.path}').")
+        info(
+            f"sending again {plural(again, 'request')} that could not connect in an earlier run "
+            f"(kept in '{work.path}')."
+        )
     return again
 
 
 def check_synth_failures(config: SynthConfig, state: _State, failures: Failures, work: Path) -> str | None:
     """Fail the run (nothing written, the rows kept in the work dir) when every request failed, more
     than --max-failed-share did, or no row survived; else the partial-failure warning (or None)."""
-    left = (f"Nothing was written to '{config.out}'" if not config.out.exists()
-            else f"'{config.out}' was left as it was") + f" (the run's records are kept in '{work}')."
-    warning = check_failures(failures, max_share=config.llm.max_failed_share, unit="request", left=left,
-                             retry=retry_hint(config.llm))
+    left = (
+        f"Nothing was written to '{config.out}'" if not config.out.exists() else f"'{config.out}' was left as it was"
+    ) + f" (the run's records are kept in '{work}')."
+    warning = check_failures(
+        failures, max_share=config.llm.max_failed_share, unit="request", left=left, retry=retry_hint(config.llm)
+    )
     if state.status[STATUS_OK] == 0:
         lost = ", ".join(f"{name} {n}" for name, n in state.status.items() if n)
         raise NothingUsableError(
@@ -383,9 +410,11 @@ def _dry_run(config: SynthConfig, plan: Plan, transcripts: Any, skipped: int, st
     finally:
         client.close()
     estimate = dict(est) | {
-        "model": config.llm.model, "priced": client.ledger.price is not None, "max_cost": config.llm.max_cost,
+        "model": config.llm.model,
+        "priced": client.ledger.price is not None,
+        "max_cost": config.llm.max_cost,
         "note": "input tokens ~ characters/4; output tokens = expected_output_tokens per request; "
-                "JSON repair retries not included",
+        "JSON repair retries not included",
     }
     estimate.setdefault("cost_usd", 0.0)
     tts_model = remote_model(config.tts)
@@ -393,11 +422,23 @@ def _dry_run(config: SynthConfig, plan: Plan, transcripts: Any, skipped: int, st
         sources = {plan.job(j).source for j in range(min(plan.n, plan.per_pass))}
         chars = sum(len(transcripts[i]["transcript"]) for i in sources)
         price = price_for(tts_model, config.llm.prices)
-        estimate["tts"] = {"model": tts_model, "recordings": len(sources), "characters": chars,
-                           "cost_usd": chars * price[0] / 1e6 if price else 0.0, "priced": price is not None}
+        estimate["tts"] = {
+            "model": tts_model,
+            "recordings": len(sources),
+            "characters": chars,
+            "cost_usd": chars * price[0] / 1e6 if price else 0.0,
+            "priced": price is not None,
+        }
         estimate["cost_usd"] += estimate["tts"]["cost_usd"]
-    return SynthResult(None, False, None, {"requested": plan.n, "skipped_missing_transcript": skipped},
-                       {}, estimate=estimate, wall_time=time.perf_counter() - started)
+    return SynthResult(
+        None,
+        False,
+        None,
+        {"requested": plan.n, "skipped_missing_transcript": skipped},
+        {},
+        estimate=estimate,
+        wall_time=time.perf_counter() - started,
+    )
 
 
 class _State:
@@ -440,10 +481,15 @@ class _State:
         failed (for --retry-failed), could not connect and not sent (both sent by a re-run)."""
         left_out = self.status[STATUS_FILTERED] + self.status[STATUS_DUPLICATE]
         failed = self.status[STATUS_FAILED] - self.unanswered
-        finished = [f"{n} {what}" for n, what in (
-            (self.status[STATUS_OK], "written"),
-            (left_out, "left out (below --min-importance or a near-duplicate)"),
-            (failed, "failed (--retry-failed sends them again)")) if n]
+        finished = [
+            f"{n} {what}"
+            for n, what in (
+                (self.status[STATUS_OK], "written"),
+                (left_out, "left out (below --min-importance or a near-duplicate)"),
+                (failed, "failed (--retry-failed sends them again)"),
+            )
+            if n
+        ]
         unsent = requested - len(self.done)
         if finished:
             total = self.status[STATUS_OK] + left_out + failed
@@ -454,8 +500,10 @@ class _State:
         todo += [f"{unsent} not sent yet"] if unsent else []
         if not todo:
             return f"{kept} Running the same command again resumes there."
-        return (f"{kept} Running the same command again sends the "
-                f"{plural(self.unanswered + unsent, 'request')} still to do ({', '.join(todo)}).")
+        return (
+            f"{kept} Running the same command again sends the "
+            f"{plural(self.unanswered + unsent, 'request')} still to do ({', '.join(todo)})."
+        )
 
     def failures(self) -> Failures:
         return Failures.tally(len(self.done), self.reasons)
@@ -490,8 +538,9 @@ async def _generate(
     version = synth_prompt_version()
 
     try:
-        bar = progress_bar("Synth", plan.n, enabled=config.show_progress, completed=len(state.done),
-                           stats=_progress_stats(state))
+        bar = progress_bar(
+            "Synth", plan.n, enabled=config.show_progress, completed=len(state.done), stats=_progress_stats(state)
+        )
         with bar as advance:
 
             async def one(job: Job) -> None:
@@ -509,18 +558,24 @@ async def _generate(
     return "budget" if stopped is not None else None
 
 
-def _record(job: Job, completion: Completion, version: str, config: SynthConfig,
-            dedup: Deduplicator) -> dict[str, Any]:
+def _record(job: Job, completion: Completion, version: str, config: SynthConfig, dedup: Deduplicator) -> dict[str, Any]:
     record: dict[str, Any] = {
-        "job": job.index, "id": job.row_id, "source": job.source, "source_id": job.source_id,
-        **job.facets.as_row(), "prompt_version": version,
+        "job": job.index,
+        "id": job.row_id,
+        "source": job.source,
+        "source_id": job.source_id,
+        **job.facets.as_row(),
+        "prompt_version": version,
         **completion.usage.as_record(),
     }
     if not completion.ok:
         return record | {"status": STATUS_FAILED, "reason": completion.reason}
     data = completion.data
-    record |= {"query": data["query"].strip(), "summary": data["summary"].strip(),
-               "importance": int(data["importance"])}
+    record |= {
+        "query": data["query"].strip(),
+        "summary": data["summary"].strip(),
+        "importance": int(data["importance"]),
+    }
     if record["importance"] < config.min_importance:
         return record | {"status": STATUS_FILTERED}
     if dedup.is_duplicate(job.source, record["query"]):
@@ -537,8 +592,7 @@ def _progress_stats(state: _State) -> Callable[[], str]:
     def stats() -> str:
         rate = (len(state.done) - before) / max(1e-6, time.perf_counter() - started)
         usage = state.usage
-        return (f"{rate:.1f} rows/s {usage['input_tokens'] + usage['output_tokens']:,} tok "
-                f"${usage['cost_usd']:.4f}")
+        return f"{rate:.1f} rows/s {usage['input_tokens'] + usage['output_tokens']:,} tok ${usage['cost_usd']:.4f}"
 
     return stats
 
@@ -547,8 +601,16 @@ def _progress_stats(state: _State) -> Callable[[], str]:
 
 
 def _finalize(
-    config: SynthConfig, ds: Any, work: WorkDir, plan: Plan, counts: dict[str, Any], usage: dict[str, Any],
-    complete: bool, stopped: str | None, wall_time: float, failures: Failures,
+    config: SynthConfig,
+    ds: Any,
+    work: WorkDir,
+    plan: Plan,
+    counts: dict[str, Any],
+    usage: dict[str, Any],
+    complete: bool,
+    stopped: str | None,
+    wall_time: float,
+    failures: Failures,
 ) -> None:
     """Shards -> one save_to_disk dataset (sorted by job) + speechsum.json, atomically."""
     from datasets import Dataset
@@ -573,7 +635,11 @@ def _finalize(
             (tmp / TTS_DIR).mkdir(exist_ok=True)
             shutil.copyfile(work.path / TTS_DIR / name, tmp / TTS_DIR / name)
         write_manifest(
-            tmp, stage="synth", config=config, inputs=[config.data], counts=counts,
+            tmp,
+            stage="synth",
+            config=config,
+            inputs=[config.data],
+            counts=counts,
             metrics={"usage": usage, "prompt_version": synth_prompt_version()},
             wall_time=wall_time,
             extra={"complete": complete, "stopped": stopped, FAILURES_KEY: failures.as_record()},
@@ -587,12 +653,25 @@ def _empty_features() -> Any:
     return Features({name: Value("int64" if name == "importance" else "string") for name in _OUTPUT_COLUMNS})
 
 
-_OUTPUT_COLUMNS = ("id", "source_id", "audio", "transcript", "query", "style", "summary", "length",
-                   "focus", "audience", "tone", "importance", "prompt_version", "model")
+_OUTPUT_COLUMNS = (
+    "id",
+    "source_id",
+    "audio",
+    "transcript",
+    "query",
+    "style",
+    "summary",
+    "length",
+    "focus",
+    "audience",
+    "tone",
+    "importance",
+    "prompt_version",
+    "model",
+)
 
 
-def _write_parquet(ds: Any, work: WorkDir, path: Path,
-                   config: SynthConfig) -> tuple[int, set[str], int]:
+def _write_parquet(ds: Any, work: WorkDir, path: Path, config: SynthConfig) -> tuple[int, set[str], int]:
     """Stream the ok records, joined with their recording's audio and transcript, to parquet;
     with ``tts``, speak the transcripts of recordings without audio (once each, kept in the work
     dir across resumes). Returns (rows written, names of the spoken wav files, rows left out
@@ -641,8 +720,9 @@ def _write_parquet(ds: Any, work: WorkDir, path: Path,
     return total, spoken, unspoken
 
 
-def _speak_remote(config: SynthConfig, ds: Any, work: WorkDir,
-                  spent: float) -> tuple[dict[str, Any], dict[str, int], str | None]:
+def _speak_remote(
+    config: SynthConfig, ds: Any, work: WorkDir, spent: float
+) -> tuple[dict[str, Any], dict[str, int], str | None]:
     """Speak (:func:`~speechsum_cli.llm.speech.speak_all`) every recording without audio that has
     written rows; wavs land in the work dir (kept across resumes). Returns the TTS usage,
     failures by reason (recordings), and 'budget' if --max-cost stopped it."""
@@ -660,12 +740,16 @@ def _speak_remote(config: SynthConfig, ds: Any, work: WorkDir,
     remaining = None if config.llm.max_cost is None else max(0.0, config.llm.max_cost - spent)
     tts = replace(config.llm, model=remote_model(config.tts), max_cost=remaining, extra_body=None)
     text = ds.select_columns(["transcript"])
-    jobs = [(text[i]["transcript"], work.path / TTS_DIR / name)
-            for i, name in sorted(sources.items())]
+    jobs = [(text[i]["transcript"], work.path / TTS_DIR / name) for i, name in sorted(sources.items())]
     spoken = speak_all(tts, jobs)
-    usage = {"model": tts.model, "recordings": len(sources), "requests": spoken.usage.requests,
-             "cache_hits": spoken.usage.cache_hits, "characters": spoken.usage.input_tokens,
-             "cost_usd": spoken.usage.cost_usd}
+    usage = {
+        "model": tts.model,
+        "recordings": len(sources),
+        "requests": spoken.usage.requests,
+        "cache_hits": spoken.usage.cache_hits,
+        "characters": spoken.usage.input_tokens,
+        "cost_usd": spoken.usage.cost_usd,
+    }
     return usage, spoken.failed, "budget" if spoken.stopped_by_budget else None
 
 

@@ -54,8 +54,13 @@ def ctc_loss(log_probs: Any, lengths: Any, targets: list[list[int]]) -> Any:
     flat = torch.tensor([c for row in targets for c in row], dtype=torch.long)
     target_lengths = torch.tensor([len(row) for row in targets], dtype=torch.long)
     return torch.nn.functional.ctc_loss(
-        log_probs.transpose(0, 1), flat, lengths.cpu(), target_lengths, blank=BLANK,
-        reduction="mean", zero_infinity=True,
+        log_probs.transpose(0, 1),
+        flat,
+        lengths.cpu(),
+        target_lengths,
+        blank=BLANK,
+        reduction="mean",
+        zero_infinity=True,
     )
 
 
@@ -134,7 +139,6 @@ class Clip:
     """The transcript's LM token ids."""
 
 
-
 def encode_clips(lm: Any, ds: Any, window: float, *, label: str, show_progress: bool) -> list[Clip]:
     """Every row's encoder states (real frames only) and target ids, through the feature cache."""
     family, sr = lm.family, lm.sampling_rate
@@ -154,9 +158,15 @@ def encode_clips(lm: Any, ds: Any, window: float, *, label: str, show_progress: 
             for row, wave, n_tokens, row_states in zip(part, waves, features.num_tokens, states):
                 real = min(n_tokens, full_tokens, math.ceil(len(wave) / sr / window * full_tokens) + 1)
                 target = list(tok(row["transcript"], add_special_tokens=False)["input_ids"])
-                clips.append(Clip(row["id"], row["transcript"],
-                                  row_states[: real * frames_per_token].to("cpu", torch.float16).clone(),
-                                  real, target))
+                clips.append(
+                    Clip(
+                        row["id"],
+                        row["transcript"],
+                        row_states[: real * frames_per_token].to("cpu", torch.float16).clone(),
+                        real,
+                        target,
+                    )
+                )
             advance(len(part))
     return clips
 
@@ -177,7 +187,6 @@ def project_batch(lm: Any, clips: list[Clip], device: Any) -> tuple[Any, Any]:
     return hidden[:, : int(lengths.max())], lengths
 
 
-
 def projector_parameters(lm: Any) -> list[Any]:
     """Freeze everything but the family's projector; return the projector's parameters."""
     params = []
@@ -186,6 +195,8 @@ def projector_parameters(lm: Any) -> list[Any]:
         if param.requires_grad:
             params.append(param)
     if not params:
-        raise ModelError(f"'{lm.source}': no parameter under {', '.join(lm.family.projector_prefixes)}; "
-                         "the checkpoint has no projector to align.")
+        raise ModelError(
+            f"'{lm.source}': no parameter under {', '.join(lm.family.projector_prefixes)}; "
+            "the checkpoint has no projector to align."
+        )
     return params

@@ -41,7 +41,7 @@ def forward_last(model: Any, inputs: dict[str, Any], width: int) -> Any:
         out = model(**inputs, logits_to_keep=width + 1).logits
     else:
         out = model(**inputs).logits
-    return out[:, -(width + 1):-1]
+    return out[:, -(width + 1) : -1]
 
 
 @contextmanager
@@ -74,9 +74,9 @@ class Head:
 
     def __call__(self, hidden: Any) -> Any:
         if self.module is None:
-            return hidden[..., :self.vocab]
+            return hidden[..., : self.vocab]
         weight = self.module.weight
-        return self.module(hidden.to(weight.device, weight.dtype))[..., :self.vocab]
+        return self.module(hidden.to(weight.device, weight.dtype))[..., : self.vocab]
 
 
 @dataclass
@@ -107,8 +107,10 @@ class HeadStates:
         self._warned = True
         from speechsum_cli.console import info
 
-        info(f"the {self.name}'s forward changes its LM head's output (e.g. soft-capping): its full "
-             "logits are used, so this model gets no memory saving from chunking the divergence.")
+        info(
+            f"the {self.name}'s forward changes its LM head's output (e.g. soft-capping): its full "
+            "logits are used, so this model gets no memory saving from chunking the divergence."
+        )
 
 
 def _sharded(model: Any, module: Any) -> bool:
@@ -120,6 +122,7 @@ def _unchanged(rows: Any, head_out: Any, width: int) -> bool:
     """Whether the model returned exactly what its head returned (the same rows, same values)."""
     import torch
 
-    expected = head_out[:, -(width + 1):-1]
-    return rows.shape == expected.shape and (rows.data_ptr() == expected.data_ptr()
-                                             or torch.equal(rows, expected.to(rows.dtype)))
+    expected = head_out[:, -(width + 1) : -1]
+    return rows.shape == expected.shape and (
+        rows.data_ptr() == expected.data_ptr() or torch.equal(rows, expected.to(rows.dtype))
+    )

@@ -22,8 +22,13 @@ def audio_token_curve(lm: Any, window: float) -> tuple[np.ndarray, np.ndarray]:
 
 
 def estimate_lengths(
-    lm: Any, queries: list[str], summaries: list[str], seconds: list[float], window: float,
-    *, chunked: bool = False,
+    lm: Any,
+    queries: list[str],
+    summaries: list[str],
+    seconds: list[float],
+    window: float,
+    *,
+    chunked: bool = False,
 ) -> list[int]:
     """Approximate token length of each row: audio tokens + query + summary tokens.
 

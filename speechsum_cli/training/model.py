@@ -76,8 +76,11 @@ def prepare_model(model: Any, family: Any, train: TrainSettings, base_source: st
     """Freeze/unfreeze per the config and wrap with LoRA; fail if LoRA matched nothing."""
     if train.full:
         for name, param in model.named_parameters():
-            param.requires_grad = (train.train_encoder or _under(name, family.projector_prefixes)
-                                   or not _under(name, family.audio_encoder_prefixes))
+            param.requires_grad = (
+                train.train_encoder
+                or _under(name, family.projector_prefixes)
+                or not _under(name, family.audio_encoder_prefixes)
+            )
         return model
     import torch
     from peft import LoraConfig, get_peft_model
@@ -86,10 +89,13 @@ def prepare_model(model: Any, family: Any, train: TrainSettings, base_source: st
     pattern = lora_pattern(family.language_model_prefix, targets)
     matched = [name for name, _ in model.named_modules() if re.match(pattern, name)]
     if not matched:
-        lm_names = sorted({
-            name.rsplit(".", 1)[-1] for name, module in model.named_modules()
-            if _under(name, (family.language_model_prefix,)) and type(module).__name__ == "Linear"
-        })
+        lm_names = sorted(
+            {
+                name.rsplit(".", 1)[-1]
+                for name, module in model.named_modules()
+                if _under(name, (family.language_model_prefix,)) and type(module).__name__ == "Linear"
+            }
+        )
         raise ModelError(
             f"LoRA targets {', '.join(targets)} match no module of the language model "
             f"('{family.language_model_prefix}') of '{base_source}', so training would change "
@@ -98,11 +104,15 @@ def prepare_model(model: Any, family: Any, train: TrainSettings, base_source: st
         )
     save = modules_to_save(family, train_encoder=train.train_encoder)
     config = LoraConfig(
-        r=train.lora_r, lora_alpha=train.lora_alpha, lora_dropout=train.lora_dropout,
+        r=train.lora_r,
+        lora_alpha=train.lora_alpha,
+        lora_dropout=train.lora_dropout,
         # The module names, not the regex: peft (0.21) rewrites a regex into bare leaf names for
         # the MoE model types whose experts transformers v5 fused (qwen3_omni_moe, ...), which
         # would wrap the audio encoder's q/k/v_proj too.
-        target_modules=matched, modules_to_save=save, task_type="CAUSAL_LM",
+        target_modules=matched,
+        modules_to_save=save,
+        task_type="CAUSAL_LM",
     )
     with warnings.catch_warnings():  # peft reads transformers' deprecated alias; nothing for the user to do
         warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
@@ -134,8 +144,7 @@ def training_dtype(dtype: Dtype) -> Dtype:
 
     cuda = torch.cuda.is_available()
     if dtype in (Dtype.bfloat16, Dtype.float16) and not cuda:
-        raise InputError(f"--dtype {dtype.value} needs a GPU; none is visible. Use float32 "
-                         "(or auto).")
+        raise InputError(f"--dtype {dtype.value} needs a GPU; none is visible. Use float32 (or auto).")
     return dtypes.resolve(dtype, "cuda" if cuda else "cpu")
 
 
@@ -153,10 +162,7 @@ def write_merged(lm: Any, adapter_dir: Path, out: Path) -> None:
     attach_adapter(base.model, str(adapter_dir)).save_pretrained(out)
 
 
-
-
-def load_for_training(model_arg: str, dtype: Dtype, *, text: bool = False, is_main: bool = True
-                      ) -> tuple[Any, str]:
+def load_for_training(model_arg: str, dtype: Dtype, *, text: bool = False, is_main: bool = True) -> tuple[Any, str]:
     """The starting checkpoint (an adapter chain is merged into its base) and where it came from.
 
     ``text``: a plain causal LM (sft's text mode), loaded as a
@@ -173,8 +179,10 @@ def load_for_training(model_arg: str, dtype: Dtype, *, text: bool = False, is_ma
     lm = load(source, device="cpu", dtype=dtype, text=text)
     base_source = str(Path(source).resolve()) if Path(model_arg).exists() else model_arg
     if adapter_base(source) is not None and is_main:
-        info(f"'{model_arg}' is an adapter: merged into its base; a new LoRA trains on top "
-             "(the merged base is saved in the output's base/ folder).")
+        info(
+            f"'{model_arg}' is an adapter: merged into its base; a new LoRA trains on top "
+            "(the merged base is saved in the output's base/ folder)."
+        )
     return lm, base_source
 
 
@@ -210,8 +218,9 @@ def write_adapter_base(lm: Any, adapter_dir: Path, out: Path, dtype: Dtype) -> s
     return base
 
 
-def make_trainable(lm: Any, train: TrainSettings, base_source: str, *, is_main: bool = True
-                   ) -> tuple[Any, list[ParameterGroup]]:
+def make_trainable(
+    lm: Any, train: TrainSettings, base_source: str, *, is_main: bool = True
+) -> tuple[Any, list[ParameterGroup]]:
     """Seeded LoRA (or full) preparation, the parameter table on stderr, checkpointing hooks."""
     from transformers import set_seed
 

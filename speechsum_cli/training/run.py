@@ -52,8 +52,7 @@ TRAINER_ARGS_FILE = "training_args.bin"
 speechsum.json)."""
 
 
-def check_run(train: TrainSettings, out: Path, *, long_audio: tuple[LongAudio, ...] = tuple(LongAudio)
-              ) -> Dtype:
+def check_run(train: TrainSettings, out: Path, *, long_audio: tuple[LongAudio, ...] = tuple(LongAudio)) -> Dtype:
     """Settings, output dir and dtype checked before any input or model is read; the dtype the
     run trains in."""
     check_settings(train, long_audio=long_audio)
@@ -61,8 +60,7 @@ def check_run(train: TrainSettings, out: Path, *, long_audio: tuple[LongAudio, .
     return training_dtype(train.dtype)
 
 
-def to_training_args(train: TrainSettings, output_dir: Path, *, dtype: Dtype, has_eval: bool
-                     ) -> Any:
+def to_training_args(train: TrainSettings, output_dir: Path, *, dtype: Dtype, has_eval: bool) -> Any:
     """The one translation of :class:`TrainSettings` into transformers ``TrainingArguments``."""
     import torch
     from transformers import TrainingArguments
@@ -178,8 +176,14 @@ class TrainingRun:
         from speechsum_cli.inference.feature_cache import cache_for_training
 
         self.feature_cache = cache_for_training(
-            model, family, self.out, enabled=train.feature_cache, directory=train.feature_cache_dir,
-            max_gb=train.feature_cache_gb, train_encoder=train.train_encoder)
+            model,
+            family,
+            self.out,
+            enabled=train.feature_cache,
+            directory=train.feature_cache_dir,
+            max_gb=train.feature_cache_gb,
+            train_encoder=train.train_encoder,
+        )
 
     @property
     def is_main(self) -> bool:
@@ -194,8 +198,9 @@ class TrainingRun:
         return Dtype.float32 if train.full else self.dtype
 
 
-def start_run(config: Any, train: TrainSettings, out: Path, dtype: Dtype, *,
-              has_eval: bool = False, started: float | None = None) -> TrainingRun:
+def start_run(
+    config: Any, train: TrainSettings, out: Path, dtype: Dtype, *, has_eval: bool = False, started: float | None = None
+) -> TrainingRun:
     """Trainer arguments, the process group (torchrun / accelerate launch) and the resume plan."""
     from accelerate import PartialState
 
@@ -206,15 +211,18 @@ def start_run(config: Any, train: TrainSettings, out: Path, dtype: Dtype, *,
     resume_from = plan_resume(config, train, work_dir, state.is_main_process)
     if resume_from is not None and state.is_main_process:
         info(f"resuming the interrupted run from {resume_from.name} ({work_dir})")
-    return TrainingRun(out, work_dir, args, state, resume_from, dtype,
-                       time.perf_counter() if started is None else started)
+    return TrainingRun(
+        out, work_dir, args, state, resume_from, dtype, time.perf_counter() if started is None else started
+    )
 
 
 def train_metrics(trainer: Any, output: Any, run: TrainingRun, keys: tuple[str, ...] = ()) -> dict[str, Any]:
     """Steps, mean loss, the first and last logged value of the loss and of ``keys``, evals."""
     history = trainer.state.log_history
-    metrics: dict[str, Any] = {"global_step": int(trainer.state.global_step),
-                               "train_loss_mean": float(output.training_loss)}
+    metrics: dict[str, Any] = {
+        "global_step": int(trainer.state.global_step),
+        "train_loss_mean": float(output.training_loss),
+    }
     for key in ("loss", *keys):
         values = [h[key] for h in history if key in h and "train_runtime" not in h]
         if values:
@@ -230,9 +238,19 @@ def train_metrics(trainer: Any, output: Any, run: TrainingRun, keys: tuple[str, 
     return metrics
 
 
-def finish_run(trainer: Any, run: TrainingRun, lm: Any, *, stage: str, config: Any, train: TrainSettings,
-               inputs: list[Any], counts: dict[str, Any], metrics: dict[str, Any],
-               extra: dict[str, Any]) -> None:
+def finish_run(
+    trainer: Any,
+    run: TrainingRun,
+    lm: Any,
+    *,
+    stage: str,
+    config: Any,
+    train: TrainSettings,
+    inputs: list[Any],
+    counts: dict[str, Any],
+    metrics: dict[str, Any],
+    extra: dict[str, Any],
+) -> None:
     """Save (every rank: FSDP/DeepSpeed gather inside), then write ``--out`` atomically on rank 0."""
     saved = run.work_dir / "final"
     trainer.save_model(str(saved))
@@ -258,7 +276,12 @@ def finish_run(trainer: Any, run: TrainingRun, lm: Any, *, stage: str, config: A
 
                 recorded["feature_cache"] = report(run.feature_cache)
             write_manifest(
-                tmp, stage=stage, config=config, inputs=inputs, counts=counts, metrics=metrics,
+                tmp,
+                stage=stage,
+                config=config,
+                inputs=inputs,
+                counts=counts,
+                metrics=metrics,
                 wall_time=round(time.perf_counter() - run.started, 2),
                 extra={**extra, **recorded, "output": output, "world_size": run.state.num_processes},
             )

@@ -32,8 +32,7 @@ MAIN_LOG_KEYS = ("loss", "eval_loss", "learning_rate", "grad_norm", "epoch")
 
 def _format(logs: dict[str, Any], keys: tuple[str, ...]) -> str:
     return ", ".join(
-        f"{k} {logs[k]:.4g}" if isinstance(logs[k], float) else f"{k} {logs[k]}"
-        for k in keys if k in logs
+        f"{k} {logs[k]:.4g}" if isinstance(logs[k], float) else f"{k} {logs[k]}" for k in keys if k in logs
     )
 
 
@@ -142,8 +141,10 @@ def answer_token_loss(outputs: Any, labels: Any, num_items_in_batch: Any = None)
     shift_logits = logits[:, :-1, :].float()
     shift_labels = labels[:, 1:].to(shift_logits.device)
     total = torch.nn.functional.cross_entropy(
-        shift_logits.reshape(-1, shift_logits.size(-1)), shift_labels.reshape(-1),
-        ignore_index=-100, reduction="sum",
+        shift_logits.reshape(-1, shift_logits.size(-1)),
+        shift_labels.reshape(-1),
+        ignore_index=-100,
+        reduction="sum",
     )
     count = num_items_in_batch if num_items_in_batch is not None else (shift_labels != -100).sum()
     if torch.is_tensor(count):

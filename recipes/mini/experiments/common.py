@@ -73,10 +73,12 @@ def load_setup(work: Path, model: str, *, n_fit: int, held_file: str, n_held: in
     lm, _ = load_for_training(model, "float32")
     lm.model.eval()
     projector_parameters(lm)  # freezes the encoder, as the cache requires
-    cache_for_training(lm.model, lm.family, work / "diag-out", enabled=True,
-                       directory=work / ".feature-cache", max_gb=20)
-    train = encode_clips(lm, rows(work / "hearing/train.jsonl", n_fit), lm.window_seconds,
-                         label="train", show_progress=False)
+    cache_for_training(
+        lm.model, lm.family, work / "diag-out", enabled=True, directory=work / ".feature-cache", max_gb=20
+    )
+    train = encode_clips(
+        lm, rows(work / "hearing/train.jsonl", n_fit), lm.window_seconds, label="train", show_progress=False
+    )
     held = encode_clips(lm, rows(work / held_file, n_held), lm.window_seconds, label="held", show_progress=False)
     if (Path(model) / HEAD_FILE).is_file():
         head, vocab = load_head(Path(model), lm.model.get_input_embeddings().weight)

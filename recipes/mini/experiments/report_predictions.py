@@ -22,8 +22,13 @@ def predictions(report: dict, system: str) -> list[dict]:
     rows = []
     for row in report["rows"]:
         entry = row["systems"][system]
-        rows.append({"id": row["id"], "prediction": entry["prediction"],
-                     **({"transcription": entry["transcription"]} if "transcription" in entry else {})})
+        rows.append(
+            {
+                "id": row["id"],
+                "prediction": entry["prediction"],
+                **({"transcription": entry["transcription"]} if "transcription" in entry else {}),
+            }
+        )
     return rows
 
 
@@ -33,8 +38,9 @@ def main(argv: list[str]) -> int:
     report = json.loads((Path(argv[0]) / "report.json").read_text())
     rows = predictions(report, argv[1])
     Path(argv[2]).write_text("".join(json.dumps(r) + "\n" for r in rows))
-    print(f"{argv[2]}: {len(rows)} rows, {sum('transcription' in r for r in rows)} with a transcription",
-          file=sys.stderr)
+    print(
+        f"{argv[2]}: {len(rows)} rows, {sum('transcription' in r for r in rows)} with a transcription", file=sys.stderr
+    )
     return 0
 
 

@@ -4,6 +4,7 @@ extractors, so "unsupported" here is the table's "unsupp. items".
 
     python recipes/mini/experiments/specifics.py runs/mini
 """
+
 import json
 import sys
 from pathlib import Path

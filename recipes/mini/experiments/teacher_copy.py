@@ -5,6 +5,7 @@ changed"). Experiment code, not part of the package.
 
     python recipes/mini/experiments/teacher_copy.py runs/mini/teacher-sft runs/mini/corpus/asr.jsonl 20
 """
+
 import json
 import sys
 
@@ -24,6 +25,8 @@ answers = []
 for row in rows:
     enc = tokenizer([teacher.render(row["transcript"], row["query"])], return_tensors="pt", add_special_tokens=False)
     out = model.generate(**enc, max_new_tokens=64, do_sample=False)
-    answers.append(tokenizer.decode(out[0, enc["input_ids"].shape[1]:], skip_special_tokens=True))
-print(f"{path}: WER {error_rates([r['transcript'] for r in rows], answers).wer:.3f} against the transcript it reads "
-      f"({len(rows)} rows); e.g. {answers[0][:120]!r}")
+    answers.append(tokenizer.decode(out[0, enc["input_ids"].shape[1] :], skip_special_tokens=True))
+print(
+    f"{path}: WER {error_rates([r['transcript'] for r in rows], answers).wer:.3f} against the transcript it reads "
+    f"({len(rows)} rows); e.g. {answers[0][:120]!r}"
+)

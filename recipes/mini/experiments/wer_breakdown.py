@@ -4,6 +4,7 @@ prompt and normalization. Experiment code, not part of the package.
 
     python recipes/mini/experiments/wer_breakdown.py runs/mini warmup sft kd dpo
 """
+
 import json
 import sys
 from pathlib import Path
@@ -23,5 +24,8 @@ for name in sys.argv[2:]:
     prompts = [Prompt(ASR_QUERY, audio=load_audio(str(work / "corpus" / r["audio"]), lm.sampling_rate)) for r in rows]
     hyps = [normalize(text) for text in lm.generate(prompts, GenerationSettings(max_new_tokens=96))]
     o = jiwer.process_words(refs, hyps)
-    print(f"{name}: WER {o.wer:.3f} on {len(rows)} items; substitutions {o.substitutions}, deletions {o.deletions}, "
-          f"insertions {o.insertions} of {sum(len(r.split()) for r in refs)} reference words", flush=True)
+    print(
+        f"{name}: WER {o.wer:.3f} on {len(rows)} items; substitutions {o.substitutions}, deletions {o.deletions}, "
+        f"insertions {o.insertions} of {sum(len(r.split()) for r in refs)} reference words",
+        flush=True,
+    )

@@ -61,8 +61,7 @@ from speechsum_cli.stages.distill.config import (
     check_config,
 )
 
-__all__ = ["DistillConfig", "DistillResult", "Estimator", "Loss", "TeacherLogprobs",
-           "check_config", "run"]
+__all__ = ["DistillConfig", "DistillResult", "Estimator", "Loss", "TeacherLogprobs", "check_config", "run"]
 
 
 def run(cfg: DistillConfig) -> DistillResult:

@@ -45,8 +45,8 @@ class Batcher:
         ids = torch.full((len(completions), width), pad, dtype=torch.long)
         real = torch.zeros((len(completions), width), dtype=torch.bool)
         for i, c in enumerate(completions):
-            ids[i, :len(c)] = torch.tensor(c, dtype=torch.long)
-            real[i, :len(c)] = True
+            ids[i, : len(c)] = torch.tensor(c, dtype=torch.long)
+            real[i, : len(c)] = True
         return ids, real
 
     def student_inputs(self, prompts: list[Any], tokens: Any, real: Any) -> dict[str, Any]:
@@ -58,8 +58,15 @@ class Batcher:
         inputs["attention_mask"] = torch.cat([inputs["attention_mask"], real.long()], 1)
         return inputs
 
-    def score(self, model: Any, prompts: list[Any], teacher_prompts: list[list[int]],
-              completions: list[list[int]], *, full: bool) -> Scored:
+    def score(
+        self,
+        model: Any,
+        prompts: list[Any],
+        teacher_prompts: list[list[int]],
+        completions: list[list[int]],
+        *,
+        full: bool,
+    ) -> Scored:
         """The teacher (no gradients) then the student (gradients if enabled) on the completions."""
         tokens, real = self.pad_completions(completions)
         mask = completion_mask(tokens, self.stop_ids, real)
@@ -69,11 +76,9 @@ class Batcher:
         hidden, head = self.student_hidden(model, prompts, tokens, real)
         device = hidden.device
         safe = torch_where_scorable(tokens, scorable)
-        return Scored(hidden, head, teacher.to(device), safe.to(device),
-                      (mask & scorable).to(device), student_only)
+        return Scored(hidden, head, teacher.to(device), safe.to(device), (mask & scorable).to(device), student_only)
 
-    def student_hidden(self, model: Any, prompts: list[Any], tokens: Any, real: Any
-                       ) -> tuple[Any, Head]:
+    def student_hidden(self, model: Any, prompts: list[Any], tokens: Any, real: Any) -> tuple[Any, Head]:
         """The student's last hidden states at the completion positions, ``[B, C, H]``, and its
         head."""
         s_inputs = self.lm.to_model(self.student_inputs(prompts, tokens, real))

@@ -93,8 +93,7 @@ class DistillConfig(StageConfig):
     """Remote teacher, --estimator full: log-probs per position it returns; the rest: one bucket."""
 
     def __post_init__(self) -> None:
-        enum_fields(self, loss=Loss, estimator=Estimator, teacher_dtype=Dtype,
-                    teacher_logprobs=TeacherLogprobs)
+        enum_fields(self, loss=Loss, estimator=Estimator, teacher_dtype=Dtype, teacher_logprobs=TeacherLogprobs)
 
 
 DistillResult = TrainResult
@@ -106,25 +105,34 @@ def check_config(cfg: DistillConfig) -> None:
     if problems:
         raise InputError("; ".join(problems) + ".")
     if cfg.teacher_llm is not None and cfg.estimator is Estimator.full:
-        info(f"remote teacher with --estimator full: {cfg.loss.value} over the teacher's "
-             f"top-{cfg.teacher_top_k} tokens + one tail bucket (an approximation; --estimator "
-             "sampled is exact).")
+        info(
+            f"remote teacher with --estimator full: {cfg.loss.value} over the teacher's "
+            f"top-{cfg.teacher_top_k} tokens + one tail bucket (an approximation; --estimator "
+            "sampled is exact)."
+        )
     if cfg.estimator is Estimator.sampled and (cfg.temperature != 1.0 or cfg.top_p < 1.0):
-        warn("--estimator sampled with --temperature != 1 or --top-p < 1: the samples do not come "
-             "from the student's own distribution, so the policy-gradient estimate is biased.")
+        warn(
+            "--estimator sampled with --temperature != 1 or --top-p < 1: the samples do not come "
+            "from the student's own distribution, so the policy-gradient estimate is biased."
+        )
 
 
 def config_problems(cfg: DistillConfig) -> list[str]:
     problems = []
     if cfg.loss is Loss.jsd and not 0.0 < cfg.beta < 1.0:
-        problems.append(f"--beta must be strictly between 0 and 1 for jsd, got {cfg.beta} "
-                        "(beta 0/1 are forward-kl/reverse-kl: use those losses)")
+        problems.append(
+            f"--beta must be strictly between 0 and 1 for jsd, got {cfg.beta} "
+            "(beta 0/1 are forward-kl/reverse-kl: use those losses)"
+        )
     if cfg.estimator is Estimator.sampled and cfg.loss is not Loss.reverse_kl:
-        problems.append("--estimator sampled is the policy-gradient form of the reverse KL: use it "
-                        "with --loss reverse-kl")
+        problems.append(
+            "--estimator sampled is the policy-gradient form of the reverse KL: use it with --loss reverse-kl"
+        )
     if cfg.estimator is Estimator.sampled and cfg.lmbda < 1.0:
-        problems.append("--estimator sampled needs the student's own samples (on-policy): use "
-                        "--lmbda 1, or --estimator full to mix in reference summaries")
+        problems.append(
+            "--estimator sampled needs the student's own samples (on-policy): use "
+            "--lmbda 1, or --estimator full to mix in reference summaries"
+        )
     if not 0.0 <= cfg.lmbda <= 1.0:
         problems.append(f"--lmbda must be in [0, 1], got {cfg.lmbda}")
     if cfg.samples_per_prompt < 1 or cfg.max_new_tokens < 1:

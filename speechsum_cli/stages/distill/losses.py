@@ -28,8 +28,7 @@ from speechsum_cli.stages.distill.config import DEFAULT_CHUNK, Estimator, Loss
 from speechsum_cli.stages.distill.scores import Scored
 
 
-def token_divergence(student_logits: Any, teacher_logits: Any, kind: Loss = Loss.reverse_kl,
-                     beta: float = 0.5) -> Any:
+def token_divergence(student_logits: Any, teacher_logits: Any, kind: Loss = Loss.reverse_kl, beta: float = 0.5) -> Any:
     """Per-row divergence ``[N]`` (fp32) between the two ``[N, V]`` logit tensors."""
     import torch
 
@@ -38,8 +37,7 @@ def token_divergence(student_logits: Any, teacher_logits: Any, kind: Loss = Loss
     return logprob_divergence(log_s, log_t, kind, beta)
 
 
-def logprob_divergence(log_s: Any, log_t: Any, kind: Loss = Loss.reverse_kl,
-                       beta: float = 0.5) -> Any:
+def logprob_divergence(log_s: Any, log_t: Any, kind: Loss = Loss.reverse_kl, beta: float = 0.5) -> Any:
     """Per-row divergence ``[N]`` between two ``[N, V]`` fp32 log-probability tensors."""
     import torch
 
@@ -50,9 +48,7 @@ def logprob_divergence(log_s: Any, log_t: Any, kind: Loss = Loss.reverse_kl,
     if kind == Loss.jsd:
         if not 0.0 < beta < 1.0:
             raise ValueError(f"jsd needs 0 < beta < 1, got {beta}")
-        mixture = torch.logsumexp(
-            torch.stack([log_t + math.log(beta), log_s + math.log(1.0 - beta)]), dim=0
-        )
+        mixture = torch.logsumexp(torch.stack([log_t + math.log(beta), log_s + math.log(1.0 - beta)]), dim=0)
         return beta * _kl(log_t, mixture) + (1.0 - beta) * _kl(log_s, mixture)
     choices = ", ".join(k.value for k in Loss)
     raise ValueError(f"unknown divergence {kind!r}; choose one of {choices}")
@@ -67,7 +63,10 @@ def _kl(log_p: Any, log_q: Any) -> Any:
 
 
 def chunked_divergence(
-    student_logits: Any, teacher_logits: Any, kind: Loss = Loss.reverse_kl, beta: float = 0.5,
+    student_logits: Any,
+    teacher_logits: Any,
+    kind: Loss = Loss.reverse_kl,
+    beta: float = 0.5,
     chunk_size: int = DEFAULT_CHUNK,
 ) -> Any:
     """:func:`token_divergence` over ``chunk_size`` rows at a time; equal values and gradients.
@@ -83,8 +82,8 @@ def chunked_divergence(
         return token_divergence(student_logits, teacher_logits, kind, beta)
     parts = []
     for start in range(0, student_logits.shape[0], chunk_size):
-        s = student_logits[start:start + chunk_size]
-        t = teacher_logits[start:start + chunk_size]
+        s = student_logits[start : start + chunk_size]
+        t = teacher_logits[start : start + chunk_size]
         if s.requires_grad:
             parts.append(checkpoint(token_divergence, s, t, kind, beta, use_reentrant=False))
         else:
@@ -99,8 +98,8 @@ def token_logprobs(logits: Any, tokens: Any, chunk_size: int = DEFAULT_CHUNK) ->
     parts = []
     step = chunk_size if chunk_size > 0 else max(1, logits.shape[0])
     for start in range(0, logits.shape[0], step):
-        chunk = logits[start:start + step].float()
-        picked = chunk.gather(-1, tokens[start:start + step].unsqueeze(-1)).squeeze(-1)
+        chunk = logits[start : start + step].float()
+        picked = chunk.gather(-1, tokens[start : start + step].unsqueeze(-1)).squeeze(-1)
         parts.append(picked - torch.logsumexp(chunk, dim=-1))
     return torch.cat(parts) if parts else logits.new_zeros(0, dtype=torch.float32)
 
@@ -128,7 +127,7 @@ def completion_mask(completions: Any, stop_ids: list[int], pad_mask: Any = None)
 
 def repetition_rate(tokens: list[int], n: int = 3) -> float:
     """Share of the sequence's n-grams that repeat an earlier n-gram (0 = none repeated)."""
-    grams = [tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)]
+    grams = [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
     if not grams:
         return 0.0
     return 1.0 - len(set(grams)) / len(grams)
@@ -161,7 +160,7 @@ def chunk_rows(fn: Any, inputs: tuple[Any, ...], chunk_size: int, *, grad: bool)
     step = chunk_size if chunk_size > 0 else max(n, 1)
     parts = []
     for start in range(0, max(n, 1), step):
-        rows = tuple(t[start:start + step] for t in inputs)
+        rows = tuple(t[start : start + step] for t in inputs)
         parts.append(checkpoint(fn, *rows, use_reentrant=False) if grad else fn(*rows))
     return [torch.cat(column) for column in zip(*parts)]
 
@@ -170,9 +169,16 @@ def _picked(log_p: Any, tokens: Any) -> Any:
     return log_p.gather(-1, tokens.unsqueeze(-1)).squeeze(-1)
 
 
-def head_divergence(student_hidden: Any, student_head: Any, teacher_hidden: Any, teacher_head: Any,
-                    tokens: Any, kind: Loss = Loss.reverse_kl, beta: float = 0.5,
-                    chunk_size: int = DEFAULT_CHUNK) -> tuple[Any, Any, Any, Any]:
+def head_divergence(
+    student_hidden: Any,
+    student_head: Any,
+    teacher_hidden: Any,
+    teacher_head: Any,
+    tokens: Any,
+    kind: Loss = Loss.reverse_kl,
+    beta: float = 0.5,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> tuple[Any, Any, Any, Any]:
     """The full-vocabulary divergence per row ``[N]`` of two models given by last hidden states
     and LM heads; also (no gradient) the reverse KL, and the student's and the teacher's log-prob
     of ``tokens``. Equal to :func:`token_divergence` on the heads' logits."""
@@ -212,9 +218,16 @@ def with_tail(top_logp: Any) -> Any:
     return torch.cat([top_logp, rest.log().unsqueeze(-1)], dim=-1)
 
 
-def head_topk_divergence(student_hidden: Any, student_head: Any, tokens: Any, top_ids: Any, top_logp: Any,
-                         kind: Loss = Loss.reverse_kl, beta: float = 0.5,
-                         chunk_size: int = DEFAULT_CHUNK) -> tuple[Any, Any, Any]:
+def head_topk_divergence(
+    student_hidden: Any,
+    student_head: Any,
+    tokens: Any,
+    top_ids: Any,
+    top_logp: Any,
+    kind: Loss = Loss.reverse_kl,
+    beta: float = 0.5,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> tuple[Any, Any, Any]:
     """The divergence per row between the two distributions coarsened to the teacher's top-k
     tokens plus one tail bucket holding the rest of the mass (what a server that returns top-k
     log-probs allows); also the reverse KL (no gradient) and the student's log-prob of ``tokens``.
@@ -243,8 +256,9 @@ def head_topk_divergence(student_hidden: Any, student_head: Any, tokens: Any, to
 # --- the step's loss ------------------------------------------------------------------------------
 
 
-def distill_loss(scored: Scored, *, kind: Loss, beta: float, estimator: Estimator, chunk_size: int
-                 ) -> tuple[Any, dict[str, float]]:
+def distill_loss(
+    scored: Scored, *, kind: Loss, beta: float, estimator: Estimator, chunk_size: int
+) -> tuple[Any, dict[str, float]]:
     """The token-mean loss over masked completion positions, and the step's statistics.
 
     Every full-vocabulary quantity is made from hidden states and heads a chunk of positions at a
@@ -263,11 +277,11 @@ def distill_loss(scored: Scored, *, kind: Loss, beta: float, estimator: Estimato
         per_token = sampled_reverse_kl(s_logp, t_logp)
         reverse = per_token.detach()
     elif t.hidden is not None:
-        per_token, reverse, s_logp, _ = head_divergence(s, head, rows(t.hidden), t.head, tokens,
-                                                        kind, beta, chunk_size)
+        per_token, reverse, s_logp, _ = head_divergence(s, head, rows(t.hidden), t.head, tokens, kind, beta, chunk_size)
     else:
-        per_token, reverse, s_logp = head_topk_divergence(s, head, tokens, rows(t.top_ids),
-                                                          rows(t.top_logp), kind, beta, chunk_size)
+        per_token, reverse, s_logp = head_topk_divergence(
+            s, head, tokens, rows(t.top_ids), rows(t.top_logp), kind, beta, chunk_size
+        )
     loss = per_token.mean() if per_token.numel() else scored.student_hidden.sum() * 0.0
     return loss, step_stats(reverse, t_logp, s_logp, flat)
 

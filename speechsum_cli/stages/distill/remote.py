@@ -36,9 +36,11 @@ from speechsum_cli.stages.distill.config import Estimator, Loss, TeacherLogprobs
 from speechsum_cli.stages.distill.losses import LOG_ZERO
 
 TOKEN_ID_PREFIX = "token_id:"
-FIX = ("Serve the teacher with vLLM (vllm serve TEACHER), whose OpenAI-compatible server returns "
-       "prompt_logprobs for a token-id prompt, or pass --teacher-logprobs echo for a server that "
-       "echoes the prompt with logprobs")
+FIX = (
+    "Serve the teacher with vLLM (vllm serve TEACHER), whose OpenAI-compatible server returns "
+    "prompt_logprobs for a token-id prompt, or pass --teacher-logprobs echo for a server that "
+    "echoes the prompt with logprobs"
+)
 
 
 class TeacherServerError(ModelError):
@@ -58,14 +60,19 @@ class SequenceScores:
     top: list[dict[int, float]]
 
 
-def request_body(model: str, ids: list[int], *, protocol: TeacherLogprobs, top_k: int
-                 ) -> dict[str, Any]:
+def request_body(model: str, ids: list[int], *, protocol: TeacherLogprobs, top_k: int) -> dict[str, Any]:
     """The ``/v1/completions`` request that returns log-probs of the prompt ``ids`` themselves."""
     if protocol is TeacherLogprobs.prompt_logprobs:
-        return {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0.0,
-                "prompt_logprobs": max(1, top_k)}
-    return {"model": model, "prompt": ids, "max_tokens": 0, "temperature": 0.0, "echo": True,
-            "logprobs": max(1, top_k), "return_tokens_as_token_ids": True}
+        return {"model": model, "prompt": ids, "max_tokens": 1, "temperature": 0.0, "prompt_logprobs": max(1, top_k)}
+    return {
+        "model": model,
+        "prompt": ids,
+        "max_tokens": 0,
+        "temperature": 0.0,
+        "echo": True,
+        "logprobs": max(1, top_k),
+        "return_tokens_as_token_ids": True,
+    }
 
 
 def _logprob(value: Any) -> float:
@@ -75,8 +82,8 @@ def _logprob(value: Any) -> float:
 
 def _token_id(key: str, vocab: dict[str, int]) -> int | None:
     """``token_id:N`` (vLLM's return_tokens_as_token_ids), else a token string of the vocabulary."""
-    if key.startswith(TOKEN_ID_PREFIX) and key[len(TOKEN_ID_PREFIX):].isdigit():
-        return int(key[len(TOKEN_ID_PREFIX):])
+    if key.startswith(TOKEN_ID_PREFIX) and key[len(TOKEN_ID_PREFIX) :].isdigit():
+        return int(key[len(TOKEN_ID_PREFIX) :])
     return vocab.get(key)
 
 
@@ -91,8 +98,10 @@ def parse_prompt_logprobs(choice: dict[str, Any], ids: list[int], start: int) ->
     for i in range(start, len(ids)):
         entry = {int(k): _logprob(v) for k, v in (entries[i] or {}).items()}
         if ids[i] not in entry:
-            raise ReplyShape(f"its prompt_logprobs at position {i} do not include the prompt's token {ids[i]} "
-                             "(was the prompt re-tokenized instead of read as token ids?)")
+            raise ReplyShape(
+                f"its prompt_logprobs at position {i} do not include the prompt's token {ids[i]} "
+                "(was the prompt re-tokenized instead of read as token ids?)"
+            )
         logp.append(entry[ids[i]])
         top.append(entry)
     return SequenceScores(logp, top)
@@ -105,7 +114,7 @@ def parse_echo(choice: dict[str, Any], ids: list[int], start: int, vocab: dict[s
     if not isinstance(values, list) or len(values) < len(ids):
         raise ReplyShape("its reply does not echo the prompt's tokens with logprobs")
     if isinstance(tokens, list) and tokens and str(tokens[0]).startswith(TOKEN_ID_PREFIX):
-        echoed = [_token_id(str(t), vocab) for t in tokens[:len(ids)]]
+        echoed = [_token_id(str(t), vocab) for t in tokens[: len(ids)]]
         if echoed != ids:
             raise ReplyShape("the tokens it echoes are not the prompt's token ids")
     logp, top = [], []
@@ -116,8 +125,10 @@ def parse_echo(choice: dict[str, Any], ids: list[int], start: int, vocab: dict[s
         for key, value in ((tops or [None] * len(ids))[i] or {}).items():
             token = _token_id(str(key), vocab)
             if token is None:
-                raise ReplyShape(f"its top_logprobs name a token {key!r} that is not a token of the "
-                                 "teacher's tokenizer (ask for token ids: return_tokens_as_token_ids)")
+                raise ReplyShape(
+                    f"its top_logprobs name a token {key!r} that is not a token of the "
+                    "teacher's tokenizer (ask for token ids: return_tokens_as_token_ids)"
+                )
             entry[token] = _logprob(value)
         entry[ids[i]] = _logprob(values[i])
         logp.append(entry[ids[i]])
@@ -125,8 +136,9 @@ def parse_echo(choice: dict[str, Any], ids: list[int], start: int, vocab: dict[s
     return SequenceScores(logp, top)
 
 
-def parse_reply(data: dict[str, Any], *, protocol: TeacherLogprobs, ids: list[int], start: int,
-                vocab: dict[str, int]) -> SequenceScores:
+def parse_reply(
+    data: dict[str, Any], *, protocol: TeacherLogprobs, ids: list[int], start: int, vocab: dict[str, int]
+) -> SequenceScores:
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
         raise ReplyShape("its reply has no choices")
@@ -135,8 +147,9 @@ def parse_reply(data: dict[str, Any], *, protocol: TeacherLogprobs, ids: list[in
     return parse_echo(choices[0], ids, start, vocab)
 
 
-def scores_tensors(rows: list[SequenceScores], real: Any, n_shared: int, *, full: bool
-                   ) -> tuple[Any, Any | None, Any | None]:
+def scores_tensors(
+    rows: list[SequenceScores], real: Any, n_shared: int, *, full: bool
+) -> tuple[Any, Any | None, Any | None]:
     """``[B, C]`` log-probs (0 off the completions) and, for ``full``, ``[B, C, K]`` top-k ids
     (-1 = empty slot; ids past the shared vocabulary count in the tail) and their log-probs."""
     import torch
@@ -144,7 +157,7 @@ def scores_tensors(rows: list[SequenceScores], real: Any, n_shared: int, *, full
     batch, width = real.shape
     logp = torch.zeros((batch, width), dtype=torch.float32)
     for b, row in enumerate(rows):
-        logp[b, :len(row.logp)] = torch.tensor(row.logp, dtype=torch.float32)
+        logp[b, : len(row.logp)] = torch.tensor(row.logp, dtype=torch.float32)
     if not full:
         return logp, None, None
     k = max([len(entry) for row in rows for entry in row.top] or [1])
@@ -154,8 +167,8 @@ def scores_tensors(rows: list[SequenceScores], real: Any, n_shared: int, *, full
         for c, entry in enumerate(row.top):
             kept = [(t, v) for t, v in entry.items() if 0 <= t < n_shared]
             if kept:
-                ids[b, c, :len(kept)] = torch.tensor([t for t, _ in kept])
-                top[b, c, :len(kept)] = torch.tensor([max(v, LOG_ZERO) for _, v in kept])
+                ids[b, c, : len(kept)] = torch.tensor([t for t, _ in kept])
+                top[b, c, : len(kept)] = torch.tensor([max(v, LOG_ZERO) for _, v in kept])
     return logp, ids, top
 
 
@@ -163,6 +176,8 @@ def approximation(estimator: Estimator, loss: Loss, top_k: int) -> str:
     """What the remote teacher's log-probs make of the loss, for ``speechsum.json``."""
     if estimator is Estimator.sampled:
         return "exact: the server's log-prob of each sampled token (policy-gradient estimator)"
-    return (f"top-{top_k} log-probs + one tail bucket: {loss.value} between the two "
-            f"distributions coarsened to the teacher's top-{top_k} tokens and the rest of the mass "
-            "(a lower bound of the full divergence)")
+    return (
+        f"top-{top_k} log-probs + one tail bucket: {loss.value} between the two "
+        f"distributions coarsened to the teacher's top-{top_k} tokens and the rest of the mass "
+        "(a lower bound of the full divergence)"
+    )

@@ -23,8 +23,9 @@ def sampling_settings(cfg: DistillConfig) -> GenerationSettings:
     return GenerationSettings(cfg.max_new_tokens, cfg.temperature, cfg.top_p)
 
 
-def sample_completions(model: Any, lm: Any, prompts: list[Any], settings: GenerationSettings
-                       ) -> tuple[list[list[int]], list[bool]]:
+def sample_completions(
+    model: Any, lm: Any, prompts: list[Any], settings: GenerationSettings
+) -> tuple[list[list[int]], list[bool]]:
     """One sampled completion per prompt, cut after its first stop token; and which hit the limit.
 
     ``model`` is the student being trained (``lm.model`` with its adapter); ``lm`` encodes."""
@@ -39,7 +40,7 @@ def sample_completions(model: Any, lm: Any, prompts: list[Any], settings: Genera
             output = model.generate(**inputs, **kwargs)
     finally:
         model.train(was_training)
-    new = output[:, inputs["input_ids"].shape[1]:].tolist()
+    new = output[:, inputs["input_ids"].shape[1] :].tolist()
     return cut_at_stop(new, kwargs["eos_token_id"])
 
 
@@ -49,7 +50,7 @@ def cut_at_stop(rows: list[list[int]], stop_ids: list[int]) -> tuple[list[list[i
     stops = set(stop_ids)
     for row in rows:
         end = next((i for i, t in enumerate(row) if t in stops), None)
-        completions.append(row if end is None else row[:end + 1])
+        completions.append(row if end is None else row[: end + 1])
         truncated.append(end is None)
     return completions, truncated
 
@@ -59,4 +60,4 @@ def reference_completion(lm: Any, prompt: Any, stop_ids: list[int]) -> list[int]
     labels = lm.encode([prompt], padding_side="right").inputs["labels"][0].tolist()
     ids = [t for t in labels if t != -100]
     end = next((i for i, t in enumerate(ids) if t in set(stop_ids)), None)
-    return ids if end is None else ids[:end + 1]
+    return ids if end is None else ids[: end + 1]

@@ -26,8 +26,7 @@ class TeacherScores:
         def move(x: Any) -> Any:
             return None if x is None else x.to(device)
 
-        return TeacherScores(move(self.logp), move(self.hidden), self.head, move(self.top_ids),
-                             move(self.top_logp))
+        return TeacherScores(move(self.logp), move(self.hidden), self.head, move(self.top_ids), move(self.top_logp))
 
 
 @dataclass

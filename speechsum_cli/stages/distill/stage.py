@@ -43,8 +43,15 @@ def run(cfg: DistillConfig) -> DistillResult:
             remote.close()
 
 
-def distill(cfg: DistillConfig, rows: Any, durations: list[float], dtype: Dtype,
-            conversation: Teacher, n_shared: int, remote: RemoteTeacher | None) -> DistillResult:
+def distill(
+    cfg: DistillConfig,
+    rows: Any,
+    durations: list[float],
+    dtype: Dtype,
+    conversation: Teacher,
+    n_shared: int,
+    remote: RemoteTeacher | None,
+) -> DistillResult:
     """Load the student (then a local teacher), train, and finish the run."""
     train = cfg.train
     run_ = start_run(cfg, train, cfg.out, dtype)
@@ -68,64 +75,80 @@ def distill(cfg: DistillConfig, rows: Any, durations: list[float], dtype: Dtype,
     if cfg.eval_data is not None:
         held = sample_heldout(cfg, model, lm)
         counts.update(held.counts)
-        metrics["heldout_reverse_kl_before"] = heldout_divergence(model, batcher, held,
-                                                                  train.batch_size)
-        info(f"held-out reverse KL before: {metrics['heldout_reverse_kl_before']:.4f} "
-             f"({len(held.rows)} rows, {sum(map(len, held.completions))} completion tokens)")
+        metrics["heldout_reverse_kl_before"] = heldout_divergence(model, batcher, held, train.batch_size)
+        info(
+            f"held-out reverse KL before: {metrics['heldout_reverse_kl_before']:.4f} "
+            f"({len(held.rows)} rows, {sum(map(len, held.completions))} completion tokens)"
+        )
 
     trainer = DistillTrainer(
-        model=model, args=run_.args, train_dataset=train_ds,
-        data_collator=DistillCollator(lm, lm.window_seconds,
-                                      chunk=train.on_long_audio is LongAudio.chunk),
-        family=lm.family, cfg=cfg, batcher=batcher,
+        model=model,
+        args=run_.args,
+        train_dataset=train_ds,
+        data_collator=DistillCollator(lm, lm.window_seconds, chunk=train.on_long_audio is LongAudio.chunk),
+        family=lm.family,
+        cfg=cfg,
+        batcher=batcher,
     )
     if run_.is_main:
-        info(f"distilling on {plural(len(train_ds), 'row')} from teacher '{cfg.teacher}' "
-             f"({cfg.loss.value}, estimator {cfg.estimator.value}, lmbda {cfg.lmbda:g})")
+        info(
+            f"distilling on {plural(len(train_ds), 'row')} from teacher '{cfg.teacher}' "
+            f"({cfg.loss.value}, estimator {cfg.estimator.value}, lmbda {cfg.lmbda:g})"
+        )
     output = trainer.train(resume_from_checkpoint=run_.resume_argument)
     metrics.update(train_metrics(trainer, output, run_, STEP_LOG_KEYS))
     metrics["log_history"] = step_history(trainer)
     if held is not None:
-        metrics["heldout_reverse_kl_after"] = heldout_divergence(model, batcher, held,
-                                                                 train.batch_size)
+        metrics["heldout_reverse_kl_after"] = heldout_divergence(model, batcher, held, train.batch_size)
         info(f"held-out reverse KL after: {metrics['heldout_reverse_kl_after']:.4f}")
     add_sample_totals(trainer.totals, counts, metrics)
 
     finish_run(
-        trainer, run_, lm, stage="distill", config=cfg, train=train,
+        trainer,
+        run_,
+        lm,
+        stage="distill",
+        config=cfg,
+        train=train,
         inputs=[cfg.data, *([cfg.eval_data] if cfg.eval_data else []), lm.source],
-        counts=counts, metrics=metrics,
+        counts=counts,
+        metrics=metrics,
         extra={
             "base_model": reference,
             "teacher": teacher_record(cfg, teacher, n_shared),
-            "loss": cfg.loss, "estimator": cfg.estimator, "lmbda": cfg.lmbda,
-            "parameters": [vars(g) for g in groups], "window_seconds": lm.window_seconds,
+            "loss": cfg.loss,
+            "estimator": cfg.estimator,
+            "lmbda": cfg.lmbda,
+            "parameters": [vars(g) for g in groups],
+            "window_seconds": lm.window_seconds,
         },
     )
     return DistillResult(cfg.out, counts, metrics, groups)
 
 
-def training_rows(cfg: DistillConfig, rows: Any, durations: list[float], window: float
-                  ) -> tuple[Any, dict[str, Any]]:
+def training_rows(cfg: DistillConfig, rows: Any, durations: list[float], window: float) -> tuple[Any, dict[str, Any]]:
     """The rows that train (long audio per --on-long-audio), as the trainer's dataset; counts."""
     from datasets import Dataset
 
     plan = long_audio_plan(rows["id"], durations, window, cfg.train.on_long_audio, cfg.data)
     counts: dict[str, Any] = {"rows_in": len(rows), **plan.counts}
     kept = rows.select(plan.keep)
-    train_ds = Dataset.from_dict({
-        "id": kept["id"], "audio": kept["audio"], "query": kept["query"],
-        "transcript": kept["transcript"],
-        "summary": kept["summary"] if "summary" in kept.column_names else [""] * len(kept),
-        "truncate": plan.truncate,
-        "length": [int(durations[i] * 100) for i in plan.keep],
-    })
+    train_ds = Dataset.from_dict(
+        {
+            "id": kept["id"],
+            "audio": kept["audio"],
+            "query": kept["query"],
+            "transcript": kept["transcript"],
+            "summary": kept["summary"] if "summary" in kept.column_names else [""] * len(kept),
+            "truncate": plan.truncate,
+            "length": [int(durations[i] * 100) for i in plan.keep],
+        }
+    )
     counts["train_rows"] = len(train_ds)
     return train_ds, counts
 
 
-def add_sample_totals(totals: dict[str, Any], counts: dict[str, Any],
-                      metrics: dict[str, Any]) -> None:
+def add_sample_totals(totals: dict[str, Any], counts: dict[str, Any], metrics: dict[str, Any]) -> None:
     """The trainer's sample counts into ``counts``, their means into ``metrics`` (a resumed run:
     the resumed part only); a warning when sampled tokens could not be scored."""
     totals = dict(totals)
@@ -135,8 +158,10 @@ def add_sample_totals(totals: dict[str, Any], counts: dict[str, Any],
         metrics["mean_completion_length"] = totals["completion_tokens"] / totals["samples_drawn"]
         metrics["repetition_rate_mean"] = repetition / totals["samples_drawn"]
     if totals["student_only_tokens"]:
-        warn(f"{totals['student_only_tokens']} sampled token(s) exist only in the student's "
-             "vocabulary; the teacher cannot score them, so they were left out of the loss.")
+        warn(
+            f"{totals['student_only_tokens']} sampled token(s) exist only in the student's "
+            "vocabulary; the teacher cannot score them, so they were left out of the loss."
+        )
 
 
 def teacher_record(cfg: DistillConfig, teacher: DistillTeacher, n_shared: int) -> dict[str, Any]:

@@ -76,8 +76,7 @@ class DistillTeacher:
         comp = torch.where(tokens < self.n_shared, tokens, torch.full_like(tokens, t.end_id))
         return torch.where(real, comp, torch.full_like(comp, t.pad_id))
 
-    def score(self, prompts: list[list[int]], tokens: Any, real: Any, *, full: bool
-              ) -> TeacherScores:
+    def score(self, prompts: list[list[int]], tokens: Any, real: Any, *, full: bool) -> TeacherScores:
         """The teacher's log-prob of each of the ``[B, C]`` completion ``tokens`` (``real``: not
         padding) after its prompt ids, and for ``full`` what the divergence over the vocabulary
         needs."""
@@ -94,8 +93,7 @@ class DistillTeacher:
 class LocalTeacher(DistillTeacher):
     """The teacher model in this process, frozen, on its own device and dtype."""
 
-    def __init__(self, conversation: Teacher, n_shared: int,
-                 chunk_size: int = DEFAULT_CHUNK) -> None:
+    def __init__(self, conversation: Teacher, n_shared: int, chunk_size: int = DEFAULT_CHUNK) -> None:
         super().__init__(conversation, n_shared)
         self.chunk_size = chunk_size
         self.states = HeadStates("teacher")
@@ -104,8 +102,9 @@ class LocalTeacher(DistillTeacher):
     def load(cls, cfg: DistillConfig, tokenizer: Any, n_shared: int) -> LocalTeacher:
         """``--teacher`` on ``--teacher-device`` (auto: this process's accelerator device)."""
         device = teacher_device(cfg.teacher_device)
-        conversation = load_teacher(cfg.teacher, tokenizer, device=device, dtype=cfg.teacher_dtype,
-                                    system=cfg.teacher_system)
+        conversation = load_teacher(
+            cfg.teacher, tokenizer, device=device, dtype=cfg.teacher_dtype, system=cfg.teacher_system
+        )
         return cls(conversation, n_shared, cfg.chunk_size)
 
     @property
@@ -126,13 +125,11 @@ class LocalTeacher(DistillTeacher):
         prompt = torch.full((len(prompts), width), t.pad_id, dtype=torch.long)
         prompt_mask = torch.zeros((len(prompts), width), dtype=torch.long)
         for i, p in enumerate(prompts):
-            prompt[i, width - len(p):] = torch.tensor(p, dtype=torch.long)
-            prompt_mask[i, width - len(p):] = 1
-        return {"input_ids": torch.cat([prompt, comp], 1),
-                "attention_mask": torch.cat([prompt_mask, real.long()], 1)}
+            prompt[i, width - len(p) :] = torch.tensor(p, dtype=torch.long)
+            prompt_mask[i, width - len(p) :] = 1
+        return {"input_ids": torch.cat([prompt, comp], 1), "attention_mask": torch.cat([prompt_mask, real.long()], 1)}
 
-    def score(self, prompts: list[list[int]], tokens: Any, real: Any, *, full: bool
-              ) -> TeacherScores:
+    def score(self, prompts: list[list[int]], tokens: Any, real: Any, *, full: bool) -> TeacherScores:
         """Under inference mode: the log-probs, and for ``full`` the last hidden states and head
         (the logits made a chunk of positions at a time)."""
         import torch
@@ -165,8 +162,9 @@ class RemoteTeacher(DistillTeacher):
     """Scores completions on the teacher's server; one event loop for the whole run, so the
     client's connections and its adaptive limit carry over from step to step."""
 
-    def __init__(self, conversation: Teacher, n_shared: int, config: LLMConfig, *,
-                 protocol: TeacherLogprobs, top_k: int) -> None:
+    def __init__(
+        self, conversation: Teacher, n_shared: int, config: LLMConfig, *, protocol: TeacherLogprobs, top_k: int
+    ) -> None:
         super().__init__(conversation, n_shared)
         self.config, self.protocol, self.top_k = config, protocol, top_k
         self.vocab = conversation.tokenizer.get_vocab()
@@ -174,21 +172,21 @@ class RemoteTeacher(DistillTeacher):
         self.client = LLMClient(config)
 
     @classmethod
-    def open(cls, cfg: DistillConfig, conversation: Teacher, n_shared: int,
-             row: dict[str, Any]) -> RemoteTeacher:
+    def open(cls, cfg: DistillConfig, conversation: Teacher, n_shared: int, row: dict[str, Any]) -> RemoteTeacher:
         """The teacher's server, asked once (one row's prompt + the end of turn) before any
         model loads."""
         assert cfg.teacher_llm is not None
-        remote = cls(conversation, n_shared, cfg.teacher_llm, protocol=cfg.teacher_logprobs,
-                     top_k=cfg.teacher_top_k)
+        remote = cls(conversation, n_shared, cfg.teacher_llm, protocol=cfg.teacher_logprobs, top_k=cfg.teacher_top_k)
         prompt = conversation.prompt_ids(row["transcript"], row["query"])
         try:
             remote.probe(prompt + [conversation.end_id], len(prompt))
         except BaseException:
             remote.close()
             raise
-        info(f"teacher '{cfg.teacher}' on {cfg.teacher_llm.base_url} (model "
-             f"'{cfg.teacher_llm.model}', log-probs by {remote.protocol.value})")
+        info(
+            f"teacher '{cfg.teacher}' on {cfg.teacher_llm.base_url} (model "
+            f"'{cfg.teacher_llm.model}', log-probs by {remote.protocol.value})"
+        )
         return remote
 
     @property
@@ -208,13 +206,15 @@ class RemoteTeacher(DistillTeacher):
                 raise TeacherServerError(
                     f"nothing answers at {self.where}: {done}. Start the teacher's server (vllm "
                     f"serve {self.config.model}) or fix --teacher-base-url, then run the same "
-                    "command again.")
+                    "command again."
+                )
             tried.append(f"{protocol.value}: {done}")
         raise TeacherServerError(
             f"{self.where} cannot score the student's tokens: asked /completions for the log-probs "
             f"of a token-id prompt, and {'; '.join(tried)}. {FIX}. (Or check --teacher-model "
             f"'{self.config.model}', and --teacher-top-k {self.top_k} against the server's "
-            "--max-logprobs.)")
+            "--max-logprobs.)"
+        )
 
     def protocols(self) -> tuple[TeacherLogprobs, ...]:
         """The forms to ask for: ``auto`` tries vLLM's prompt_logprobs, then echo."""
@@ -222,13 +222,11 @@ class RemoteTeacher(DistillTeacher):
             return (TeacherLogprobs.prompt_logprobs, TeacherLogprobs.echo)
         return (self.protocol,)
 
-    def score(self, prompts: list[list[int]], tokens: Any, real: Any, *, full: bool
-              ) -> TeacherScores:
+    def score(self, prompts: list[list[int]], tokens: Any, real: Any, *, full: bool) -> TeacherScores:
         """One request per completion (the client's concurrency); the server's log-probs and,
         for ``full``, its top-k at each completion position."""
         completions = self.completion_ids(tokens, real)
-        sequences = [(list(p) + completions[b][real[b]].tolist(), len(p))
-                     for b, p in enumerate(prompts)]
+        sequences = [(list(p) + completions[b][real[b]].tolist(), len(p)) for b, p in enumerate(prompts)]
         results: dict[int, SequenceScores | str] = {}
 
         async def one(job: tuple[int, tuple[list[int], int]]) -> None:
@@ -242,22 +240,25 @@ class RemoteTeacher(DistillTeacher):
                 f"{self.where}: {len(failed)} of {len(sequences)} teacher requests failed, e.g. "
                 f"{failed[0][1]}. The run stops here; start the server again (or lower "
                 "--teacher-concurrency) and re-run the same command: it resumes from its last "
-                "checkpoint.")
+                "checkpoint."
+            )
         rows = [results[b] for b in range(len(sequences))]
-        logp, ids, top = scores_tensors(rows, real, self.n_shared,  # type: ignore[arg-type]
-                                        full=full)
+        logp, ids, top = scores_tensors(
+            rows,
+            real,
+            self.n_shared,  # type: ignore[arg-type]
+            full=full,
+        )
         return TeacherScores(logp, top_ids=ids, top_logp=top)
 
-    async def _one(self, ids: list[int], start: int, protocol: TeacherLogprobs
-                   ) -> SequenceScores | str:
+    async def _one(self, ids: list[int], start: int, protocol: TeacherLogprobs) -> SequenceScores | str:
         """One sequence's scores, or why not (a failed request, a reply without the log-probs)."""
         body = request_body(self.config.model, ids, protocol=protocol, top_k=self.top_k)
         reply = await self.client.post_json("/completions", body)
         if reply.data is None:
             return reply.reason or "no reply"
         try:
-            return parse_reply(reply.data, protocol=protocol, ids=ids, start=start,
-                               vocab=self.vocab)
+            return parse_reply(reply.data, protocol=protocol, ids=ids, start=start, vocab=self.vocab)
         except ReplyShape as exc:
             return str(exc)
 
@@ -266,14 +267,22 @@ class RemoteTeacher(DistillTeacher):
 
     def record(self, estimator: Estimator, loss: Loss) -> dict[str, Any]:
         llm = self.config
-        return {"base_url": llm.base_url, "model": llm.model, "logprobs": self.protocol,
-                "top_k": self.top_k if estimator is Estimator.full else None,
-                "approximation": approximation(estimator, loss, self.top_k), **self.usage()}
+        return {
+            "base_url": llm.base_url,
+            "model": llm.model,
+            "logprobs": self.protocol,
+            "top_k": self.top_k if estimator is Estimator.full else None,
+            "approximation": approximation(estimator, loss, self.top_k),
+            **self.usage(),
+        }
 
     def usage(self) -> dict[str, Any]:
         ledger = self.client.ledger
-        return {"requests": ledger.requests, "input_tokens": ledger.input_tokens,
-                "concurrency": self.client.in_flight.record()}
+        return {
+            "requests": ledger.requests,
+            "input_tokens": ledger.input_tokens,
+            "concurrency": self.client.in_flight.record(),
+        }
 
     def close(self) -> None:
         self._run(self.client.aclose())

@@ -21,8 +21,7 @@ from speechsum_cli.stages.distill.sampling import (
 )
 from speechsum_cli.training.trainer import SpeechTrainer, answer_token_loss
 
-STEP_LOG_KEYS = ("reverse_kl", "logp/teacher", "logp/student", "completion_length", "repetition",
-                 "hit_max_new_tokens")
+STEP_LOG_KEYS = ("reverse_kl", "logp/teacher", "logp/student", "completion_length", "repetition", "hit_max_new_tokens")
 """Logged every --logging-steps beside the loss (trainer logs, trackers, stderr)."""
 HISTORY_KEYS = ("loss", "reverse_kl", "logp/teacher", "logp/student")
 """Per logged step in ``speechsum.json``'s ``log_history``."""
@@ -37,9 +36,18 @@ class DistillCollator(AudioRowCollator):
     """
 
     def build(self, rows: list[dict[str, Any]], audios: list[Any]) -> dict[str, Any]:
-        return {"rows": [{"id": row["id"], "wave": wave, "query": row["query"],
-                          "transcript": row["transcript"], "summary": row.get("summary") or ""}
-                         for row, wave in zip(rows, audios)]}
+        return {
+            "rows": [
+                {
+                    "id": row["id"],
+                    "wave": wave,
+                    "query": row["query"],
+                    "transcript": row["transcript"],
+                    "summary": row.get("summary") or "",
+                }
+                for row, wave in zip(rows, audios)
+            ]
+        }
 
 
 @dataclass
@@ -62,18 +70,27 @@ class DistillTrainer(SpeechTrainer):
         super().__init__(*args, **kwargs)
         self.cfg, self.batcher = cfg, batcher
         self._rng = random.Random(cfg.train.seed)
-        self.totals = {"samples_drawn": 0, "off_policy_rows": 0, "completion_tokens": 0,
-                       "hit_max_new_tokens": 0, "student_only_tokens": 0, "repetition_sum": 0.0}
+        self.totals = {
+            "samples_drawn": 0,
+            "off_policy_rows": 0,
+            "completion_tokens": 0,
+            "hit_max_new_tokens": 0,
+            "student_only_tokens": 0,
+            "repetition_sum": 0.0,
+        }
 
-    def compute_loss(self, model: Any, inputs: dict[str, Any], return_outputs: bool = False,
-                     num_items_in_batch: Any = None) -> Any:
+    def compute_loss(
+        self, model: Any, inputs: dict[str, Any], return_outputs: bool = False, num_items_in_batch: Any = None
+    ) -> Any:
         cfg, b = self.cfg, self.batcher
         draw = self.draw(self.accelerator.unwrap_model(model), inputs["rows"])
-        scored = b.score(model, draw.prompts, draw.teacher_prompts, draw.completions,
-                         full=cfg.estimator is Estimator.full)
+        scored = b.score(
+            model, draw.prompts, draw.teacher_prompts, draw.completions, full=cfg.estimator is Estimator.full
+        )
         self.totals["student_only_tokens"] += scored.student_only
-        loss, stats = distill_loss(scored, kind=cfg.loss, beta=cfg.beta, estimator=cfg.estimator,
-                                   chunk_size=cfg.chunk_size)
+        loss, stats = distill_loss(
+            scored, kind=cfg.loss, beta=cfg.beta, estimator=cfg.estimator, chunk_size=cfg.chunk_size
+        )
         if cfg.sft_alpha and draw.references:
             ce = self.reference_loss(model, draw.references)
             loss = loss + cfg.sft_alpha * ce
@@ -110,16 +127,19 @@ class DistillTrainer(SpeechTrainer):
     def sample(self, student: Any, prompts: list[Any]) -> list[list[int]]:
         """The student's samples for ``prompts``, counted and logged (length, repetition, limit)."""
         stop_ids = self.batcher.stop_ids
-        sampled, truncated = sample_completions(student, self.batcher.lm, prompts,
-                                                sampling_settings(self.cfg))
+        sampled, truncated = sample_completions(student, self.batcher.lm, prompts, sampling_settings(self.cfg))
         self.totals["samples_drawn"] += len(sampled)
         self.totals["hit_max_new_tokens"] += sum(truncated)
         self.totals["completion_tokens"] += sum(len(c) for c in sampled)
         reps = [repetition_rate([t for t in c if t not in stop_ids]) for c in sampled]
         self.totals["repetition_sum"] += sum(reps)
-        self.record({"completion_length": sum(len(c) for c in sampled) / len(sampled),
-                     "repetition": sum(reps) / len(reps),
-                     "hit_max_new_tokens": sum(truncated) / len(truncated)})
+        self.record(
+            {
+                "completion_length": sum(len(c) for c in sampled) / len(sampled),
+                "repetition": sum(reps) / len(reps),
+                "hit_max_new_tokens": sum(truncated) / len(truncated),
+            }
+        )
         return sampled
 
     def reference_loss(self, model: Any, references: list[Any]) -> Any:
@@ -133,8 +153,11 @@ class DistillTrainer(SpeechTrainer):
 
 def step_history(trainer: Any) -> list[dict[str, float]]:
     """Every logged training step: the loss and the stage's statistics."""
-    return [{"step": h["step"], **{k: h[k] for k in HISTORY_KEYS if k in h}}
-            for h in trainer.state.log_history if "loss" in h and "train_runtime" not in h]
+    return [
+        {"step": h["step"], **{k: h[k] for k in HISTORY_KEYS if k in h}}
+        for h in trainer.state.log_history
+        if "loss" in h and "train_runtime" not in h
+    ]
 
 
 # --- held-out divergence --------------------------------------------------------------------
@@ -149,8 +172,7 @@ class HeldOut:
     counts: dict[str, int]
 
 
-def heldout_rows(cfg: DistillConfig, lm: Any, window: float
-                 ) -> tuple[list[dict[str, Any]], dict[str, int]]:
+def heldout_rows(cfg: DistillConfig, lm: Any, window: float) -> tuple[list[dict[str, Any]], dict[str, int]]:
     """Decoded eval rows (long audio handled per --on-long-audio) and their counts."""
     ds = load_rows(cfg.eval_data, columns=cfg.columns)
     durations = check_rows(ds, cfg.eval_data, needs_summary=False)
@@ -169,8 +191,7 @@ def sample_heldout(cfg: DistillConfig, model: Any, lm: Any) -> HeldOut:
 
     rows, counts = heldout_rows(cfg, lm, lm.window_seconds)
     set_seed(cfg.train.seed)
-    fixed, _ = sample_completions(model, lm, [Prompt(r["query"], r["wave"]) for r in rows],
-                                  sampling_settings(cfg))
+    fixed, _ = sample_completions(model, lm, [Prompt(r["query"], r["wave"]) for r in rows], sampling_settings(cfg))
     return HeldOut(rows, fixed, counts)
 
 
@@ -185,14 +206,15 @@ def heldout_divergence(model: Any, batcher: Batcher, held: HeldOut, batch_size: 
     model.eval()
     try:
         for start in range(0, len(held.rows), batch_size):
-            part = held.rows[start:start + batch_size]
+            part = held.rows[start : start + batch_size]
             prompts = [Prompt(r["query"], r["wave"]) for r in part]
             t_prompts = [batcher.teacher.prompt_ids(r["transcript"], r["query"]) for r in part]
-            completions = held.completions[start:start + batch_size]
+            completions = held.completions[start : start + batch_size]
             with torch.no_grad():
                 scored = batcher.score(model, prompts, t_prompts, completions, full=True)
-                _, stats = distill_loss(scored, kind=Loss.reverse_kl, beta=0.5,
-                                        estimator=Estimator.full, chunk_size=batcher.chunk_size)
+                _, stats = distill_loss(
+                    scored, kind=Loss.reverse_kl, beta=0.5, estimator=Estimator.full, chunk_size=batcher.chunk_size
+                )
             total += stats["reverse_kl"] * stats["scored_tokens"]
             count += int(stats["scored_tokens"])
     finally:
