@@ -87,6 +87,32 @@ class GradientCheck(TrainerCallback):
             )
 
 
+class EpochSeededLengthGroupedSampler:
+    """transformers' length-grouped order, drawn from ``seed + epoch`` instead of the global RNG.
+
+    The stock ``LengthGroupedSampler`` permutes with the global generator when its iterator is made,
+    so a run resumed inside an epoch (a fresh process, or the RNG where the crash left it) followed
+    another order than the one it interrupted, and skipping the trained batches skipped other rows.
+    The Trainer calls :meth:`set_epoch` before each epoch, as for the seedable random sampler."""
+
+    def __init__(self, sampler: Any, seed: int) -> None:
+        self.lengths, self.batch_size, self.seed, self.epoch = sampler.lengths, sampler.batch_size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self) -> Any:
+        import torch
+        from transformers.trainer_pt_utils import get_length_grouped_indices
+
+        generator = torch.Generator()
+        generator.manual_seed(self.seed + self.epoch)
+        return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+
 class SpeechTrainer(Trainer):
     """The Trainer every training stage subclasses (or uses as is, with ``compute_loss_func``).
 
@@ -104,6 +130,17 @@ class SpeechTrainer(Trainer):
         if not (self.is_fsdp_enabled or self.is_deepspeed_enabled):  # sharded grads: skip
             self.add_callback(GradientCheck(self.model, family))
         self._stats: dict[str, list[float]] = {}
+
+    def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+        """The stock sampler, except that a length-grouped order depends only on the seed and the epoch
+        (:class:`EpochSeededLengthGroupedSampler`): a resumed run repeats the interrupted one exactly."""
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        sampler = super()._get_train_sampler(train_dataset)
+        if isinstance(sampler, LengthGroupedSampler):
+            seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+            return EpochSeededLengthGroupedSampler(sampler, seed)
+        return sampler
 
     def record(self, stats: dict[str, float]) -> None:
         """Keep this micro-batch's statistics until the next log (then their mean is logged)."""
