@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The paper's recipe (Ling et al., ICASSP 2026; /work/shared/PAPER.md) with open models:
+# The paper's recipe (Ling et al., ICASSP 2026) with open models:
 #   synth (1 pair per audio, importance filter) -> sft (LoRA r=16 alpha=32, encoder frozen, 2 epochs)
 #   -> distill (on-policy reverse KL on the student's samples, teacher reads the transcript)
 #   -> pairs (2 candidates from the KD model, pairwise LLM judge) -> dpo (reference = KD model, 1 epoch)
